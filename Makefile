@@ -1,0 +1,83 @@
+# Floe — `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules --warn-undefined-variables
+
+# Pebble is pure Go without cgo; the binary is static.
+export CGO_ENABLED ?= 0
+
+GO      ?= go
+TOOL    := $(GO) tool -modfile=tools/go.mod
+BIN     := bin/floe
+# google/api protos ship inside this (old) grpc-gateway module; the openapiv2
+# options come from the v2 module pinned in tools/go.mod.
+GOOGLEAPIS_MODULE := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+PROTODEPS := .protodeps
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the floe binary into bin/
+	$(GO) build -trimpath -o $(BIN) ./cmd/floe
+
+.PHONY: run
+run: build ## Run a broker with the embedded defaults (data in ./floe-data)
+	./$(BIN)
+
+.PHONY: test
+test: ## Run all tests (unit, end-to-end, crash and kill tests)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+.PHONY: bench
+bench: build ## Run the standard benchmark matrix and write BENCHMARKS.md
+	./$(BIN) bench matrix --out BENCHMARKS.md
+
+.PHONY: gobench
+gobench: ## Run the Go benchmarks (store, gateway)
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for 30s
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg; \
+	  done; \
+	done
+
+.PHONY: lint
+lint: protodeps ## Lint the protos (buf) and the Go code (go vet, gofmt)
+	$(TOOL) buf lint
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
+
+.PHONY: protodeps
+protodeps: ## Copy the third-party protos (google/api, openapiv2 options) from the Go module cache
+	@v1=$$($(GO) mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+	v2=$$($(GO) list -modfile=tools/go.mod -m -f '{{.Dir}}' github.com/grpc-ecosystem/grpc-gateway/v2); \
+	test -n "$$v2" || v2=$$($(GO) mod download -modfile=tools/go.mod -json github.com/grpc-ecosystem/grpc-gateway/v2 | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+	rm -rf $(PROTODEPS); mkdir -p $(PROTODEPS)/google/api $(PROTODEPS)/protoc-gen-openapiv2/options; \
+	cp $$v1/third_party/googleapis/google/api/{annotations,http,httpbody}.proto $(PROTODEPS)/google/api/; \
+	cp $$v2/protoc-gen-openapiv2/options/{annotations,openapiv2}.proto $(PROTODEPS)/protoc-gen-openapiv2/options/; \
+	chmod -R u+w $(PROTODEPS)
+
+.PHONY: generate
+generate: protodeps ## Regenerate gen/ from proto/ (Go, gRPC, gateway, OpenAPI)
+	$(TOOL) buf lint
+	$(TOOL) buf generate
+	cd tools && $(GO) run ./openapifix ../gen/openapiv2/floe.swagger.json
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail when gen/ differs from what proto/ generates
+	@git add -N gen; \
+	if ! git diff --exit-code --stat -- gen; then \
+	  echo "gen/ is out of date with proto/: run 'make generate' and commit the result" >&2; exit 1; \
+	fi; \
+	if [ -n "$$(git status --porcelain -- gen)" ]; then git status --porcelain -- gen; exit 1; fi
+
+.PHONY: clean
+clean: ## Remove build outputs
+	rm -rf bin $(PROTODEPS)
