@@ -1,0 +1,137 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+)
+
+// A chunk is the value stored under one chunk key: the events of one Append.
+//
+//	offset  size       field
+//	0       3          magic "FLC"
+//	3       1          format version (chunkVersion)
+//	4       4          CRC32C (Castagnoli) of bytes [8:], LE
+//	8       4          event count n >= 1, LE
+//	12      4          payload length p = sum of event lengths, LE
+//	16      8          append time, Unix nanoseconds, LE
+//	24      4n         event lengths, each >= 1, LE
+//	24+4n   p          event payloads, concatenated
+//
+// The total length is exactly 24+4n+p. The checksum covers everything after
+// itself, so a flipped bit anywhere in the counts, lengths or payloads is
+// caught; the magic and version are checked literally.
+const (
+	chunkHeaderLen = 24
+	chunkVersion   = 1
+	// maxChunkEvents bounds n so that 4n cannot overflow 32 bits.
+	maxChunkEvents = 1<<30 - 1
+)
+
+var chunkMagic = [3]byte{'F', 'L', 'C'}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// chunkSize returns the encoded size of a chunk holding events.
+func chunkSize(events [][]byte) int {
+	n := chunkHeaderLen + 4*len(events)
+	for _, e := range events {
+		n += len(e)
+	}
+	return n
+}
+
+// appendChunk encodes events into a chunk appended to dst. The caller has
+// checked that there is at least one event, none empty, and that the sizes
+// fit (see Append).
+func appendChunk(dst []byte, events [][]byte, unixNanos int64) []byte {
+	start := len(dst)
+	payload := 0
+	for _, e := range events {
+		payload += len(e)
+	}
+	dst = append(dst, chunkMagic[0], chunkMagic[1], chunkMagic[2], chunkVersion)
+	dst = append(dst, 0, 0, 0, 0) // checksum, filled below
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(events)))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(payload))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(unixNanos))
+	for _, e := range events {
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(e)))
+	}
+	for _, e := range events {
+		dst = append(dst, e...)
+	}
+	sum := crc32.Checksum(dst[start+8:], castagnoli)
+	binary.LittleEndian.PutUint32(dst[start+4:], sum)
+	return dst
+}
+
+// chunk is a decoded, verified view of an encoded chunk. It aliases the
+// encoded bytes.
+type chunk struct {
+	count     int
+	unixNanos int64
+	lengths   []byte // 4*count bytes
+	payload   []byte
+}
+
+// eventLen returns the length of event i.
+func (c *chunk) eventLen(i int) int {
+	return int(binary.LittleEndian.Uint32(c.lengths[4*i:]))
+}
+
+// events returns the events of c, aliasing its bytes.
+func (c *chunk) events() [][]byte {
+	out := make([][]byte, c.count)
+	pos := 0
+	for i := range out {
+		n := c.eventLen(i)
+		out[i] = c.payload[pos : pos+n : pos+n]
+		pos += n
+	}
+	return out
+}
+
+// decodeChunk verifies b and returns a view of it. Any malformed input
+// yields an error wrapping ErrCorrupt; it never panics.
+func decodeChunk(b []byte) (chunk, error) {
+	if len(b) < chunkHeaderLen {
+		return chunk{}, fmt.Errorf("%w: chunk of %d bytes is shorter than its header", ErrCorrupt, len(b))
+	}
+	if b[0] != chunkMagic[0] || b[1] != chunkMagic[1] || b[2] != chunkMagic[2] {
+		return chunk{}, fmt.Errorf("%w: bad chunk magic %x", ErrCorrupt, b[:3])
+	}
+	if b[3] != chunkVersion {
+		return chunk{}, fmt.Errorf("%w: unknown chunk version %d", ErrCorrupt, b[3])
+	}
+	want := binary.LittleEndian.Uint32(b[4:])
+	if got := crc32.Checksum(b[8:], castagnoli); got != want {
+		return chunk{}, fmt.Errorf("%w: chunk checksum %08x, want %08x", ErrCorrupt, got, want)
+	}
+	count := uint64(binary.LittleEndian.Uint32(b[8:]))
+	payload := uint64(binary.LittleEndian.Uint32(b[12:]))
+	if count == 0 || count > maxChunkEvents {
+		return chunk{}, fmt.Errorf("%w: chunk event count %d", ErrCorrupt, count)
+	}
+	if total := chunkHeaderLen + 4*count + payload; total != uint64(len(b)) {
+		return chunk{}, fmt.Errorf("%w: chunk is %d bytes, header says %d", ErrCorrupt, len(b), total)
+	}
+	c := chunk{
+		count:     int(count),
+		unixNanos: int64(binary.LittleEndian.Uint64(b[16:])),
+		lengths:   b[chunkHeaderLen : chunkHeaderLen+4*count],
+		payload:   b[chunkHeaderLen+4*count:],
+	}
+	var sum uint64
+	for i := 0; i < c.count; i++ {
+		n := c.eventLen(i)
+		if n == 0 {
+			return chunk{}, fmt.Errorf("%w: chunk event %d is empty", ErrCorrupt, i)
+		}
+		sum += uint64(n)
+	}
+	if sum != payload {
+		return chunk{}, fmt.Errorf("%w: chunk event lengths sum to %d, header says %d", ErrCorrupt, sum, payload)
+	}
+	return c, nil
+}

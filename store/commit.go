@@ -1,0 +1,319 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Group commit.
+//
+// Append encodes its chunk in the caller's goroutine (the chunk does not
+// depend on the offset, which lives in the key) and queues it. Two goroutines
+// then form a pipeline:
+//
+//   - the committer takes a free commit slot, takes the first queued append,
+//     drains whatever else is queued (up to MaxBatchBytes), assigns offsets
+//     in queue order per stream, writes all chunks and index entries into one
+//     Pebble batch and applies it with pebble.Sync without waiting for the
+//     fsync (DB.ApplyNoSyncWait); then it hands the batch to the syncer and
+//     starts on the next one;
+//   - the syncer waits for each batch's fsync (Batch.SyncWait) in commit
+//     order, then publishes the new high watermarks and acknowledges the
+//     appends of that batch.
+//
+// Pebble's WAL writer syncs everything written so far with each fsync, so
+// while one batch syncs the next is being written and will share the next
+// fsync. With MaxInflightCommits = 1 this is the classic loop: build, commit,
+// sync, ack.
+//
+// Visibility: readers and HighWatermark see only published high watermarks,
+// and Read never iterates past them, so an event becomes visible only after
+// the fsync of its batch, even though Pebble applies it to the memtable
+// before.
+//
+// Failure: if Pebble refuses a batch before writing it, its offsets are
+// handed back (the next batch reuses them, so there is no gap) and its appends
+// fail. If a batch's write or fsync fails, Pebble's WAL writer keeps the error
+// for every later sync, so the store cannot make anything durable any more:
+// that batch and every later one fail, and the store refuses writes
+// (ErrWriteFailed) until it is reopened. No offset of a failed batch is ever
+// published.
+
+// appendReq is one queued Append.
+type appendReq struct {
+	st    Stream
+	chunk []byte // encoded chunk
+	count int64
+	bytes int64 // event payload bytes
+	// state moves from reqQueued to reqTaken (committer) or reqCancelled
+	// (Append, on context cancellation) exactly once.
+	state     atomic.Int32
+	unixNanos int64
+	queued    time.Time
+
+	// Set by the committer.
+	ss    *streamState
+	first int64
+	// Set before done is closed.
+	err  error
+	done chan struct{}
+}
+
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqCancelled
+)
+
+// commitGroup is one Pebble batch and the appends it holds.
+type commitGroup struct {
+	batch   *pebble.Batch
+	reqs    []*appendReq
+	bytes   int64 // encoded bytes (budget)
+	applied time.Time
+	sync    bool
+}
+
+// Append stores events as one chunk of st and returns the offset of the
+// first event once the chunk is durable (fsynced under SyncAlways).
+//
+// Offsets are dense and ordered per stream, starting at 0. Concurrent Appends
+// are group-committed. Each event is opaque and must be non-empty
+// (ErrEmptyAppend). An error means nothing of the call is visible, now or
+// after a crash. If ctx is done while the append is still queued, Append
+// returns ctx.Err() and the events are not stored; once the append is in a
+// commit, its result is the commit's result.
+func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first int64, err error) {
+	if len(events) == 0 {
+		return 0, fmt.Errorf("%w: no events", ErrEmptyAppend)
+	}
+	var payload int64
+	for i, e := range events {
+		if len(e) == 0 {
+			return 0, fmt.Errorf("%w: event %d is empty", ErrEmptyAppend, i)
+		}
+		payload += int64(len(e))
+	}
+	if err := st.validate(); err != nil {
+		return 0, err
+	}
+	size := int64(chunkHeaderLen) + 4*int64(len(events)) + payload
+	if size > int64(s.opts.MaxAppendBytes) || len(events) > maxChunkEvents {
+		return 0, fmt.Errorf("%w: %d events encode to %d bytes, limit %d",
+			ErrAppendTooLarge, len(events), size, s.opts.MaxAppendBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := s.budget.acquire(ctx, size); err != nil {
+		return 0, err
+	}
+	now := s.opts.Now()
+	req := &appendReq{
+		st:        st,
+		count:     int64(len(events)),
+		bytes:     payload,
+		unixNanos: now.UnixNano(),
+		done:      make(chan struct{}),
+	}
+	req.chunk = appendChunk(make([]byte, 0, size), events, req.unixNanos)
+
+	if err := s.acquire(); err != nil {
+		s.budget.release(size)
+		return 0, err
+	}
+	if f := s.failure.Load(); f != nil {
+		s.release()
+		s.budget.release(size)
+		return 0, fmt.Errorf("%w: %w", ErrWriteFailed, *f)
+	}
+	req.queued = time.Now()
+	select {
+	case s.queue <- req:
+		s.release()
+	case <-ctx.Done():
+		s.release()
+		s.budget.release(size)
+		return 0, ctx.Err()
+	}
+
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(reqQueued, reqCancelled) {
+			s.budget.release(size)
+			s.stats.appendErrors.Add(1)
+			return 0, ctx.Err()
+		}
+		<-req.done // in a commit: its result is ours
+	}
+	return req.first, req.err
+}
+
+// runCommitter is the committer goroutine.
+func (s *Store) runCommitter() {
+	defer s.wg.Done()
+	defer close(s.inflight)
+	keyBuf := make([]byte, 0, 512)
+	for {
+		// Take a commit slot first: while waiting for it, appends pile up
+		// and go into this batch.
+		select {
+		case s.slots <- struct{}{}:
+		case <-s.stop:
+			s.drainQueue()
+			return
+		}
+		var first *appendReq
+		select {
+		case first = <-s.queue:
+		case <-s.stop:
+			<-s.slots
+			s.drainQueue()
+			return
+		}
+		keyBuf = s.commit(first, keyBuf)
+	}
+}
+
+// drainQueue fails every queued append with ErrClosed. It runs after Close
+// set closed, so nothing is enqueued any more.
+func (s *Store) drainQueue() {
+	for {
+		select {
+		case r := <-s.queue:
+			if r.state.CompareAndSwap(reqQueued, reqTaken) {
+				s.finish(r, fmt.Errorf("%w: append was queued", ErrClosed))
+			}
+		default:
+			return
+		}
+	}
+}
+
+// commit builds one batch starting with first and hands it to the syncer. It
+// holds a commit slot, which the syncer (or a failure here) releases.
+func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
+	g := &commitGroup{sync: s.opts.Sync == SyncAlways}
+	g.batch = s.db.NewBatchWithSize(min(s.opts.MaxBatchBytes+s.opts.MaxAppendBytes, 2*len(first.chunk)+4096))
+	var idx [indexValueLen]byte
+	add := func(r *appendReq) {
+		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
+			return // cancelled while queued
+		}
+		ss := s.stateOrNew(r.st)
+		r.ss = ss
+		r.first = ss.next
+		ss.next += r.count
+		keyBuf = appendOffsetKey(keyBuf[:0], prefixChunk, r.st, r.first)
+		_ = g.batch.Set(keyBuf, r.chunk, nil) // Set copies; errors only on a closed batch
+		keyBuf = appendOffsetKey(keyBuf[:0], prefixChunkIndex, r.st, r.first)
+		putIndexEntry(idx[:], indexEntry{count: uint32(r.count), size: uint32(len(r.chunk)), unixNanos: r.unixNanos})
+		_ = g.batch.Set(keyBuf, idx[:], nil)
+		g.reqs = append(g.reqs, r)
+		g.bytes += int64(len(r.chunk))
+	}
+	add(first)
+drain:
+	for g.bytes < int64(s.opts.MaxBatchBytes) {
+		select {
+		case r := <-s.queue:
+			add(r)
+		default:
+			break drain
+		}
+	}
+	if len(g.reqs) == 0 {
+		_ = g.batch.Close()
+		<-s.slots
+		return keyBuf
+	}
+
+	var err error
+	if f := s.failure.Load(); f != nil {
+		err = fmt.Errorf("%w: %w", ErrWriteFailed, *f)
+	} else if g.sync {
+		err = s.db.ApplyNoSyncWait(g.batch, s.writeOpts)
+	} else {
+		err = s.db.Apply(g.batch, s.writeOpts)
+	}
+	if err != nil {
+		// Nothing of the batch was written: hand the offsets back, newest
+		// first, so every stream's next offset returns to its first use.
+		for i := len(g.reqs) - 1; i >= 0; i-- {
+			r := g.reqs[i]
+			r.ss.next = r.first
+		}
+		for _, r := range g.reqs {
+			s.finish(r, fmt.Errorf("store: commit: %w", err))
+		}
+		_ = g.batch.Close()
+		<-s.slots
+		return keyBuf
+	}
+	g.applied = time.Now()
+	s.inflight <- g // never blocks: capacity is the number of slots
+	return keyBuf
+}
+
+// runSyncer is the syncer goroutine: it waits for each batch's fsync, in
+// commit order, then publishes and acknowledges.
+func (s *Store) runSyncer() {
+	defer s.wg.Done()
+	for g := range s.inflight {
+		var err error
+		if g.sync {
+			err = g.batch.SyncWait()
+		}
+		<-s.slots
+		if err != nil {
+			first := err
+			s.failure.CompareAndSwap(nil, &first)
+			s.log.Error("store: commit failed; refusing writes until reopened", "err", err)
+		} else if f := s.failure.Load(); f != nil {
+			// An earlier batch failed; this one was written after it in the
+			// same broken WAL and must not become visible.
+			err = *f
+		}
+		now := time.Now()
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrWriteFailed, err)
+			for _, r := range g.reqs {
+				s.finish(r, err)
+			}
+			_ = g.batch.Close()
+			continue
+		}
+		s.stats.commits.Add(1)
+		s.stats.commitNanos.Add(int64(now.Sub(g.applied)))
+		for _, r := range g.reqs {
+			// Batches are published in commit order, and offsets were
+			// assigned in that order, so hwm only grows.
+			r.ss.hwm.Store(r.first + r.count)
+		}
+		for _, r := range g.reqs {
+			s.stats.appends.Add(1)
+			s.stats.events.Add(r.count)
+			s.stats.eventBytes.Add(r.bytes)
+			s.stats.chunkBytes.Add(int64(len(r.chunk)))
+			s.stats.ackNanos.Add(int64(now.Sub(r.queued)))
+			s.finish(r, nil)
+		}
+		_ = g.batch.Close()
+	}
+}
+
+// finish completes r with err and returns its budget.
+func (s *Store) finish(r *appendReq, err error) {
+	if err != nil {
+		s.stats.appendErrors.Add(1)
+	}
+	s.budget.release(int64(len(r.chunk)))
+	r.chunk = nil
+	r.err = err
+	close(r.done)
+}

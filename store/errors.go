@@ -1,0 +1,42 @@
+package store
+
+import "errors"
+
+// Sentinel errors. Every error returned by the package that matches one of
+// these wraps it with %w, so callers test with errors.Is, never with ==.
+var (
+	// ErrClosed is returned by every method called after Close, and by
+	// Appends that were still queued (not yet in a commit) when Close ran.
+	ErrClosed = errors.New("store: closed")
+
+	// ErrCorrupt is wrapped by every error that reports data failing its
+	// checksum or structural checks: a chunk, an index entry, a key. The
+	// wrapping error names the stream and offset. Corrupt data is never
+	// returned to the caller.
+	ErrCorrupt = errors.New("store: corrupt data")
+
+	// ErrOffsetOutOfRange is returned by Read when from is beyond the high
+	// watermark of the stream, and by CommitGroupOffset for a negative offset.
+	ErrOffsetOutOfRange = errors.New("store: offset out of range")
+
+	// ErrEmptyAppend is returned by Append when events is empty or one of the
+	// events has length 0.
+	ErrEmptyAppend = errors.New("store: empty append")
+
+	// ErrAppendTooLarge is returned by Append when the encoded chunk would
+	// exceed Options.MaxAppendBytes.
+	ErrAppendTooLarge = errors.New("store: append too large")
+
+	// ErrInvalidStream is returned when a Stream cannot be encoded in a key
+	// (empty or over-long topic, or a byte outside [A-Za-z0-9._-]).
+	ErrInvalidStream = errors.New("store: invalid stream")
+
+	// ErrInvalidGroup is returned for an empty consumer-group name.
+	ErrInvalidGroup = errors.New("store: invalid consumer group")
+
+	// ErrWriteFailed is wrapped by the error of every Append after a commit
+	// failed inside Pebble (WAL write or fsync). Pebble's WAL writer keeps its
+	// first error forever, so the store refuses writes until it is reopened;
+	// reads keep working on what was acknowledged.
+	ErrWriteFailed = errors.New("store: write failed, reopen the store")
+)

@@ -1,0 +1,283 @@
+package store
+
+// This file declares the whole Pebble key space of the store. Nothing outside
+// it builds or parses a key.
+//
+// Every key starts with a one-byte prefix that names its family. Integers in
+// keys are big-endian so that byte order equals numeric order and a stream's
+// keys sort by offset: appends go to the end of a stream's range and reads are
+// forward scans. Values are little-endian (they are never compared).
+//
+// The stream part that several families share is
+//
+//	streamEnc = topic | 0x00 | token^(1<<63) (8B BE) | rangeIndex (4B BE) | version (4B BE)
+//
+// The topic never contains 0x00 (validated), so the terminator makes the
+// encoding prefix-free and sorts "a" before "a.b". Flipping the sign bit of the
+// token makes negative tokens sort first, as signed ints do. A stream's keys
+// therefore sort by (topic, token, rangeIndex, version), the order Streams
+// returns.
+//
+//	prefix  family          key                                value
+//	0x01    meta            0x01 | name                        per name (see metaLayoutKey)
+//	0x02    chunk           0x02 | streamEnc | first (8B BE)   chunk (chunk.go)
+//	0x03    chunk index     0x03 | streamEnc | first (8B BE)   count u32 | size u32 | unixNanos i64 (LE, 16B)
+//	0x04    stream meta     0x04 | streamEnc                   earliest retained offset i64 (LE, 8B)
+//	0x05    group offset    0x05 | groupEnc | streamEnc        committed offset i64 (LE, 8B)
+//
+// chunk: one key per Append. first is the offset of the chunk's first event;
+// the chunk holds offsets [first, first+count). Chunks of a stream are
+// contiguous from the earliest retained offset to the high watermark.
+//
+// chunk index: written in the same batch as the chunk, with the chunk's event
+// count, encoded size and append time. Recovery (last index entry of each
+// stream) and retention (age and size of old chunks) read only this small
+// family and never touch the large chunk values, which with value separation
+// live in blob files.
+//
+// stream meta: written by retention in the same batch that deletes a stream's
+// oldest chunks. It keeps the earliest retained offset, and so the high
+// watermark, of a stream whose chunks were all deleted.
+//
+// group offset: groupEnc escapes the group name so that any string is
+// allowed and the encoding stays prefix-free and order-preserving:
+// each 0x00 byte becomes 0x00 0xFF, and the name ends with 0x00 0x01.
+//
+// meta: metaLayoutKey holds the layout version (u32 LE) of this file; Open
+// writes it into a new store and refuses a store with another version.
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Key family prefixes. See the table above.
+const (
+	prefixMeta        byte = 0x01
+	prefixChunk       byte = 0x02
+	prefixChunkIndex  byte = 0x03
+	prefixStreamMeta  byte = 0x04
+	prefixGroupOffset byte = 0x05
+)
+
+// layoutVersion is the version of the key layout and value encodings
+// declared here and in chunk.go.
+const layoutVersion uint32 = 1
+
+// metaLayoutKey is the key of the layout version record.
+var metaLayoutKey = []byte{prefixMeta, 'l', 'a', 'y', 'o', 'u', 't'}
+
+const (
+	streamFixedLen = 1 + 8 + 4 + 4 // terminator, token, rangeIndex, version
+	offsetLen      = 8
+	indexValueLen  = 16
+	int64ValueLen  = 8
+)
+
+// streamEncLen is the length of st's encoding.
+func streamEncLen(st Stream) int { return len(st.Topic) + streamFixedLen }
+
+// appendStreamEnc appends streamEnc(st) to dst.
+func appendStreamEnc(dst []byte, st Stream) []byte {
+	dst = append(dst, st.Topic...)
+	dst = append(dst, 0)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(st.Token)^(1<<63))
+	dst = binary.BigEndian.AppendUint32(dst, st.RangeIndex)
+	dst = binary.BigEndian.AppendUint32(dst, st.Version)
+	return dst
+}
+
+// decodeStreamEnc parses a streamEnc at the start of b and returns the
+// stream and the rest of b.
+func decodeStreamEnc(b []byte) (Stream, []byte, error) {
+	end := -1
+	for i, c := range b {
+		if c == 0 {
+			end = i
+			break
+		}
+	}
+	if end <= 0 || len(b)-end < streamFixedLen {
+		return Stream{}, nil, fmt.Errorf("%w: malformed stream in key %x", ErrCorrupt, b)
+	}
+	st := Stream{Topic: string(b[:end])}
+	rest := b[end+1:]
+	st.Token = int64(binary.BigEndian.Uint64(rest) ^ (1 << 63))
+	st.RangeIndex = binary.BigEndian.Uint32(rest[8:])
+	st.Version = binary.BigEndian.Uint32(rest[12:])
+	return st, rest[16:], nil
+}
+
+// streamPrefix returns prefix | streamEnc(st): the common prefix of all of a
+// stream's keys in the chunk or chunk-index family.
+func streamPrefix(prefix byte, st Stream) []byte {
+	b := make([]byte, 0, 1+streamEncLen(st)+offsetLen)
+	b = append(b, prefix)
+	return appendStreamEnc(b, st)
+}
+
+// offsetKey returns prefix | streamEnc(st) | offset: a chunk key
+// (prefixChunk) or a chunk-index key (prefixChunkIndex).
+func offsetKey(prefix byte, st Stream, offset int64) []byte {
+	return appendOffsetKey(make([]byte, 0, 1+streamEncLen(st)+offsetLen), prefix, st, offset)
+}
+
+// appendOffsetKey is offsetKey appending to dst.
+func appendOffsetKey(dst []byte, prefix byte, st Stream, offset int64) []byte {
+	dst = append(dst, prefix)
+	dst = appendStreamEnc(dst, st)
+	return binary.BigEndian.AppendUint64(dst, uint64(offset))
+}
+
+// decodeOffsetKey parses a chunk or chunk-index key.
+func decodeOffsetKey(prefix byte, key []byte) (Stream, int64, error) {
+	if len(key) == 0 || key[0] != prefix {
+		return Stream{}, 0, fmt.Errorf("%w: key %x is not in family 0x%02x", ErrCorrupt, key, prefix)
+	}
+	st, rest, err := decodeStreamEnc(key[1:])
+	if err != nil {
+		return Stream{}, 0, err
+	}
+	if len(rest) != offsetLen {
+		return Stream{}, 0, fmt.Errorf("%w: key %x has %d offset bytes", ErrCorrupt, key, len(rest))
+	}
+	off := binary.BigEndian.Uint64(rest)
+	if off > 1<<62 {
+		return Stream{}, 0, fmt.Errorf("%w: key %x has offset %d", ErrCorrupt, key, off)
+	}
+	return st, int64(off), nil
+}
+
+// prefixEnd returns the smallest key greater than every key that starts
+// with p (p must not be all 0xFF, which no prefix here is).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// familyBounds returns [lower, upper) covering every key of a family.
+func familyBounds(prefix byte) (lower, upper []byte) {
+	return []byte{prefix}, []byte{prefix + 1}
+}
+
+// streamMetaKey returns 0x04 | streamEnc(st).
+func streamMetaKey(st Stream) []byte { return streamPrefix(prefixStreamMeta, st) }
+
+// decodeStreamMetaKey parses a stream-meta key.
+func decodeStreamMetaKey(key []byte) (Stream, error) {
+	if len(key) == 0 || key[0] != prefixStreamMeta {
+		return Stream{}, fmt.Errorf("%w: key %x is not a stream meta key", ErrCorrupt, key)
+	}
+	st, rest, err := decodeStreamEnc(key[1:])
+	if err != nil {
+		return Stream{}, err
+	}
+	if len(rest) != 0 {
+		return Stream{}, fmt.Errorf("%w: stream meta key %x has %d trailing bytes", ErrCorrupt, key, len(rest))
+	}
+	return st, nil
+}
+
+// groupOffsetKey returns 0x05 | groupEnc(group) | streamEnc(st).
+func groupOffsetKey(group string, st Stream) []byte {
+	b := make([]byte, 0, 1+len(group)+2+streamEncLen(st))
+	b = append(b, prefixGroupOffset)
+	b = appendGroupEnc(b, group)
+	return appendStreamEnc(b, st)
+}
+
+func appendGroupEnc(dst []byte, group string) []byte {
+	for i := 0; i < len(group); i++ {
+		dst = append(dst, group[i])
+		if group[i] == 0 {
+			dst = append(dst, 0xFF)
+		}
+	}
+	return append(dst, 0x00, 0x01)
+}
+
+// decodeGroupOffsetKey parses a group-offset key.
+func decodeGroupOffsetKey(key []byte) (string, Stream, error) {
+	if len(key) == 0 || key[0] != prefixGroupOffset {
+		return "", Stream{}, fmt.Errorf("%w: key %x is not a group offset key", ErrCorrupt, key)
+	}
+	var group []byte
+	b := key[1:]
+	for i := 0; ; i++ {
+		if i+1 >= len(b) {
+			return "", Stream{}, fmt.Errorf("%w: unterminated group in key %x", ErrCorrupt, key)
+		}
+		if b[i] != 0 {
+			group = append(group, b[i])
+			continue
+		}
+		switch b[i+1] {
+		case 0xFF:
+			group = append(group, 0)
+			i++
+			continue
+		case 0x01:
+		default:
+			return "", Stream{}, fmt.Errorf("%w: bad group escape in key %x", ErrCorrupt, key)
+		}
+		st, rest, err := decodeStreamEnc(b[i+2:])
+		if err != nil {
+			return "", Stream{}, err
+		}
+		if len(rest) != 0 {
+			return "", Stream{}, fmt.Errorf("%w: group key %x has %d trailing bytes", ErrCorrupt, key, len(rest))
+		}
+		return string(group), st, nil
+	}
+}
+
+// indexEntry is the value of a chunk-index key.
+type indexEntry struct {
+	count     uint32 // events in the chunk
+	size      uint32 // encoded chunk size in bytes
+	unixNanos int64  // append time
+}
+
+// putIndexEntry encodes e into b[:indexValueLen].
+func putIndexEntry(b []byte, e indexEntry) {
+	binary.LittleEndian.PutUint32(b, e.count)
+	binary.LittleEndian.PutUint32(b[4:], e.size)
+	binary.LittleEndian.PutUint64(b[8:], uint64(e.unixNanos))
+}
+
+func decodeIndexEntry(b []byte) (indexEntry, error) {
+	if len(b) != indexValueLen {
+		return indexEntry{}, fmt.Errorf("%w: index value has %d bytes, want %d", ErrCorrupt, len(b), indexValueLen)
+	}
+	e := indexEntry{
+		count:     binary.LittleEndian.Uint32(b),
+		size:      binary.LittleEndian.Uint32(b[4:]),
+		unixNanos: int64(binary.LittleEndian.Uint64(b[8:])),
+	}
+	if e.count == 0 || e.size < chunkHeaderLen {
+		return indexEntry{}, fmt.Errorf("%w: index value count=%d size=%d", ErrCorrupt, e.count, e.size)
+	}
+	return e, nil
+}
+
+// encodeInt64Value encodes the value of stream-meta and group-offset keys.
+func encodeInt64Value(v int64) []byte {
+	return binary.LittleEndian.AppendUint64(make([]byte, 0, int64ValueLen), uint64(v))
+}
+
+func decodeInt64Value(b []byte) (int64, error) {
+	if len(b) != int64ValueLen {
+		return 0, fmt.Errorf("%w: int64 value has %d bytes", ErrCorrupt, len(b))
+	}
+	v := int64(binary.LittleEndian.Uint64(b))
+	if v < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrCorrupt, v)
+	}
+	return v, nil
+}

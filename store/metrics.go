@@ -1,0 +1,131 @@
+package store
+
+import (
+	"sync/atomic"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+// counters are the store's own cumulative counters.
+type counters struct {
+	appends       atomic.Int64
+	appendErrors  atomic.Int64
+	events        atomic.Int64
+	eventBytes    atomic.Int64
+	chunkBytes    atomic.Int64
+	commits       atomic.Int64
+	commitNanos   atomic.Int64
+	ackNanos      atomic.Int64
+	groupCommits  atomic.Int64
+	retentionRuns atomic.Int64
+	chunksDeleted atomic.Int64
+	bytesDeleted  atomic.Int64
+}
+
+// Metrics is a snapshot of the store's counters and of the Pebble metrics
+// that matter for a log. Counters are cumulative since Open. Nothing is
+// registered anywhere: the caller exports what it wants.
+type Metrics struct {
+	// Appends, Events and EventBytes count acknowledged appends, their events
+	// and their payload bytes; ChunkBytes the encoded chunks committed.
+	Appends, Events, EventBytes, ChunkBytes int64
+	// AppendErrors counts appends that returned an error after validation
+	// (cancelled, closed, failed commits).
+	AppendErrors int64
+	// Commits counts group commits (Pebble batches made durable); Appends /
+	// Commits is the average coalescing.
+	Commits int64
+	// CommitLatency is the sum over commits of the time from the batch's
+	// write to its durability (the fsync wait); AckLatency the sum over
+	// appends of the time from enqueue to acknowledgement.
+	CommitLatency, AckLatency time.Duration
+	// WALSyncs counts the fsyncs of the WAL, and WALSyncLatency their total
+	// duration. Pebble may cover several commits with one fsync.
+	WALSyncs       int64
+	WALSyncLatency time.Duration
+	// GroupOffsetCommits counts CommitGroupOffset calls that succeeded.
+	GroupOffsetCommits int64
+
+	Streams int
+
+	// Retention.
+	RetentionRuns, ChunksDeleted, BytesDeleted int64
+
+	// Pebble.
+	DiskBytes        uint64  // all files of the store (WAL, sstables, blob files, manifest)
+	WALBytesWritten  uint64  // physical bytes written to the WAL
+	FlushBytes       uint64  // sstable + blob bytes written by flushes
+	CompactionBytes  uint64  // sstable + blob bytes written by compactions
+	WriteAmp         float64 // (WAL + flush + compaction bytes) / WAL bytes, as Pebble computes it
+	BlobFiles        uint64
+	BlobBytes        uint64
+	Sstables         int64
+	SstableBytes     int64
+	L0Sublevels      int32
+	ReadAmp          int
+	CompactionDebt   uint64
+	Flushes          int64
+	Compactions      int64
+	MemTableBytes    uint64
+	BlockCacheBytes  int64
+	BlockCacheHits   int64
+	BlockCacheMisses int64
+}
+
+// Metrics returns a snapshot. It is cheap enough to call every few seconds.
+func (s *Store) Metrics() Metrics {
+	c := &s.stats
+	m := Metrics{
+		Appends:            c.appends.Load(),
+		Events:             c.events.Load(),
+		EventBytes:         c.eventBytes.Load(),
+		ChunkBytes:         c.chunkBytes.Load(),
+		AppendErrors:       c.appendErrors.Load(),
+		Commits:            c.commits.Load(),
+		CommitLatency:      time.Duration(c.commitNanos.Load()),
+		AckLatency:         time.Duration(c.ackNanos.Load()),
+		GroupOffsetCommits: c.groupCommits.Load(),
+		RetentionRuns:      c.retentionRuns.Load(),
+		ChunksDeleted:      c.chunksDeleted.Load(),
+		BytesDeleted:       c.bytesDeleted.Load(),
+	}
+	s.mu.RLock()
+	m.Streams = len(s.streams)
+	s.mu.RUnlock()
+	if s.acquire() != nil {
+		return m
+	}
+	defer s.release()
+	pm := s.db.Metrics()
+	total := pm.Total()
+	m.DiskBytes = pm.DiskSpaceUsage()
+	m.WALBytesWritten = pm.WAL.BytesWritten
+	for i := range pm.Levels {
+		l := &pm.Levels[i]
+		m.FlushBytes += l.TableBytesFlushed + l.BlobBytesFlushed
+		m.CompactionBytes += l.TableBytesCompacted + l.BlobBytesCompacted
+		m.Sstables += l.TablesCount
+		m.SstableBytes += l.TablesSize
+	}
+	m.WriteAmp = total.WriteAmp()
+	m.BlobFiles = pm.BlobFiles.LiveCount
+	m.BlobBytes = pm.BlobFiles.LiveSize
+	m.L0Sublevels = pm.Levels[0].Sublevels
+	m.ReadAmp = pm.ReadAmp()
+	m.CompactionDebt = pm.Compact.EstimatedDebt
+	m.Flushes = pm.Flush.Count
+	m.Compactions = pm.Compact.Count
+	m.MemTableBytes = pm.MemTable.Size
+	m.BlockCacheBytes = pm.BlockCache.Size
+	m.BlockCacheHits = pm.BlockCache.Hits
+	m.BlockCacheMisses = pm.BlockCache.Misses
+	if h := pm.LogWriter.FsyncLatency; h != nil {
+		var d dto.Metric
+		if h.Write(&d) == nil && d.Histogram != nil {
+			m.WALSyncs = int64(d.Histogram.GetSampleCount())
+			m.WALSyncLatency = time.Duration(d.Histogram.GetSampleSum())
+		}
+	}
+	return m
+}

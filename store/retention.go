@@ -1,0 +1,270 @@
+package store
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// RetentionStats reports what one ApplyRetention run deleted.
+type RetentionStats struct {
+	ChunksDeleted int64
+	EventsDeleted int64
+	// BytesDeleted counts encoded chunk bytes (payload, 4 bytes per event and
+	// a 24-byte header per chunk), the unit of RetentionMaxBytes.
+	BytesDeleted   int64
+	StreamsTrimmed int
+	Duration       time.Duration
+}
+
+// ApplyRetention deletes, for every topic, the whole chunks appended longer
+// ago than RetentionMaxAge and then, oldest first across the topic's
+// streams, the chunks beyond RetentionMaxBytes. The deletion of a stream's
+// chunks is one range deletion (chunks and index) plus a record of the new
+// earliest offset, committed in one synced batch; Pebble then drops the
+// covered files and blob files, reclaiming disk space without rewriting the
+// data. It also runs in the background every RetentionInterval.
+func (s *Store) ApplyRetention() (RetentionStats, error) {
+	s.retentionMu.Lock()
+	defer s.retentionMu.Unlock()
+	if err := s.acquire(); err != nil {
+		return RetentionStats{}, err
+	}
+	defer s.release()
+	start := time.Now()
+	var stats RetentionStats
+	cuts := make(map[*streamState]int64)
+	for _, topic := range s.topics() {
+		if err := s.planTopic(topic, cuts, &stats); err != nil {
+			return RetentionStats{}, err
+		}
+	}
+	if len(cuts) == 0 {
+		stats.Duration = time.Since(start)
+		return stats, nil
+	}
+
+	b := s.db.NewBatch()
+	defer b.Close()
+	for ss, cut := range cuts {
+		for _, prefix := range []byte{prefixChunk, prefixChunkIndex} {
+			if err := b.DeleteRange(offsetKey(prefix, ss.st, 0), offsetKey(prefix, ss.st, cut), nil); err != nil {
+				return RetentionStats{}, fmt.Errorf("store: retention %s: %w", ss.st, err)
+			}
+		}
+		if err := b.Set(streamMetaKey(ss.st), encodeInt64Value(cut), nil); err != nil {
+			return RetentionStats{}, fmt.Errorf("store: retention %s: %w", ss.st, err)
+		}
+	}
+	if err := b.Commit(s.writeOpts); err != nil {
+		return RetentionStats{}, fmt.Errorf("store: retention commit: %w", err)
+	}
+	for ss, cut := range cuts {
+		ss.low.Store(cut)
+	}
+	// The range deletions reclaim space once flushed to sstables; flush now
+	// rather than when the memtable fills.
+	if _, err := s.db.AsyncFlush(); err != nil {
+		s.log.Warn("store: flush after retention", "err", err)
+	}
+	stats.StreamsTrimmed = len(cuts)
+	stats.Duration = time.Since(start)
+	s.stats.retentionRuns.Add(1)
+	s.stats.chunksDeleted.Add(stats.ChunksDeleted)
+	s.stats.bytesDeleted.Add(stats.BytesDeleted)
+	s.log.Info("store: retention", "chunks", stats.ChunksDeleted, "events", stats.EventsDeleted,
+		"bytes", stats.BytesDeleted, "streams", stats.StreamsTrimmed, "took", stats.Duration)
+	return stats, nil
+}
+
+// cursor walks the chunk index of one stream from its (planned) earliest
+// offset up to the high watermark seen when retention started.
+type cursor struct {
+	ss    *streamState
+	it    *pebble.Iterator
+	first int64
+	e     indexEntry
+}
+
+func (s *Store) newCursor(ss *streamState, from int64) (*cursor, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: offsetKey(prefixChunkIndex, ss.st, from),
+		UpperBound: offsetKey(prefixChunkIndex, ss.st, ss.hwm.Load()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: retention %s: %w", ss.st, err)
+	}
+	return &cursor{ss: ss, it: it}, nil
+}
+
+// load decodes the entry under the iterator; ok is false at the end.
+func (c *cursor) load(valid bool) (ok bool, err error) {
+	if !valid {
+		return false, c.it.Error()
+	}
+	_, first, err := decodeOffsetKey(prefixChunkIndex, c.it.Key())
+	if err != nil {
+		return false, fmt.Errorf("store: retention %s: %w", c.ss.st, err)
+	}
+	v, err := c.it.ValueAndErr()
+	if err != nil {
+		return false, fmt.Errorf("store: retention %s offset %d: %w", c.ss.st, first, err)
+	}
+	e, err := decodeIndexEntry(v)
+	if err != nil {
+		return false, fmt.Errorf("store: retention %s offset %d: %w", c.ss.st, first, err)
+	}
+	c.first, c.e = first, e
+	return true, nil
+}
+
+// planTopic adds to cuts the new earliest offset of each stream of topic
+// that loses chunks.
+func (s *Store) planTopic(topic string, cuts map[*streamState]int64, stats *RetentionStats) error {
+	var states []*streamState
+	for _, st := range s.Streams(topic) {
+		if ss := s.state(st); ss != nil {
+			states = append(states, ss)
+		}
+	}
+	drop := func(ss *streamState, c *cursor) {
+		cuts[ss] = c.first + int64(c.e.count)
+		stats.ChunksDeleted++
+		stats.EventsDeleted += int64(c.e.count)
+		stats.BytesDeleted += int64(c.e.size)
+	}
+	from := func(ss *streamState) int64 {
+		if cut, ok := cuts[ss]; ok {
+			return cut
+		}
+		return ss.low.Load()
+	}
+
+	// By age: each stream's oldest chunks up to the first young one.
+	if s.opts.RetentionMaxAge >= 0 {
+		cutoff := s.opts.Now().Add(-s.opts.RetentionMaxAge).UnixNano()
+		for _, ss := range states {
+			c, err := s.newCursor(ss, from(ss))
+			if err != nil {
+				return err
+			}
+			for valid := c.it.First(); ; valid = c.it.Next() {
+				ok, err := c.load(valid)
+				if err != nil {
+					c.it.Close()
+					return err
+				}
+				if !ok || c.e.unixNanos >= cutoff {
+					break
+				}
+				drop(ss, c)
+			}
+			if err := c.it.Close(); err != nil {
+				return fmt.Errorf("store: retention %s: %w", ss.st, err)
+			}
+		}
+	}
+	if s.opts.RetentionMaxBytes <= 0 {
+		return nil
+	}
+
+	// By size: sum what is left, then drop the oldest chunks of the topic,
+	// merging its streams by append time, until it fits.
+	var total int64
+	h := make(cursorHeap, 0, len(states))
+	defer func() {
+		for _, c := range h {
+			c.it.Close()
+		}
+	}()
+	for _, ss := range states {
+		c, err := s.newCursor(ss, from(ss))
+		if err != nil {
+			return err
+		}
+		for valid := c.it.First(); valid; valid = c.it.Next() {
+			ok, err := c.load(valid)
+			if err != nil {
+				c.it.Close()
+				return err
+			}
+			if ok {
+				total += int64(c.e.size)
+			}
+		}
+		if err := c.it.Error(); err != nil {
+			c.it.Close()
+			return fmt.Errorf("store: retention %s: %w", ss.st, err)
+		}
+		ok, err := c.load(c.it.First())
+		if err != nil {
+			c.it.Close()
+			return err
+		}
+		if !ok {
+			c.it.Close()
+			continue
+		}
+		h = append(h, c)
+	}
+	heap.Init(&h)
+	for total > s.opts.RetentionMaxBytes && len(h) > 0 {
+		c := h[0]
+		drop(c.ss, c)
+		total -= int64(c.e.size)
+		ok, err := c.load(c.it.Next())
+		if err != nil {
+			return err
+		}
+		if ok {
+			heap.Fix(&h, 0)
+		} else {
+			heap.Pop(&h)
+			c.it.Close()
+		}
+	}
+	return nil
+}
+
+// cursorHeap orders cursors by the append time of their current chunk
+// (oldest first), ties broken by stream order.
+type cursorHeap []*cursor
+
+func (h cursorHeap) Len() int { return len(h) }
+func (h cursorHeap) Less(i, j int) bool {
+	if h[i].e.unixNanos != h[j].e.unixNanos {
+		return h[i].e.unixNanos < h[j].e.unixNanos
+	}
+	return compareStreams(h[i].ss.st, h[j].ss.st) < 0
+}
+func (h cursorHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *cursorHeap) Push(x any)   { *h = append(*h, x.(*cursor)) }
+func (h *cursorHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return c
+}
+
+// runRetention is the background retention loop.
+func (s *Store) runRetention() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if _, err := s.ApplyRetention(); err != nil {
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				s.log.Error("store: retention", "err", err)
+			}
+		}
+	}
+}
