@@ -1,0 +1,97 @@
+package group
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+
+	"github.com/floe-streams/floe/store"
+)
+
+// rebalanceLocked deals the streams of the group's topics to its members:
+// for each topic, its streams (by range index) go to the members subscribed
+// to it (by id), stream i to member i mod n. A position whose owner changes
+// gets a new epoch and restarts from the committed offset; its previous
+// owner's uncommitted position is dropped. Long polls of the group's topics
+// are woken so that members see their new streams.
+func (c *Coordinator) rebalanceLocked(g *groupState) {
+	ids := slices.Sorted(maps.Keys(g.members))
+	members := make([]*member, len(ids))
+	var topics []string
+	for i, id := range ids {
+		m := g.members[id]
+		members[i] = m
+		m.positions = nil
+		topics = append(topics, m.topics...)
+	}
+	slices.Sort(topics)
+	topics = slices.Compact(topics)
+
+	assigned := make(map[store.Stream]bool, len(g.positions))
+	var subs []*member
+	for _, t := range topics {
+		subs = subs[:0]
+		for _, m := range members {
+			if _, ok := slices.BinarySearch(m.topics, t); ok {
+				subs = append(subs, m)
+			}
+		}
+		for i, st := range sortedStreams(c.opts.Streams(t)) {
+			if assigned[st] {
+				continue // a duplicate in Options.Streams
+			}
+			assigned[st] = true
+			m := subs[i%len(subs)]
+			p := g.positions[st]
+			if p == nil {
+				p = &position{st: st}
+				g.positions[st] = p
+			}
+			setOwner(p, m)
+			m.positions = append(m.positions, p)
+		}
+	}
+	for st, p := range g.positions {
+		if !assigned[st] {
+			setOwner(p, nil)
+		}
+	}
+	c.rebalances++
+	for _, t := range topics {
+		c.wake(t)
+	}
+}
+
+// setOwner gives p to m (nil: nobody). A new owner starts from the committed
+// offset.
+func setOwner(p *position, m *member) {
+	if p.owner == m {
+		return
+	}
+	p.owner = m
+	p.epoch++
+	p.started = false
+	p.read = 0
+}
+
+// sortedStreams orders a topic's streams by range index (then token and
+// version), without changing the caller's slice.
+func sortedStreams(streams []store.Stream) []store.Stream {
+	if slices.IsSortedFunc(streams, compareStreams) {
+		return streams
+	}
+	return slices.SortedFunc(slices.Values(streams), compareStreams)
+}
+
+func compareStreams(a, b store.Stream) int {
+	if c := cmp.Compare(a.RangeIndex, b.RangeIndex); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Token, b.Token); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Version, b.Version); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Topic, b.Topic)
+}

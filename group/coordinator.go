@@ -1,0 +1,447 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/store"
+)
+
+// Coordinator keeps the consumer groups of one broker: membership, the
+// assignment of streams to members, read positions and committed offsets.
+// All methods are safe for concurrent use.
+//
+// Locking: mu guards all membership and position state. Store I/O (reads,
+// offset commits, offset loads) runs without mu; a position being committed
+// or loaded carries a lease (position.io) and a position being read a flag
+// (position.reading), so that each has one writer and one reader at a time.
+type Coordinator struct {
+	log    Log
+	opts   Options
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	closed  bool
+	members map[string]*member
+	groups  map[string]*groupState
+	// nextExpiry is a lower bound of the members' expiry deadlines: no
+	// scan is needed before it. Zero when there are no members.
+	nextExpiry time.Time
+	rebalances uint64
+	expired    uint64
+
+	done chan struct{} // closed by Close
+	wg   sync.WaitGroup
+
+	// Long polls waiting for events, by topic (notify.go).
+	waitMu   sync.RWMutex
+	waiters  map[string]map[*waiter]struct{}
+	nwaiters atomic.Int64
+}
+
+// groupState is one consumer group: its members and, per stream of its
+// topics, the position record.
+type groupState struct {
+	name      string
+	members   map[string]*member
+	positions map[store.Stream]*position
+}
+
+// member is one registered consumer.
+type member struct {
+	id       string
+	group    *groupState
+	topics   []string // sorted, distinct; replaced, never modified in place
+	onNew    StartPosition
+	lastSeen time.Time
+	polling  int  // polls in progress; a polling member does not expire
+	gone     bool // unregistered or expired; a new registration makes a new member
+
+	positions []*position // assigned streams, by topic then range index
+	rot       int         // rotates the first stream read by a poll
+}
+
+// position is the state of one stream in one group.
+type position struct {
+	st    store.Stream
+	owner *member // nil: no member of the group reads the stream
+	// epoch counts owner changes; a read or commit started under an older
+	// epoch does not change the read position.
+	epoch uint64
+
+	known     bool  // committed is valid
+	durable   bool  // committed was read from or written to the log
+	committed int64 // the group's committed offset (the start of a new owner)
+
+	started bool  // read is the owner's position
+	read    int64 // next offset the owner reads; committed by its next poll
+
+	reading bool          // a Read of the stream is in flight
+	io      chan struct{} // non-nil while a commit or load is in flight; closed when done
+}
+
+// New returns a coordinator over log. It validates opts, applies defaults
+// and starts the expiry loop; Close stops it.
+func New(log Log, opts Options) (*Coordinator, error) {
+	if log == nil {
+		return nil, errors.New("group: New needs a Log")
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	c := &Coordinator{
+		log:     log,
+		opts:    opts,
+		logger:  opts.Logger,
+		members: make(map[string]*member),
+		groups:  make(map[string]*groupState),
+		done:    make(chan struct{}),
+		waiters: make(map[string]map[*waiter]struct{}),
+	}
+	c.wg.Add(1)
+	go c.runExpiry()
+	return c, nil
+}
+
+// Close stops the expiry loop; pending long polls return ErrUnavailable at
+// once, and so does every later call. Positions polled but not committed
+// are not committed: their events are delivered again after a restart.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.done)
+	c.mu.Unlock()
+	c.wg.Wait()
+	return nil
+}
+
+// Registration is the register request of a consumer.
+type Registration struct {
+	ConsumerID string
+	Group      string // default DefaultGroup
+	Topics     []string
+	OnNewGroup StartPosition
+}
+
+// Register adds the consumer to its group, or refreshes it. Registering
+// again with the same id is idempotent; it may change the consumer's topics
+// or group (moving to another group leaves the old one; positions polled in
+// the old group and not committed are discarded). The group's streams are
+// rebalanced over its members, and the group's start positions in streams it
+// has no committed offset for are fixed (and, for StartFromLatest,
+// committed) before Register returns.
+func (c *Coordinator) Register(ctx context.Context, r Registration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	id, name, topics, err := validateRegistration(r)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return errUnavailable()
+	}
+	now := c.opts.Now()
+	c.expireLocked(now)
+	m := c.members[id]
+	switch {
+	case m == nil:
+		m = &member{id: id, topics: topics, onNew: r.OnNewGroup, lastSeen: now}
+		c.members[id] = m
+		c.joinLocked(m, name)
+		c.logger.Info("consumer registered", "consumer", id, "group", name, "topics", topics,
+			"onNewGroup", r.OnNewGroup.String())
+	case m.group.name != name:
+		m.lastSeen, m.onNew = now, r.OnNewGroup
+		old := m.group
+		delete(old.members, id)
+		c.rebalanceLocked(old)
+		c.maybeDropGroupLocked(old)
+		m.topics = topics
+		c.joinLocked(m, name)
+		c.logger.Info("consumer moved", "consumer", id, "from", old.name, "group", name, "topics", topics)
+	default:
+		m.lastSeen, m.onNew = now, r.OnNewGroup
+		if !slices.Equal(m.topics, topics) {
+			m.topics = topics
+			c.rebalanceLocked(m.group)
+			c.logger.Info("consumer changed topics", "consumer", id, "group", name, "topics", topics)
+		}
+	}
+	c.noteDeadlineLocked(now)
+	jobs := c.loadJobsLocked(m.group)
+	c.mu.Unlock()
+	return c.runJobs(jobs)
+}
+
+// joinLocked adds m to the group name (creating it) and rebalances it.
+func (c *Coordinator) joinLocked(m *member, name string) {
+	g := c.groups[name]
+	if g == nil {
+		g = &groupState{name: name, members: make(map[string]*member), positions: make(map[store.Stream]*position)}
+		c.groups[name] = g
+	}
+	m.group = g
+	g.members[m.id] = m
+	c.rebalanceLocked(g)
+}
+
+// Commit durably commits the consumer's read positions: the positions
+// reached by its polls in the streams it still owns.
+func (c *Coordinator) Commit(ctx context.Context, consumerID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m, _, err := c.enter(consumerID, false)
+	if err != nil {
+		return err
+	}
+	return c.settle(ctx, m, false)
+}
+
+// Goodbye commits the consumer's read positions (unless commit is false)
+// and unregisters it; its streams go to the other members of its group,
+// from the last committed offset. If the commit fails, the consumer stays
+// registered.
+func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m, _, err := c.enter(consumerID, false)
+	if err != nil {
+		return err
+	}
+	if commit {
+		if err := c.settle(ctx, m, false); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m.gone {
+		// Expired or unregistered meanwhile: the outcome is the same.
+		return nil
+	}
+	g := m.group
+	c.removeLocked(m)
+	c.rebalanceLocked(g)
+	c.maybeDropGroupLocked(g)
+	c.logger.Info("consumer said goodbye", "consumer", m.id, "group", g.name, "committed", commit)
+	return nil
+}
+
+// enter looks up a registered consumer, runs the expiry check and marks the
+// consumer as seen (and as polling, if polling). It returns the consumer's
+// topics as they are now.
+func (c *Coordinator) enter(id string, polling bool) (*member, []string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, nil, errUnavailable()
+	}
+	now := c.opts.Now()
+	c.expireLocked(now)
+	m := c.members[id]
+	if m == nil {
+		return nil, nil, notRegistered(id)
+	}
+	m.lastSeen = now
+	if polling {
+		m.polling++
+	}
+	return m, m.topics, nil
+}
+
+// leave ends a poll of m and marks it as seen.
+func (c *Coordinator) leave(m *member) {
+	c.mu.Lock()
+	m.polling--
+	if !m.gone {
+		now := c.opts.Now()
+		m.lastSeen = now
+		c.noteDeadlineLocked(now)
+	}
+	c.mu.Unlock()
+}
+
+// checkLocked fails if the coordinator is closed or m is gone.
+func (c *Coordinator) checkLocked(m *member) error {
+	if c.closed {
+		return errUnavailable()
+	}
+	if m.gone {
+		return notRegistered(m.id)
+	}
+	return nil
+}
+
+// removeLocked unregisters m; the caller rebalances its group.
+func (c *Coordinator) removeLocked(m *member) {
+	m.gone = true
+	delete(c.members, m.id)
+	delete(m.group.members, m.id)
+	m.positions = nil
+	// A long poll of m returns ErrNotRegistered now, not at its timeout.
+	for _, t := range m.topics {
+		c.wake(t)
+	}
+}
+
+// maybeDropGroupLocked forgets a group without members, unless offset I/O
+// of one of its streams is in flight. Its committed offsets stay in the log.
+func (c *Coordinator) maybeDropGroupLocked(g *groupState) {
+	if len(g.members) > 0 || c.groups[g.name] != g {
+		return
+	}
+	for _, p := range g.positions {
+		if p.io != nil {
+			return
+		}
+	}
+	delete(c.groups, g.name)
+}
+
+// noteDeadlineLocked records that some member may expire at now+timeout.
+func (c *Coordinator) noteDeadlineLocked(now time.Time) {
+	d := now.Add(c.opts.MemberTimeout)
+	if c.nextExpiry.IsZero() || d.Before(c.nextExpiry) {
+		c.nextExpiry = d
+	}
+}
+
+// expireLocked drops the members not seen for MemberTimeout (except those
+// in a poll) and rebalances their groups. It scans only when some member may
+// have expired.
+func (c *Coordinator) expireLocked(now time.Time) {
+	if c.nextExpiry.IsZero() || now.Before(c.nextExpiry) {
+		return
+	}
+	var next time.Time
+	var affected []*groupState
+	for _, id := range slices.Sorted(maps.Keys(c.members)) {
+		m := c.members[id]
+		deadline := m.lastSeen.Add(c.opts.MemberTimeout)
+		if now.Before(deadline) || m.polling > 0 {
+			if m.polling > 0 && !now.Before(deadline) {
+				// It is seen again when its poll ends, after now.
+				deadline = now.Add(c.opts.MemberTimeout)
+			}
+			if next.IsZero() || deadline.Before(next) {
+				next = deadline
+			}
+			continue
+		}
+		c.logger.Info("consumer expired", "consumer", id, "group", m.group.name,
+			"lastSeen", m.lastSeen, "timeout", c.opts.MemberTimeout)
+		c.expired++
+		if !slices.Contains(affected, m.group) {
+			affected = append(affected, m.group)
+		}
+		c.removeLocked(m)
+	}
+	c.nextExpiry = next
+	for _, g := range affected {
+		c.rebalanceLocked(g)
+		c.maybeDropGroupLocked(g)
+	}
+}
+
+// runExpiry drops expired members in the background, so that their streams
+// move even when no request arrives.
+func (c *Coordinator) runExpiry() {
+	defer c.wg.Done()
+	interval := min(max(c.opts.MemberTimeout/4, 10*time.Millisecond), 30*time.Second)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			c.mu.Lock()
+			c.expireLocked(c.opts.Now())
+			c.mu.Unlock()
+		}
+	}
+}
+
+func validateRegistration(r Registration) (id, group string, topics []string, err error) {
+	if err := validateName("consumerId", r.ConsumerID); err != nil {
+		return "", "", nil, err
+	}
+	group = r.Group
+	if group == "" {
+		group = DefaultGroup
+	}
+	if err := validateName("group", group); err != nil {
+		return "", "", nil, err
+	}
+	if len(r.Topics) == 0 {
+		return "", "", nil, fmt.Errorf("%w: topic is required (at least one)", broker.ErrInvalidParameter)
+	}
+	for _, t := range r.Topics {
+		if err := broker.ValidateTopic(t); err != nil {
+			return "", "", nil, fmt.Errorf("topic: %w", err)
+		}
+	}
+	if !r.OnNewGroup.valid() {
+		return "", "", nil, fmt.Errorf("%w: onNewGroup: unknown start position %d", broker.ErrInvalidParameter, int(r.OnNewGroup))
+	}
+	topics = slices.Compact(slices.Sorted(slices.Values(r.Topics)))
+	return r.ConsumerID, group, topics, nil
+}
+
+// validateName checks a consumer id or group name: 1-256 bytes of printable
+// UTF-8.
+func validateName(param, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: %s is required", broker.ErrInvalidParameter, param)
+	case len(s) > MaxIDLen:
+		return fmt.Errorf("%w: %s is %d bytes, the maximum is %d", broker.ErrInvalidParameter, param, len(s), MaxIDLen)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: %s is not valid UTF-8", broker.ErrInvalidParameter, param)
+	}
+	for i, r := range s {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: %s %q has the unprintable character %U at byte %d",
+				broker.ErrInvalidParameter, param, s, r, i)
+		}
+	}
+	return nil
+}
+
+func notRegistered(id string) error {
+	return fmt.Errorf("%w: consumerId %q; register it again", broker.ErrNotRegistered, id)
+}
+
+func errUnavailable() error {
+	return fmt.Errorf("%w: consumer groups are closed", broker.ErrUnavailable)
+}
+
+// logErr wraps an error of the log; a closed store means the broker is
+// shutting down.
+func logErr(err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	if errors.Is(err, store.ErrClosed) {
+		return fmt.Errorf("group: %s: %w: %w", what, broker.ErrUnavailable, err)
+	}
+	return fmt.Errorf("group: %s: %w", what, err)
+}

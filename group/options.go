@@ -1,0 +1,140 @@
+package group
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/store"
+)
+
+// Defaults applied by New to zero fields of Options.
+const (
+	DefaultMaxPollBytes  = 2 << 20
+	DefaultMaxPollWait   = 30 * time.Second
+	DefaultMemberTimeout = 2 * time.Minute
+)
+
+// DefaultGroup is the group of a registration that names none.
+const DefaultGroup = "default"
+
+// MaxIDLen is the longest consumer id and group name, in bytes.
+const MaxIDLen = 256
+
+// Log is what the coordinator needs of the store. *store.Store satisfies it.
+type Log interface {
+	// Read returns events of st from offset from on (see store.Store.Read).
+	Read(st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, error)
+	// HighWatermark is the next offset to be assigned in st.
+	HighWatermark(st store.Stream) int64
+	// CommitGroupOffset durably records the position of group in st.
+	CommitGroupOffset(group string, st store.Stream, offset int64) error
+	// GroupOffset returns the committed position of group in st; ok is
+	// false if there is none.
+	GroupOffset(group string, st store.Stream) (int64, bool, error)
+}
+
+var _ Log = (*store.Store)(nil)
+
+// StartPosition is where a group that has no committed offset for a stream
+// starts reading it (the onNewGroup parameter).
+type StartPosition int
+
+const (
+	// StartFromLatest (the default) starts at the high watermark of the
+	// stream when the group first gets it: only events produced afterwards
+	// are delivered. The start is committed at once.
+	StartFromLatest StartPosition = iota
+	// StartFromEarliest starts at the earliest retained event.
+	StartFromEarliest
+)
+
+// String returns the wire name: "startFromLatest" or "startFromEarliest".
+func (p StartPosition) String() string {
+	switch p {
+	case StartFromLatest:
+		return "startFromLatest"
+	case StartFromEarliest:
+		return "startFromEarliest"
+	}
+	return fmt.Sprintf("StartPosition(%d)", int(p))
+}
+
+func (p StartPosition) valid() bool { return p == StartFromLatest || p == StartFromEarliest }
+
+// ParseStartPosition parses the onNewGroup parameter: "" or
+// "startFromLatest" (StartFromLatest), "startFromEarliest"
+// (StartFromEarliest); case is ignored. Other values give an error wrapping
+// broker.ErrInvalidParameter.
+func ParseStartPosition(s string) (StartPosition, error) {
+	switch {
+	case s == "" || strings.EqualFold(s, "startFromLatest"):
+		return StartFromLatest, nil
+	case strings.EqualFold(s, "startFromEarliest"):
+		return StartFromEarliest, nil
+	}
+	return 0, fmt.Errorf("%w: onNewGroup must be startFromLatest or startFromEarliest, not %q",
+		broker.ErrInvalidParameter, s)
+}
+
+// Options configures a Coordinator. Streams is required; zero values of the
+// other fields get defaults.
+type Options struct {
+	// Streams lists the sub-range streams of a topic (broker.Ring.Streams).
+	// Required. It must return the same streams for a topic every time.
+	Streams func(topic string) []store.Stream
+	// MaxPollBytes caps the payload of a poll (a request's MaxBytes is
+	// capped by it). Default 2 MiB.
+	MaxPollBytes int
+	// MaxPollWait caps the long-poll wait of a poll. Default 30s.
+	MaxPollWait time.Duration
+	// MemberTimeout: a member that has not polled, registered or committed
+	// for this long is dropped and its streams go to the others. A member
+	// blocked in a long poll is never dropped. Default 2 minutes.
+	MemberTimeout time.Duration
+	// Logger receives membership changes. Default: discards.
+	Logger *slog.Logger
+	// Now is the clock of member expiry. Default time.Now.
+	Now func() time.Time
+}
+
+// Validate reports the first invalid field, by name. Zero fields are valid
+// except Streams.
+func (o Options) Validate() error {
+	bad := func(field string, v any, why string) error {
+		return fmt.Errorf("group: invalid Options.%s = %v: %s", field, v, why)
+	}
+	switch {
+	case o.Streams == nil:
+		return errors.New("group: Options.Streams is required")
+	case o.MaxPollBytes < 0:
+		return bad("MaxPollBytes", o.MaxPollBytes, "must be >= 0 (0 = default)")
+	case o.MaxPollWait < 0:
+		return bad("MaxPollWait", o.MaxPollWait, "must be >= 0 (0 = default)")
+	case o.MemberTimeout < 0:
+		return bad("MemberTimeout", o.MemberTimeout, "must be >= 0 (0 = default)")
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxPollBytes == 0 {
+		o.MaxPollBytes = DefaultMaxPollBytes
+	}
+	if o.MaxPollWait == 0 {
+		o.MaxPollWait = DefaultMaxPollWait
+	}
+	if o.MemberTimeout == 0 {
+		o.MemberTimeout = DefaultMemberTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}

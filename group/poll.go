@@ -1,0 +1,215 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/store"
+)
+
+// PollRequest is a poll of a registered consumer.
+type PollRequest struct {
+	ConsumerID string
+	// MaxBytes bounds the payload of the response; 0 or more than
+	// Options.MaxPollBytes means Options.MaxPollBytes. At least one event
+	// is returned when any is available, even if it is larger.
+	MaxBytes int
+	// MaxEvents bounds the number of events; 0: no limit.
+	MaxEvents int
+	// Wait is how long to wait for events when none is available (capped
+	// by Options.MaxPollWait); 0 answers at once.
+	Wait time.Duration
+}
+
+// Batch is the events of one stream in a poll response: Events[i] has
+// offset Start+i. The events are exactly as produced.
+type Batch struct {
+	Stream store.Stream
+	Start  int64
+	Events [][]byte
+}
+
+// Poll commits the position reached by the consumer's previous poll (in the
+// streams it still owns), then reads from its streams, starting with a
+// different stream each poll, and returns one Batch per stream that had
+// events. An empty result and a nil error mean that nothing is available
+// (after waiting up to r.Wait). An unknown consumer gets an error wrapping
+// broker.ErrNotRegistered; after Close, broker.ErrUnavailable.
+func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.MaxBytes < 0:
+		return nil, fmt.Errorf("%w: maxBytes is negative (%d)", broker.ErrInvalidParameter, r.MaxBytes)
+	case r.MaxEvents < 0:
+		return nil, fmt.Errorf("%w: maxEvents is negative (%d)", broker.ErrInvalidParameter, r.MaxEvents)
+	}
+	maxBytes := c.opts.MaxPollBytes
+	if r.MaxBytes > 0 && r.MaxBytes < maxBytes {
+		maxBytes = r.MaxBytes
+	}
+	wait := min(r.Wait, c.opts.MaxPollWait)
+
+	m, topics, err := c.enter(r.ConsumerID, true)
+	if err != nil {
+		return nil, err
+	}
+	defer c.leave(m)
+
+	var w *waiter
+	var timer *time.Timer
+	for {
+		if err := c.settle(ctx, m, true); err != nil {
+			return nil, err
+		}
+		out, err := c.read(m, maxBytes, r.MaxEvents)
+		if err != nil || len(out) > 0 {
+			return out, err
+		}
+		if wait <= 0 {
+			return []Batch{}, nil
+		}
+		if w == nil {
+			// Register for wake-ups, then read once more: an event made
+			// durable before the registration is seen by that read, one
+			// made durable after it wakes us.
+			w = c.addWaiter(topics)
+			defer c.removeWaiter(w)
+			timer = time.NewTimer(wait)
+			defer timer.Stop()
+			continue
+		}
+		select {
+		case <-w.ch:
+		case <-timer.C:
+			return []Batch{}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, errUnavailable()
+		}
+	}
+}
+
+// readJob is the read of one stream by a poll.
+type readJob struct {
+	p      *position
+	epoch  uint64
+	from   int64
+	done   bool
+	next   int64 // read position after the read
+	start  int64
+	events [][]byte
+}
+
+// read reads once from m's started streams, within the budget, without
+// holding the lock during store reads. A stream being read by another poll
+// (of m, or of its previous owner) is skipped. Results of reads whose stream
+// changed owner meanwhile are dropped.
+func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) {
+	c.mu.Lock()
+	if err := c.checkLocked(m); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	n := len(m.positions)
+	if n == 0 {
+		c.mu.Unlock()
+		return nil, nil
+	}
+	first := m.rot % n
+	m.rot++
+	jobs := make([]readJob, 0, n)
+	for i := range n {
+		p := m.positions[(first+i)%n]
+		if !p.started || p.reading {
+			continue
+		}
+		p.reading = true
+		jobs = append(jobs, readJob{p: p, epoch: p.epoch, from: p.read})
+	}
+	c.mu.Unlock()
+
+	var readErr error
+	used, count := 0, 0
+	for i := range jobs {
+		if count > 0 && (used >= maxBytes || maxEvents > 0 && count >= maxEvents) {
+			break
+		}
+		j := &jobs[i]
+		st := j.p.st
+		remEvents := 0
+		if maxEvents > 0 {
+			remEvents = maxEvents - count
+		}
+		b, err := c.log.Read(st, j.from, maxBytes-used, remEvents)
+		if errors.Is(err, store.ErrOffsetOutOfRange) {
+			// The committed offset is beyond the end of the stream: the
+			// log lost events it had acknowledged, or was replaced.
+			// Resume at its end rather than failing forever.
+			hwm := c.log.HighWatermark(st)
+			c.logger.Warn("read position beyond the high watermark; resuming at the high watermark",
+				"stream", st.String(), "position", j.from, "highWatermark", hwm)
+			j.done, j.next, j.start = true, hwm, hwm
+			continue
+		}
+		if err != nil {
+			readErr = logErr(err, "read %s from offset %d", st, j.from)
+			break
+		}
+		events := b.Events
+		if count > 0 {
+			// The store returns at least one event; beyond the first
+			// stream, keep only what fits in the budget.
+			k, size := 0, used
+			for k < len(events) && size+len(events[k]) <= maxBytes {
+				size += len(events[k])
+				k++
+			}
+			events = events[:k]
+		}
+		for _, e := range events {
+			used += len(e)
+		}
+		count += len(events)
+		j.done, j.start, j.events = true, b.Start, events
+		j.next = b.Start + int64(len(events))
+	}
+
+	var out []Batch
+	var stale []string
+	c.mu.Lock()
+	for i := range jobs {
+		j := &jobs[i]
+		p := j.p
+		p.reading = false
+		if p.epoch != j.epoch {
+			// The stream changed owner during the read: drop the
+			// events, the new owner reads them from the committed offset.
+			if p.owner != nil {
+				stale = append(stale, p.st.Topic)
+			}
+			continue
+		}
+		if readErr != nil || !j.done {
+			continue
+		}
+		p.read = j.next
+		if len(j.events) > 0 {
+			out = append(out, Batch{Stream: p.st, Start: j.start, Events: j.events})
+		}
+	}
+	c.mu.Unlock()
+	// The new owner may have skipped the stream while we read it.
+	for _, t := range stale {
+		c.wake(t)
+	}
+	if readErr != nil {
+		return nil, readErr
+	}
+	return out, nil
+}

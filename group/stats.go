@@ -1,0 +1,100 @@
+package group
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/floe-streams/floe/store"
+)
+
+// Stats is a snapshot of the coordinator for metrics.
+type Stats struct {
+	Groups     []GroupStats // by name
+	Members    int          // registered consumers
+	Rebalances uint64       // since New
+	Expired    uint64       // members dropped after MemberTimeout, since New
+}
+
+// GroupStats describes one consumer group.
+type GroupStats struct {
+	Group   string
+	Members []MemberStats // by consumer id
+	Streams []StreamStats // by topic, then range index
+}
+
+// MemberStats describes one member of a group.
+type MemberStats struct {
+	ConsumerID string
+	Topics     []string
+	Streams    int // streams assigned to it
+	LastSeen   time.Time
+}
+
+// StreamStats describes the position of a group in one stream.
+type StreamStats struct {
+	Stream store.Stream
+	Owner  string // consumer id; "" when no member reads the stream
+	// Committed is the group's committed offset (or the start chosen by
+	// onNewGroup); -1 when not known yet.
+	Committed int64
+	// ReadPosition is the owner's read position: the next offset it reads;
+	// -1 when the owner has not started reading.
+	ReadPosition  int64
+	HighWatermark int64
+	// Lag is the number of events after the committed offset
+	// (HighWatermark - Committed, at least 0; 0 when Committed is unknown).
+	Lag int64
+}
+
+// Stats returns a snapshot of the groups, their members and positions.
+func (c *Coordinator) Stats() Stats {
+	c.mu.Lock()
+	s := Stats{Members: len(c.members), Rebalances: c.rebalances, Expired: c.expired}
+	for _, name := range slices.Sorted(maps.Keys(c.groups)) {
+		g := c.groups[name]
+		gs := GroupStats{Group: name}
+		for _, id := range slices.Sorted(maps.Keys(g.members)) {
+			m := g.members[id]
+			gs.Members = append(gs.Members, MemberStats{
+				ConsumerID: id, Topics: slices.Clone(m.topics), Streams: len(m.positions), LastSeen: m.lastSeen,
+			})
+		}
+		for _, p := range g.positions {
+			ss := StreamStats{Stream: p.st, Committed: -1, ReadPosition: -1}
+			if p.owner != nil {
+				ss.Owner = p.owner.id
+				if p.started {
+					ss.ReadPosition = p.read
+				}
+			}
+			if p.known {
+				ss.Committed = p.committed
+			}
+			gs.Streams = append(gs.Streams, ss)
+		}
+		s.Groups = append(s.Groups, gs)
+	}
+	c.mu.Unlock()
+
+	for i := range s.Groups {
+		streams := s.Groups[i].Streams
+		slices.SortFunc(streams, func(a, b StreamStats) int {
+			if a.Stream.Topic != b.Stream.Topic {
+				if a.Stream.Topic < b.Stream.Topic {
+					return -1
+				}
+				return 1
+			}
+			return compareStreams(a.Stream, b.Stream)
+		})
+		for j := range streams {
+			ss := &streams[j]
+			ss.HighWatermark = c.log.HighWatermark(ss.Stream)
+			if ss.Committed >= 0 {
+				ss.Lag = max(ss.HighWatermark-ss.Committed, 0)
+			}
+		}
+	}
+	return s
+}
