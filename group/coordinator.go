@@ -86,8 +86,9 @@ type position struct {
 	started bool  // read is the owner's position
 	read    int64 // next offset the owner reads; committed by its next poll
 
-	reading bool          // a Read of the stream is in flight
-	io      chan struct{} // non-nil while a commit or load is in flight; closed when done
+	reading   bool          // a Read of the stream is in flight
+	contended bool          // a poll skipped the stream because of that Read
+	io        chan struct{} // non-nil while a commit or load is in flight; closed when done
 }
 
 // New returns a coordinator over log. It validates opts, applies defaults

@@ -126,7 +126,11 @@ func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) 
 	jobs := make([]readJob, 0, n)
 	for i := range n {
 		p := m.positions[(first+i)%n]
-		if !p.started || p.reading {
+		if !p.started {
+			continue
+		}
+		if p.reading {
+			p.contended = true
 			continue
 		}
 		p.reading = true
@@ -181,18 +185,20 @@ func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) 
 	}
 
 	var out []Batch
-	var stale []string
+	var skipped []string
 	c.mu.Lock()
 	for i := range jobs {
 		j := &jobs[i]
 		p := j.p
 		p.reading = false
+		if p.contended {
+			// Another poll skipped the stream while we read it.
+			p.contended = false
+			skipped = append(skipped, p.st.Topic)
+		}
 		if p.epoch != j.epoch {
 			// The stream changed owner during the read: drop the
 			// events, the new owner reads them from the committed offset.
-			if p.owner != nil {
-				stale = append(stale, p.st.Topic)
-			}
 			continue
 		}
 		if readErr != nil || !j.done {
@@ -204,8 +210,9 @@ func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) 
 		}
 	}
 	c.mu.Unlock()
-	// The new owner may have skipped the stream while we read it.
-	for _, t := range stale {
+	// Wake the long polls that skipped a stream we were reading: a new
+	// owner, or a concurrent poll of the same consumer.
+	for _, t := range skipped {
 		c.wake(t)
 	}
 	if readErr != nil {

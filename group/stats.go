@@ -1,8 +1,10 @@
 package group
 
 import (
+	"cmp"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/floe-streams/floe/store"
@@ -80,13 +82,7 @@ func (c *Coordinator) Stats() Stats {
 	for i := range s.Groups {
 		streams := s.Groups[i].Streams
 		slices.SortFunc(streams, func(a, b StreamStats) int {
-			if a.Stream.Topic != b.Stream.Topic {
-				if a.Stream.Topic < b.Stream.Topic {
-					return -1
-				}
-				return 1
-			}
-			return compareStreams(a.Stream, b.Stream)
+			return cmp.Or(strings.Compare(a.Stream.Topic, b.Stream.Topic), compareStreams(a.Stream, b.Stream))
 		})
 		for j := range streams {
 			ss := &streams[j]

@@ -1,0 +1,56 @@
+package group
+
+import (
+	"fmt"
+
+	"github.com/floe-streams/floe/store"
+)
+
+// CheckInvariants verifies the coordinator's state under its lock: every
+// member is in its group; every assigned position has exactly one owner,
+// which lists it; no stream is listed by two members; a started position has
+// a known committed offset. Tests call it while the coordinator runs.
+func CheckInvariants(c *Coordinator) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, m := range c.members {
+		if m.gone {
+			return fmt.Errorf("member %s is registered and gone", id)
+		}
+		if m.group.members[id] != m {
+			return fmt.Errorf("member %s is not in its group %s", id, m.group.name)
+		}
+		if c.groups[m.group.name] != m.group {
+			return fmt.Errorf("group %s of member %s is not registered", m.group.name, id)
+		}
+	}
+	for name, g := range c.groups {
+		listed := make(map[store.Stream]string)
+		for id, m := range g.members {
+			if c.members[id] != m {
+				return fmt.Errorf("group %s lists %s, which is not registered", name, id)
+			}
+			for _, p := range m.positions {
+				if other, ok := listed[p.st]; ok {
+					return fmt.Errorf("group %s: %s is listed by %s and %s", name, p.st, other, id)
+				}
+				listed[p.st] = id
+				if p.owner != m {
+					return fmt.Errorf("group %s: %s is listed by %s but owned by %v", name, p.st, id, p.owner)
+				}
+				if g.positions[p.st] != p {
+					return fmt.Errorf("group %s: %s of %s is not the group's position", name, p.st, id)
+				}
+			}
+		}
+		for st, p := range g.positions {
+			if p.owner != nil && listed[st] != p.owner.id {
+				return fmt.Errorf("group %s: %s is owned by %s, which does not list it", name, st, p.owner.id)
+			}
+			if p.started && !p.known {
+				return fmt.Errorf("group %s: %s is started without a committed offset", name, st)
+			}
+		}
+	}
+	return nil
+}

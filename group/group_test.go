@@ -1,0 +1,671 @@
+package group_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/store"
+)
+
+func TestRegisterPollCommitGoodbye(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.register("c1", "g", group.StartFromEarliest, "orders")
+	for i := range testRanges {
+		e.produce("orders", i, 3, "a")
+	}
+
+	batches := e.poll("c1")
+	if got := countEvents(batches); got != 4*3 {
+		t.Fatalf("first poll: %d events, want 12", got)
+	}
+	for _, b := range batches {
+		if b.Start != 0 || len(b.Events) != 3 || b.Stream.Topic != "orders" {
+			t.Fatalf("batch %+v", b)
+		}
+		if string(b.Events[1]) != `{"tag":"a","k":1}` {
+			t.Fatalf("event changed: %s", b.Events[1])
+		}
+	}
+	// Nothing committed yet: the poll only delivered.
+	if _, ok := e.committed("g", e.stream("orders", 0)); ok {
+		t.Fatal("offset committed before the consumer acknowledged")
+	}
+	if b := e.poll("c1"); len(b) != 0 {
+		t.Fatalf("second poll: %d batches, want none", len(b))
+	}
+	// The second poll committed the position reached by the first.
+	for i := range testRanges {
+		if off, ok := e.committed("g", e.stream("orders", i)); !ok || off != 3 {
+			t.Fatalf("stream %d: committed %d %v, want 3", i, off, ok)
+		}
+	}
+
+	e.produce("orders", 2, 2, "b")
+	if b := e.poll("c1"); countEvents(b) != 2 || b[0].Start != 3 || b[0].Stream.RangeIndex != 2 {
+		t.Fatalf("poll after produce: %+v", b)
+	}
+	if err := e.c.Commit(ctx, "c1"); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if off, _ := e.committed("g", e.stream("orders", 2)); off != 5 {
+		t.Fatalf("after Commit: offset %d, want 5", off)
+	}
+
+	e.produce("orders", 1, 1, "c")
+	if b := e.poll("c1"); countEvents(b) != 1 {
+		t.Fatalf("poll: %d events, want 1", countEvents(b))
+	}
+	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
+		t.Fatalf("Goodbye: %v", err)
+	}
+	if off, _ := e.committed("g", e.stream("orders", 1)); off != 4 {
+		t.Fatalf("after Goodbye: offset %d, want 4", off)
+	}
+	for name, err := range map[string]error{
+		"Poll":    func() error { _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c1"}); return err }(),
+		"Commit":  e.c.Commit(ctx, "c1"),
+		"Goodbye": e.c.Goodbye(ctx, "c1", true),
+	} {
+		if !errors.Is(err, broker.ErrNotRegistered) {
+			t.Errorf("%s after Goodbye: %v, want ErrNotRegistered", name, err)
+		}
+	}
+	if s := e.c.Stats(); s.Members != 0 || len(s.Groups) != 0 {
+		t.Fatalf("stats after goodbye: %+v", s)
+	}
+}
+
+func TestGoodbyeWithoutCommit(t *testing.T) {
+	e := newEnv(t)
+	e.register("c1", "g", group.StartFromEarliest, "t")
+	e.produce("t", 0, 5, "a")
+	if n := countEvents(e.poll("c1")); n != 5 {
+		t.Fatalf("poll: %d", n)
+	}
+	if err := e.c.Goodbye(context.Background(), "c1", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.committed("g", e.stream("t", 0)); ok {
+		t.Fatal("Goodbye(commit=false) committed")
+	}
+	// The group has no committed offset: it starts over.
+	e.register("c2", "g", group.StartFromEarliest, "t")
+	if n := countEvents(e.poll("c2")); n != 5 {
+		t.Fatalf("events after goodbye without commit: %d, want 5 again", n)
+	}
+}
+
+func TestRegisterIdempotent(t *testing.T) {
+	e := newEnv(t)
+	e.register("c1", "g", group.StartFromEarliest, "a")
+	e.register("c1", "g", group.StartFromEarliest, "a", "a")
+	s := e.c.Stats()
+	if s.Members != 1 || len(s.Groups) != 1 || len(s.Groups[0].Members) != 1 {
+		t.Fatalf("after registering twice: %+v", s)
+	}
+	rebalances := s.Rebalances
+
+	e.produce("a", 0, 2, "x")
+	if n := countEvents(e.poll("c1")); n != 2 {
+		t.Fatalf("poll: %d", n)
+	}
+	// Registering again with nothing changed keeps the read position.
+	e.register("c1", "g", group.StartFromEarliest, "a")
+	if s := e.c.Stats(); s.Rebalances != rebalances {
+		t.Fatalf("an unchanged registration rebalanced (%d -> %d)", rebalances, s.Rebalances)
+	}
+	if n := countEvents(e.poll("c1")); n != 0 {
+		t.Fatalf("poll after re-register: %d events, want 0", n)
+	}
+
+	// New topics.
+	e.register("c1", "g", group.StartFromEarliest, "a", "b")
+	if got := len(owners(e.c, "g")); got != 2*testRanges {
+		t.Fatalf("owned streams after adding a topic: %d", got)
+	}
+	e.check()
+
+	// Moving to another group leaves the old one.
+	e.register("c1", "h", group.StartFromEarliest, "b")
+	s = e.c.Stats()
+	if len(s.Groups) != 1 || s.Groups[0].Group != "h" || len(owners(e.c, "h")) != testRanges {
+		t.Fatalf("after moving: %+v", s)
+	}
+	e.check()
+}
+
+func TestRegisterValidation(t *testing.T) {
+	e := newEnv(t)
+	long := strings.Repeat("x", group.MaxIDLen+1)
+	tests := []struct {
+		name  string
+		r     group.Registration
+		want  error
+		param string
+	}{
+		{"no id", group.Registration{Topics: []string{"t"}}, broker.ErrInvalidParameter, "consumerId is required"},
+		{"long id", group.Registration{ConsumerID: long, Topics: []string{"t"}}, broker.ErrInvalidParameter, "consumerId"},
+		{"unprintable id", group.Registration{ConsumerID: "a\nb", Topics: []string{"t"}}, broker.ErrInvalidParameter, "consumerId"},
+		{"invalid utf-8 id", group.Registration{ConsumerID: "a\xffb", Topics: []string{"t"}}, broker.ErrInvalidParameter, "consumerId"},
+		{"long group", group.Registration{ConsumerID: "c", Group: long, Topics: []string{"t"}}, broker.ErrInvalidParameter, "group"},
+		{"unprintable group", group.Registration{ConsumerID: "c", Group: "g\x00", Topics: []string{"t"}}, broker.ErrInvalidParameter, "group"},
+		{"no topic", group.Registration{ConsumerID: "c"}, broker.ErrInvalidParameter, "topic is required"},
+		{"invalid topic", group.Registration{ConsumerID: "c", Topics: []string{"ok", "bad/name"}}, broker.ErrInvalidTopic, "topic: "},
+		{"empty topic", group.Registration{ConsumerID: "c", Topics: []string{""}}, broker.ErrInvalidTopic, "topic: "},
+		{"bad start", group.Registration{ConsumerID: "c", Topics: []string{"t"}, OnNewGroup: 7}, broker.ErrInvalidParameter, "onNewGroup"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.c.Register(context.Background(), tt.r)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.param) {
+				t.Fatalf("error %q does not name %q", err, tt.param)
+			}
+		})
+	}
+	if s := e.c.Stats(); s.Members != 0 {
+		t.Fatalf("an invalid registration registered: %+v", s)
+	}
+	// Limits are inclusive; the group defaults to "default".
+	e.register(strings.Repeat("é", group.MaxIDLen/2), "", group.StartFromLatest, "t")
+	if s := e.c.Stats(); len(s.Groups) != 1 || s.Groups[0].Group != group.DefaultGroup {
+		t.Fatalf("default group: %+v", s.Groups)
+	}
+}
+
+func TestParseStartPosition(t *testing.T) {
+	for in, want := range map[string]group.StartPosition{
+		"":                  group.StartFromLatest,
+		"startFromLatest":   group.StartFromLatest,
+		"startFromEarliest": group.StartFromEarliest,
+		"STARTFROMEARLIEST": group.StartFromEarliest,
+	} {
+		got, err := group.ParseStartPosition(in)
+		if err != nil || got != want {
+			t.Errorf("ParseStartPosition(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"earliest", "latest", "startFromBeginning", " startFromLatest"} {
+		_, err := group.ParseStartPosition(in)
+		if !errors.Is(err, broker.ErrInvalidParameter) || !strings.Contains(err.Error(), "onNewGroup") {
+			t.Errorf("ParseStartPosition(%q): %v, want ErrInvalidParameter naming onNewGroup", in, err)
+		}
+	}
+	if s := group.StartFromEarliest.String(); s != "startFromEarliest" {
+		t.Errorf("String: %s", s)
+	}
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	s := newEnv(t).st
+	streams := broker.NewRing(1).Streams
+	for name, opts := range map[string]group.Options{
+		"no Streams":           {},
+		"negative MaxPollWait": {Streams: streams, MaxPollWait: -1},
+		"negative timeout":     {Streams: streams, MemberTimeout: -time.Second},
+		"negative bytes":       {Streams: streams, MaxPollBytes: -1},
+	} {
+		if c, err := group.New(s, opts); err == nil {
+			c.Close()
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	if _, err := group.New(nil, group.Options{Streams: streams}); err == nil {
+		t.Error("New without a Log succeeded")
+	}
+}
+
+func TestPollValidation(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	_, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "nobody"})
+	if !errors.Is(err, broker.ErrNotRegistered) || !strings.Contains(err.Error(), "nobody") {
+		t.Fatalf("unknown consumer: %v", err)
+	}
+	e.register("c", "g", group.StartFromLatest, "t")
+	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c", MaxBytes: -1}); !errors.Is(err, broker.ErrInvalidParameter) {
+		t.Fatalf("negative maxBytes: %v", err)
+	}
+	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c", MaxEvents: -1}); !errors.Is(err, broker.ErrInvalidParameter) {
+		t.Fatalf("negative maxEvents: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := e.c.Poll(cctx, group.PollRequest{ConsumerID: "c"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %v", err)
+	}
+	if err := e.c.Commit(ctx, "nobody"); !errors.Is(err, broker.ErrNotRegistered) {
+		t.Fatalf("Commit of unknown: %v", err)
+	}
+	if err := e.c.Goodbye(ctx, "nobody", true); !errors.Is(err, broker.ErrNotRegistered) {
+		t.Fatalf("Goodbye of unknown: %v", err)
+	}
+}
+
+func TestStartFromEarliestAndLatest(t *testing.T) {
+	e := newEnv(t)
+	e.produce("t", 0, 5, "before")
+	e.produce("t", 3, 2, "before")
+
+	e.register("early", "E", group.StartFromEarliest, "t")
+	e.register("late", "L", group.StartFromLatest, "t")
+	// The latest start is committed at registration.
+	if off, ok := e.committed("L", e.stream("t", 0)); !ok || off != 5 {
+		t.Fatalf("latest start of stream 0: %d %v, want 5 committed", off, ok)
+	}
+	if off, ok := e.committed("L", e.stream("t", 1)); !ok || off != 0 {
+		t.Fatalf("latest start of empty stream 1: %d %v, want 0 committed", off, ok)
+	}
+	// Events produced between registration and the first poll are not
+	// skipped.
+	e.produce("t", 0, 1, "between")
+
+	if n := countEvents(e.poll("early")); n != 8 {
+		t.Fatalf("earliest: %d events, want 8", n)
+	}
+	b := e.poll("late")
+	if countEvents(b) != 1 || b[0].Start != 5 || string(b[0].Events[0]) != `{"tag":"between","k":0}` {
+		t.Fatalf("latest: %+v", b)
+	}
+	e.produce("t", 2, 3, "after")
+	if n := countEvents(e.poll("early")); n != 3 {
+		t.Fatalf("earliest after: %d", n)
+	}
+	if n := countEvents(e.poll("late")); n != 3 {
+		t.Fatalf("latest after: %d", n)
+	}
+
+	// Once a group has committed offsets, onNewGroup is ignored.
+	if err := e.c.Goodbye(context.Background(), "late", true); err != nil {
+		t.Fatal(err)
+	}
+	e.produce("t", 1, 4, "gone")
+	e.register("late2", "L", group.StartFromEarliest, "t")
+	if n := countEvents(e.poll("late2")); n != 4 {
+		t.Fatalf("rejoining group: %d events, want the 4 produced since its commit", n)
+	}
+}
+
+// A latest start is committed at once: events produced after it are read
+// after a restart, not skipped.
+func TestLatestStartSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	e.produce("t", 0, 5, "old")
+	e.register("c", "g", group.StartFromLatest, "t")
+	e.c.Close()
+	e.produce("t", 0, 2, "new")
+
+	e.c = e.newCoordinator()
+	e.register("c", "g", group.StartFromLatest, "t")
+	b := e.poll("c")
+	if countEvents(b) != 2 || b[0].Start != 5 {
+		t.Fatalf("after restart: %+v", b)
+	}
+}
+
+func TestCommittedOffsetSurvivesReopen(t *testing.T) {
+	e := newEnv(t)
+	e.register("c", "g", group.StartFromEarliest, "t")
+	for i := range testRanges {
+		e.produce("t", i, 10, "a")
+	}
+	if n := countEvents(e.poll("c")); n != 40 {
+		t.Fatalf("poll: %d", n)
+	}
+	if err := e.c.Commit(context.Background(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	e.c.Close()
+	if err := e.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e.st = openStore(t, e.fs)
+	e.log = e.st
+	e.c = e.newCoordinator()
+	// Registration is in memory: the consumer must register again.
+	if _, err := e.c.Poll(context.Background(), group.PollRequest{ConsumerID: "c"}); !errors.Is(err, broker.ErrNotRegistered) {
+		t.Fatalf("poll after restart: %v", err)
+	}
+	e.register("c", "g", group.StartFromEarliest, "t")
+	if n := countEvents(e.poll("c")); n != 0 {
+		t.Fatalf("after reopen: %d events redelivered, want 0", n)
+	}
+	e.produce("t", 1, 1, "b")
+	if b := e.poll("c"); countEvents(b) != 1 || b[0].Start != 10 {
+		t.Fatalf("after reopen: %+v", b)
+	}
+}
+
+func TestPollBudget(t *testing.T) {
+	e := newEnv(t)
+	e.register("c", "g", group.StartFromEarliest, "t")
+	for i := range testRanges {
+		e.produce("t", i, 10, "a") // events of 18 bytes
+	}
+	ctx := context.Background()
+
+	b, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c", MaxEvents: 5})
+	if err != nil || countEvents(b) != 5 {
+		t.Fatalf("MaxEvents 5: %d events, %v", countEvents(b), err)
+	}
+	b, err = e.c.Poll(ctx, group.PollRequest{ConsumerID: "c", MaxBytes: 100})
+	if err != nil || countEvents(b) != 5 {
+		t.Fatalf("MaxBytes 100: %d events, %v", countEvents(b), err)
+	}
+	// At least one event, whatever the budget.
+	b, err = e.c.Poll(ctx, group.PollRequest{ConsumerID: "c", MaxBytes: 1})
+	if err != nil || countEvents(b) != 1 {
+		t.Fatalf("MaxBytes 1: %d events, %v", countEvents(b), err)
+	}
+	// Options.MaxPollBytes caps MaxBytes.
+	e.opts.MaxPollBytes = 40
+	c2 := e.newCoordinator()
+	if err := c2.Register(ctx, group.Registration{ConsumerID: "d", Group: "h", Topics: []string{"t"}, OnNewGroup: group.StartFromEarliest}); err != nil {
+		t.Fatal(err)
+	}
+	b, err = c2.Poll(ctx, group.PollRequest{ConsumerID: "d", MaxBytes: 1 << 20})
+	if err != nil || countEvents(b) != 2 {
+		t.Fatalf("MaxPollBytes 40: %d events, %v", countEvents(b), err)
+	}
+}
+
+// Polls rotate the stream they start with, so a busy stream does not starve
+// the others.
+func TestPollFairness(t *testing.T) {
+	e := newEnv(t)
+	e.register("c", "g", group.StartFromEarliest, "t")
+	for i := range testRanges {
+		e.produce("t", i, 50, "a")
+	}
+	seen := make(map[uint32]int)
+	for range testRanges * 2 {
+		b, err := e.c.Poll(context.Background(), group.PollRequest{ConsumerID: "c", MaxEvents: 3})
+		if err != nil || len(b) != 1 {
+			t.Fatalf("poll: %d batches, %v", len(b), err)
+		}
+		seen[b[0].Stream.RangeIndex]++
+	}
+	for i := range testRanges {
+		if seen[uint32(i)] != 2 {
+			t.Fatalf("streams served: %v, want each twice", seen)
+		}
+	}
+}
+
+func TestTwoMembersSplitAndThirdJoins(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromEarliest, "t")
+	e.register("b", "g", group.StartFromEarliest, "t")
+	got := assigned(e.c, "g")
+	if !equalU32(got["a"], 0, 2) || !equalU32(got["b"], 1, 3) {
+		t.Fatalf("two members: %v", got)
+	}
+	for i := range testRanges {
+		e.produce("t", i, 1, "x")
+	}
+	for _, id := range []string{"a", "b"} {
+		b := e.poll(id)
+		if countEvents(b) != 2 {
+			t.Fatalf("%s: %d events, want 2", id, countEvents(b))
+		}
+		for _, batch := range b {
+			if owners(e.c, "g")[batch.Stream] != id {
+				t.Fatalf("%s read %s, which it does not own", id, batch.Stream)
+			}
+		}
+	}
+
+	e.register("c", "g", group.StartFromEarliest, "t")
+	got = assigned(e.c, "g")
+	if !equalU32(got["a"], 0, 3) || !equalU32(got["b"], 1) || !equalU32(got["c"], 2) {
+		t.Fatalf("three members: %v", got)
+	}
+	e.check()
+	if s := e.c.Stats(); s.Groups[0].Members[2].Streams != 1 {
+		t.Fatalf("stats: %+v", s.Groups[0].Members)
+	}
+	// Stream 3 moved from b to a, stream 2 from a to c: their events were
+	// polled but not committed, so the new owners get them again.
+	if b := e.poll("c"); countEvents(b) != 1 || b[0].Stream.RangeIndex != 2 {
+		t.Fatalf("c: %+v", b)
+	}
+	b := e.poll("a") // commits stream 0; stream 3 starts from its committed offset
+	if countEvents(b) != 1 || b[0].Stream.RangeIndex != 3 || b[0].Start != 0 {
+		t.Fatalf("a: %+v", b)
+	}
+	if off, ok := e.committed("g", e.stream("t", 0)); !ok || off != 1 {
+		t.Fatalf("stream 0 kept by a: committed %d %v, want 1", off, ok)
+	}
+
+	// More members than streams: the extra ones get nothing.
+	for _, id := range []string{"d", "e", "f"} {
+		e.register(id, "g", group.StartFromEarliest, "t")
+	}
+	got = assigned(e.c, "g")
+	if len(got) != testRanges {
+		t.Fatalf("six members: %v", got)
+	}
+	if b := e.poll("f"); len(b) != 0 {
+		t.Fatalf("member without streams got %+v", b)
+	}
+	e.check()
+}
+
+// Members of one group may subscribe to different topics: each topic is
+// dealt to its own subscribers.
+func TestMixedSubscriptions(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromEarliest, "x", "y")
+	e.register("b", "g", group.StartFromEarliest, "y")
+	o := owners(e.c, "g")
+	for i := range testRanges {
+		if o[e.stream("x", i)] != "a" {
+			t.Fatalf("x/%d owned by %q, want a", i, o[e.stream("x", i)])
+		}
+	}
+	if n := len(assigned(e.c, "g")["b"]); n != testRanges/2 {
+		t.Fatalf("b owns %d streams of y, want %d", n, testRanges/2)
+	}
+	e.check()
+}
+
+func TestExpiryMovesStreams(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.register("a", "g", group.StartFromEarliest, "t")
+	e.register("b", "g", group.StartFromEarliest, "t")
+	for i := range testRanges {
+		e.produce("t", i, 2, "x")
+	}
+	if n := countEvents(e.poll("a")); n != 4 {
+		t.Fatalf("a: %d", n)
+	}
+	if err := e.c.Commit(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEvents(e.poll("b")); n != 4 {
+		t.Fatalf("b: %d", n)
+	}
+	e.produce("t", 0, 1, "y") // a's stream
+
+	// b keeps polling; a stops.
+	for range 2 {
+		e.clock.Advance(25 * time.Second)
+		e.poll("b")
+	}
+	if got := assigned(e.c, "g"); len(got) != 2 {
+		t.Fatalf("before a's timeout: %v", got)
+	}
+	e.clock.Advance(25 * time.Second)
+	// b resumes a's streams from a's committed offset: only the new event.
+	b := e.poll("b")
+	if countEvents(b) != 1 || b[0].Start != 2 || b[0].Stream.RangeIndex != 0 {
+		t.Fatalf("b after expiry: %+v", b)
+	}
+	got := assigned(e.c, "g")
+	if len(got) != 1 || len(got["b"]) != testRanges {
+		t.Fatalf("after a's timeout: %v", got)
+	}
+	if s := e.c.Stats(); s.Expired != 1 || s.Members != 1 {
+		t.Fatalf("stats: %+v", s)
+	}
+	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "a"}); !errors.Is(err, broker.ErrNotRegistered) {
+		t.Fatalf("expired member polls: %v", err)
+	}
+	e.check()
+}
+
+// The background loop expires members without any request.
+func TestExpiryInBackground(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.opts.MemberTimeout = 40 * time.Millisecond })
+	e.register("a", "g", group.StartFromLatest, "t")
+	e.clock.Advance(time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for e.c.Stats().Members != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("member not expired by the background loop")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A member that polls and disappears without committing: another member
+// reads the same events again (at-least-once), and the old owner's position
+// is never committed.
+func TestAtLeastOnceRedelivery(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromEarliest, "t")
+	for i := range testRanges {
+		e.produce("t", i, 5, "x")
+	}
+	if n := countEvents(e.poll("a")); n != 20 {
+		t.Fatalf("a: %d", n)
+	}
+	e.register("b", "g", group.StartFromEarliest, "t")
+	// a lost streams 1 and 3; its next poll commits only 0 and 2.
+	if n := countEvents(e.poll("a")); n != 0 {
+		t.Fatalf("a again: %d", n)
+	}
+	for i, want := range []int64{5, -1, 5, -1} {
+		off, ok := e.committed("g", e.stream("t", i))
+		if want < 0 && ok || want >= 0 && off != want {
+			t.Fatalf("stream %d: committed %d %v, want %d", i, off, ok, want)
+		}
+	}
+	// a disappears without committing what it polls next.
+	e.produce("t", 0, 1, "y")
+	if n := countEvents(e.poll("a")); n != 1 {
+		t.Fatalf("a: %d", n)
+	}
+	if n := countEvents(e.poll("b")); n != 10 {
+		t.Fatalf("b got %d events of streams 1 and 3, want 10 again", n)
+	}
+	e.clock.Advance(45 * time.Second)
+	e.poll("b")
+	e.clock.Advance(45 * time.Second)
+	b := e.poll("b")
+	if countEvents(b) != 1 || b[0].Start != 5 || b[0].Stream.RangeIndex != 0 {
+		t.Fatalf("b after a expired: %+v, want event 5 of stream 0 again", b)
+	}
+}
+
+// A poll of a member whose stream moved while it was reading does not get
+// the events, and does not commit them.
+func TestStaleOwnerDoesNotCommit(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromEarliest, "t")
+	e.produce("t", 1, 3, "x")
+	if n := countEvents(e.poll("a")); n != 3 {
+		t.Fatalf("a: %d", n)
+	}
+	e.register("b", "g", group.StartFromEarliest, "t") // takes stream 1
+	if err := e.c.Commit(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.committed("g", e.stream("t", 1)); ok {
+		t.Fatal("the old owner's position was committed after the stream moved")
+	}
+	if err := e.c.Goodbye(context.Background(), "b", true); err != nil {
+		t.Fatal(err)
+	}
+	// Back to a, which starts from the committed offset (none: earliest).
+	if b := e.poll("a"); countEvents(b) != 3 || b[0].Start != 0 {
+		t.Fatalf("a after b left: %+v", b)
+	}
+}
+
+func TestStats(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromEarliest, "t")
+	e.produce("t", 0, 7, "x")
+	e.poll("a")
+	e.poll("a")
+	e.produce("t", 0, 3, "y")
+	e.poll("a")
+	s := e.c.Stats()
+	if len(s.Groups) != 1 || len(s.Groups[0].Streams) != testRanges {
+		t.Fatalf("stats: %+v", s)
+	}
+	st0 := s.Groups[0].Streams[0]
+	want := group.StreamStats{Stream: e.stream("t", 0), Owner: "a", Committed: 7, ReadPosition: 10, HighWatermark: 10, Lag: 3}
+	if st0 != want {
+		t.Fatalf("stream 0: %+v, want %+v", st0, want)
+	}
+	m := s.Groups[0].Members[0]
+	if m.ConsumerID != "a" || m.Streams != testRanges || !m.LastSeen.Equal(e.clock.Now()) {
+		t.Fatalf("member: %+v", m)
+	}
+}
+
+func TestClose(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromLatest, "t")
+	if err := e.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	ctx := context.Background()
+	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "a"}); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Poll after Close: %v", err)
+	}
+	if err := e.c.Register(ctx, group.Registration{ConsumerID: "b", Topics: []string{"t"}}); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Register after Close: %v", err)
+	}
+}
+
+// A store closed under the coordinator gives ErrUnavailable, not a bare
+// store error.
+func TestStoreClosed(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromEarliest, "t")
+	e.produce("t", 0, 1, "x")
+	e.poll("a")
+	e.st.Close()
+	_, err := e.c.Poll(context.Background(), group.PollRequest{ConsumerID: "a"})
+	if !errors.Is(err, broker.ErrUnavailable) || !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("poll on a closed store: %v", err)
+	}
+}
+
+func equalU32(got []uint32, want ...uint32) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,210 @@
+package group_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/store"
+)
+
+// fakeClock is the injected clock of member expiry.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// testWriter sends log lines to t.Log until the test ends.
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// openStore opens a store in dir of fs, closed at the end of the test unless
+// the test closed it.
+func openStore(t testing.TB, fs vfs.FS) *store.Store {
+	t.Helper()
+	s, err := store.Open("data", store.Options{FS: fs, RetentionInterval: -1, Sync: store.SyncNever})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+const testRanges = 4
+
+// env is a store, a ring of testRanges sub-ranges, a fake clock and a
+// coordinator over them.
+type env struct {
+	t     testing.TB
+	fs    vfs.FS
+	st    *store.Store
+	log   group.Log // what the coordinator uses; st unless wrapped
+	ring  *broker.Ring
+	clock *fakeClock
+	opts  group.Options
+	c     *group.Coordinator
+}
+
+func newEnv(t testing.TB, tune ...func(*env)) *env {
+	t.Helper()
+	e := &env{t: t, fs: vfs.NewMem(), ring: broker.NewRing(testRanges), clock: newFakeClock()}
+	e.st = openStore(t, e.fs)
+	e.log = e.st
+	e.opts = group.Options{
+		Streams:       e.ring.Streams,
+		MemberTimeout: time.Minute,
+		MaxPollWait:   10 * time.Second,
+		Logger:        testLogger(t),
+		Now:           e.clock.Now,
+	}
+	for _, f := range tune {
+		f(e)
+	}
+	e.c = e.newCoordinator()
+	return e
+}
+
+func (e *env) newCoordinator() *group.Coordinator {
+	e.t.Helper()
+	c, err := group.New(e.log, e.opts)
+	if err != nil {
+		e.t.Fatalf("group.New: %v", err)
+	}
+	e.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// stream is sub-range i of topic.
+func (e *env) stream(topic string, i int) store.Stream { return e.ring.Streams(topic)[i] }
+
+// produce appends n events tagged tag to sub-range i of topic and notifies
+// the coordinator.
+func (e *env) produce(topic string, i, n int, tag string) {
+	e.t.Helper()
+	st := e.stream(topic, i)
+	events := make([][]byte, n)
+	for k := range events {
+		events[k] = fmt.Appendf(nil, `{"tag":%q,"k":%d}`, tag, k)
+	}
+	if _, err := e.st.Append(context.Background(), st, events); err != nil {
+		e.t.Fatalf("Append: %v", err)
+	}
+	e.c.Notify(st)
+}
+
+func (e *env) register(id, grp string, start group.StartPosition, topics ...string) {
+	e.t.Helper()
+	err := e.c.Register(context.Background(), group.Registration{ConsumerID: id, Group: grp, Topics: topics, OnNewGroup: start})
+	if err != nil {
+		e.t.Fatalf("Register(%s): %v", id, err)
+	}
+}
+
+func (e *env) poll(id string) []group.Batch {
+	e.t.Helper()
+	b, err := e.c.Poll(context.Background(), group.PollRequest{ConsumerID: id})
+	if err != nil {
+		e.t.Fatalf("Poll(%s): %v", id, err)
+	}
+	return b
+}
+
+func (e *env) committed(grp string, st store.Stream) (int64, bool) {
+	e.t.Helper()
+	off, ok, err := e.st.GroupOffset(grp, st)
+	if err != nil {
+		e.t.Fatalf("GroupOffset: %v", err)
+	}
+	return off, ok
+}
+
+func (e *env) check() {
+	e.t.Helper()
+	if err := group.CheckInvariants(e.c); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// countEvents is the number of events in batches.
+func countEvents(batches []group.Batch) int {
+	n := 0
+	for _, b := range batches {
+		n += len(b.Events)
+	}
+	return n
+}
+
+// owners maps each stream of group grp to its owner, from Stats.
+func owners(c *group.Coordinator, grp string) map[store.Stream]string {
+	out := make(map[store.Stream]string)
+	for _, g := range c.Stats().Groups {
+		if g.Group != grp {
+			continue
+		}
+		for _, s := range g.Streams {
+			if s.Owner != "" {
+				out[s.Stream] = s.Owner
+			}
+		}
+	}
+	return out
+}
+
+// assigned is the range indexes of topic's streams owned by each member.
+func assigned(c *group.Coordinator, grp string) map[string][]uint32 {
+	out := make(map[string][]uint32)
+	for st, id := range owners(c, grp) {
+		out[id] = append(out[id], st.RangeIndex)
+	}
+	for _, v := range out {
+		slices.Sort(v)
+	}
+	return out
+}
