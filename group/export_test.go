@@ -54,3 +54,6 @@ func CheckInvariants(c *Coordinator) error {
 	}
 	return nil
 }
+
+// Waiters is the number of long polls waiting for events.
+func Waiters(c *Coordinator) int { return int(c.nwaiters.Load()) }
