@@ -1,0 +1,131 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"mime"
+)
+
+// Content types of produce bodies.
+const (
+	ContentTypeJSON   = "application/json"
+	ContentTypeNDJSON = "application/x-ndjson"
+)
+
+// Limits bounds the size of produce requests.
+type Limits struct {
+	MaxRequestBytes int // of a body, or of the events of a request
+	MaxEventBytes   int // of one event
+}
+
+// SplitBody turns a produce body into its events, validating each one:
+// application/json (the default when contentType is empty; parameters such as
+// charset are accepted) is one event; application/x-ndjson is one event per
+// non-empty line, with an optional final newline and CRLF accepted. Events are
+// sub-slices of body, trimmed of surrounding whitespace. The error wraps
+// ErrUnsupportedContentType, ErrEmptyBody, ErrBodyTooLarge, ErrEventTooLarge
+// or ErrInvalidJSON and, for NDJSON, names the line.
+func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
+	ndjson, err := parseContentType(contentType)
+	if err != nil {
+		return nil, err
+	}
+	if lim.MaxRequestBytes > 0 && len(body) > lim.MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBodyTooLarge, len(body), lim.MaxRequestBytes)
+	}
+	if !ndjson {
+		ev := bytes.TrimSpace(body)
+		if len(ev) == 0 {
+			return nil, fmt.Errorf("%w: the request has no event", ErrEmptyBody)
+		}
+		if err := checkEvent(ev, lim); err != nil {
+			return nil, err
+		}
+		return [][]byte{ev}, nil
+	}
+	events := make([][]byte, 0, bytes.Count(body, []byte{'\n'})+1)
+	for line := 1; len(body) > 0; line++ {
+		var ev []byte
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			ev, body = body[:i], body[i+1:]
+		} else {
+			ev, body = body, nil
+		}
+		ev = bytes.TrimSpace(ev) // also drops the \r of CRLF
+		if len(ev) == 0 {
+			continue
+		}
+		if err := checkEvent(ev, lim); err != nil {
+			return nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		events = append(events, ev)
+	}
+	if len(events) == 0 {
+		return nil, fmt.Errorf("%w: the NDJSON body has no non-empty line", ErrEmptyBody)
+	}
+	return events, nil
+}
+
+// ValidateEvents checks events sent one by one (gRPC): at least one, each
+// valid JSON and within the limits.
+func ValidateEvents(events [][]byte, lim Limits) error {
+	if len(events) == 0 {
+		return fmt.Errorf("%w: the request has no event", ErrEmptyBody)
+	}
+	total := 0
+	for i, ev := range events {
+		total += len(ev)
+		if len(bytes.TrimSpace(ev)) == 0 {
+			return fmt.Errorf("event %d: %w: the event is empty", i, ErrEmptyBody)
+		}
+		if err := checkEvent(ev, lim); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	if lim.MaxRequestBytes > 0 && total > lim.MaxRequestBytes {
+		return fmt.Errorf("%w: %d bytes of events, the limit is %d", ErrBodyTooLarge, total, lim.MaxRequestBytes)
+	}
+	return nil
+}
+
+func checkEvent(ev []byte, lim Limits) error {
+	if lim.MaxEventBytes > 0 && len(ev) > lim.MaxEventBytes {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrEventTooLarge, len(ev), lim.MaxEventBytes)
+	}
+	if !validJSON(ev) {
+		return fmt.Errorf("%w: %s", ErrInvalidJSON, describeJSONError(ev))
+	}
+	return nil
+}
+
+// parseContentType reports whether contentType is NDJSON, JSON, or neither.
+func parseContentType(contentType string) (ndjson bool, err error) {
+	if contentType == "" {
+		return false, nil
+	}
+	mt, _, perr := mime.ParseMediaType(contentType)
+	switch {
+	case perr != nil:
+		return false, fmt.Errorf("%w: %q: %v", ErrUnsupportedContentType, contentType, perr)
+	case mt == ContentTypeJSON:
+		return false, nil
+	case mt == ContentTypeNDJSON:
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: %q; use %s or %s", ErrUnsupportedContentType, mt, ContentTypeJSON, ContentTypeNDJSON)
+}
+
+// describeJSONError says where an invalid document breaks. It is only called
+// on the error path.
+func describeJSONError(ev []byte) string {
+	var v any
+	err := json.Unmarshal(ev, &v)
+	if se, ok := err.(*json.SyntaxError); ok {
+		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "not a single JSON document"
+}

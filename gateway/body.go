@@ -1,0 +1,121 @@
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+)
+
+// rawBody is a request body read whole by limitBody: the decoder of the
+// marshaler takes its bytes without copying them.
+type rawBody struct {
+	*bytes.Reader
+	data        []byte
+	contentType string
+}
+
+func (*rawBody) Close() error { return nil }
+
+// limitBody reads the body of produce requests before the gateway decodes
+// it: it checks the content type (415), undoes Content-Encoding gzip (415 for
+// other encodings, 400 for a corrupt stream), and enforces the request size
+// limit (413) both on the wire and decompressed. Chunked bodies are accepted.
+func limitBody(limit int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ct, e := produceContentType(r.Header.Get("Content-Type"))
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		data, e := readBody(r, limit)
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		r.Body = &rawBody{Reader: bytes.NewReader(data), data: data, contentType: ct}
+		r.ContentLength = int64(len(data))
+		r.Header.Del("Content-Encoding")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// produceContentType accepts application/json (the default) and
+// application/x-ndjson, with parameters such as charset.
+func produceContentType(header string) (string, *floev1.Error) {
+	if header == "" {
+		return "application/json", nil
+	}
+	mt, _, err := mime.ParseMediaType(header)
+	if err == nil && (mt == "application/json" || mt == "application/x-ndjson") {
+		return mt, nil
+	}
+	msg := fmt.Sprintf("unsupported content type %q: use application/json or application/x-ndjson", header)
+	if mt == "application/x-www-form-urlencoded" {
+		msg += " (curl -d sends a form unless given -H 'Content-Type: application/json')"
+	}
+	return "", newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType, msg)
+}
+
+func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
+	tooLarge := func() *floev1.Error {
+		return newError(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request body too large: the limit is %d bytes", limit))
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	var body io.Reader = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(io.LimitReader(r.Body, limit+1))
+		if err != nil {
+			return nil, badEncoding(err)
+		}
+		defer zr.Close()
+		body = zr
+	default:
+		return nil, newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, http.StatusUnsupportedMediaType,
+			fmt.Sprintf("unsupported content encoding %q: use gzip or none", enc))
+	}
+	var data []byte
+	if r.ContentLength > 0 && body == r.Body {
+		data = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(body, data); err != nil {
+			return nil, readError(err)
+		}
+		return data, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		if errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, badEncoding(err)
+		}
+		return nil, readError(err)
+	}
+	if int64(len(data)) > limit {
+		return nil, tooLarge()
+	}
+	return data, nil
+}
+
+func badEncoding(err error) *floev1.Error {
+	return newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, http.StatusBadRequest,
+		fmt.Sprintf("the gzip body does not decode: %v", err))
+}
+
+func readError(err error) *floev1.Error {
+	return newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
+		fmt.Sprintf("reading the request body: %v", err))
+}

@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/status"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/server"
+)
+
+// handleError writes every error of the REST API in one shape: the HTTP
+// status and error code come from the ErrorInfo detail the services attach
+// (server.Status), or from the gRPC code.
+func handleError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	writeError(w, errorBodyOf(err))
+}
+
+func errorBodyOf(err error) *floev1.Error {
+	var herr *runtime.HTTPStatusError
+	if errors.As(err, &herr) {
+		if herr.HTTPStatus == http.StatusNotFound || herr.HTTPStatus == http.StatusMethodNotAllowed {
+			return routingError(herr.HTTPStatus, "")
+		}
+		e := errorBodyOf(herr.Err)
+		e.Status = int32(herr.HTTPStatus)
+		return e
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return server.ErrorOf(err)
+	}
+	return server.ErrorFromStatus(st)
+}
+
+// handleRoutingError answers unknown paths with 404 and known paths with the
+// wrong method with 405, in the error shape.
+func handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	writeError(w, routingError(httpStatus, r.Method+" "+r.URL.Path))
+}
+
+func routingError(httpStatus int, what string) *floev1.Error {
+	switch httpStatus {
+	case http.StatusNotFound:
+		return newError(floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND, httpStatus, fmt.Sprintf("no route for %s on this port", what))
+	case http.StatusMethodNotAllowed:
+		return newError(floev1.ErrorCode_ERROR_CODE_METHOD_NOT_ALLOWED, httpStatus, fmt.Sprintf("method not allowed: %s", what))
+	}
+	return newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, httpStatus, fmt.Sprintf("bad request: %s", what))
+}
+
+func newError(code floev1.ErrorCode, httpStatus int, msg string) *floev1.Error {
+	return &floev1.Error{Status: int32(httpStatus), Code: int32(code), Error: server.ErrorName(code), Message: msg}
+}
+
+func writeError(w http.ResponseWriter, e *floev1.Error) {
+	body := marshalError(e)
+	h := w.Header()
+	h.Del("Grpc-Metadata-Content-Type")
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(int(e.GetStatus()))
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,197 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+)
+
+// Services are the gRPC services the gateway calls in process.
+type Services struct {
+	Discovery floev1.DiscoveryServer
+	Producer  floev1.ProducerServer
+	Consumer  floev1.ConsumerServer
+}
+
+// Options configures the gateway.
+type Options struct {
+	// MaxRequestBytes bounds produce bodies, on the wire and decompressed
+	// (413 beyond). Default 4 MiB.
+	MaxRequestBytes int64
+	// OpenAPI is the document served at GET /openapi.json on the discovery
+	// port.
+	OpenAPI []byte
+	// Logger receives server errors. Default: discards.
+	Logger *slog.Logger
+	// Wrap, when set, wraps each API's handler (metrics); api is
+	// "discovery", "producer" or "consumer".
+	Wrap func(api string, h http.Handler) http.Handler
+}
+
+// DefaultMaxRequestBytes is the default produce body limit.
+const DefaultMaxRequestBytes = 4 << 20
+
+// Gateway serves the three REST APIs.
+type Gateway struct {
+	opts      Options
+	discovery http.Handler
+	producer  http.Handler
+	consumer  http.Handler
+
+	mu      sync.Mutex
+	servers []*http.Server
+}
+
+// New builds the handlers of the three APIs over svc.
+func New(svc Services, opts Options) (*Gateway, error) {
+	if opts.MaxRequestBytes == 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.MaxRequestBytes < 0 {
+		return nil, fmt.Errorf("gateway: MaxRequestBytes %d is negative", opts.MaxRequestBytes)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx := context.Background()
+	g := &Gateway{opts: opts}
+
+	// Every port answers GET /status with the generated Discovery.Status
+	// handler, from a mux that serves nothing else.
+	statusMux := newMux()
+	if err := floev1.RegisterDiscoveryHandlerServer(ctx, statusMux, svc.Discovery); err != nil {
+		return nil, err
+	}
+	status := func(w http.ResponseWriter, r *http.Request, _ map[string]string) { statusMux.ServeHTTP(w, r) }
+
+	dmux := newMux()
+	if err := floev1.RegisterDiscoveryHandlerServer(ctx, dmux, svc.Discovery); err != nil {
+		return nil, err
+	}
+	if err := dmux.HandlePath(http.MethodGet, "/openapi.json", g.serveOpenAPI); err != nil {
+		return nil, err
+	}
+
+	pmux := newMux()
+	if err := floev1.RegisterProducerHandlerServer(ctx, pmux, svc.Producer); err != nil {
+		return nil, err
+	}
+	if err := pmux.HandlePath(http.MethodGet, "/status", status); err != nil {
+		return nil, err
+	}
+
+	cmux := newMux()
+	if err := floev1.RegisterConsumerHandlerServer(ctx, cmux, svc.Consumer); err != nil {
+		return nil, err
+	}
+	if err := cmux.HandlePath(http.MethodGet, "/status", status); err != nil {
+		return nil, err
+	}
+
+	g.discovery = g.wrap("discovery", dmux)
+	g.producer = g.wrap("producer", limitBody(opts.MaxRequestBytes, pmux))
+	g.consumer = g.wrap("consumer", registerBodyToQuery(cmux))
+	return g, nil
+}
+
+func (g *Gateway) wrap(api string, h http.Handler) http.Handler {
+	if g.opts.Wrap != nil {
+		return g.opts.Wrap(api, h)
+	}
+	return h
+}
+
+func newMux() *runtime.ServeMux {
+	m := newMarshaler()
+	return runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, m),
+		runtime.WithErrorHandler(handleError),
+		runtime.WithRoutingErrorHandler(handleRoutingError),
+		runtime.WithForwardResponseOption(setStatus),
+		runtime.WithWriteContentLength(),
+		// Server metadata is not echoed as Grpc-Metadata-* headers.
+		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		runtime.WithDisablePathLengthFallback(),
+	)
+}
+
+// Discovery is the handler of the discovery API.
+func (g *Gateway) Discovery() http.Handler { return g.discovery }
+
+// Producer is the handler of the producer API.
+func (g *Gateway) Producer() http.Handler { return g.producer }
+
+// Consumer is the handler of the consumer API.
+func (g *Gateway) Consumer() http.Handler { return g.consumer }
+
+func (g *Gateway) serveOpenAPI(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(g.opts.OpenAPI)))
+	_, _ = w.Write(g.opts.OpenAPI)
+}
+
+// Serve serves the three APIs on their listeners (HTTP/1.1 and HTTP/2
+// without TLS, as PolarStreams clients use) until Shutdown. It returns the
+// first error of a server, nil after Shutdown.
+func (g *Gateway) Serve(discovery, producer, consumer net.Listener) error {
+	type api struct {
+		l net.Listener
+		h http.Handler
+	}
+	apis := []api{{discovery, g.discovery}, {producer, g.producer}, {consumer, g.consumer}}
+	errc := make(chan error, len(apis))
+	g.mu.Lock()
+	for _, a := range apis {
+		srv := g.newServer(a.h)
+		g.servers = append(g.servers, srv)
+		go func() { errc <- srv.Serve(a.l) }()
+	}
+	g.mu.Unlock()
+	var first error
+	for range apis {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && first == nil {
+			first = err
+			go g.Shutdown(context.Background()) //nolint:errcheck // the first error is returned
+		}
+	}
+	return first
+}
+
+func (g *Gateway) newServer(h http.Handler) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// Shutdown stops accepting requests and waits for those in flight to be
+// answered, or for ctx to end.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	servers := g.servers
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		wg.Go(func() { errs[i] = s.Shutdown(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,131 @@
+package floe
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/gateway"
+	"github.com/floe-streams/floe/group"
+)
+
+// Options configures a node. The zero value of a field means its default.
+type Options struct {
+	// Listen addresses (host:port; port 0 picks a free port).
+	GRPCAddr      string // default ":9249"
+	DiscoveryAddr string // default ":9250"
+	ProducerAddr  string // default ":9251"
+	ConsumerAddr  string // default ":9252"
+
+	// DataDir holds the Pebble store. Default "./floe-data".
+	DataDir string
+	// AdvertisedHost is the name of this broker in GET /v1/brokers. Default:
+	// the host name.
+	AdvertisedHost string
+
+	// ConsumerRanges is the number of sub-ranges of the token range. Default 4.
+	ConsumerRanges int
+	// MaxRequestBytes bounds a produce request (default 4 MiB);
+	// MaxEventBytes one event (default 1 MiB).
+	MaxRequestBytes int
+	MaxEventBytes   int
+	// MaxPollBytes bounds a poll answer (default 2 MiB); MaxPollWait caps the
+	// long-poll timeout (default 30 s); MemberTimeout drops consumers that
+	// stop polling (default 2 min).
+	MaxPollBytes  int
+	MaxPollWait   time.Duration
+	MemberTimeout time.Duration
+
+	// RetentionMaxAge (default 7 days; negative: forever) and
+	// RetentionMaxBytes (per topic; default 0: unlimited).
+	RetentionMaxAge   time.Duration
+	RetentionMaxBytes int64
+	// CacheSize is the store's block cache. Default 64 MiB.
+	CacheSize int64
+
+	// ShutdownTimeout bounds the graceful shutdown. Default 30 s.
+	ShutdownTimeout time.Duration
+
+	// Logger for the node. Default: discards.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.GRPCAddr, ":9249")
+	def(&o.DiscoveryAddr, ":9250")
+	def(&o.ProducerAddr, ":9251")
+	def(&o.ConsumerAddr, ":9252")
+	def(&o.DataDir, "floe-data")
+	if o.AdvertisedHost == "" {
+		o.AdvertisedHost, _ = os.Hostname()
+		def(&o.AdvertisedHost, "localhost")
+	}
+	if o.ConsumerRanges == 0 {
+		o.ConsumerRanges = broker.DefaultConsumerRanges
+	}
+	if o.MaxRequestBytes == 0 {
+		o.MaxRequestBytes = gateway.DefaultMaxRequestBytes
+	}
+	if o.MaxEventBytes == 0 {
+		o.MaxEventBytes = broker.DefaultMaxEventBytes
+	}
+	if o.MaxPollBytes == 0 {
+		o.MaxPollBytes = group.DefaultMaxPollBytes
+	}
+	if o.MaxPollWait == 0 {
+		o.MaxPollWait = group.DefaultMaxPollWait
+	}
+	if o.MemberTimeout == 0 {
+		o.MemberTimeout = group.DefaultMemberTimeout
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Validate checks the options, naming the bad setting.
+func (o Options) Validate() error {
+	var errs []error
+	for _, a := range []struct{ name, addr string }{
+		{"grpc-addr", o.GRPCAddr}, {"discovery-addr", o.DiscoveryAddr},
+		{"producer-addr", o.ProducerAddr}, {"consumer-addr", o.ConsumerAddr},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", a.name, a.addr, err))
+		}
+	}
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(o.ConsumerRanges >= 0 && o.ConsumerRanges <= 1024, "consumer-ranges: %d not in [1, 1024]", o.ConsumerRanges)
+	check(o.MaxRequestBytes >= 0, "max-request-bytes: %d is negative", o.MaxRequestBytes)
+	check(o.MaxEventBytes >= 0, "max-event-bytes: %d is negative", o.MaxEventBytes)
+	check(o.MaxEventBytes == 0 || o.MaxRequestBytes == 0 || o.MaxEventBytes <= o.MaxRequestBytes,
+		"max-event-bytes: %d is over max-request-bytes %d", o.MaxEventBytes, o.MaxRequestBytes)
+	check(o.MaxRequestBytes <= 64<<20, "max-request-bytes: %d is over 64 MiB", o.MaxRequestBytes)
+	check(o.MaxPollBytes >= 0, "max-poll-bytes: %d is negative", o.MaxPollBytes)
+	check(o.MaxPollWait >= 0, "max-poll-wait: %v is negative", o.MaxPollWait)
+	check(o.MemberTimeout >= 0, "member-timeout: %v is negative", o.MemberTimeout)
+	check(o.RetentionMaxBytes >= 0, "retention-max-bytes: %d is negative", o.RetentionMaxBytes)
+	check(o.CacheSize >= 0, "cache-size: %d is negative", o.CacheSize)
+	check(o.ShutdownTimeout >= 0, "shutdown-timeout: %v is negative", o.ShutdownTimeout)
+	return errors.Join(errs...)
+}

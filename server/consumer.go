@@ -1,0 +1,92 @@
+package server
+
+import (
+	"cmp"
+	"context"
+	"time"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/group"
+)
+
+// Consuming is the domain side of the Consumer service; *group.Coordinator
+// satisfies it.
+type Consuming interface {
+	Register(ctx context.Context, r group.Registration) error
+	Poll(ctx context.Context, r group.PollRequest) ([]group.Batch, error)
+	Commit(ctx context.Context, consumerID string) error
+	Goodbye(ctx context.Context, consumerID string, commit bool) error
+}
+
+var _ Consuming = (*group.Coordinator)(nil)
+
+// Consumer implements floev1.ConsumerServer.
+type Consumer struct {
+	floev1.UnsafeConsumerServer
+	c Consuming
+}
+
+var _ floev1.ConsumerServer = (*Consumer)(nil)
+
+// NewConsumer serves c.
+func NewConsumer(c Consuming) *Consumer { return &Consumer{c: c} }
+
+// Register adds a consumer to its group.
+func (s *Consumer) Register(ctx context.Context, req *floev1.RegisterRequest) (*floev1.RegisterResponse, error) {
+	start, err := group.ParseStartPosition(req.GetOnNewGroup())
+	if err != nil {
+		return nil, Status(err)
+	}
+	reg := group.Registration{
+		ConsumerID: req.GetConsumerId(),
+		Group:      req.GetGroup(),
+		Topics:     req.GetTopic(),
+		OnNewGroup: start,
+	}
+	if err := s.c.Register(ctx, reg); err != nil {
+		return nil, Status(err)
+	}
+	return &floev1.RegisterResponse{ConsumerId: reg.ConsumerID, Group: cmp.Or(reg.Group, group.DefaultGroup)}, nil
+}
+
+// Poll reads the next events of the consumer.
+func (s *Consumer) Poll(ctx context.Context, req *floev1.PollRequest) (*floev1.PollResponse, error) {
+	batches, err := s.c.Poll(ctx, group.PollRequest{
+		ConsumerID: req.GetConsumerId(),
+		MaxBytes:   int(req.GetMaxBytes()),
+		MaxEvents:  int(req.GetMaxEvents()),
+		Wait:       time.Duration(req.GetTimeout()) * time.Millisecond,
+	})
+	if err != nil {
+		return nil, Status(err)
+	}
+	resp := &floev1.PollResponse{Batches: make([]*floev1.PollBatch, len(batches))}
+	for i, b := range batches {
+		resp.Batches[i] = &floev1.PollBatch{
+			Topic:       b.Stream.Topic,
+			Token:       b.Stream.Token,
+			RangeIndex:  b.Stream.RangeIndex,
+			Version:     b.Stream.Version,
+			StartOffset: b.Start,
+			Values:      b.Events,
+		}
+	}
+	return resp, nil
+}
+
+// Commit commits the position reached by the previous poll.
+func (s *Consumer) Commit(ctx context.Context, req *floev1.CommitRequest) (*floev1.CommitResponse, error) {
+	if err := s.c.Commit(ctx, req.GetConsumerId()); err != nil {
+		return nil, Status(err)
+	}
+	return &floev1.CommitResponse{}, nil
+}
+
+// Goodbye commits (unless commit is false) and unregisters the consumer.
+func (s *Consumer) Goodbye(ctx context.Context, req *floev1.GoodbyeRequest) (*floev1.GoodbyeResponse, error) {
+	commit := req.Commit == nil || req.GetCommit()
+	if err := s.c.Goodbye(ctx, req.GetConsumerId(), commit); err != nil {
+		return nil, Status(err)
+	}
+	return &floev1.GoodbyeResponse{}, nil
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/store"
+)
+
+// errorKind is how one domain error reaches clients.
+type errorKind struct {
+	sentinel error
+	grpc     codes.Code
+	code     floev1.ErrorCode
+	http     int
+}
+
+// errorTable maps the domain's sentinel errors, matched with errors.Is, to
+// their gRPC code, stable error code and HTTP status. First match wins.
+var errorTable = []errorKind{
+	{broker.ErrInvalidTopic, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_TOPIC, http.StatusBadRequest},
+	{broker.ErrInvalidParameter, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest},
+	{broker.ErrEmptyBody, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_EMPTY_BODY, http.StatusBadRequest},
+	{broker.ErrInvalidJSON, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_JSON, http.StatusBadRequest},
+	{broker.ErrBodyTooLarge, codes.ResourceExhausted, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge},
+	{broker.ErrEventTooLarge, codes.ResourceExhausted, floev1.ErrorCode_ERROR_CODE_EVENT_TOO_LARGE, http.StatusRequestEntityTooLarge},
+	// A request of millions of tiny events can encode over the store's chunk
+	// limit even under the body limit.
+	{store.ErrAppendTooLarge, codes.ResourceExhausted, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge},
+	{broker.ErrUnsupportedContentType, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType},
+	{broker.ErrNotRegistered, codes.FailedPrecondition, floev1.ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED, http.StatusConflict},
+	{broker.ErrUnavailable, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
+	{store.ErrClosed, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, floev1.ErrorCode_ERROR_CODE_TIMEOUT, http.StatusGatewayTimeout},
+	{context.Canceled, codes.Canceled, floev1.ErrorCode_ERROR_CODE_TIMEOUT, 499},
+}
+
+// Status converts a domain error into a gRPC status error with an ErrorInfo
+// detail. Unknown errors are internal: the request was not acknowledged.
+func Status(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err // already a status (a gRPC-level error)
+	}
+	kind := errorKind{grpc: codes.Internal, code: floev1.ErrorCode_ERROR_CODE_INTERNAL, http: http.StatusInternalServerError}
+	for _, k := range errorTable {
+		if errors.Is(err, k.sentinel) {
+			kind = k
+			break
+		}
+	}
+	return newStatus(kind.grpc, kind.code, kind.http, err.Error())
+}
+
+// ErrorOf is the REST error body of a domain error.
+func ErrorOf(err error) *floev1.Error {
+	st, _ := status.FromError(Status(err))
+	return ErrorFromStatus(st)
+}
+
+// ErrorFromStatus turns a gRPC status into the REST error body: the HTTP
+// status and code of its ErrorInfo detail, or ones derived from its gRPC code.
+func ErrorFromStatus(st *status.Status) *floev1.Error {
+	e := &floev1.Error{Message: st.Message()}
+	for _, d := range st.Details() {
+		if info, ok := d.(*floev1.ErrorInfo); ok {
+			e.Status, e.Code = info.GetHttpStatus(), int32(info.GetCode())
+		}
+	}
+	if e.Status == 0 {
+		e.Status, e.Code = statusForCode(st.Code())
+	}
+	e.Error = ErrorName(floev1.ErrorCode(e.Code))
+	return e
+}
+
+// ErrorName is the short name of an error code: "INVALID_TOPIC".
+func ErrorName(c floev1.ErrorCode) string {
+	name := c.String()
+	const prefix = "ERROR_CODE_"
+	if len(name) > len(prefix) && name[:len(prefix)] == prefix {
+		return name[len(prefix):]
+	}
+	return name
+}
+
+// NewError builds a status for errors raised outside the domain (by the REST
+// gateway: routing, content types, body limits).
+func NewError(code floev1.ErrorCode, httpStatus int, msg string) error {
+	gc := codes.InvalidArgument
+	switch {
+	case httpStatus == http.StatusNotFound:
+		gc = codes.NotFound
+	case httpStatus == http.StatusMethodNotAllowed:
+		gc = codes.Unimplemented
+	case httpStatus == http.StatusRequestEntityTooLarge:
+		gc = codes.ResourceExhausted
+	case httpStatus >= 500:
+		gc = codes.Internal
+	}
+	return newStatus(gc, code, httpStatus, msg)
+}
+
+func newStatus(c codes.Code, code floev1.ErrorCode, httpStatus int, msg string) error {
+	st, err := status.New(c, msg).WithDetails(&floev1.ErrorInfo{Code: code, HttpStatus: int32(httpStatus)})
+	if err != nil {
+		return status.Error(c, msg)
+	}
+	return st.Err()
+}
+
+// statusForCode is the fallback for statuses without ErrorInfo (raised by
+// gRPC or the gateway runtime itself, e.g. an unparsable query parameter).
+func statusForCode(c codes.Code) (int32, int32) {
+	switch c {
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest, int32(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER)
+	case codes.NotFound:
+		return http.StatusNotFound, int32(floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND)
+	case codes.Unimplemented:
+		return http.StatusMethodNotAllowed, int32(floev1.ErrorCode_ERROR_CODE_METHOD_NOT_ALLOWED)
+	case codes.ResourceExhausted:
+		return http.StatusRequestEntityTooLarge, int32(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE)
+	case codes.FailedPrecondition:
+		return http.StatusConflict, int32(floev1.ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED)
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable, int32(floev1.ErrorCode_ERROR_CODE_UNAVAILABLE)
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout, int32(floev1.ErrorCode_ERROR_CODE_TIMEOUT)
+	case codes.Canceled:
+		return 499, int32(floev1.ErrorCode_ERROR_CODE_TIMEOUT)
+	}
+	return http.StatusInternalServerError, int32(floev1.ErrorCode_ERROR_CODE_INTERNAL)
+}

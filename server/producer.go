@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/broker"
+)
+
+// Producing is the domain side of the Producer service; *broker.Producer
+// satisfies it.
+type Producing interface {
+	Produce(ctx context.Context, topic, key string, events [][]byte) (broker.Ack, error)
+	ProduceBody(ctx context.Context, topic, key, contentType string, body []byte) (broker.Ack, error)
+}
+
+var _ Producing = (*broker.Producer)(nil)
+
+// Producer implements floev1.ProducerServer.
+type Producer struct {
+	floev1.UnsafeProducerServer
+	p Producing
+	// streamWorkers is how many batches of one ProduceStream are in flight
+	// at once (batches of one partition key always share a worker, in order).
+	streamWorkers int
+	seed          maphash.Seed
+}
+
+var _ floev1.ProducerServer = (*Producer)(nil)
+
+// NewProducer serves p.
+func NewProducer(p Producing) *Producer {
+	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed()}
+}
+
+// Produce stores a batch of events: the raw body (REST, or gRPC clients that
+// send NDJSON) or typed events.
+func (s *Producer) Produce(ctx context.Context, req *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
+	var (
+		ack broker.Ack
+		err error
+	)
+	switch body := req.GetBody(); {
+	case body != nil && len(req.GetEvents()) > 0:
+		return nil, Status(fmt.Errorf("%w: send either events or body, not both", broker.ErrInvalidParameter))
+	case body != nil:
+		ack, err = s.p.ProduceBody(ctx, req.GetTopic(), req.GetPartitionKey(), body.GetContentType(), body.GetData())
+	default:
+		ack, err = s.p.Produce(ctx, req.GetTopic(), req.GetPartitionKey(), eventData(req.GetEvents()))
+	}
+	if err != nil {
+		return nil, Status(err)
+	}
+	return ackResponse(ack), nil
+}
+
+// ProduceStream stores the batches of a stream. Batches are answered as they
+// become durable, possibly out of order across partition keys; batches of the
+// same topic and partition key are stored in the order they were sent.
+func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+
+	out := make(chan *floev1.ProduceStreamResponse, s.streamWorkers)
+	workers := make([]chan *floev1.ProduceStreamRequest, s.streamWorkers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		in := make(chan *floev1.ProduceStreamRequest, 16)
+		workers[i] = in
+		wg.Go(func() {
+			for req := range in {
+				out <- s.produceOne(ctx, req)
+			}
+		})
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		var err error
+		for resp := range out {
+			if err == nil {
+				if err = stream.Send(resp); err != nil {
+					cancel()
+				}
+			}
+		}
+		sendErr <- err
+	}()
+
+	var next uint64 // round-robin for batches without a key
+	recvErr := func() error {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return err
+			}
+			w := next
+			if req.GetPartitionKey() != "" {
+				w = maphash.String(s.seed, req.GetTopic()+"\x00"+req.GetPartitionKey())
+			} else {
+				next++
+			}
+			select {
+			case workers[w%uint64(len(workers))] <- req:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}()
+	for _, in := range workers {
+		close(in)
+	}
+	wg.Wait()
+	close(out)
+	if err := <-sendErr; err != nil {
+		return err
+	}
+	if recvErr != nil {
+		if _, ok := status.FromError(recvErr); ok {
+			return recvErr
+		}
+		return status.Error(codes.Canceled, recvErr.Error())
+	}
+	return nil
+}
+
+func (s *Producer) produceOne(ctx context.Context, req *floev1.ProduceStreamRequest) *floev1.ProduceStreamResponse {
+	ack, err := s.p.Produce(ctx, req.GetTopic(), req.GetPartitionKey(), eventData(req.GetEvents()))
+	if err != nil {
+		return &floev1.ProduceStreamResponse{
+			RequestId: req.GetRequestId(),
+			Result:    &floev1.ProduceStreamResponse_Error{Error: ErrorOf(err)},
+		}
+	}
+	return &floev1.ProduceStreamResponse{
+		RequestId: req.GetRequestId(),
+		Result:    &floev1.ProduceStreamResponse_Ack{Ack: ackResponse(ack)},
+	}
+}
+
+func eventData(events []*floev1.Event) [][]byte {
+	out := make([][]byte, len(events))
+	for i, e := range events {
+		out[i] = e.GetData()
+	}
+	return out
+}
+
+func ackResponse(a broker.Ack) *floev1.ProduceResponse {
+	return &floev1.ProduceResponse{
+		Topic:       a.Stream.Topic,
+		Token:       a.Stream.Token,
+		RangeIndex:  a.Stream.RangeIndex,
+		Version:     a.Stream.Version,
+		StartOffset: a.Start,
+		Count:       uint32(a.Count),
+	}
+}
