@@ -306,3 +306,65 @@ func TestConcurrentGroup(t *testing.T) {
 	t.Logf("%d events, %d redelivered after rebalances, %d reads, %d invariant checks, %d rebalances",
 		total, duplicates, cl.reads, checks.Load(), e.c.Stats().Rebalances)
 }
+
+// Concurrent polls of one consumer (and of a second member that joins
+// meanwhile) never hand out the same events twice while no stream changes
+// owner, and hand out every event.
+func TestConcurrentPollsOfOneConsumer(t *testing.T) {
+	var cl *checkLog
+	e := newEnv(t, func(e *env) {
+		cl = newCheckLog(e.st)
+		e.log = cl
+	})
+	e.register("c", "g", group.StartFromEarliest, "t")
+	const perStream = 300
+	for i := range testRanges {
+		for k := range perStream / 10 {
+			e.produce("t", i, 10, fmt.Sprint(k))
+		}
+	}
+	var mu sync.Mutex
+	seen := make(map[store.Stream]map[int64]int)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			empty := 0
+			for empty < 20 {
+				b, err := e.c.Poll(context.Background(), group.PollRequest{ConsumerID: "c", MaxEvents: 1 + rng.IntN(7)})
+				if err != nil {
+					t.Errorf("Poll: %v", err)
+					return
+				}
+				if len(b) == 0 {
+					empty++
+					runtime.Gosched()
+					continue
+				}
+				mu.Lock()
+				for _, batch := range b {
+					m := seen[batch.Stream]
+					if m == nil {
+						m = make(map[int64]int)
+						seen[batch.Stream] = m
+					}
+					for i := range batch.Events {
+						m[batch.Start+int64(i)]++
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	for _, st := range e.ring.Streams("t") {
+		for off := range int64(perStream) {
+			if n := seen[st][off]; n != 1 {
+				t.Fatalf("%s offset %d delivered %d times", st, off, n)
+			}
+		}
+	}
+	for _, p := range cl.problems {
+		t.Error(p)
+	}
+}

@@ -1,0 +1,93 @@
+package group_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/floe-streams/floe/group"
+)
+
+// BenchmarkPoll measures how fast a group drains a backlog: each operation
+// is a new group of n consumers reading a backlog of benchBacklog events of
+// benchEventSize bytes (spread over testRanges streams) to its end, with
+// polls of up to 256 KiB, each poll committing the previous one.
+func BenchmarkPoll(b *testing.B) {
+	for _, n := range []int{1, 4} {
+		b.Run(fmt.Sprintf("consumers=%d", n), func(b *testing.B) { benchPoll(b, n) })
+	}
+}
+
+const (
+	benchBacklog   = 100_000
+	benchEventSize = 100
+)
+
+func benchPoll(b *testing.B, consumers int) {
+	e := newEnv(b, func(e *env) { e.opts.Logger = nil })
+	event := make([]byte, benchEventSize)
+	for i := range event {
+		event[i] = 'a' + byte(i%26)
+	}
+	chunk := make([][]byte, 500)
+	for i := range chunk {
+		chunk[i] = event
+	}
+	ctx := context.Background()
+	for i := range benchBacklog / len(chunk) {
+		if _, err := e.st.Append(ctx, e.stream("t", i%testRanges), chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	for op := range b.N {
+		grp := fmt.Sprintf("g%d", op)
+		var delivered atomic.Int64
+		var wg sync.WaitGroup
+		for c := range consumers {
+			id := fmt.Sprintf("%s-c%d", grp, c)
+			err := e.c.Register(ctx, group.Registration{ConsumerID: id, Group: grp, Topics: []string{"t"}, OnNewGroup: group.StartFromEarliest})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		for c := range consumers {
+			id := fmt.Sprintf("%s-c%d", grp, c)
+			wg.Go(func() {
+				for {
+					batches, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: id, MaxBytes: 256 << 10})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if len(batches) == 0 {
+						break
+					}
+					delivered.Add(int64(countEvents(batches)))
+				}
+				if err := e.c.Goodbye(ctx, id, true); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if got := delivered.Load(); got != benchBacklog {
+			b.Fatalf("delivered %d events, want %d", got, benchBacklog)
+		}
+	}
+	b.ReportMetric(float64(benchBacklog)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkNotify is the cost a producer pays per append when nobody waits.
+func BenchmarkNotify(b *testing.B) {
+	e := newEnv(b, func(e *env) { e.opts.Logger = nil })
+	st := e.stream("t", 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		e.c.Notify(st)
+	}
+}
