@@ -60,7 +60,7 @@ func (s *Store) Read(st Stream, from int64, maxBytes, maxEvents int) (Batch, err
 	valid := it.SeekLT(offsetKey(prefixChunk, st, from+1))
 	if !valid {
 		if err := it.Error(); err != nil {
-			return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, from, err)
+			return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, from, markCorrupt(err))
 		}
 		valid = it.First()
 	}
@@ -72,14 +72,14 @@ func (s *Store) Read(st Stream, from int64, maxBytes, maxEvents int) (Batch, err
 		first := int64(binary.BigEndian.Uint64(key[len(key)-offsetLen:]))
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, first, err)
+			return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, first, markCorrupt(err))
 		}
 		if err := r.add(first, v); err != nil {
 			return Batch{}, err
 		}
 	}
 	if err := it.Error(); err != nil {
-		return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, r.next, err)
+		return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, r.next, markCorrupt(err))
 	}
 	if !r.started {
 		// Everything up to hwm was deleted by retention meanwhile.
@@ -169,4 +169,13 @@ func (r *reader) add(first int64, value []byte) error {
 		r.stopped = true
 	}
 	return nil
+}
+
+// markCorrupt makes a Pebble corruption error (a block or file failing its
+// checksum) also match ErrCorrupt.
+func markCorrupt(err error) error {
+	if err != nil && pebble.IsCorruptionError(err) {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return err
 }

@@ -1,0 +1,137 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// TestCorruptChunkValue corrupts one chunk value in Pebble (bypassing the
+// store) and checks that Read reports ErrCorrupt naming the stream and the
+// chunk's offset, returns no event of it, and still serves the chunks before.
+func TestCorruptChunkValue(t *testing.T) {
+	s := openT(t, "db", memOpts(t, vfs.NewMem()))
+	st := testStream("corrupt", 0)
+	for i := range 4 {
+		mustAppend(t, s, st, makeEvents(fmt.Sprint(i), 5)) // chunks at 0, 5, 10, 15
+	}
+	key := offsetKey(prefixChunk, st, 10)
+	v, closer, err := s.db.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(v)
+	closer.Close()
+	bad[len(bad)-3] ^= 0x40 // a payload bit
+	if err := s.db.Set(key, bad, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, from := range []int64{0, 7, 10, 12} {
+		b, err := s.Read(st, from, 0, 0)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Read(%d) = %d events, err %v; want ErrCorrupt", from, len(b.Events), err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, st.String()) || !strings.Contains(msg, "offset 10") {
+			t.Fatalf("error %q does not name the stream and offset 10", msg)
+		}
+		if len(b.Events) != 0 {
+			t.Fatalf("Read returned events with an error")
+		}
+	}
+	// The chunks before the corrupt one are readable within budget.
+	if b, err := s.Read(st, 0, 0, 10); err != nil || len(b.Events) != 10 {
+		t.Fatalf("Read(0, 10 events) = %d, %v", len(b.Events), err)
+	}
+	// And those after it.
+	if b, err := s.Read(st, 15, 0, 0); err != nil || len(b.Events) != 5 {
+		t.Fatalf("Read(15) = %d, %v", len(b.Events), err)
+	}
+}
+
+// TestMissingChunk deletes a chunk in the middle of a stream: a read across
+// the hole is corruption, not a silent skip.
+func TestMissingChunk(t *testing.T) {
+	s := openT(t, "db", memOpts(t, vfs.NewMem()))
+	st := testStream("hole", 0)
+	for i := range 3 {
+		mustAppend(t, s, st, makeEvents(fmt.Sprint(i), 2)) // 0, 2, 4
+	}
+	if err := s.db.Delete(offsetKey(prefixChunk, st, 2), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []int64{0, 2, 3} {
+		if _, err := s.Read(st, from, 0, 0); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Read(%d) across a missing chunk: %v", from, err)
+		}
+	}
+	if err := s.db.Delete(offsetKey(prefixChunk, st, 4), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(st, 0, 0, 0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Read with the last chunk missing: %v", err)
+	}
+}
+
+// TestCorruptBlobFile flips a byte of every blob file on disk (the chunk
+// values live there after a flush): Pebble's block checksum catches it and
+// Read reports ErrCorrupt.
+func TestCorruptBlobFile(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := memOpts(t, fs)
+	s := openT(t, "db", opts)
+	st := testStream("blob", 0)
+	for i := range 4 {
+		mustAppend(t, s, st, randomEvents(newRand(int64(i)), 20, 200))
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fs.List("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobs int
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".blob") {
+			continue
+		}
+		blobs++
+		path := fs.PathJoin("db", name)
+		f, err := fs.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := f.Stat()
+		data := make([]byte, info.Size())
+		if _, err := f.ReadAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		data[len(data)/3] ^= 0x01
+		w, err := fs.Create(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	if blobs == 0 {
+		t.Fatalf("no blob file among %v: value separation is off", names)
+	}
+	s = openT(t, "db", opts)
+	_, err = s.Read(st, 0, 0, 0)
+	t.Logf("Read: %v", err)
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), st.String()) {
+		t.Fatalf("Read of a corrupt blob file: %v", err)
+	}
+}
