@@ -273,7 +273,7 @@ func (s *Store) runSyncer() {
 		if err != nil {
 			first := err
 			s.failure.CompareAndSwap(nil, &first)
-			s.log.Error("store: commit failed; refusing writes until reopened", "err", err)
+			s.log.Error("store: commit failed; refusing writes until reopened", "err", err.Error())
 		} else if f := s.failure.Load(); f != nil {
 			// An earlier batch failed; this one was written after it in the
 			// same broken WAL and must not become visible.

@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+)
+
+// syncGate holds every WAL fsync while it is closed.
+type syncGate struct {
+	mu      sync.Mutex
+	open    chan struct{}
+	waiting atomic.Int32
+}
+
+func newSyncGate() *syncGate {
+	g := &syncGate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *syncGate) hold() {
+	g.mu.Lock()
+	g.open = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *syncGate) release() {
+	g.mu.Lock()
+	close(g.open)
+	g.mu.Unlock()
+}
+
+// MaybeError implements errorfs.Injector: it blocks WAL syncs.
+func (g *syncGate) MaybeError(op errorfs.Op) error {
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		if strings.HasSuffix(op.Path, ".log") {
+			g.mu.Lock()
+			ch := g.open
+			g.mu.Unlock()
+			g.waiting.Add(1)
+			<-ch
+			g.waiting.Add(-1)
+		}
+	}
+	return nil
+}
+
+func (g *syncGate) String() string { return "syncGate" }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type appendResult struct {
+	first int64
+	err   error
+}
+
+func appendAsync(s *Store, ctx context.Context, st Stream, events [][]byte) <-chan appendResult {
+	ch := make(chan appendResult, 1)
+	go func() {
+		first, err := s.Append(ctx, st, events)
+		ch <- appendResult{first, err}
+	}()
+	return ch
+}
+
+// TestCancelWhileQueued checks context handling: an append cancelled while
+// queued returns the context error and consumes no offset; an append
+// cancelled while its commit syncs gets the commit's result.
+func TestCancelWhileQueued(t *testing.T) {
+	gate := newSyncGate()
+	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
+	opts.MaxInflightCommits = 1
+	s := openT(t, "db", opts)
+	st := testStream("cancel", 0)
+	mustAppend(t, s, st, makeEvents("warm", 1)) // offset 0
+
+	gate.hold()
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	evA := makeEvents("A", 3)
+	resA := appendAsync(s, ctxA, st, evA)
+	waitFor(t, "A's fsync", func() bool { return gate.waiting.Load() > 0 })
+
+	ctxB, cancelB := context.WithCancel(context.Background())
+	resB := appendAsync(s, ctxB, st, makeEvents("B", 5))
+	waitFor(t, "B queued", func() bool { return len(s.queue) == 1 })
+	cancelB()
+	select {
+	case r := <-resB:
+		if !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("cancelled queued append: %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled queued append did not return while the commit before it syncs")
+	}
+
+	cancelA()
+	select {
+	case r := <-resA:
+		t.Fatalf("append in a syncing commit returned %+v before the sync", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if got := s.HighWatermark(st); got != 1 {
+		t.Fatalf("hwm = %d before the sync, want 1", got)
+	}
+	if b, _ := s.Read(st, 0, 0, 0); len(b.Events) != 1 {
+		t.Fatalf("%d events visible before the sync, want 1", len(b.Events))
+	}
+	gate.release()
+	if r := <-resA; r.err != nil || r.first != 1 {
+		t.Fatalf("append A = %+v, want offset 1 despite its cancelled context", r)
+	}
+	evC := makeEvents("C", 2)
+	if first := mustAppend(t, s, st, evC); first != 4 {
+		t.Fatalf("append after the cancelled one at %d, want 4 (no gap)", first)
+	}
+	want := slices.Concat(makeEvents("warm", 1), evA, evC)
+	if _, got := readAll(t, s, st, 0); !equalEvents(got, want) {
+		t.Fatalf("events = %q, want %q", got, want)
+	}
+}
+
+// TestBudgetBackpressure checks that Append waits, honoring its context,
+// when MaxQueuedBytes of appends are already queued or committing.
+func TestBudgetBackpressure(t *testing.T) {
+	gate := newSyncGate()
+	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
+	opts.MaxInflightCommits = 1
+	opts.MaxAppendBytes = 1 << 10
+	opts.MaxQueuedBytes = 1 << 10
+	s := openT(t, "db", opts)
+	st := testStream("budget", 0)
+	gate.hold()
+	res := appendAsync(s, context.Background(), st, [][]byte{make([]byte, 900)})
+	waitFor(t, "the first fsync", func() bool { return gate.waiting.Load() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := s.Append(ctx, st, [][]byte{make([]byte, 900)}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("append over budget: %v, want a deadline error", err)
+	}
+	gate.release()
+	if r := <-res; r.err != nil {
+		t.Fatal(r.err)
+	}
+	if first := mustAppend(t, s, st, [][]byte{make([]byte, 900)}); first != 1 {
+		t.Fatalf("append after backpressure at %d, want 1", first)
+	}
+}
+
+// TestCommitFailure injects WAL write errors: the appends of the failed
+// commit get the error, none of their events becomes visible (also after a
+// reopen), the store refuses later writes until reopened, and offsets stay
+// dense.
+func TestCommitFailure(t *testing.T) {
+	mem := vfs.NewMem()
+	var failing atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if failing.Load() && strings.HasSuffix(op.Path, ".log") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+			return errorfs.ErrInjected
+		}
+		return nil
+	})
+	opts := memOpts(t, errorfs.Wrap(mem, inj))
+	s, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := testStream("fail", 0)
+	good := makeEvents("good", 3)
+	mustAppend(t, s, st, good)
+
+	failing.Store(true)
+	_, err = s.Append(context.Background(), st, makeEvents("lost", 2))
+	if !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("append with a failing WAL: %v", err)
+	}
+	if got := s.HighWatermark(st); got != 3 {
+		t.Fatalf("hwm after a failed commit = %d, want 3", got)
+	}
+	if _, got := readAll(t, s, st, 0); !equalEvents(got, good) {
+		t.Fatalf("events after a failed commit = %q", got)
+	}
+	failing.Store(false)
+	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append after a failed commit: %v, want ErrWriteFailed", err)
+	}
+	_ = s.Close() // Pebble reports the WAL error again
+
+	s = openT(t, "db", memOpts(t, mem))
+	if got := s.HighWatermark(st); got != 3 {
+		t.Fatalf("hwm after reopen = %d, want 3", got)
+	}
+	if _, got := readAll(t, s, st, 0); !equalEvents(got, good) {
+		t.Fatalf("events after reopen = %q", got)
+	}
+	if first := mustAppend(t, s, st, makeEvents("again", 1)); first != 3 {
+		t.Fatalf("append after reopen at %d, want 3", first)
+	}
+}
+
+// TestCloseFailsQueued checks that Close fails appends still queued with
+// ErrClosed and completes those already committing.
+func TestCloseFailsQueued(t *testing.T) {
+	gate := newSyncGate()
+	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
+	opts.MaxInflightCommits = 1
+	s, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := testStream("close", 0)
+	gate.hold()
+	resA := appendAsync(s, context.Background(), st, makeEvents("A", 1))
+	waitFor(t, "A's fsync", func() bool { return gate.waiting.Load() > 0 })
+	resB := appendAsync(s, context.Background(), st, makeEvents("B", 1))
+	waitFor(t, "B queued", func() bool { return len(s.queue) == 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	if r := <-resB; !errors.Is(r.err, ErrClosed) {
+		t.Fatalf("queued append at Close: %+v, want ErrClosed", r)
+	}
+	gate.release()
+	if r := <-resA; r.err != nil || r.first != 0 {
+		t.Fatalf("committing append at Close: %+v", r)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+}
