@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -40,8 +41,21 @@ func (m *marshaler) Marshal(v any) ([]byte, error) {
 		return appendPollBatches(nil, t), nil
 	case *floev1.Error:
 		return marshalError(t), nil
+	case *floev1.ProduceResponse:
+		return appendProduceResponse(make([]byte, 0, 160), t), nil
 	case proto.Message:
-		return m.out.Marshal(t)
+		// protojson varies its whitespace on purpose; the contract's bodies
+		// are compact.
+		b, err := m.out.Marshal(t)
+		if err != nil {
+			return nil, err
+		}
+		var out bytes.Buffer
+		out.Grow(len(b))
+		if err := json.Compact(&out, b); err != nil {
+			return nil, err
+		}
+		return out.Bytes(), nil
 	}
 	return json.Marshal(v)
 }
@@ -135,6 +149,25 @@ func appendPollBatches(b []byte, batches []*floev1.PollBatch) []byte {
 		b = append(b, "]}"...)
 	}
 	return append(b, ']')
+}
+
+// appendProduceResponse renders the produce answer, the hot path of the
+// REST API, as protojson would (64-bit integers as strings), compact:
+// {"topic":"t","token":"-9223372036854775808","rangeIndex":0,"version":1,"startOffset":"6","count":2}
+func appendProduceResponse(b []byte, r *floev1.ProduceResponse) []byte {
+	b = append(b, `{"topic":`...)
+	b = appendJSONString(b, r.GetTopic())
+	b = append(b, `,"token":"`...)
+	b = strconv.AppendInt(b, r.GetToken(), 10)
+	b = append(b, `","rangeIndex":`...)
+	b = strconv.AppendUint(b, uint64(r.GetRangeIndex()), 10)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, uint64(r.GetVersion()), 10)
+	b = append(b, `,"startOffset":"`...)
+	b = strconv.AppendInt(b, r.GetStartOffset(), 10)
+	b = append(b, `","count":`...)
+	b = strconv.AppendUint(b, uint64(r.GetCount()), 10)
+	return append(b, '}')
 }
 
 // appendJSONString appends s as a JSON string.

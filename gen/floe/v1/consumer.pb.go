@@ -229,7 +229,8 @@ func (x *PollRequest) GetTimeout() uint32 {
 // PollResponse holds events, a batch per sub-range.
 type PollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Empty when nothing is available (REST: 204).
+	// The events read, one batch per sub-range with data. Empty when nothing
+	// is available (REST then answers 204).
 	Batches       []*PollBatch `protobuf:"bytes,1,rep,name=batches,proto3" json:"batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -74,9 +74,9 @@ type BrokersResponse struct {
 	ConsumerPort int32 `protobuf:"varint,4,opt,name=consumer_port,json=consumerPort,proto3" json:"consumer_port,omitempty"`
 	// Kubernetes: host base name that, composed with the pod ordinal and the
 	// service name, gives the host name of a broker.
-	BaseName string `protobuf:"bytes,5,opt,name=base_name,json=baseName,proto3" json:"base_name,omitempty"`
+	BaseName *string `protobuf:"bytes,5,opt,name=base_name,json=baseName,proto3,oneof" json:"base_name,omitempty"`
 	// Kubernetes: name of the service, with its namespace.
-	ServiceName   string `protobuf:"bytes,6,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	ServiceName   *string `protobuf:"bytes,6,opt,name=service_name,json=serviceName,proto3,oneof" json:"service_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,15 +140,15 @@ func (x *BrokersResponse) GetConsumerPort() int32 {
 }
 
 func (x *BrokersResponse) GetBaseName() string {
-	if x != nil {
-		return x.BaseName
+	if x != nil && x.BaseName != nil {
+		return *x.BaseName
 	}
 	return ""
 }
 
 func (x *BrokersResponse) GetServiceName() string {
-	if x != nil {
-		return x.ServiceName
+	if x != nil && x.ServiceName != nil {
+		return *x.ServiceName
 	}
 	return ""
 }
@@ -241,14 +241,17 @@ var File_floe_v1_discovery_proto protoreflect.FileDescriptor
 const file_floe_v1_discovery_proto_rawDesc = "" +
 	"\n" +
 	"\x17floe/v1/discovery.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x10\n" +
-	"\x0eBrokersRequest\"\xc9\x01\n" +
+	"\x0eBrokersRequest\"\xf2\x01\n" +
 	"\x0fBrokersResponse\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x05R\x06length\x12\x14\n" +
 	"\x05names\x18\x02 \x03(\tR\x05names\x12#\n" +
 	"\rproducer_port\x18\x03 \x01(\x05R\fproducerPort\x12#\n" +
-	"\rconsumer_port\x18\x04 \x01(\x05R\fconsumerPort\x12\x1b\n" +
-	"\tbase_name\x18\x05 \x01(\tR\bbaseName\x12!\n" +
-	"\fservice_name\x18\x06 \x01(\tR\vserviceName\"\x0f\n" +
+	"\rconsumer_port\x18\x04 \x01(\x05R\fconsumerPort\x12 \n" +
+	"\tbase_name\x18\x05 \x01(\tH\x00R\bbaseName\x88\x01\x01\x12&\n" +
+	"\fservice_name\x18\x06 \x01(\tH\x01R\vserviceName\x88\x01\x01B\f\n" +
+	"\n" +
+	"_base_nameB\x0f\n" +
+	"\r_service_name\"\x0f\n" +
 	"\rStatusRequest\"(\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status2\x9b\x02\n" +
@@ -256,8 +259,11 @@ const file_floe_v1_discovery_proto_rawDesc = "" +
 	"\aBrokers\x12\x17.floe.v1.BrokersRequest\x1a\x18.floe.v1.BrokersResponse\"3\x92A\x1d\n" +
 	"\tDiscovery\x12\x10Cluster topology\x82\xd3\xe4\x93\x02\r\x12\v/v1/brokers\x12\x9a\x01\n" +
 	"\x06Status\x12\x16.floe.v1.StatusRequest\x1a\x17.floe.v1.StatusResponse\"_\x92AM\n" +
-	"\tDiscovery\x12\tReadiness\x1a5Served on the discovery, producer and consumer ports.\x82\xd3\xe4\x93\x02\t\x12\a/statusB\x9f\x04\x92A\x90\x03\x12\xe6\x02\n" +
-	"\x04Floe\x12\xd9\x02Floe is a durable event-streaming broker. Its REST API is wire-compatible with the PolarStreams REST API and served on three ports: discovery (9250: /v1/brokers, /status, /openapi.json), producer (9251: /v1/topic/{topic}/messages, /status) and consumer (9252: /v1/consumer/*, /status). Every error has the body described by the Error definition.2\x02v1*\x01\x012\x10application/json:\x10application/json\n" +
+	"\tDiscovery\x12\tReadiness\x1a5Served on the discovery, producer and consumer ports.\x82\xd3\xe4\x93\x02\t\x12\a/statusB\xee\x04\x92A\xdf\x03\x12\xe6\x02\n" +
+	"\x04Floe\x12\xd9\x02Floe is a durable event-streaming broker. Its REST API is wire-compatible with the PolarStreams REST API and served on three ports: discovery (9250: /v1/brokers, /status, /openapi.json), producer (9251: /v1/topic/{topic}/messages, /status) and consumer (9252: /v1/consumer/*, /status). Every error has the body described by the Error definition.2\x02v1*\x01\x012\x10application/json:\x10application/jsonRM\n" +
+	"\adefault\x12B\n" +
+	",An error, in the one error shape of the API.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Error\n" +
 	"\vcom.floe.v1B\x0eDiscoveryProtoP\x01Z/github.com/floe-streams/floe/gen/floe/v1;floev1\xa2\x02\x03FXX\xaa\x02\aFloe.V1\xca\x02\aFloe\\V1\xe2\x02\x13Floe\\V1\\GPBMetadata\xea\x02\bFloe::V1b\x06proto3"
 
 var (
@@ -296,6 +302,7 @@ func file_floe_v1_discovery_proto_init() {
 	if File_floe_v1_discovery_proto != nil {
 		return
 	}
+	file_floe_v1_discovery_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

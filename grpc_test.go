@@ -1,0 +1,222 @@
+package floe_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+)
+
+func dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// wantCode checks a gRPC error: its code and the ErrorInfo detail.
+func wantCode(t testing.TB, err error, code codes.Code, ec floev1.ErrorCode, httpStatus int32) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != code {
+		t.Fatalf("error %v, want code %v", err, code)
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*floev1.ErrorInfo); ok {
+			if info.GetCode() != ec || info.GetHttpStatus() != httpStatus {
+				t.Errorf("ErrorInfo %v, want %v/%d", info, ec, httpStatus)
+			}
+			return
+		}
+	}
+	t.Errorf("error %v has no ErrorInfo detail", err)
+}
+
+func TestGRPCEveryRPC(t *testing.T) {
+	_, a := startNode(t, nil)
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	disc := floev1.NewDiscoveryClient(conn)
+	prod := floev1.NewProducerClient(conn)
+	cons := floev1.NewConsumerClient(conn)
+
+	b, err := disc.Brokers(ctx, &floev1.BrokersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.GetLength() != 1 || !slices.Equal(b.GetNames(), []string{"floe-test"}) || b.GetProducerPort() == 0 || b.GetConsumerPort() == 0 {
+		t.Errorf("Brokers: %v", b)
+	}
+	if s, err := disc.Status(ctx, &floev1.StatusRequest{}); err != nil || s.GetStatus() != "ok" {
+		t.Errorf("Status: %v %v", s, err)
+	}
+
+	if _, err := cons.Register(ctx, &floev1.RegisterRequest{ConsumerId: "g1", Group: "grp", Topic: []string{"orders"}, OnNewGroup: "startFromEarliest"}); err != nil {
+		t.Fatal(err)
+	}
+	// Typed events, and a raw NDJSON body.
+	ack, err := prod.Produce(ctx, &floev1.ProduceRequest{Topic: "orders", PartitionKey: "k", Events: []*floev1.Event{{Data: []byte(`{"n":1}`)}, {Data: []byte(`{"n":2}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.GetStartOffset() != 0 || ack.GetCount() != 2 || ack.GetTopic() != "orders" || ack.GetVersion() != 1 {
+		t.Errorf("Produce ack %v", ack)
+	}
+	ack2, err := prod.Produce(ctx, &floev1.ProduceRequest{Topic: "orders", PartitionKey: "k", Body: &httpbody.HttpBody{ContentType: "application/x-ndjson", Data: []byte("{\"n\":3}\n{\"n\":4}\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack2.GetStartOffset() != 2 || ack2.GetCount() != 2 || ack2.GetRangeIndex() != ack.GetRangeIndex() {
+		t.Errorf("Produce (body) ack %v after %v", ack2, ack)
+	}
+
+	// Streaming produce: every batch answered, rejects do not end the stream.
+	stream, err := prod.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		req := &floev1.ProduceStreamRequest{RequestId: uint64(i), Topic: "orders", PartitionKey: "k", Events: []*floev1.Event{{Data: fmt.Appendf(nil, `{"n":%d}`, 5+i)}}}
+		if i == 4 {
+			req.Events[0].Data = []byte(`{not json`)
+		}
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream.CloseSend()
+	seen := map[uint64]bool{}
+	var lastOffset int64 = -1
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[resp.GetRequestId()] = true
+		if resp.GetRequestId() == 4 {
+			if e := resp.GetError(); e == nil || e.GetCode() != int32(floev1.ErrorCode_ERROR_CODE_INVALID_JSON) || e.GetStatus() != 400 {
+				t.Errorf("batch 4: %v, want an INVALID_JSON error", resp)
+			}
+			continue
+		}
+		if resp.GetAck() == nil {
+			t.Fatalf("batch %d: %v", resp.GetRequestId(), resp)
+		}
+		// Same key, same stream: acknowledged in the order sent.
+		if off := resp.GetAck().GetStartOffset(); off <= lastOffset {
+			t.Errorf("batch %d at offset %d after %d: out of order", resp.GetRequestId(), off, lastOffset)
+		} else {
+			lastOffset = off
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("answers for %d batches, want 10", len(seen))
+	}
+
+	// Poll: typed batches with the raw events.
+	pr, err := cons.Poll(ctx, &floev1.PollRequest{ConsumerId: "g1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values []string
+	for _, b := range pr.GetBatches() {
+		if b.GetTopic() != "orders" || b.GetVersion() != 1 || b.GetStartOffset() != 0 {
+			t.Errorf("batch %v", b)
+		}
+		for _, v := range b.GetValues() {
+			values = append(values, string(v))
+		}
+	}
+	want := []string{`{"n":1}`, `{"n":2}`, `{"n":3}`, `{"n":4}`, `{"n":5}`, `{"n":6}`, `{"n":7}`, `{"n":8}`, `{"n":10}`, `{"n":11}`, `{"n":12}`, `{"n":13}`, `{"n":14}`}
+	if !slices.Equal(values, want) {
+		t.Errorf("polled %q\nwant %q", values, want)
+	}
+	if _, err := cons.Commit(ctx, &floev1.CommitRequest{ConsumerId: "g1"}); err != nil {
+		t.Error(err)
+	}
+	// Long poll: an event produced while waiting is returned well before
+	// the timeout.
+	start := time.Now()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		prod.Produce(ctx, &floev1.ProduceRequest{Topic: "orders", PartitionKey: "k", Events: []*floev1.Event{{Data: []byte(`{"late":true}`)}}})
+	}()
+	pr, err = cons.Poll(ctx, &floev1.PollRequest{ConsumerId: "g1", Timeout: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pr.GetBatches()) != 1 || string(pr.GetBatches()[0].GetValues()[0]) != `{"late":true}` {
+		t.Errorf("long poll: %v", pr)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("long poll returned after %v, the event came after 100ms", waited)
+	}
+	noCommit := false
+	if _, err := cons.Goodbye(ctx, &floev1.GoodbyeRequest{ConsumerId: "g1", Commit: &noCommit}); err != nil {
+		t.Error(err)
+	}
+
+	// Errors carry codes and ErrorInfo.
+	_, err = cons.Poll(ctx, &floev1.PollRequest{ConsumerId: "g1"})
+	wantCode(t, err, codes.FailedPrecondition, floev1.ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED, 409)
+	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "bad topic", Events: []*floev1.Event{{Data: []byte(`{}`)}}})
+	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_TOPIC, 400)
+	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t"})
+	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_EMPTY_BODY, 400)
+	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t", Body: &httpbody.HttpBody{ContentType: "text/csv", Data: []byte("a,b")}})
+	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, 415)
+	_, err = cons.Register(ctx, &floev1.RegisterRequest{Topic: []string{"t"}})
+	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
+}
+
+func TestGRPCHealthAndReflection(t *testing.T) {
+	_, a := startNode(t, nil)
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, svc := range []string{"", "floe.v1.Discovery", "floe.v1.Producer", "floe.v1.Consumer"} {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %q: %v %v", svc, resp, err)
+		}
+	}
+	rs, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	for _, want := range []string{"floe.v1.Discovery", "floe.v1.Producer", "floe.v1.Consumer", "grpc.health.v1.Health"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("reflection lists %v, missing %s", names, want)
+		}
+	}
+}
