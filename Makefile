@@ -52,6 +52,7 @@ fuzz: ## Run each fuzz target for 30s
 lint: protodeps ## Lint the protos (buf) and the Go code (go vet, gofmt)
 	$(TOOL) buf lint
 	$(GO) vet ./...
+	cd tools && $(GO) vet ./openapifix
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
 
 .PHONY: protodeps
@@ -72,11 +73,10 @@ generate: protodeps ## Regenerate gen/ from proto/ (Go, gRPC, gateway, OpenAPI)
 
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail when gen/ differs from what proto/ generates
-	@git add -N gen; \
-	if ! git diff --exit-code --stat -- gen; then \
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+	  git status --porcelain -- gen; git --no-pager diff --stat -- gen; \
 	  echo "gen/ is out of date with proto/: run 'make generate' and commit the result" >&2; exit 1; \
-	fi; \
-	if [ -n "$$(git status --porcelain -- gen)" ]; then git status --porcelain -- gen; exit 1; fi
+	fi
 
 .PHONY: clean
 clean: ## Remove build outputs
