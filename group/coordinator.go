@@ -145,7 +145,9 @@ type Registration struct {
 // the old group and not committed are discarded). The group's streams are
 // rebalanced over its members, and the group's start positions in streams it
 // has no committed offset for are fixed (and, for StartFromLatest,
-// committed) before Register returns.
+// committed) before Register returns. If that I/O fails, Register returns the
+// error with the consumer registered; registering again retries it (and a
+// poll would too).
 func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -84,7 +84,8 @@ func ParseStartPosition(s string) (StartPosition, error) {
 // other fields get defaults.
 type Options struct {
 	// Streams lists the sub-range streams of a topic (broker.Ring.Streams).
-	// Required. It must return the same streams for a topic every time.
+	// Required. It must return the same streams for a topic every time; it
+	// is called with the coordinator's lock held and must not call it.
 	Streams func(topic string) []store.Stream
 	// MaxPollBytes caps the payload of a poll (a request's MaxBytes is
 	// capped by it). Default 2 MiB.

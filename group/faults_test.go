@@ -1,0 +1,92 @@
+package group_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/store"
+)
+
+var errDisk = errors.New("disk on fire")
+
+// faultyLog fails offset commits and reads while its switches are on.
+type faultyLog struct {
+	group.Log
+	failCommits, failReads atomic.Bool
+}
+
+func (l *faultyLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {
+	if l.failCommits.Load() {
+		return errDisk
+	}
+	return l.Log.CommitGroupOffset(grp, st, offset)
+}
+
+func (l *faultyLog) Read(st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, error) {
+	if l.failReads.Load() {
+		return store.Batch{}, errDisk
+	}
+	return l.Log.Read(st, from, maxBytes, maxEvents)
+}
+
+// Failed I/O is reported, leaves no position half-updated and no lease
+// held: the same calls succeed once the log recovers, and nothing is lost.
+func TestLogFaults(t *testing.T) {
+	var fl *faultyLog
+	e := newEnv(t, func(e *env) {
+		fl = &faultyLog{Log: e.st}
+		e.log = fl
+	})
+	ctx := context.Background()
+
+	// A latest start that cannot be committed fails the registration.
+	e.produce("t", 0, 3, "old")
+	fl.failCommits.Store(true)
+	err := e.c.Register(ctx, group.Registration{ConsumerID: "c", Group: "g", Topics: []string{"t"}})
+	if !errors.Is(err, errDisk) {
+		t.Fatalf("Register: %v", err)
+	}
+	fl.failCommits.Store(false)
+	e.register("c", "g", group.StartFromLatest, "t")
+	if off, ok := e.committed("g", e.stream("t", 0)); !ok || off != 3 {
+		t.Fatalf("latest start: %d %v", off, ok)
+	}
+
+	e.produce("t", 0, 2, "new")
+	if b := e.poll("c"); countEvents(b) != 2 {
+		t.Fatalf("poll: %+v", b)
+	}
+	// The next poll cannot commit the previous one: it fails, reads nothing.
+	fl.failCommits.Store(true)
+	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c"}); !errors.Is(err, errDisk) {
+		t.Fatalf("poll with failing commits: %v", err)
+	}
+	if err := e.c.Commit(ctx, "c"); !errors.Is(err, errDisk) {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := e.c.Goodbye(ctx, "c", true); !errors.Is(err, errDisk) {
+		t.Fatalf("Goodbye: %v", err)
+	}
+	fl.failCommits.Store(false)
+	if err := e.c.Commit(ctx, "c"); err != nil {
+		t.Fatalf("Commit after recovery: %v", err)
+	}
+	if off, _ := e.committed("g", e.stream("t", 0)); off != 5 {
+		t.Fatalf("committed %d, want 5", off)
+	}
+
+	// A failed read delivers nothing and does not move the position.
+	e.produce("t", 1, 4, "more")
+	fl.failReads.Store(true)
+	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c"}); !errors.Is(err, errDisk) {
+		t.Fatalf("poll with failing reads: %v", err)
+	}
+	fl.failReads.Store(false)
+	if b := e.poll("c"); countEvents(b) != 4 || b[0].Start != 0 {
+		t.Fatalf("poll after recovery: %+v", b)
+	}
+	e.check()
+}
