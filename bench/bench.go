@@ -1,13 +1,238 @@
-// Package bench is Floe's load tool: floe bench.
+// Package bench is Floe's load tool: floe bench produce|consume|e2e|matrix.
+//
+// Every produced event carries the run id, a dense sequence number, its send
+// time and a checksum (see event.go), so that a consumer checks that every
+// acknowledged event arrived once, intact (verify.go), and measures the
+// end-to-end latency. `floe bench matrix` starts a broker as a child process
+// and writes BENCHMARKS.md (matrix.go).
 package bench
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 )
+
+// Config is one run of produce, consume or e2e.
+type Config struct {
+	Mode       string // produce, consume, e2e
+	API        string // rest or grpc
+	HTTPClient string // std (net/http) or raw
+	Producer   string // host:port of the producer REST API
+	Consumer   string // host:port of the consumer REST API
+	GRPC       string // host:port of the gRPC API
+
+	Topic            string
+	Connections      int
+	EventsPerRequest int
+	EventSize        int
+	Keys             int
+	Count            uint64
+	Duration         time.Duration
+	Rate             float64 // events/s; 0: as fast as possible
+	GRPCStream       bool
+	Inflight         int // batches in flight per gRPC stream
+
+	Consumers    int
+	Group        string
+	From         string // earliest or latest
+	PollTimeout  time.Duration
+	PollMaxBytes int
+	Idle         time.Duration // consume ends after this long without events
+	Drain        time.Duration // e2e: how long consumers may catch up after producing
+
+	AckFile  string
+	Run      string
+	Progress time.Duration
+	Log      io.Writer // progress lines; nil: none
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.API == "rest" || c.API == "grpc", "--api: %q is not rest or grpc", c.API)
+	check(c.HTTPClient == "std" || c.HTTPClient == "raw", "--http-client: %q is not std or raw", c.HTTPClient)
+	check(c.Connections > 0, "--connections: must be at least 1")
+	check(c.EventsPerRequest > 0, "--events-per-request: must be at least 1")
+	check(c.EventSize >= minEventSize, "--event-size: must be at least %d bytes", minEventSize)
+	check(c.Keys >= 0, "--keys: must not be negative")
+	check(c.Consumers > 0, "--consumers: must be at least 1")
+	check(c.Inflight > 0, "--inflight: must be at least 1")
+	check(c.From == "earliest" || c.From == "latest", "--from: %q is not earliest or latest", c.From)
+	check(c.Topic != "", "--topic: must not be empty")
+	check(c.Count > 0 || c.Duration > 0 || c.Mode == "consume", "set --count or --duration")
+	check(c.Rate >= 0, "--rate: must not be negative")
+	return errors.Join(errs...)
+}
+
+const usage = `floe bench: load tool for a Floe broker.
+
+Usage:
+  floe bench produce [flags]   produce events; --ack-file records what was acknowledged
+  floe bench consume [flags]   consume in a group and verify (--ack-file of a produce run)
+  floe bench e2e [flags]       produce (at --rate) and consume at once: end-to-end latency
+  floe bench matrix [flags]    start a broker, run the standard matrix, write BENCHMARKS.md
+
+Events are {"run":..,"seq":..,"ts":..,"sum":..,"pad":..} of exactly --event-size
+bytes: a consumer counts missing, duplicated and malformed events (see --ack-file).
+The run ends at --count events or after --duration, whichever comes first.
+
+Flags of produce, consume and e2e:
+`
 
 // Main runs floe bench with args and returns the exit code.
 func Main(args []string) int {
-	fmt.Fprintln(os.Stderr, "floe bench: not built yet")
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Print(usage)
+		fs, _, _ := runFlags("produce")
+		fs.SetOutput(os.Stdout)
+		fs.PrintDefaults()
+		fmt.Println("\nfloe bench matrix --help lists the flags of the matrix.")
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "produce", "consume", "e2e":
+		return runCommand(ctx, args[0], args[1:])
+	case "matrix":
+		return runMatrixCommand(ctx, args[1:])
+	case "noop-server":
+		return runNoopServer(ctx, args[1:])
+	}
+	fmt.Fprintf(os.Stderr, "floe bench: unknown command %q (floe bench --help)\n", args[0])
 	return 2
+}
+
+// runFlags declares the flags of produce, consume and e2e.
+func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
+	c := &Config{Mode: mode}
+	fs := flag.NewFlagSet("floe bench "+mode, flag.ContinueOnError)
+	fs.StringVar(&c.API, "api", "rest", "rest or grpc")
+	fs.StringVar(&c.HTTPClient, "http-client", "std", "REST client: std (net/http, keep-alive) or raw (minimal HTTP/1.1 client, cheaper for the tool)")
+	fs.StringVar(&c.Producer, "producer", "localhost:9251", "producer REST API address")
+	fs.StringVar(&c.Consumer, "consumer", "localhost:9252", "consumer REST API address")
+	fs.StringVar(&c.GRPC, "grpc", "localhost:9249", "gRPC API address")
+	fs.StringVar(&c.Topic, "topic", "bench", "topic (consume: default the ack file's)")
+	fs.IntVar(&c.Connections, "connections", 16, "concurrent producer connections (gRPC: streams or unary callers)")
+	fs.IntVar(&c.EventsPerRequest, "events-per-request", 1, "events per request: 1 sends application/json, more application/x-ndjson (gRPC: events per batch)")
+	fs.IntVar(&c.EventSize, "event-size", 200, "bytes per event (at least 100)")
+	fs.IntVar(&c.Keys, "keys", 0, "partition keys used, round robin (0: no key)")
+	fs.Uint64Var(&c.Count, "count", 0, "events to produce (consume: to receive); 0: no bound")
+	fs.DurationVar(&c.Duration, "duration", 0, "time bound of the run (0: none; produce and e2e need --count or --duration)")
+	fs.Float64Var(&c.Rate, "rate", 0, "target events/s (0: as fast as possible); e2e default 20000")
+	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC: produce on ProduceStream instead of unary Produce")
+	fs.IntVar(&c.Inflight, "inflight", 4, "gRPC stream: batches in flight per stream")
+	fs.IntVar(&c.Consumers, "consumers", 1, "consumers (each a member of --group)")
+	fs.StringVar(&c.Group, "group", "", "consumer group (default: bench-<run>, a new group)")
+	fs.StringVar(&c.From, "from", "", "where a new group starts: earliest or latest (default: consume earliest, e2e latest)")
+	fs.DurationVar(&c.PollTimeout, "poll-timeout", 500*time.Millisecond, "long-poll timeout sent with each poll (?timeout=ms)")
+	fs.IntVar(&c.PollMaxBytes, "poll-max-bytes", 0, "maxBytes sent with each poll (0: the broker's limit)")
+	fs.DurationVar(&c.Idle, "idle", 5*time.Second, "consume: stop after this long without an event")
+	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "e2e: how long consumers may catch up after the producers stop")
+	fs.StringVar(&c.AckFile, "ack-file", "", "produce: write the acknowledged sequence ranges here; consume: verify against them")
+	fs.StringVar(&c.Run, "run", "", "run id, 8 hex digits (default: random)")
+	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval (0: none)")
+	jsonOut := fs.Bool("json", false, "print the result as JSON on stdout (progress still goes to stderr)")
+	return fs, c, jsonOut
+}
+
+func runCommand(ctx context.Context, mode string, args []string) int {
+	fs, c, jsonOut := runFlags(mode)
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "floe bench %s: unexpected argument %q\n", mode, fs.Arg(0))
+		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if mode == "e2e" && !set["rate"] {
+		c.Rate = 20000
+	}
+	if mode == "consume" && !set["topic"] {
+		c.Topic = ""
+	}
+	c.Log = os.Stderr
+	res, err := Run(ctx, c)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "floe bench %s: %v\n", mode, err)
+		return 1
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+	} else {
+		printSummary(os.Stdout, res)
+	}
+	if res.failed() {
+		return 1
+	}
+	return 0
+}
+
+// failed reports a run whose check failed: missing or malformed events.
+func (r *Result) failed() bool {
+	return r.Verify != nil && (r.Verify.Missing > 0 || r.Verify.Malformed > 0)
+}
+
+// Run runs c (produce, consume or e2e) and returns its result.
+func Run(ctx context.Context, c *Config) (*Result, error) {
+	if c.Run == "" {
+		c.Run = newRunID()
+	}
+	if len(c.Run) != runIDLen || strings.Trim(c.Run, "0123456789abcdef") != "" {
+		return nil, fmt.Errorf("--run: %q is not %d hex digits", c.Run, runIDLen)
+	}
+	if c.From == "" {
+		c.From = "earliest"
+		if c.Mode == "e2e" {
+			c.From = "latest"
+		}
+	}
+	var a *acks
+	if c.Mode == "consume" && c.AckFile != "" {
+		f, err := readAckFile(c.AckFile)
+		if err != nil {
+			return nil, err
+		}
+		if c.Topic == "" {
+			c.Topic = f.Topic
+		}
+		c.Run = f.Run
+		a = f.toAcks()
+	}
+	if c.Topic == "" {
+		c.Topic = "bench"
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	switch c.Mode {
+	case "produce":
+		return runProduce(ctx, c)
+	case "consume":
+		return runConsume(ctx, c, a)
+	case "e2e":
+		return runE2E(ctx, c)
+	}
+	return nil, fmt.Errorf("unknown mode %q", c.Mode)
 }

@@ -1,0 +1,328 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+)
+
+// readers is the consuming side of a run: --consumers members of one group,
+// all registered before any polls (so that no rebalance moves a sub-range
+// between polls, which would redeliver events).
+type readers struct {
+	c        *Config
+	st       *stats
+	v        *verifier
+	group    string
+	ids      []string
+	stop     atomic.Bool
+	start    time.Time
+	lastData atomic.Int64 // Unix ns of the last event received
+	done     chan struct{}
+	doneOnce sync.Once
+}
+
+func newReaders(c *Config, v *verifier) *readers {
+	r := &readers{c: c, st: newStats(), v: v, group: c.Group, done: make(chan struct{})}
+	tag := newRunID()
+	if r.group == "" {
+		r.group = "bench-" + tag
+	}
+	for i := range c.Consumers {
+		r.ids = append(r.ids, fmt.Sprintf("bench-%s-%d", tag, i))
+	}
+	return r
+}
+
+func (r *readers) finish() { r.doneOnce.Do(func() { close(r.done) }) }
+
+// consumerClient is one consumer's view of the consumer API.
+type consumerClient interface {
+	register(ctx context.Context) error
+	// poll returns the number of events and their bytes; events go to fn.
+	poll(ctx context.Context, fn func(ev []byte)) (n, size int, err error)
+	goodbye(ctx context.Context)
+}
+
+// errNotRegistered is what poll returns on 409 / FailedPrecondition.
+type errNotRegistered struct{}
+
+func (errNotRegistered) Error() string { return "consumer not registered" }
+
+type restConsumer struct {
+	r        *readers
+	id       string
+	doer     httpDoer
+	pollPath string
+}
+
+func (rc *restConsumer) register(ctx context.Context) error {
+	c := rc.r.c
+	q := url.Values{"consumerId": {rc.id}, "group": {rc.r.group}, "topic": {c.Topic},
+		"onNewGroup": {map[string]string{"earliest": "startFromEarliest", "latest": "startFromLatest"}[c.From]}}
+	st, body, err := rc.doer.do(ctx, http.MethodPut, "/v1/consumer/register?"+q.Encode(), "", nil)
+	if err != nil {
+		return err
+	}
+	if st != http.StatusOK {
+		return fmt.Errorf("register: http %d: %s", st, body)
+	}
+	q = url.Values{"consumerId": {rc.id}}
+	if c.PollTimeout > 0 {
+		q.Set("timeout", strconv.FormatInt(c.PollTimeout.Milliseconds(), 10))
+	}
+	if c.PollMaxBytes > 0 {
+		q.Set("maxBytes", strconv.Itoa(c.PollMaxBytes))
+	}
+	rc.pollPath = "/v1/consumer/poll?" + q.Encode()
+	return nil
+}
+
+func (rc *restConsumer) poll(ctx context.Context, fn func(ev []byte)) (int, int, error) {
+	st, body, err := rc.doer.do(ctx, http.MethodPost, rc.pollPath, "", nil)
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case st == http.StatusNoContent:
+		return 0, 0, nil
+	case st == http.StatusConflict:
+		return 0, 0, errNotRegistered{}
+	case st != http.StatusOK:
+		return 0, 0, httpStatusError(st)
+	}
+	size := 0
+	n, err := forEachValue(body, func(ev []byte) {
+		size += len(ev)
+		fn(ev)
+	})
+	return n, size, err
+}
+
+func (rc *restConsumer) goodbye(ctx context.Context) {
+	_, _, _ = rc.doer.do(ctx, http.MethodPost, "/v1/consumer/goodbye?consumerId="+url.QueryEscape(rc.id), "", nil)
+	rc.doer.close()
+}
+
+type httpStatusError int
+
+func (e httpStatusError) Error() string { return fmt.Sprintf("http %d", int(e)) }
+
+type grpcConsumer struct {
+	r      *readers
+	id     string
+	client floev1.ConsumerClient
+	req    *floev1.PollRequest
+}
+
+func newGRPCConsumer(r *readers, id string, cc *grpc.ClientConn) *grpcConsumer {
+	c := r.c
+	return &grpcConsumer{r: r, id: id, client: floev1.NewConsumerClient(cc), req: &floev1.PollRequest{
+		ConsumerId: id, Timeout: uint32(c.PollTimeout.Milliseconds()), MaxBytes: uint32(c.PollMaxBytes),
+	}}
+}
+
+func (gc *grpcConsumer) register(ctx context.Context) error {
+	c := gc.r.c
+	_, err := gc.client.Register(ctx, &floev1.RegisterRequest{
+		ConsumerId: gc.id, Group: gc.r.group, Topic: []string{c.Topic},
+		OnNewGroup: map[string]string{"earliest": "startFromEarliest", "latest": "startFromLatest"}[c.From],
+	})
+	return err
+}
+
+func (gc *grpcConsumer) poll(ctx context.Context, fn func(ev []byte)) (int, int, error) {
+	resp, err := gc.client.Poll(ctx, gc.req)
+	if err != nil {
+		if status.Code(err) == codes.FailedPrecondition || status.Code(err) == codes.NotFound {
+			return 0, 0, errNotRegistered{}
+		}
+		return 0, 0, err
+	}
+	n, size := 0, 0
+	for _, b := range resp.GetBatches() {
+		for _, ev := range b.GetValues() {
+			fn(ev)
+			n++
+			size += len(ev)
+		}
+	}
+	return n, size, nil
+}
+
+func (gc *grpcConsumer) goodbye(ctx context.Context) {
+	_, _ = gc.client.Goodbye(ctx, &floev1.GoodbyeRequest{ConsumerId: gc.id})
+}
+
+// clients makes the consumers of the run and registers them all.
+func (r *readers) clients(ctx context.Context) ([]consumerClient, func(), error) {
+	c := r.c
+	out := make([]consumerClient, len(r.ids))
+	closeAll := func() {}
+	switch c.API {
+	case "rest":
+		tr := newTransport(len(r.ids))
+		closeAll = tr.CloseIdleConnections
+		for i, id := range r.ids {
+			out[i] = &restConsumer{r: r, id: id, doer: newHTTPDoer(c.HTTPClient, c.Consumer, tr)}
+		}
+	case "grpc":
+		pool, err := dialGRPC(c.GRPC, len(r.ids))
+		if err != nil {
+			return nil, nil, err
+		}
+		closeAll = pool.close
+		for i, id := range r.ids {
+			out[i] = newGRPCConsumer(r, id, pool.conn(i))
+		}
+	}
+	for _, cl := range out {
+		if err := cl.register(ctx); err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("register: %w", err)
+		}
+	}
+	return out, closeAll, nil
+}
+
+// pollLoop polls until the run stops.
+func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
+	check := func(ev []byte) {}
+	var now int64
+	if r.v != nil {
+		check = func(ev []byte) { r.v.check(ev, now) }
+	}
+	for !r.stop.Load() {
+		start := time.Now()
+		n, size, err := cl.poll(ctx, func(ev []byte) {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			check(ev)
+		})
+		now = 0
+		r.st.requests.Add(1)
+		if err != nil {
+			if ctx.Err() != nil || r.stop.Load() {
+				return
+			}
+			if _, ok := err.(errNotRegistered); ok {
+				r.st.addErr("not registered (re-register)")
+				_ = cl.register(ctx)
+				continue
+			}
+			switch e := err.(type) {
+			case httpStatusError:
+				r.st.addErr(fmt.Sprintf("http %d", int(e)))
+			default:
+				if r.c.API == "grpc" {
+					r.st.addErr(grpcErrKey(err))
+				} else {
+					r.st.addErr(httpErrKey(0, err))
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		r.st.lat.Record(time.Since(start))
+		if n > 0 {
+			r.st.events.Add(uint64(n))
+			r.st.bytes.Add(uint64(size))
+			r.lastData.Store(time.Now().UnixNano())
+			if r.c.Count > 0 && r.c.Mode == "consume" && r.st.events.Load() >= r.c.Count {
+				r.finish()
+			}
+			if r.c.Mode == "consume" && r.v != nil && r.v.complete() {
+				r.finish()
+			}
+		}
+	}
+}
+
+func runConsume(ctx context.Context, c *Config, a *acks) (*Result, error) {
+	v := newVerifier(c.Run, a)
+	r := newReaders(c, v)
+	cls, closeAll, err := r.clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	cpu := startCPU()
+	r.start = time.Now()
+	r.lastData.Store(r.start.UnixNano())
+	if a != nil && a.nAcked.Load() == 0 {
+		r.finish()
+	}
+	stopProgress := make(chan struct{})
+	var pwg sync.WaitGroup
+	pwg.Go(func() { progress(c.Log, c.Progress, r.start, stopProgress, namedStats{name: "consume", s: r.st}) })
+	var wg sync.WaitGroup
+	for _, cl := range cls {
+		wg.Go(func() { r.pollLoop(ctx, cl) })
+	}
+	idle := time.NewTicker(100 * time.Millisecond)
+	var deadline <-chan time.Time
+	if c.Duration > 0 {
+		deadline = time.After(c.Duration)
+	}
+	var note string
+wait:
+	for {
+		select {
+		case <-r.done:
+			break wait
+		case <-ctx.Done():
+			note = "interrupted"
+			break wait
+		case <-deadline:
+			note = fmt.Sprintf("stopped at --duration %v", c.Duration)
+			break wait
+		case <-idle.C:
+			if c.Idle > 0 && time.Since(time.Unix(0, r.lastData.Load())) > c.Idle {
+				note = fmt.Sprintf("stopped after --idle %v without events", c.Idle)
+				break wait
+			}
+		}
+	}
+	idle.Stop()
+	r.stop.Store(true)
+	// Count the time until the last event, not the idle wait.
+	end := time.Now()
+	if last := time.Unix(0, r.lastData.Load()); note != "" && note != "interrupted" && last.After(r.start) {
+		end = last
+	}
+	wg.Wait()
+	close(stopProgress)
+	pwg.Wait()
+	gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for _, cl := range cls {
+		cl.goodbye(gctx)
+	}
+	cancel()
+
+	elapsed := end.Sub(r.start)
+	res := c.result()
+	res.Seconds = elapsed.Seconds()
+	side := r.st.side(elapsed)
+	res.Consume = &side
+	vr := v.result()
+	res.Verify = &vr
+	res.setToolCost(cpu.stop())
+	if note != "" {
+		res.Notes = append(res.Notes, note)
+	}
+	if a == nil {
+		res.Notes = append(res.Notes, "no --ack-file: checked each run's sequence numbers for holes only (events lost at the tail, or of failed requests, are not told apart)")
+	}
+	return res, nil
+}

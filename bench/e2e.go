@@ -1,0 +1,91 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// runE2E produces at --rate while the consumers long-poll the same topic,
+// and measures the end-to-end latency of every event: receive time minus
+// the time its request was scheduled to be sent (so a producer that falls
+// behind its rate counts against the latency).
+//
+// The consumers are registered, and poll once, before producing starts, so
+// that a group starting from latest misses nothing of the run. After the
+// producers stop, the consumers get up to --drain to receive every
+// acknowledged event; what they have not received then is missing.
+func runE2E(ctx context.Context, c *Config) (*Result, error) {
+	l := &load{c: c, st: newStats(), acks: &acks{}}
+	v := newVerifier(c.Run, l.acks)
+	v.e2e = &Histogram{}
+	r := newReaders(c, v)
+	cls, closeAll, err := r.clients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	// One poll each starts the group's positions (at the latest offset with
+	// --from latest) before the first event is produced.
+	for _, cl := range cls {
+		if _, _, err := cl.poll(ctx, func([]byte) {}); err != nil {
+			return nil, fmt.Errorf("first poll: %w", err)
+		}
+	}
+
+	cpu := startCPU()
+	r.start = time.Now()
+	var wg sync.WaitGroup
+	for _, cl := range cls {
+		wg.Go(func() { r.pollLoop(ctx, cl) })
+	}
+	elapsed, err := l.run(ctx, []namedStats{{name: "consume", s: r.st, e2e: v.e2e}})
+	if err != nil {
+		r.stop.Store(true)
+		wg.Wait()
+		return nil, err
+	}
+	// Let the consumers catch up.
+	var note string
+	drain := time.After(c.Drain)
+	tick := time.NewTicker(10 * time.Millisecond)
+wait:
+	for !v.complete() {
+		select {
+		case <-tick.C:
+		case <-drain:
+			note = fmt.Sprintf("consumers had not received every acknowledged event %v after producing stopped", c.Drain)
+			break wait
+		case <-ctx.Done():
+			note = "interrupted"
+			break wait
+		}
+	}
+	tick.Stop()
+	r.stop.Store(true)
+	wg.Wait()
+	gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for _, cl := range cls {
+		cl.goodbye(gctx)
+	}
+	cancel()
+
+	res := c.result()
+	res.Seconds = elapsed.Seconds()
+	ps := l.st.side(elapsed)
+	cs := r.st.side(elapsed)
+	res.Produce, res.Consume = &ps, &cs
+	e2e := v.e2e.Snapshot().Summary()
+	res.E2E = &e2e
+	vr := v.result()
+	res.Verify = &vr
+	res.setToolCost(cpu.stop())
+	if note != "" {
+		res.Notes = append(res.Notes, note)
+	}
+	if c.Rate > 0 && ps.EventsPerSec < 0.95*c.Rate {
+		res.Notes = append(res.Notes, fmt.Sprintf("produced %.0f events/s, below the target rate %.0f", ps.EventsPerSec, c.Rate))
+	}
+	return res, nil
+}

@@ -1,0 +1,263 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+)
+
+// grpcPool holds the client connections of a run: one per 4 workers (a
+// connection multiplexes streams; a few spread the load over the broker's
+// transport goroutines).
+type grpcPool struct{ conns []*grpc.ClientConn }
+
+func dialGRPC(addr string, workers int) (*grpcPool, error) {
+	n := max(1, (workers+3)/4)
+	p := &grpcPool{}
+	for range n {
+		cc, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+			grpc.WithInitialWindowSize(1<<20), grpc.WithInitialConnWindowSize(4<<20),
+			grpc.WithReadBufferSize(64<<10), grpc.WithWriteBufferSize(64<<10))
+		if err != nil {
+			p.close()
+			return nil, fmt.Errorf("grpc %s: %w", addr, err)
+		}
+		p.conns = append(p.conns, cc)
+	}
+	return p, nil
+}
+
+func (p *grpcPool) conn(i int) *grpc.ClientConn { return p.conns[i%len(p.conns)] }
+
+func (p *grpcPool) close() {
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// grpcErrKey names a gRPC failure by its code.
+func grpcErrKey(err error) string {
+	if s, ok := status.FromError(err); ok {
+		return "grpc " + s.Code().String()
+	}
+	return "grpc: " + shortErr(err)
+}
+
+// batch holds the events of one gRPC request, rebuilt in place.
+type batch struct {
+	buf    []byte
+	offs   []int
+	events []*floev1.Event
+	size   int
+}
+
+func (b *batch) build(g *eventGen, base uint64, n int, ts int64) []*floev1.Event {
+	b.buf = b.buf[:0]
+	offs := b.offs[:0]
+	for i := range n {
+		offs = append(offs, len(b.buf))
+		b.buf = g.appendEvent(b.buf, base+uint64(i), ts)
+	}
+	offs = append(offs, len(b.buf))
+	b.offs = offs
+	for len(b.events) < n {
+		b.events = append(b.events, &floev1.Event{})
+	}
+	for i := range n {
+		b.events[i].Data = b.buf[offs[i]:offs[i+1]]
+	}
+	b.size = len(b.buf)
+	return b.events[:n]
+}
+
+func (l *load) grpcUnaryWorker(ctx context.Context, i int, cc *grpc.ClientConn) error {
+	c := l.c
+	client := floev1.NewProducerClient(cc)
+	g := newEventGen(c.Run, c.EventSize)
+	keys := grpcKeys(c.Keys)
+	p := newPacer(l, i)
+	var b batch
+	req := &floev1.ProduceRequest{Topic: c.Topic}
+	for r := uint64(i); ; r += uint64(c.Connections) {
+		sendAt := p.wait(l)
+		base, n, ok := l.alloc(c.EventsPerRequest)
+		if !ok {
+			return nil
+		}
+		req.Events = b.build(g, base, n, sendAt.UnixNano())
+		req.PartitionKey = keys[r%uint64(len(keys))]
+		start := time.Now()
+		_, err := client.Produce(ctx, req)
+		lat := time.Since(sendAt)
+		if p == nil {
+			lat = time.Since(start)
+		}
+		l.st.requests.Add(1)
+		if err == nil {
+			l.acks.ack(base, base+uint64(n))
+			l.st.events.Add(uint64(n))
+			l.st.bytes.Add(uint64(b.size))
+			l.st.lat.Record(lat)
+			continue
+		}
+		l.acks.fail(base, base+uint64(n))
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.st.addErr(grpcErrKey(err))
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func grpcKeys(keys int) []string {
+	if keys == 0 {
+		return []string{""}
+	}
+	out := make([]string, keys)
+	for k := range out {
+		out[k] = fmt.Sprintf("k%d", k)
+	}
+	return out
+}
+
+// inflight is one batch sent on a stream and not yet answered.
+type inflight struct {
+	req    floev1.ProduceStreamRequest
+	b      batch
+	base   uint64
+	n      int
+	sendAt time.Time
+	start  time.Time
+}
+
+// grpcStreamWorker produces on one ProduceStream with up to --inflight
+// batches unanswered. A slot (its request and buffers) is reused only after
+// its answer arrived. A broken stream fails its unanswered batches and is
+// opened again.
+func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn) error {
+	c := l.c
+	client := floev1.NewProducerClient(cc)
+	g := newEventGen(c.Run, c.EventSize)
+	keys := grpcKeys(c.Keys)
+	p := newPacer(l, i)
+	slots := make([]inflight, c.Inflight)
+	free := make(chan int, c.Inflight)
+	for s := range slots {
+		slots[s].req.Topic = c.Topic
+		free <- s
+	}
+	r := uint64(i)
+	for !l.stop.Load() {
+		sctx, cancel := context.WithCancel(ctx)
+		stream, err := client.ProduceStream(sctx)
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			l.st.addErr(grpcErrKey(err))
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		var mu sync.Mutex
+		pending := map[uint64]int{} // request id -> slot
+		recvDone := make(chan error, 1)
+		go func() {
+			for {
+				resp, err := stream.Recv()
+				if err != nil {
+					recvDone <- err
+					return
+				}
+				mu.Lock()
+				s, ok := pending[resp.GetRequestId()]
+				delete(pending, resp.GetRequestId())
+				mu.Unlock()
+				if !ok {
+					continue
+				}
+				f := &slots[s]
+				lat := time.Since(f.sendAt)
+				if p == nil {
+					lat = time.Since(f.start)
+				}
+				l.st.requests.Add(1)
+				if e := resp.GetError(); e != nil {
+					l.acks.fail(f.base, f.base+uint64(f.n))
+					l.st.addErr(fmt.Sprintf("grpc %s", e.GetError()))
+				} else {
+					l.acks.ack(f.base, f.base+uint64(f.n))
+					l.st.events.Add(uint64(f.n))
+					l.st.bytes.Add(uint64(f.b.size))
+					l.st.lat.Record(lat)
+				}
+				free <- s
+			}
+		}()
+		var sendErr error
+	send:
+		for {
+			var s int
+			select {
+			case s = <-free:
+			case sendErr = <-recvDone:
+				break send
+			}
+			sendAt := p.wait(l)
+			base, n, ok := l.alloc(c.EventsPerRequest)
+			if !ok {
+				free <- s
+				break
+			}
+			f := &slots[s]
+			f.base, f.n, f.sendAt = base, n, sendAt
+			f.req.RequestId = r
+			f.req.PartitionKey = keys[r%uint64(len(keys))]
+			f.req.Events = f.b.build(g, base, n, sendAt.UnixNano())
+			mu.Lock()
+			pending[r] = s
+			mu.Unlock()
+			r++
+			f.start = time.Now()
+			if err := stream.Send(&f.req); err != nil {
+				// The reason comes from Recv.
+				break
+			}
+		}
+		if sendErr == nil {
+			_ = stream.CloseSend()
+			sendErr = <-recvDone
+		}
+		cancel()
+		// Whatever is unanswered failed.
+		mu.Lock()
+		for id, s := range pending {
+			f := &slots[s]
+			l.acks.fail(f.base, f.base+uint64(f.n))
+			l.st.requests.Add(1)
+			delete(pending, id)
+			free <- s
+		}
+		mu.Unlock()
+		if errors.Is(sendErr, io.EOF) || ctx.Err() != nil {
+			if l.stop.Load() || ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		l.st.addErr(grpcErrKey(sendErr))
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}

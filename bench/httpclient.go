@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// httpDoer sends one request and returns the status and the response body
+// (valid until the next call). One per goroutine.
+type httpDoer interface {
+	do(ctx context.Context, method, pathQuery, contentType string, body []byte) (int, []byte, error)
+	close()
+}
+
+// newHTTPDoer returns a client of addr (host:port): "std" is net/http with a
+// keep-alive Transport shared by the goroutines of a run; "raw" is a minimal
+// HTTP/1.1 client on one kept-alive connection, that costs the load tool
+// about half the CPU per request (the tool shares the cores with the broker).
+func newHTTPDoer(kind, addr string, tr *http.Transport) httpDoer {
+	if kind == "raw" {
+		return &rawHTTP{addr: addr, timeout: 60 * time.Second}
+	}
+	return &stdHTTP{base: "http://" + addr, client: &http.Client{Transport: tr}}
+}
+
+// newTransport is the keep-alive transport of the std client: one idle
+// connection kept per goroutine.
+func newTransport(conns int) *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        conns * 2,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		WriteBufferSize:     64 << 10,
+		ReadBufferSize:      64 << 10,
+	}
+}
+
+type stdHTTP struct {
+	base   string
+	client *http.Client
+	urls   map[string]*url.URL
+	hdrs   map[string]http.Header
+	body   bytes.Reader
+	resp   []byte
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+func (c *stdHTTP) do(ctx context.Context, method, pathQuery, contentType string, body []byte) (int, []byte, error) {
+	if c.urls == nil {
+		c.urls, c.hdrs = map[string]*url.URL{}, map[string]http.Header{}
+	}
+	u := c.urls[pathQuery]
+	if u == nil {
+		var err error
+		if u, err = url.Parse(c.base + pathQuery); err != nil {
+			return 0, nil, err
+		}
+		c.urls[pathQuery] = u
+	}
+	h := c.hdrs[contentType]
+	if h == nil {
+		h = http.Header{}
+		if contentType != "" {
+			h.Set("Content-Type", contentType)
+		}
+		c.hdrs[contentType] = h
+	}
+	req := (&http.Request{Method: method, URL: u, Header: h, Host: u.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
+	if len(body) > 0 {
+		c.body.Reset(body)
+		req.Body = nopCloser{&c.body}
+		req.ContentLength = int64(len(body))
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	c.resp = c.resp[:0]
+	if resp.ContentLength > 0 && int64(cap(c.resp)) < resp.ContentLength {
+		c.resp = make([]byte, 0, resp.ContentLength)
+	}
+	c.resp, err = readAllInto(c.resp, resp.Body)
+	return resp.StatusCode, c.resp, err
+}
+
+func (c *stdHTTP) close() {}
+
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return b, nil
+			}
+			return b, err
+		}
+	}
+}
+
+// rawHTTP is a minimal HTTP/1.1 client on one kept-alive connection: it
+// writes the head and the body with one writev, and reads responses that
+// carry a Content-Length (every Floe response does) or none (204).
+type rawHTTP struct {
+	addr    string
+	timeout time.Duration
+	conn    net.Conn
+	br      *bufio.Reader
+	head    []byte
+	bufs    net.Buffers
+	resp    []byte
+}
+
+func (c *rawHTTP) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
+}
+
+func (c *rawHTTP) do(ctx context.Context, method, pathQuery, contentType string, body []byte) (int, []byte, error) {
+	if c.conn == nil {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		conn, err := d.DialContext(ctx, "tcp", c.addr)
+		if err != nil {
+			return 0, nil, err
+		}
+		c.conn = conn
+		if c.br == nil {
+			c.br = bufio.NewReaderSize(conn, 64<<10)
+		} else {
+			c.br.Reset(conn)
+		}
+	}
+	status, resp, err := c.roundTrip(ctx, method, pathQuery, contentType, body)
+	if err != nil {
+		c.close()
+	}
+	return status, resp, err
+}
+
+func (c *rawHTTP) roundTrip(ctx context.Context, method, pathQuery, contentType string, body []byte) (int, []byte, error) {
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = c.conn.SetDeadline(deadline)
+	h := c.head[:0]
+	h = append(h, method...)
+	h = append(h, ' ')
+	h = append(h, pathQuery...)
+	h = append(h, " HTTP/1.1\r\nHost: "...)
+	h = append(h, c.addr...)
+	h = append(h, "\r\nUser-Agent: floe-bench\r\n"...)
+	if contentType != "" {
+		h = append(h, "Content-Type: "...)
+		h = append(h, contentType...)
+		h = append(h, "\r\n"...)
+	}
+	h = append(h, "Content-Length: "...)
+	h = strconv.AppendInt(h, int64(len(body)), 10)
+	h = append(h, "\r\n\r\n"...)
+	c.head = h
+	if len(body) > 0 && len(body) < 4096 {
+		// One small write beats a writev.
+		h = append(h, body...)
+		c.head = h
+		if _, err := c.conn.Write(h); err != nil {
+			return 0, nil, err
+		}
+	} else {
+		c.bufs = append(c.bufs[:0], h, body)
+		bufs := c.bufs
+		if _, err := bufs.WriteTo(c.conn); err != nil {
+			return 0, nil, err
+		}
+	}
+
+	line, err := c.br.ReadSlice('\n')
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
+		return 0, nil, fmt.Errorf("bad status line %q", line)
+	}
+	status, n := parseUint(line[9:])
+	if n != 3 {
+		return 0, nil, fmt.Errorf("bad status line %q", line)
+	}
+	length, closeConn := -1, false
+	for {
+		line, err := c.br.ReadSlice('\n')
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case asciiEqualFold(k, "Content-Length"):
+			l, n := parseUint(v)
+			if n != len(v) {
+				return 0, nil, fmt.Errorf("bad Content-Length %q", v)
+			}
+			length = int(l)
+		case asciiEqualFold(k, "Connection"):
+			closeConn = asciiEqualFold(v, "close")
+		case asciiEqualFold(k, "Transfer-Encoding"):
+			return 0, nil, fmt.Errorf("raw client: unsupported Transfer-Encoding %q (use --http-client std)", v)
+		}
+	}
+	if length < 0 {
+		if status != 204 && status != 304 && status >= 200 {
+			return 0, nil, errors.New("raw client: response without Content-Length (use --http-client std)")
+		}
+		length = 0
+	}
+	if cap(c.resp) < length {
+		c.resp = make([]byte, length, length+length/4)
+	}
+	c.resp = c.resp[:length]
+	if _, err := io.ReadFull(c.br, c.resp); err != nil {
+		return 0, nil, err
+	}
+	if closeConn {
+		c.close()
+	}
+	return int(status), c.resp, nil
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i], s[i]
+		if x|0x20 != y|0x20 {
+			return false
+		}
+	}
+	return true
+}

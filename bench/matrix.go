@@ -1,0 +1,500 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// MatrixOptions configures `floe bench matrix`.
+type MatrixOptions struct {
+	Out          string        // BENCHMARKS.md
+	Quick        bool          // shorter cases, smaller backlog
+	CaseDuration time.Duration // per throughput case
+	Backlog      uint64        // events in the consume backlog
+	DataDir      string        // parent of the broker's temporary data dir
+	BrokerBin    string        // the floe binary (default: this one)
+	BrokerArgs   []string      // extra broker flags
+	HTTPClient   string
+	Only         string // run only the cases whose id contains this
+	KeepData     bool
+	Log          io.Writer
+}
+
+// matrixCase is one row of the matrix.
+type matrixCase struct {
+	id       string
+	title    string
+	target   string
+	baseline bool   // against the no-op server
+	mode     string // produce, consume, e2e, fill
+	cfg      Config
+	check    func(r *Result) (bool, string)
+}
+
+// row is the outcome of a case.
+type row struct {
+	Case      string  `json:"case"`
+	ID        string  `json:"id"`
+	Target    string  `json:"target"`
+	Result    *Result `json:"result,omitempty"`
+	Pass      *bool   `json:"pass,omitempty"`
+	Why       string  `json:"why,omitempty"`
+	BrokerCPU float64 `json:"broker_cpu_cores,omitempty"`
+	BrokerRSS int64   `json:"broker_rss_max_bytes,omitempty"`
+	Baseline  bool    `json:"baseline,omitempty"`
+	Err       string  `json:"error,omitempty"`
+}
+
+func runMatrixCommand(ctx context.Context, args []string) int {
+	var o MatrixOptions
+	fs := flag.NewFlagSet("floe bench matrix", flag.ContinueOnError)
+	fs.StringVar(&o.Out, "out", "BENCHMARKS.md", "markdown report to write")
+	fs.BoolVar(&o.Quick, "quick", false, "short run: 4 s cases, 1M-event backlog")
+	fs.DurationVar(&o.CaseDuration, "case-duration", 0, "duration of each throughput case (default 15s, --quick 4s)")
+	fs.Uint64Var(&o.Backlog, "backlog", 0, "events of the consume backlog (default 10,000,000; --quick 1,000,000)")
+	fs.StringVar(&o.DataDir, "data-dir", "", "where the broker's temporary data directory goes (default: $TMPDIR unless it is tmpfs, else .)")
+	fs.StringVar(&o.BrokerBin, "broker-bin", "", "floe binary to start as the broker (default: this executable)")
+	brokerArgs := fs.String("broker-args", "", "extra broker flags, space separated")
+	fs.StringVar(&o.HTTPClient, "http-client", "raw", "REST client of the load: raw or std (see floe bench produce --help)")
+	fs.StringVar(&o.Only, "only", "", "run only the cases whose id contains this (e.g. rest-1x200, consume, e2e)")
+	fs.BoolVar(&o.KeepData, "keep-data", false, "keep the broker's data directory")
+	jsonOut := fs.Bool("json", false, "also print the rows as JSON on stdout")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *brokerArgs != "" {
+		o.BrokerArgs = strings.Fields(*brokerArgs)
+	}
+	o.Log = os.Stderr
+	rows, err := RunMatrix(ctx, o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floe bench matrix:", err)
+		return 1
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rows)
+	}
+	return 0
+}
+
+func (o *MatrixOptions) defaults() {
+	if o.CaseDuration == 0 {
+		o.CaseDuration = 15 * time.Second
+		if o.Quick {
+			o.CaseDuration = 4 * time.Second
+		}
+	}
+	if o.Backlog == 0 {
+		o.Backlog = 10_000_000
+		if o.Quick {
+			o.Backlog = 1_000_000
+		}
+	}
+	if o.DataDir == "" {
+		o.DataDir = os.TempDir()
+		if isTmpfs(o.DataDir) {
+			o.DataDir = "."
+		}
+	}
+	if o.HTTPClient == "" {
+		o.HTTPClient = "raw"
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// cases is the standard matrix.
+func (o *MatrixOptions) cases() []matrixCase {
+	d := o.CaseDuration
+	base := Config{
+		API: "rest", HTTPClient: o.HTTPClient, Topic: "bench", Connections: 16, EventsPerRequest: 1,
+		EventSize: 200, Consumers: 1, Inflight: 4, From: "earliest", PollTimeout: 500 * time.Millisecond,
+		Idle: 10 * time.Second, Drain: 10 * time.Second, Progress: 2 * time.Second,
+	}
+	with := func(f func(c *Config)) Config {
+		c := base
+		f(&c)
+		return c
+	}
+	rest1 := with(func(c *Config) { c.Mode, c.Topic, c.Duration = "produce", "bench-rest-1x200", d })
+	rest100 := with(func(c *Config) {
+		c.Mode, c.Topic, c.Duration, c.EventsPerRequest = "produce", "bench-rest-100x200", d, 100
+	})
+	rest1k := with(func(c *Config) {
+		c.Mode, c.Topic, c.Duration, c.EventsPerRequest, c.EventSize, c.Connections = "produce", "bench-rest-100x1k", d, 100, 1024, 8
+	})
+	p99 := func(r *Result) float64 { return r.Produce.Latency.P99 }
+	eps := func(r *Result) float64 { return r.main().EventsPerSec }
+	return []matrixCase{
+		{id: "baseline-1x200", title: "BASELINE no-op HTTP server: 1 event of 200 B per request, 16 connections", baseline: true, mode: "produce", cfg: rest1},
+		{id: "baseline-100x200", title: "BASELINE no-op HTTP server: NDJSON 100 × 200 B, 16 connections", baseline: true, mode: "produce", cfg: rest100},
+		{id: "baseline-100x1k", title: "BASELINE no-op HTTP server: NDJSON 100 × 1 KiB, 8 connections", baseline: true, mode: "produce", cfg: rest1k},
+		{id: "rest-1x200", title: "REST produce, 1 event of 200 B per request, 16 connections", target: "≥ 25,000 events/s, p99 ≤ 5 ms",
+			mode: "produce", cfg: rest1, check: func(r *Result) (bool, string) {
+				return eps(r) >= 25000 && p99(r) <= 5, fmt.Sprintf("%.0f events/s, p99 %s", eps(r), fmtMS(p99(r)))
+			}},
+		{id: "rest-100x200", title: "REST produce, NDJSON 100 × 200 B, 16 connections", target: "≥ 750,000 events/s, p99 ≤ 15 ms",
+			mode: "produce", cfg: rest100, check: func(r *Result) (bool, string) {
+				return eps(r) >= 750000 && p99(r) <= 15, fmt.Sprintf("%.0f events/s, p99 %s", eps(r), fmtMS(p99(r)))
+			}},
+		{id: "rest-100x1k", title: "REST produce, NDJSON 100 × 1 KiB, 8 connections", target: "≥ 220,000 events/s (≥ 220 MB/s)",
+			mode: "produce", cfg: rest1k, check: func(r *Result) (bool, string) {
+				return eps(r) >= 220000 && r.Produce.MBPerSec >= 220, fmt.Sprintf("%.0f events/s, %.0f MB/s", eps(r), r.Produce.MBPerSec)
+			}},
+		{id: "grpc-stream-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B, 16 streams × 4 in flight", target: "≥ 1,000,000 events/s",
+			mode: "produce", cfg: with(func(c *Config) {
+				c.Mode, c.API, c.GRPCStream, c.Topic, c.Duration, c.EventsPerRequest = "produce", "grpc", true, "bench-grpc-100x200", d, 100
+			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
+		{id: "consume-fill", title: fmt.Sprintf("backlog: REST produce of %s events, NDJSON 100 × 200 B, 16 connections", commas(o.Backlog)),
+			mode: "fill", cfg: with(func(c *Config) {
+				c.Mode, c.Topic, c.Count, c.Duration, c.EventsPerRequest = "produce", "bench-backlog", o.Backlog, 10*time.Minute, 100
+			})},
+		{id: "consume-1", title: "REST consume of the backlog, 1 consumer", target: "≥ 1,000,000 events/s, 0 missing, 0 malformed",
+			mode: "consume", cfg: with(func(c *Config) {
+				c.Mode, c.Topic, c.Consumers, c.Duration, c.PollTimeout = "consume", "bench-backlog", 1, 10*time.Minute, 100*time.Millisecond
+			}), check: consumeCheck},
+		{id: "consume-4", title: "REST consume of the backlog, 4 consumers", target: "≥ 1,000,000 events/s, 0 missing, 0 malformed",
+			mode: "consume", cfg: with(func(c *Config) {
+				c.Mode, c.Topic, c.Consumers, c.Duration, c.PollTimeout = "consume", "bench-backlog", 4, 10*time.Minute, 100*time.Millisecond
+			}), check: consumeCheck},
+		{id: "e2e", title: "e2e: REST produce 20,000 events/s (10 × 200 B per request, 4 connections) while 4 consumers long-poll (timeout=1000 ms)",
+			target: "end-to-end p99 ≤ 50 ms",
+			mode:   "e2e", cfg: with(func(c *Config) {
+				c.Mode, c.Topic, c.Duration, c.Rate, c.EventsPerRequest, c.Connections = "e2e", "bench-e2e", d, 20000, 10, 4
+				c.Consumers, c.From, c.PollTimeout = 4, "latest", time.Second
+			}), check: func(r *Result) (bool, string) {
+				ok := r.E2E.P99 <= 50 && r.Verify.Missing == 0 && r.Verify.Malformed == 0 && r.Produce.EventsPerSec >= 0.95*r.Rate
+				return ok, fmt.Sprintf("e2e p99 %s at %.0f events/s, %d missing", fmtMS(r.E2E.P99), r.Produce.EventsPerSec, r.Verify.Missing)
+			}},
+	}
+}
+
+func consumeCheck(r *Result) (bool, string) {
+	v := r.Verify
+	return r.Consume.EventsPerSec >= 1e6 && v.Missing == 0 && v.Malformed == 0,
+		fmt.Sprintf("%.0f events/s, %d missing, %d malformed, %d duplicated", r.Consume.EventsPerSec, v.Missing, v.Malformed, v.Duplicated)
+}
+
+// child is a process the matrix started: the broker or the no-op server.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+
+	mu      sync.Mutex
+	rssMax  int64 // of the current case
+	rssAll  int64 // of the whole run
+	stopped atomic.Bool
+}
+
+func startChild(bin string, args []string, log io.Writer) (*child, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	go func() { c.err = cmd.Wait(); close(c.done) }()
+	go c.sample()
+	return c, nil
+}
+
+// sample tracks the child's resident memory every 50 ms.
+func (c *child) sample() {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			ps := readProc(c.cmd.Process.Pid)
+			c.mu.Lock()
+			c.rssMax = max(c.rssMax, ps.rss)
+			c.rssAll = max(c.rssAll, ps.rss, ps.hwm)
+			c.mu.Unlock()
+		}
+	}
+}
+
+// caseStart resets the per-case peak and returns the CPU time so far.
+func (c *child) caseStart() time.Duration {
+	c.mu.Lock()
+	c.rssMax = 0
+	c.mu.Unlock()
+	return readProc(c.cmd.Process.Pid).cpu
+}
+
+func (c *child) caseEnd(cpu0 time.Duration, wall time.Duration) (cores float64, rss int64) {
+	ps := readProc(c.cmd.Process.Pid)
+	c.mu.Lock()
+	rss = max(c.rssMax, ps.rss)
+	c.rssAll = max(c.rssAll, rss, ps.hwm)
+	c.mu.Unlock()
+	if wall > 0 {
+		cores = float64(ps.cpu-cpu0) / float64(wall)
+	}
+	return cores, rss
+}
+
+func (c *child) stop() error {
+	if c.stopped.Swap(true) {
+		return nil
+	}
+	ps := readProc(c.cmd.Process.Pid)
+	c.mu.Lock()
+	c.rssAll = max(c.rssAll, ps.hwm)
+	c.mu.Unlock()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(60 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		return errors.New("did not stop within 60 s of SIGTERM: killed")
+	}
+	var ee *exec.ExitError
+	if errors.As(c.err, &ee) {
+		return c.err
+	}
+	return nil
+}
+
+// freeAddrs returns n loopback addresses with free ports (they could be
+// taken again before the child binds them; unlikely on a bench machine).
+func freeAddrs(n int) ([]string, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
+
+// waitHTTP waits until GET url answers 200.
+func waitHTTP(ctx context.Context, url string, c *child) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-c.done:
+			return fmt.Errorf("exited: %v", c.err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 within 30 s", url)
+}
+
+// RunMatrix runs the standard matrix and writes the report.
+func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
+	o.defaults()
+	bin := o.BrokerBin
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		bin = exe
+	}
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	dataDir, err := os.MkdirTemp(o.DataDir, "floe-bench-data-*")
+	if err != nil {
+		return nil, err
+	}
+	if !o.KeepData {
+		defer os.RemoveAll(dataDir)
+	}
+	fmt.Fprintf(o.Log, "floe bench matrix: measuring the machine (data dir %s)\n", dataDir)
+	m := readMachine(dataDir)
+	started := time.Now()
+	cases := o.cases()
+	var rows []row
+	var noop, broker *child
+	var addrs []string
+	var brokerCmd string
+	var backlog *acks
+	var backlogRun string
+	defer func() {
+		if noop != nil {
+			_ = noop.stop()
+		}
+		if broker != nil {
+			_ = broker.stop()
+		}
+	}()
+	run := func(mc matrixCase, c Config, target *child) row {
+		rw := row{Case: mc.title, ID: mc.id, Target: mc.target, Baseline: mc.baseline}
+		fmt.Fprintf(o.Log, "\n== %s: %s\n", mc.id, mc.title)
+		c.Log = o.Log
+		cpu0 := target.caseStart()
+		start := time.Now()
+		var res *Result
+		var err error
+		switch mc.mode {
+		case "produce":
+			res, err = Run(ctx, &c)
+		case "fill":
+			res, backlog, err = produceCase(ctx, &c)
+			backlogRun = c.Run
+		case "consume":
+			if backlog == nil {
+				err = errors.New("no backlog (the consume-fill case did not run)")
+				break
+			}
+			c.Run = backlogRun
+			res, err = runConsume(ctx, &c, backlog)
+		case "e2e":
+			res, err = Run(ctx, &c)
+		}
+		rw.BrokerCPU, rw.BrokerRSS = target.caseEnd(cpu0, time.Since(start))
+		if err != nil {
+			rw.Err = err.Error()
+			fmt.Fprintf(o.Log, "error: %v\n", err)
+			return rw
+		}
+		res.Name = mc.id
+		rw.Result = res
+		printSummary(o.Log, res)
+		fmt.Fprintf(o.Log, "broker: %.2f CPU cores, RSS max %.0f MiB\n", rw.BrokerCPU, float64(rw.BrokerRSS)/(1<<20))
+		if mc.check != nil {
+			ok, why := mc.check(res)
+			rw.Pass, rw.Why = &ok, why
+		}
+		return rw
+	}
+
+	selected := func(mc matrixCase) bool {
+		if o.Only == "" {
+			return true
+		}
+		if strings.Contains(mc.id, o.Only) {
+			return true
+		}
+		// Consume cases need their backlog.
+		return mc.id == "consume-fill" && strings.Contains("consume", o.Only)
+	}
+
+	for _, mc := range cases {
+		if ctx.Err() != nil {
+			break
+		}
+		if !selected(mc) {
+			continue
+		}
+		c := mc.cfg
+		if mc.baseline {
+			if noop == nil {
+				a, err := freeAddrs(1)
+				if err != nil {
+					return nil, err
+				}
+				if noop, err = startChild(bin, []string{"bench", "noop-server", "--addr", a[0]}, o.Log); err != nil {
+					return nil, fmt.Errorf("no-op server: %w", err)
+				}
+				if err := waitHTTP(ctx, "http://"+a[0]+"/status", noop); err != nil {
+					return nil, fmt.Errorf("no-op server: %w", err)
+				}
+				addrs = a
+			}
+			c.Producer = addrs[0]
+			rows = append(rows, run(mc, c, noop))
+			continue
+		}
+		if noop != nil {
+			_ = noop.stop()
+			noop = nil
+		}
+		if broker == nil {
+			a, err := freeAddrs(4)
+			if err != nil {
+				return nil, err
+			}
+			args := append([]string{"--grpc-addr", a[0], "--discovery-addr", a[1], "--producer-addr", a[2], "--consumer-addr", a[3],
+				"--data-dir", filepath.Join(dataDir, "floe"), "--log-level", "warn"}, o.BrokerArgs...)
+			brokerCmd = "floe " + strings.Join(args, " ")
+			if broker, err = startChild(bin, args, o.Log); err != nil {
+				return nil, fmt.Errorf("broker: %w", err)
+			}
+			for _, p := range []string{a[2], a[3]} {
+				if err := waitHTTP(ctx, "http://"+p+"/status", broker); err != nil {
+					return nil, fmt.Errorf("broker: %w", err)
+				}
+			}
+			addrs = a
+		}
+		c.GRPC, c.Producer, c.Consumer = addrs[0], addrs[2], addrs[3]
+		rows = append(rows, run(mc, c, broker))
+	}
+	var stopErr error
+	var rssAll, disk int64
+	if broker != nil {
+		disk = dirSize(dataDir)
+		stopErr = broker.stop()
+		rssAll = broker.rssAll
+	}
+	rep := report{
+		Machine: m, Opts: o, Rows: rows, Started: started, Took: time.Since(started),
+		BrokerCmd: brokerCmd, BrokerRSS: rssAll, DiskBytes: disk, StopErr: stopErr,
+		Interrupted: ctx.Err() != nil,
+	}
+	if o.Out != "" {
+		if err := os.WriteFile(o.Out, []byte(rep.markdown()), 0o644); err != nil {
+			return rows, err
+		}
+		fmt.Fprintf(o.Log, "\nwrote %s\n", o.Out)
+	}
+	return rows, nil
+}
+
+// produceCase is produce, keeping the acks for the consume cases.
+func produceCase(ctx context.Context, c *Config) (*Result, *acks, error) {
+	if c.Run == "" {
+		c.Run = newRunID()
+	}
+	if err := c.validate(); err != nil {
+		return nil, nil, err
+	}
+	return produce(ctx, c)
+}

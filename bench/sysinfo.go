@@ -1,0 +1,216 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// machine describes where the matrix ran.
+type machine struct {
+	CPU      string
+	Cores    int
+	MemoryGB float64
+	Kernel   string
+	OS       string
+	Disk     string
+	Fsync    string // measured latency of a 4 KiB write + fdatasync
+	Go       string
+	Module   string
+	Deps     []string
+}
+
+func readMachine(dataDir string) machine {
+	m := machine{Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.MemoryGB = kb / (1 << 20)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	m.Disk = describeDisk(dataDir)
+	m.Fsync = probeFsync(dataDir)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		m.Module = bi.Main.Path + " " + bi.Main.Version
+		var rev, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev != "" {
+			m.Module += " (commit " + rev[:min(12, len(rev))]
+			if modified == "true" {
+				m.Module += ", with uncommitted changes"
+			}
+			m.Module += ")"
+		}
+		for _, d := range bi.Deps {
+			for _, want := range []string{"github.com/cockroachdb/pebble", "google.golang.org/grpc", "github.com/grpc-ecosystem/grpc-gateway", "google.golang.org/protobuf"} {
+				if strings.HasPrefix(d.Path, want) {
+					m.Deps = append(m.Deps, d.Path+" "+d.Version)
+				}
+			}
+		}
+		slices.Sort(m.Deps)
+		m.Deps = slices.Compact(m.Deps)
+	}
+	return m
+}
+
+// describeDisk names the file system and device that hold dir.
+func describeDisk(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "unknown"
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	var best, fstype, dev string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		i := slices.Index(fields, "-")
+		if i < 0 || len(fields) < i+3 || len(fields) < 5 {
+			continue
+		}
+		mp := fields[4]
+		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(best) {
+			best, fstype, dev = mp, fields[i+1], fields[i+2]
+		}
+	}
+	out := fmt.Sprintf("%s on %s (mounted at %s)", fstype, dev, best)
+	name := filepath.Base(dev)
+	if b, err := os.ReadFile("/sys/class/block/" + name + "/queue/rotational"); err == nil {
+		if strings.TrimSpace(string(b)) == "0" {
+			out += ", non-rotational"
+		} else {
+			out += ", rotational"
+		}
+	}
+	if b, err := os.ReadFile("/sys/class/block/" + name + "/size"); err == nil {
+		if sectors, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64); err == nil {
+			out += fmt.Sprintf(", %.0f GiB", sectors*512/(1<<30))
+		}
+	}
+	var st syscall.Statfs_t
+	if syscall.Statfs(abs, &st) == nil {
+		out += fmt.Sprintf(", %.0f GiB free", float64(st.Bavail)*float64(st.Bsize)/(1<<30))
+	}
+	return out
+}
+
+// isTmpfs reports whether dir is in memory (not the real disk).
+func isTmpfs(dir string) bool {
+	var st syscall.Statfs_t
+	if syscall.Statfs(dir, &st) != nil {
+		return false
+	}
+	const tmpfsMagic, ramfsMagic = 0x01021994, 0x858458f6
+	return st.Type == tmpfsMagic || st.Type == ramfsMagic
+}
+
+// probeFsync measures appending 4 KiB and fdatasync, 200 times: the floor of
+// a durable acknowledgement on this disk.
+func probeFsync(dir string) string {
+	f, err := os.CreateTemp(dir, "fsync-probe-*")
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var h Histogram
+	for range 200 {
+		start := time.Now()
+		if _, err := f.Write(buf); err != nil {
+			return "unknown: " + err.Error()
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return "unknown: " + err.Error()
+		}
+		h.Record(time.Since(start))
+	}
+	s := h.Snapshot()
+	return fmt.Sprintf("p50 %s, p99 %s, max %s", fmtMS(ms(s.Quantile(.5))), fmtMS(ms(s.Quantile(.99))), fmtMS(ms(time.Duration(s.Max))))
+}
+
+// procStats reads the CPU time (user+system) and memory of a process.
+type procStats struct {
+	cpu   time.Duration
+	rss   int64 // bytes
+	hwm   int64 // peak RSS, bytes
+	valid bool
+}
+
+func readProc(pid int) procStats {
+	var ps procStats
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 {
+			f := strings.Fields(s[i+1:])
+			// After the command: state is field 3; utime 14, stime 15.
+			if len(f) > 13 {
+				ut, _ := strconv.ParseInt(f[11], 10, 64)
+				st, _ := strconv.ParseInt(f[12], 10, 64)
+				ps.cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
+				ps.valid = true
+			}
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "VmRSS:":
+				ps.rss = kb << 10
+			case "VmHWM:":
+				ps.hwm = kb << 10
+			}
+		}
+	}
+	return ps
+}
+
+// dirSize is the bytes of the files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
