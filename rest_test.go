@@ -436,7 +436,7 @@ func TestRESTCompatibility(t *testing.T) {
 	if ex := do(t, c, "POST", k+"/v1/consumer/goodbye?consumerId=c4&commit=false", "/v1/consumer/goodbye", nil, "", nil); ex.resp.StatusCode != 200 {
 		t.Fatalf("goodbye?commit=false: %d %s", ex.resp.StatusCode, ex.body)
 	}
-	do(t, c, "PUT", k+"/v1/consumer/register?consumerId=c5&group=g2&topic=a&topic=b&onNewGroup=startFromEarliest", "/v1/consumer/register", nil, "", nil)
+	do(t, c, "PUT", k+"/v1/consumer/register?consumerId=c5&group=g2&topic=a&topic=b", "/v1/consumer/register", nil, "", nil)
 	again := do(t, c, "POST", k+"/v1/consumer/poll?consumerId=c5", "/v1/consumer/poll", nil, "", nil)
 	if again.resp.StatusCode != 200 || !sameEvents(t, first.body, again.body) {
 		t.Errorf("after goodbye?commit=false, the next member read %d %s, want the same events as %s", again.resp.StatusCode, again.body, first.body)

@@ -169,7 +169,7 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 		m = &member{id: id, topics: topics, onNew: r.OnNewGroup, lastSeen: now}
 		c.members[id] = m
 		c.joinLocked(m, name)
-		c.logger.Info("consumer registered", "consumer", id, "group", name, "topics", topics,
+		c.logger.Debug("consumer registered", "consumer", id, "group", name, "topics", topics,
 			"onNewGroup", r.OnNewGroup.String())
 	case m.group.name != name:
 		m.lastSeen, m.onNew = now, r.OnNewGroup
@@ -246,7 +246,7 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 	c.removeLocked(m)
 	c.rebalanceLocked(g)
 	c.maybeDropGroupLocked(g)
-	c.logger.Info("consumer said goodbye", "consumer", m.id, "group", g.name, "committed", commit)
+	c.logger.Debug("consumer said goodbye", "consumer", m.id, "group", g.name, "committed", commit)
 	return nil
 }
 

@@ -32,9 +32,9 @@ func TestRegisterPollCommitGoodbye(t *testing.T) {
 			t.Fatalf("event changed: %s", b.Events[1])
 		}
 	}
-	// Nothing committed yet: the poll only delivered.
-	if _, ok := e.committed("g", e.stream("orders", 0)); ok {
-		t.Fatal("offset committed before the consumer acknowledged")
+	// Only the group's start is committed: the poll only delivered.
+	if off, ok := e.committed("g", e.stream("orders", 0)); !ok || off != 0 {
+		t.Fatalf("committed %d %v before the consumer acknowledged, want the start 0", off, ok)
 	}
 	if b := e.poll("c1"); len(b) != 0 {
 		t.Fatalf("second poll: %d batches, want none", len(b))
@@ -91,10 +91,10 @@ func TestGoodbyeWithoutCommit(t *testing.T) {
 	if err := e.c.Goodbye(context.Background(), "c1", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.committed("g", e.stream("t", 0)); ok {
-		t.Fatal("Goodbye(commit=false) committed")
+	if off, ok := e.committed("g", e.stream("t", 0)); !ok || off != 0 {
+		t.Fatalf("Goodbye(commit=false): committed %d %v, want the start 0", off, ok)
 	}
-	// The group has no committed offset: it starts over.
+	// Only the start is committed: the group starts over.
 	e.register("c2", "g", group.StartFromEarliest, "t")
 	if n := countEvents(e.poll("c2")); n != 5 {
 		t.Fatalf("events after goodbye without commit: %d, want 5 again", n)
@@ -555,9 +555,9 @@ func TestAtLeastOnceRedelivery(t *testing.T) {
 	if n := countEvents(e.poll("a")); n != 0 {
 		t.Fatalf("a again: %d", n)
 	}
-	for i, want := range []int64{5, -1, 5, -1} {
+	for i, want := range []int64{5, 0, 5, 0} {
 		off, ok := e.committed("g", e.stream("t", i))
-		if want < 0 && ok || want >= 0 && off != want {
+		if !ok || off != want {
 			t.Fatalf("stream %d: committed %d %v, want %d", i, off, ok, want)
 		}
 	}
@@ -591,13 +591,13 @@ func TestStaleOwnerDoesNotCommit(t *testing.T) {
 	if err := e.c.Commit(context.Background(), "a"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.committed("g", e.stream("t", 1)); ok {
-		t.Fatal("the old owner's position was committed after the stream moved")
+	if off, ok := e.committed("g", e.stream("t", 1)); !ok || off != 0 {
+		t.Fatalf("committed %d %v: the old owner's position was committed after the stream moved (want the start 0)", off, ok)
 	}
 	if err := e.c.Goodbye(context.Background(), "b", true); err != nil {
 		t.Fatal(err)
 	}
-	// Back to a, which starts from the committed offset (none: earliest).
+	// Back to a, which starts from the committed offset (the start, 0).
 	if b := e.poll("a"); countEvents(b) != 3 || b[0].Start != 0 {
 		t.Fatalf("a after b left: %+v", b)
 	}

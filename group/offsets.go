@@ -165,19 +165,20 @@ func (c *Coordinator) do(j *ioJob) {
 		switch {
 		case ok:
 			j.offset, j.durable = off, true
-		case j.onNew == StartFromEarliest:
-			// The store starts reading at the earliest retained event.
-			j.offset = 0
 		default:
-			// Commit the start at once: after a rebalance or a restart the
-			// group resumes here, not at a later high watermark.
-			hwm := c.log.HighWatermark(st)
-			if err := c.log.CommitGroupOffset(group, st, hwm); err != nil {
-				j.err = logErr(err, "group %q: commit start offset %d of %s", group, hwm, st)
+			// The group's start is decided once and committed at once: after
+			// a rebalance or a restart the group resumes there, whatever the
+			// onNewGroup of the member that gets the stream next.
+			start := int64(0) // earliest: the store reads from the earliest retained event
+			if j.onNew == StartFromLatest {
+				start = c.log.HighWatermark(st)
+			}
+			if err := c.log.CommitGroupOffset(group, st, start); err != nil {
+				j.err = logErr(err, "group %q: commit start offset %d of %s", group, start, st)
 				return
 			}
-			j.offset, j.durable = hwm, true
-			c.logger.Debug("group starts from latest", "group", group, "stream", st.String(), "offset", hwm)
+			j.offset, j.durable = start, true
+			c.logger.Debug("group starts", "group", group, "stream", st.String(), "onNewGroup", j.onNew.String(), "offset", start)
 		}
 	default:
 		j.err = errors.New("group: unknown job")

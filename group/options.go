@@ -48,7 +48,9 @@ const (
 	// stream when the group first gets it: only events produced afterwards
 	// are delivered. The start is committed at once.
 	StartFromLatest StartPosition = iota
-	// StartFromEarliest starts at the earliest retained event.
+	// StartFromEarliest starts at the earliest retained event. The start is
+	// committed at once, as for StartFromLatest: the group's first decision
+	// holds for its later members.
 	StartFromEarliest
 )
 
