@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"container/heap"
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -35,6 +37,7 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	}
 	defer s.release()
 	start := time.Now()
+	s.stats.retentionRuns.Add(1)
 	var stats RetentionStats
 	cuts := make(map[*streamState]int64)
 	for _, topic := range s.topics() {
@@ -65,19 +68,44 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	for ss, cut := range cuts {
 		ss.low.Store(cut)
 	}
-	// The range deletions reclaim space once flushed to sstables; flush now
-	// rather than when the memtable fills.
-	if _, err := s.db.AsyncFlush(); err != nil {
-		s.log.Warn("store: flush after retention", "err", err)
+	s.stats.chunksDeleted.Add(stats.ChunksDeleted)
+	s.stats.bytesDeleted.Add(stats.BytesDeleted)
+	// Reclaim the space now. The range deletions alone let Pebble drop only
+	// files that one stream's deletion covers entirely; a compaction of the
+	// deleted spans drops the rest. With values in blob files it rewrites
+	// only keys and blob references, and a blob file is deleted when no key
+	// references it any more.
+	if err := s.compactDeleted(cuts); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return stats, nil // closing
+		}
+		return stats, fmt.Errorf("store: retention compaction: %w", err)
 	}
 	stats.StreamsTrimmed = len(cuts)
 	stats.Duration = time.Since(start)
-	s.stats.retentionRuns.Add(1)
-	s.stats.chunksDeleted.Add(stats.ChunksDeleted)
-	s.stats.bytesDeleted.Add(stats.BytesDeleted)
 	s.log.Info("store: retention", "chunks", stats.ChunksDeleted, "events", stats.EventsDeleted,
 		"bytes", stats.BytesDeleted, "streams", stats.StreamsTrimmed, "took", stats.Duration)
 	return stats, nil
+}
+
+// compactDeleted compacts, in the chunk and chunk-index families, the span
+// from the first to the last key deleted by a retention run.
+func (s *Store) compactDeleted(cuts map[*streamState]int64) error {
+	for _, prefix := range []byte{prefixChunk, prefixChunkIndex} {
+		var start, end []byte
+		for ss, cut := range cuts {
+			if k := offsetKey(prefix, ss.st, 0); start == nil || bytes.Compare(k, start) < 0 {
+				start = k
+			}
+			if k := offsetKey(prefix, ss.st, cut); end == nil || bytes.Compare(k, end) > 0 {
+				end = k
+			}
+		}
+		if err := s.db.Compact(s.ctx, start, end, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cursor walks the chunk index of one stream from its (planned) earliest

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,9 @@ type Store struct {
 	wg       sync.WaitGroup
 
 	retentionMu sync.Mutex
+	// ctx is cancelled by Close to interrupt a retention compaction.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	stats counters
 }
@@ -80,6 +84,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		inflight:  make(chan *commitGroup, opts.MaxInflightCommits),
 		stop:      make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.Sync == SyncNever {
 		s.writeOpts = pebble.NoSync
 	}
@@ -215,6 +220,7 @@ func (s *Store) recover() error {
 // already written finish (and are acknowledged), the background retention
 // stops, and Pebble is closed. Close returns ErrClosed when called twice.
 func (s *Store) Close() error {
+	s.cancel()
 	s.closeMu.Lock()
 	if s.closed {
 		s.closeMu.Unlock()
