@@ -5,8 +5,6 @@ import (
 	"math/bits"
 	"sync/atomic"
 
-	"github.com/spaolacci/murmur3"
-
 	"github.com/floe-streams/floe/store"
 )
 
@@ -14,13 +12,71 @@ import (
 // bits of Murmur3 x64 128 (seed 0), as a signed integer, which is the token
 // function of Cassandra's Murmur3Partitioner and of PolarStreams.
 func Token(key string) int64 {
-	h1, _ := murmur3.Sum128([]byte(key))
-	t := int64(h1)
+	t := int64(cassandraMurmur3H1(key))
 	if t == math.MinInt64 {
 		// Cassandra reserves the minimum token.
 		t = math.MaxInt64
 	}
 	return t
+}
+
+// cassandraMurmur3H1 is h1 of Murmur3 x64 128 with seed 0 as Cassandra (and
+// the gocql code PolarStreams uses) computes it: the bytes of the tail (the
+// last len%16) are read as signed Java bytes and sign-extended, so keys whose
+// tail has a byte >= 0x80 (non-ASCII UTF-8) hash differently from the
+// reference C code (and from github.com/spaolacci/murmur3). For all other
+// keys the two agree.
+func cassandraMurmur3H1(key string) uint64 {
+	const (
+		c1 = 0x87c37b91114253d5
+		c2 = 0x4cf5ad432745937f
+	)
+	var h1, h2 uint64
+	n := len(key)
+	b := key
+	for ; len(b) >= 16; b = b[16:] {
+		k1, k2 := le64(b[:8]), le64(b[8:16])
+		h1 ^= bits.RotateLeft64(k1*c1, 31) * c2
+		h1 = (bits.RotateLeft64(h1, 27)+h2)*5 + 0x52dce729
+		h2 ^= bits.RotateLeft64(k2*c2, 33) * c1
+		h2 = (bits.RotateLeft64(h2, 31)+h1)*5 + 0x38495ab5
+	}
+	var k1, k2 uint64
+	for i := 0; i < len(b); i++ {
+		v := uint64(int64(int8(b[i]))) // sign-extended, as in Java
+		if i < 8 {
+			k1 ^= v << (8 * i)
+		} else {
+			k2 ^= v << (8 * (i - 8))
+		}
+	}
+	if len(b) > 8 {
+		h2 ^= bits.RotateLeft64(k2*c2, 33) * c1
+	}
+	if len(b) > 0 {
+		h1 ^= bits.RotateLeft64(k1*c1, 31) * c2
+	}
+	h1 ^= uint64(n)
+	h2 ^= uint64(n)
+	h1 += h2
+	h2 += h1
+	h1, h2 = fmix64(h1), fmix64(h2)
+	return h1 + h2
+}
+
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func fmix64(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
+	return k
 }
 
 // Ring places events on sub-ranges. A single broker owns the whole token
