@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,14 @@ import (
 // startNode runs a node on free loopback ports with its data in a temporary
 // directory, and stops it when the test ends. mod may adjust the options.
 func startNode(t testing.TB, mod func(*floe.Options)) (*floe.Node, floe.Addrs) {
+	t.Helper()
+	n, addrs, _ := runNode(t, mod)
+	return n, addrs
+}
+
+// runNode is startNode that also returns a function stopping the node (a
+// graceful shutdown), for tests that restart a broker on the same data.
+func runNode(t testing.TB, mod func(*floe.Options)) (*floe.Node, floe.Addrs, func()) {
 	t.Helper()
 	opts := floe.Options{
 		GRPCAddr:       "127.0.0.1:0",
@@ -33,18 +42,22 @@ func startNode(t testing.TB, mod func(*floe.Options)) (*floe.Node, floe.Addrs) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("node did not stop within 30s")
 			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("node did not stop within 30s")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	addrs := n.Addrs()
 	waitReady(t, "http://"+addrs.Discovery+"/status")
-	return n, addrs
+	return n, addrs, stop
 }
