@@ -1,0 +1,119 @@
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/store"
+)
+
+// namespace prefixes every Floe metric.
+const namespace = "floe"
+
+// StoreSource is what the store collector reads; *store.Store satisfies it.
+type StoreSource interface{ Metrics() store.Metrics }
+
+// GroupSource is what the consumer-group collector reads;
+// *group.Coordinator satisfies it.
+type GroupSource interface{ Stats() group.Stats }
+
+var (
+	_ StoreSource = (*store.Store)(nil)
+	_ GroupSource = (*group.Coordinator)(nil)
+)
+
+// Options configures New.
+type Options struct {
+	// Store, when set, is read at each scrape (floe_store_*).
+	Store StoreSource
+	// Groups, when set, is read at each scrape (floe_group_*).
+	Groups GroupSource
+	// NoRuntime leaves out the Go runtime, process and build-info
+	// collectors (for a registry that already has them).
+	NoRuntime bool
+}
+
+// Metrics holds the instruments of one node.
+type Metrics struct {
+	producedEvents *prometheus.CounterVec
+	producedBytes  *prometheus.CounterVec
+	consumedEvents *prometheus.CounterVec
+	consumedBytes  *prometheus.CounterVec
+
+	httpDuration *prometheus.HistogramVec
+	httpInFlight *prometheus.GaugeVec
+	grpcDuration *prometheus.HistogramVec
+}
+
+// latencyBuckets cover a produce (an fsync: milliseconds) up to a long poll
+// (capped at 30 s by default).
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// New creates the node's instruments and registers them, and the collectors
+// of opts, on reg.
+func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
+	m := &Metrics{
+		producedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "produced_events_total",
+			Help: "Events acknowledged to producers (durable), per topic.",
+		}, []string{"topic"}),
+		producedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "produced_bytes_total",
+			Help: "Bytes of acknowledged produce requests, per topic: the request body for raw (REST) bodies, the sum of the events for typed gRPC events.",
+		}, []string{"topic"}),
+		consumedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "consumed_events_total",
+			Help: "Events returned by polls, per topic (redeliveries count again).",
+		}, []string{"topic"}),
+		consumedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "consumed_bytes_total",
+			Help: "Bytes of the events returned by polls, per topic.",
+		}, []string{"topic"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "http_request_duration_seconds",
+			Help:    "Latency of REST requests, from the request's headers to the handler's return, per API, method, route pattern and status code.",
+			Buckets: latencyBuckets,
+		}, []string{"api", "method", "route", "code"}),
+		httpInFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "http_requests_in_flight",
+			Help: "REST requests being served, per API.",
+		}, []string{"api"}),
+		grpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "grpc_request_duration_seconds",
+			Help:    "Latency of gRPC calls (for streams: the stream's lifetime), per full method name and status code.",
+			Buckets: latencyBuckets,
+		}, []string{"method", "code"}),
+	}
+	cs := []prometheus.Collector{
+		m.producedEvents, m.producedBytes, m.consumedEvents, m.consumedBytes,
+		m.httpDuration, m.httpInFlight, m.grpcDuration,
+	}
+	if opts.Store != nil {
+		cs = append(cs, newStoreCollector(opts.Store))
+	}
+	if opts.Groups != nil {
+		cs = append(cs, newGroupCollector(opts.Groups))
+	}
+	if !opts.NoRuntime {
+		cs = append(cs,
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			collectors.NewBuildInfoCollector(),
+		)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Handler serves the metrics of reg in the Prometheus exposition formats.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
