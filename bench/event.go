@@ -15,7 +15,7 @@ import (
 // run is the id of the producing run (8 hex digits); seq numbers the events
 // of a run densely from 0; ts is when the event was meant to be sent (Unix
 // nanoseconds: end-to-end latency is receive time - ts); sum is the CRC-32C of
-// the pad and the seq, so a consumer detects corrupted or truncated events;
+// the pad, the seq and the ts, so a consumer detects corrupted or truncated events;
 // pad is random base64url text that fills the event to --event-size.
 //
 // The padding is cut from one random buffer at a random offset per event:
@@ -93,7 +93,7 @@ func (g *eventGen) appendEvent(b []byte, seq uint64, ts int64) []byte {
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
 	b = append(b, `,"sum":"`...)
-	b = appendHex32(b, eventSum(pad, seq))
+	b = appendHex32(b, eventSum(pad, seq, ts))
 	b = append(b, `","pad":"`...)
 	b = append(b, pad...)
 	return append(b, `"}`...)
@@ -108,9 +108,10 @@ func decimalLen(v uint64) int {
 	return n
 }
 
-func eventSum(pad []byte, seq uint64) uint32 {
-	var s [8]byte
+func eventSum(pad []byte, seq uint64, ts int64) uint32 {
+	var s [16]byte
 	binary.LittleEndian.PutUint64(s[:], seq)
+	binary.LittleEndian.PutUint64(s[8:], uint64(ts))
 	return crc32.Update(crc32.Checksum(pad, castagnoli), castagnoli, s[:])
 }
 
@@ -167,7 +168,7 @@ func parseEvent(ev []byte) (p parsedEvent, ok bool) {
 		return p, false
 	}
 	pad := rest[:len(rest)-2]
-	if bytes.IndexByte(pad, '"') >= 0 || eventSum(pad, p.seq) != sum {
+	if bytes.IndexByte(pad, '"') >= 0 || eventSum(pad, p.seq, p.ts) != sum {
 		return p, false
 	}
 	return p, true

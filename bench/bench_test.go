@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/floe-streams/floe"
+)
+
+// startBroker runs an in-process broker on free ports.
+func startBroker(t *testing.T) floe.Addrs {
+	t.Helper()
+	n, err := floe.New(floe.Options{
+		GRPCAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0", ProducerAddr: "127.0.0.1:0", ConsumerAddr: "127.0.0.1:0",
+		DataDir: t.TempDir(), ShutdownTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("broker: %v", err)
+		}
+	})
+	return n.Addrs()
+}
+
+func testConfig(mode string, a floe.Addrs, t *testing.T) *Config {
+	return &Config{
+		Mode: mode, API: "rest", HTTPClient: "std", Producer: a.Producer, Consumer: a.Consumer, GRPC: a.GRPC,
+		Topic: "t-" + mode, Connections: 4, EventsPerRequest: 1, EventSize: 200, Consumers: 1, Inflight: 2, From: "earliest",
+		PollTimeout: 200 * time.Millisecond, Idle: 3 * time.Second, Drain: 3 * time.Second, Log: io.Discard,
+	}
+}
+
+func checkVerify(t *testing.T, res *Result, wantDelivered uint64) {
+	t.Helper()
+	v := res.Verify
+	if v == nil {
+		t.Fatal("no verification")
+	}
+	if v.Missing != 0 || v.Duplicated != 0 || v.Malformed != 0 || v.Delivered != wantDelivered || v.Expected != wantDelivered {
+		t.Errorf("verify %+v, want %d delivered and nothing missing, duplicated or malformed", *v, wantDelivered)
+	}
+}
+
+func TestProduceConsumeE2E(t *testing.T) {
+	a := startBroker(t)
+	ctx := context.Background()
+	ackFile := filepath.Join(t.TempDir(), "acks.json")
+
+	for _, client := range []string{"std", "raw"} {
+		t.Run(client, func(t *testing.T) {
+			// NDJSON with keys, then single events without: one run id, one ack file.
+			c := testConfig("produce", a, t)
+			c.HTTPClient, c.Topic = client, "t-"+client
+			c.EventsPerRequest, c.Keys, c.Count, c.AckFile = 10, 3, 3000, ackFile
+			res, err := Run(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := res.Produce
+			if p.Events != 3000 || p.Requests != 300 || len(p.Errors) > 0 || p.Bytes != 3000*200 {
+				t.Fatalf("produce: %+v", p)
+			}
+			if p.EventsPerSec <= 0 || p.Latency.P50 <= 0 || p.Latency.P50 > p.Latency.P99 || p.Latency.P99 > p.Latency.Max || p.Latency.Count != 300 {
+				t.Errorf("summary not sane: %+v", p)
+			}
+
+			c = testConfig("consume", a, t)
+			c.HTTPClient, c.Topic, c.AckFile, c.Consumers = client, "", ackFile, 2
+			res, err = Run(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkVerify(t, res, 3000)
+			if res.Consume.Events != 3000 || res.failed() {
+				t.Errorf("consume: %+v", res.Consume)
+			}
+		})
+	}
+
+	t.Run("e2e", func(t *testing.T) {
+		c := testConfig("e2e", a, t)
+		c.Duration, c.Rate, c.EventsPerRequest, c.Consumers, c.From = 1500*time.Millisecond, 4000, 5, 2, "latest"
+		res, err := Run(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := res.Produce.Events
+		if n < 3000 {
+			t.Errorf("produced %d events in 1.5 s at 4000/s", n)
+		}
+		checkVerify(t, res, n)
+		if e := res.E2E; e == nil || e.Count != n || e.P50 <= 0 || e.P99 < e.P50 {
+			t.Errorf("e2e latency: %+v", e)
+		}
+	})
+
+	t.Run("grpc", func(t *testing.T) {
+		for _, stream := range []bool{false, true} {
+			c := testConfig("produce", a, t)
+			c.API, c.GRPCStream, c.Topic, c.EventsPerRequest, c.Count = "grpc", stream, "t-grpc", 50, 5000
+			c.AckFile = filepath.Join(t.TempDir(), "acks.json")
+			res, err := Run(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Produce.Events != 5000 || len(res.Produce.Errors) > 0 {
+				t.Fatalf("stream %v: %+v", stream, res.Produce)
+			}
+		}
+	})
+}
+
+func TestGRPCConsume(t *testing.T) {
+	a := startBroker(t)
+	ctx := context.Background()
+	ackFile := filepath.Join(t.TempDir(), "acks.json")
+	c := testConfig("produce", a, t)
+	c.API, c.GRPCStream, c.EventsPerRequest, c.Count, c.AckFile = "grpc", true, 50, 5000, ackFile
+	res, err := Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Produce.Events != 5000 || len(res.Produce.Errors) > 0 {
+		t.Fatalf("produce: %+v", res.Produce)
+	}
+	c = testConfig("consume", a, t)
+	c.API, c.Topic, c.AckFile, c.Consumers = "grpc", "", ackFile, 2
+	res, err = Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVerify(t, res, 5000)
+}
+
+func TestConsumeFindsMissingEvents(t *testing.T) {
+	a := startBroker(t)
+	ctx := context.Background()
+	c := testConfig("produce", a, t)
+	c.EventsPerRequest, c.Count = 10, 500
+	_, acked, err := produceCase(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pretend 100 more events were acknowledged: the consumer must miss them.
+	acked.ack(500, 600)
+	acked.limit.Store(600)
+	cc := testConfig("consume", a, t)
+	cc.Topic, cc.Run, cc.Idle = c.Topic, c.Run, 500*time.Millisecond
+	res, err := runConsume(ctx, cc, acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := res.Verify; v.Missing != 100 || v.Delivered != 500 || !res.failed() {
+		t.Errorf("verify %+v, want 100 missing", *v)
+	}
+}
+
+func TestBaselineServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeNoop(ctx, l) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, client := range []string{"std", "raw"} {
+		c := testConfig("produce", floe.Addrs{Producer: l.Addr().String()}, t)
+		c.HTTPClient, c.EventsPerRequest, c.Duration = client, 100, 300*time.Millisecond
+		res, err := Run(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := res.Produce; p.Events == 0 || p.Events%100 != 0 || len(p.Errors) > 0 || p.Bytes != p.Events*200 {
+			t.Errorf("%s: %+v", client, p)
+		}
+	}
+}
