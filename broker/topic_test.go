@@ -1,0 +1,55 @@
+package broker_test
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/floe-streams/floe/broker"
+)
+
+func TestValidateTopic(t *testing.T) {
+	for _, name := range []string{"a", "product-stock", "A.b_c-9", strings.Repeat("t", broker.MaxTopicLen), "..", "-", "_"} {
+		if err := broker.ValidateTopic(name); err != nil {
+			t.Errorf("ValidateTopic(%q): %v", name, err)
+		}
+	}
+	for name, mention := range map[string]string{
+		"":                                 "empty",
+		strings.Repeat("t", 250):           "250 characters",
+		"bad topic":                        `' ' at position 3`,
+		"a/b":                              `'/' at position 1`,
+		"é":                                "position 0",
+		"tab\t":                            "position 3",
+		"nul\x00":                          "position 3",
+		"semi;colon":                       "position 4",
+		"x" + strings.Repeat("y", 9) + "%": "position 10",
+	} {
+		err := broker.ValidateTopic(name)
+		if !errors.Is(err, broker.ErrInvalidTopic) {
+			t.Errorf("ValidateTopic(%q) = %v, want ErrInvalidTopic", name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), mention) {
+			t.Errorf("ValidateTopic(%q) = %q, does not mention %q", name, err, mention)
+		}
+	}
+}
+
+var topicRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,249}$`)
+
+func FuzzValidateTopic(f *testing.F) {
+	for _, s := range []string{"product-stock", "", "a b", "é", strings.Repeat("x", 249), strings.Repeat("x", 250), "a\x00", "..", "Ünïcode", "a/../b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		err := broker.ValidateTopic(name)
+		if want := topicRE.MatchString(name); want != (err == nil) {
+			t.Fatalf("ValidateTopic(%q) = %v, want valid=%v", name, err, want)
+		}
+		if err != nil && (!errors.Is(err, broker.ErrInvalidTopic) || len(err.Error()) <= len(broker.ErrInvalidTopic.Error())) {
+			t.Fatalf("ValidateTopic(%q) = %v: want ErrInvalidTopic with an explanation", name, err)
+		}
+	})
+}
