@@ -55,6 +55,9 @@ type row struct {
 	Why       string  `json:"why,omitempty"`
 	BrokerCPU float64 `json:"broker_cpu_cores,omitempty"`
 	BrokerRSS int64   `json:"broker_rss_max_bytes,omitempty"`
+	// OtherCPU is what the other processes of the machine used (cores):
+	// the machine's busy time minus the broker's and the tool's.
+	OtherCPU float64 `json:"other_cpu_cores"`
 	Baseline  bool    `json:"baseline,omitempty"`
 	Err       string  `json:"error,omitempty"`
 }
@@ -177,10 +180,10 @@ func (o *MatrixOptions) cases() []matrixCase {
 			mode: "consume", cfg: with(func(c *Config) {
 				c.Mode, c.Topic, c.Consumers, c.Duration, c.PollTimeout = "consume", "bench-backlog", 4, 10*time.Minute, 100*time.Millisecond
 			}), check: consumeCheck},
-		{id: "e2e", title: "e2e: REST produce 20,000 events/s (10 × 200 B per request, 4 connections) while 4 consumers long-poll (timeout=1000 ms)",
+		{id: "e2e", title: "e2e: REST produce 20,000 events/s (NDJSON 10 × 200 B per request, 16 connections) while 4 consumers long-poll (timeout=1000 ms)",
 			target: "end-to-end p99 ≤ 50 ms",
 			mode:   "e2e", cfg: with(func(c *Config) {
-				c.Mode, c.Topic, c.Duration, c.Rate, c.EventsPerRequest, c.Connections = "e2e", "bench-e2e", d, 20000, 10, 4
+				c.Mode, c.Topic, c.Duration, c.Rate, c.EventsPerRequest, c.Connections = "e2e", "bench-e2e", d, 20000, 10, 16
 				c.Consumers, c.From, c.PollTimeout = 4, "latest", time.Second
 			}), check: func(r *Result) (bool, string) {
 				ok := r.E2E.P99 <= 50 && r.Verify.Missing == 0 && r.Verify.Malformed == 0 && r.Produce.EventsPerSec >= 0.95*r.Rate
@@ -349,6 +352,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 	fmt.Fprintf(o.Log, "floe bench matrix: measuring the machine (data dir %s)\n", dataDir)
 	m := readMachine(dataDir)
 	started := time.Now()
+	load0 := loadAvg()
 	cases := o.cases()
 	var rows []row
 	var noop, broker *child
@@ -369,6 +373,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		fmt.Fprintf(o.Log, "\n== %s: %s\n", mc.id, mc.title)
 		c.Log = o.Log
 		cpu0 := target.caseStart()
+		busy0, tool0 := machineBusy(), processCPU()
 		start := time.Now()
 		var res *Result
 		var err error
@@ -388,7 +393,12 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		case "e2e":
 			res, err = Run(ctx, &c)
 		}
-		rw.BrokerCPU, rw.BrokerRSS = target.caseEnd(cpu0, time.Since(start))
+		wall := time.Since(start)
+		rw.BrokerCPU, rw.BrokerRSS = target.caseEnd(cpu0, wall)
+		if wall > 0 {
+			busy := float64(machineBusy()-busy0) / float64(wall)
+			rw.OtherCPU = max(0, busy-rw.BrokerCPU-float64(processCPU()-tool0)/float64(wall))
+		}
 		if err != nil {
 			rw.Err = err.Error()
 			fmt.Fprintf(o.Log, "error: %v\n", err)
@@ -397,7 +407,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		res.Name = mc.id
 		rw.Result = res
 		printSummary(o.Log, res)
-		fmt.Fprintf(o.Log, "broker: %.2f CPU cores, RSS max %.0f MiB\n", rw.BrokerCPU, float64(rw.BrokerRSS)/(1<<20))
+		fmt.Fprintf(o.Log, "broker: %.2f CPU cores, RSS max %.0f MiB; other processes: %.2f cores\n", rw.BrokerCPU, float64(rw.BrokerRSS)/(1<<20), rw.OtherCPU)
 		if mc.check != nil {
 			ok, why := mc.check(res)
 			rw.Pass, rw.Why = &ok, why
@@ -477,7 +487,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 	rep := report{
 		Machine: m, Opts: o, Rows: rows, Started: started, Took: time.Since(started),
 		BrokerCmd: brokerCmd, BrokerRSS: rssAll, DiskBytes: disk, StopErr: stopErr,
-		Interrupted: ctx.Err() != nil,
+		Interrupted: ctx.Err() != nil, LoadBefore: load0, LoadAfter: loadAvg(),
 	}
 	if o.Out != "" {
 		if err := os.WriteFile(o.Out, []byte(rep.markdown()), 0o644); err != nil {

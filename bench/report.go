@@ -20,6 +20,8 @@ type report struct {
 	DiskBytes   int64
 	StopErr     error
 	Interrupted bool
+	LoadBefore  string
+	LoadAfter   string
 }
 
 const rssTarget = 256 << 20
@@ -57,11 +59,12 @@ func (r *report) markdown() string {
 		p("| dependencies | %s |\n", strings.Join(m.Deps, "<br>"))
 	}
 	p("| broker | `%s` (defaults otherwise), a child process of the matrix |\n", r.BrokerCmd)
-	p("| load | REST client `%s`; events of random incompressible padding |\n\n", r.Opts.HTTPClient)
+	p("| load | REST client `%s`; events of random incompressible padding |\n", r.Opts.HTTPClient)
+	p("| load average (1, 5, 15 min) | %s before, %s after |\n\n", r.LoadBefore, r.LoadAfter)
 
 	p("## Results\n\n")
-	p("| case | target | events/s | MB/s | requests/s | p50 | p99 | p99.9 | max | errors | broker CPU | tool CPU | broker RSS | result |\n")
-	p("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|---|\n")
+	p("| case | target | events/s | MB/s | requests/s | p50 | p99 | p99.9 | max | errors | broker CPU | tool CPU | other CPU | broker RSS | result |\n")
+	p("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|---|\n")
 	baselines := map[string]*Result{}
 	for _, rw := range r.Rows {
 		if rw.Baseline && rw.Result != nil {
@@ -75,7 +78,7 @@ func (r *report) markdown() string {
 			title = "*" + title + "*"
 		}
 		if rw.Err != "" {
-			p("| %s | %s | | | | | | | | | | | | error: %s |\n", title, dash(rw.Target), mdEscape(rw.Err))
+			p("| %s | %s | | | | | | | | | | | | | error: %s |\n", title, dash(rw.Target), mdEscape(rw.Err))
 			passAll = false
 			continue
 		}
@@ -109,10 +112,10 @@ func (r *report) markdown() string {
 		for _, n := range res.Notes {
 			verdict += "; " + n
 		}
-		p("| %s | %s | %s | %.1f | %s | %s | %s%s | %s | %s | %s | %.2f | %.2f | %s | %s |\n",
+		p("| %s | %s | %s | %.1f | %s | %s | %s%s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n",
 			title, dash(rw.Target), commas(uint64(s.EventsPerSec)), s.MBPerSec, commas(uint64(s.RequestsPerSec)),
 			fmtMS(lat.P50), fmtMS(lat.P99), latLabel, fmtMS(lat.P999), fmtMS(lat.Max), errorsCell(s.Errors),
-			rw.BrokerCPU, res.ToolCPU, mib(rw.BrokerRSS), mdEscape(verdict))
+			rw.BrokerCPU, res.ToolCPU, rw.OtherCPU, mib(rw.BrokerRSS), mdEscape(verdict))
 	}
 	if r.BrokerRSS > 0 {
 		ok := r.BrokerRSS <= rssTarget
@@ -121,7 +124,7 @@ func (r *report) markdown() string {
 		if !ok {
 			verdict = "**FAIL**"
 		}
-		p("| broker resident memory during all of the above (peak VmRSS / VmHWM) | ≤ 256 MB | | | | | | | | | | | %s | %s |\n", mib(r.BrokerRSS), verdict)
+		p("| broker resident memory during all of the above (peak VmRSS / VmHWM) | ≤ 256 MB | | | | | | | | | | | | %s | %s |\n", mib(r.BrokerRSS), verdict)
 	}
 	p("\n")
 	if passAll && !r.Interrupted {
@@ -132,7 +135,8 @@ func (r *report) markdown() string {
 	p("Columns: events/s and MB/s count event bytes (not HTTP framing), MB = 10^6 bytes; latency is per produce request ")
 	p("(from send to the durable acknowledgement), per poll for consume rows, and end to end (from the scheduled send time to ")
 	p("the consumer receiving the event) for e2e; broker CPU and tool CPU are cores used on average during the case ")
-	p("(2.00 = both cores); broker RSS is the peak VmRSS sampled every 50 ms during the case. BASELINE rows are a no-op ")
+	p("(2.00 = both cores); other CPU is what the rest of the machine used meanwhile (other builds and tests: ")
+	p("on a shared machine the numbers are only as good as this column is small); broker RSS is the peak VmRSS sampled every 50 ms during the case. BASELINE rows are a no-op ")
 	p("net/http server (`floe bench noop-server`: reads the body, answers 200) under the same request shapes, with the same ")
 	p("client: the machine's HTTP ceiling.\n\n")
 	if r.DiskBytes > 0 {

@@ -182,8 +182,13 @@ func (r *Result) setToolCost(cores float64, mallocs uint64) {
 // printSummary writes the human summary of r.
 func printSummary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\n== floe bench %s (%s) topic=%s run=%s  %.1fs\n", r.Mode, r.API, r.Topic, r.Run, r.Seconds)
-	fmt.Fprintf(w, "   connections=%d events/request=%d event-size=%dB keys=%d consumers=%d",
-		r.Connections, r.EventsPerRequest, r.EventSize, r.Keys, r.Consumers)
+	fmt.Fprintf(w, "  ")
+	if r.Connections > 0 {
+		fmt.Fprintf(w, " connections=%d events/request=%d event-size=%dB keys=%d", r.Connections, r.EventsPerRequest, r.EventSize, r.Keys)
+	}
+	if r.Consumers > 0 {
+		fmt.Fprintf(w, " consumers=%d", r.Consumers)
+	}
 	if r.Rate > 0 {
 		fmt.Fprintf(w, " rate=%.0f/s", r.Rate)
 	}
