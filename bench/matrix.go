@@ -58,8 +58,8 @@ type row struct {
 	// OtherCPU is what the other processes of the machine used (cores):
 	// the machine's busy time minus the broker's and the tool's.
 	OtherCPU float64 `json:"other_cpu_cores"`
-	Baseline  bool    `json:"baseline,omitempty"`
-	Err       string  `json:"error,omitempty"`
+	Baseline bool    `json:"baseline,omitempty"`
+	Err      string  `json:"error,omitempty"`
 }
 
 func runMatrixCommand(ctx context.Context, args []string) int {
