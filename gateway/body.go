@@ -76,12 +76,26 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 		return nil, tooLarge()
 	}
 	var body io.Reader = r.Body
+	var wire *wireBody // set for gzip: tells wire errors from decoding errors
+	// decodeError classifies an error of the gzip path: the wire limit
+	// (413), the request body's own read error, or a stream that does not
+	// decode (400).
+	decodeError := func(err error) *floev1.Error {
+		switch {
+		case errors.Is(err, errWireTooLarge):
+			return tooLarge()
+		case wire.err != nil:
+			return readError(wire.err)
+		}
+		return badEncoding(err)
+	}
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip", "x-gzip":
-		zr, err := gzip.NewReader(io.LimitReader(r.Body, limit+1))
+		wire = &wireBody{r: r.Body, left: limit}
+		zr, err := gzip.NewReader(wire)
 		if err != nil {
-			return nil, badEncoding(err)
+			return nil, decodeError(err)
 		}
 		defer zr.Close()
 		body = zr
@@ -90,7 +104,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 			fmt.Sprintf("unsupported content encoding %q: use gzip or none", enc))
 	}
 	var data []byte
-	if r.ContentLength > 0 && body == r.Body {
+	if r.ContentLength > 0 && wire == nil {
 		data = make([]byte, r.ContentLength)
 		if _, err := io.ReadFull(body, data); err != nil {
 			return nil, readError(err)
@@ -99,8 +113,8 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
-		if errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, badEncoding(err)
+		if wire != nil {
+			return nil, decodeError(err)
 		}
 		return nil, readError(err)
 	}
@@ -108,6 +122,37 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 		return nil, tooLarge()
 	}
 	return data, nil
+}
+
+// errWireTooLarge: a compressed body is over the limit on the wire.
+var errWireTooLarge = errors.New("request body over the limit on the wire")
+
+// wireBody reads a compressed request body for its decoder: it fails with
+// errWireTooLarge past left bytes (a body of unknown length is cut there, as
+// a declared length over the limit is refused), and keeps the body's own read
+// error apart from the decoder's.
+type wireBody struct {
+	r    io.Reader
+	left int64
+	err  error
+}
+
+func (w *wireBody) Read(p []byte) (int, error) {
+	if w.left < 0 {
+		return 0, errWireTooLarge
+	}
+	if int64(len(p)) > w.left+1 {
+		p = p[:w.left+1]
+	}
+	n, err := w.r.Read(p)
+	w.left -= int64(n)
+	if w.left < 0 {
+		return n, errWireTooLarge
+	}
+	if err != nil && err != io.EOF {
+		w.err = err
+	}
+	return n, err
 }
 
 func badEncoding(err error) *floev1.Error {

@@ -1,0 +1,317 @@
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+)
+
+// bodyResult is what limitBody did with one request.
+type bodyResult struct {
+	status int
+	err    map[string]any // the error body, when limitBody answered
+	called bool           // the next handler ran
+	data   []byte         // the body the next handler read
+	ct     string         // the content type limitBody resolved
+	header http.Header    // the request headers the next handler saw
+}
+
+type bodyReq struct {
+	method, ct, enc string
+	body            io.Reader
+	length          int64 // Content-Length; -1: unknown (chunked)
+}
+
+func runLimitBody(t testing.TB, limit int64, br bodyReq) bodyResult {
+	t.Helper()
+	if br.method == "" {
+		br.method = http.MethodPost
+	}
+	if br.body == nil {
+		br.body = http.NoBody
+	}
+	var res bodyResult
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res.called = true
+		res.header = r.Header.Clone()
+		if rb, ok := r.Body.(*rawBody); ok {
+			res.ct = rb.contentType
+			if r.ContentLength != int64(len(rb.data)) {
+				t.Errorf("ContentLength %d for %d bytes", r.ContentLength, len(rb.data))
+			}
+		}
+		var err error
+		res.data, err = io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("next: reading the body: %v", err)
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	req := httptest.NewRequest(br.method, "/v1/topic/t/messages", io.NopCloser(br.body))
+	req.ContentLength = br.length
+	if br.ct != "" {
+		req.Header.Set("Content-Type", br.ct)
+	}
+	if br.enc != "" {
+		req.Header.Set("Content-Encoding", br.enc)
+	}
+	rec := httptest.NewRecorder()
+	limitBody(limit, next).ServeHTTP(rec, req)
+	res.status = rec.Code
+	if !res.called {
+		if err := json.Unmarshal(rec.Body.Bytes(), &res.err); err != nil {
+			t.Fatalf("error body %q: %v", rec.Body.Bytes(), err)
+		}
+		if rec.Header().Get("Content-Length") == "" || rec.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("error answer headers %v", rec.Header())
+		}
+	}
+	return res
+}
+
+func gz(t testing.TB, data []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func wantError(t testing.TB, res bodyResult, status int, code floev1.ErrorCode, mention string) {
+	t.Helper()
+	if res.called {
+		t.Fatalf("the request reached the producer, want %d", status)
+	}
+	if res.status != status || res.err["status"] != float64(status) || res.err["code"] != float64(code) {
+		t.Fatalf("answer %d %v, want %d code %d", res.status, res.err, status, code)
+	}
+	if msg, _ := res.err["message"].(string); !strings.Contains(msg, mention) {
+		t.Errorf("message %q does not mention %q", msg, mention)
+	}
+}
+
+func TestLimitBodyPassesBodies(t *testing.T) {
+	const limit = 100
+	body := []byte("{\"a\":1}\n{\"a\":2}\n")
+	for _, tc := range []struct {
+		name   string
+		br     bodyReq
+		wantCT string
+	}{
+		{"json", bodyReq{ct: "application/json", body: bytes.NewReader(body), length: int64(len(body))}, "application/json"},
+		{"no content type", bodyReq{body: bytes.NewReader(body), length: int64(len(body))}, "application/json"},
+		{"charset", bodyReq{ct: "application/x-ndjson; charset=utf-8", body: bytes.NewReader(body), length: int64(len(body))}, "application/x-ndjson"},
+		{"chunked", bodyReq{ct: "application/x-ndjson", body: bytes.NewReader(body), length: -1}, "application/x-ndjson"},
+		{"identity", bodyReq{ct: "application/x-ndjson", enc: "identity", body: bytes.NewReader(body), length: int64(len(body))}, "application/x-ndjson"},
+		{"gzip", bodyReq{ct: "application/x-ndjson", enc: "gzip", body: bytes.NewReader(gz(t, body)), length: int64(len(gz(t, body)))}, "application/x-ndjson"},
+		{"GZIP chunked", bodyReq{ct: "application/x-ndjson", enc: " GZIP ", body: bytes.NewReader(gz(t, body)), length: -1}, "application/x-ndjson"},
+		{"x-gzip", bodyReq{ct: "application/x-ndjson", enc: "x-gzip", body: bytes.NewReader(gz(t, body)), length: -1}, "application/x-ndjson"},
+		{"two gzip members", bodyReq{ct: "application/x-ndjson", enc: "gzip", body: bytes.NewReader(append(gz(t, body[:8]), gz(t, body[8:])...)), length: -1}, "application/x-ndjson"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runLimitBody(t, limit, tc.br)
+			if !res.called || !bytes.Equal(res.data, body) || res.ct != tc.wantCT {
+				t.Fatalf("status %d %v; next called %v with %q as %q, want %q as %q", res.status, res.err, res.called, res.data, res.ct, body, tc.wantCT)
+			}
+			if res.header.Get("Content-Encoding") != "" {
+				t.Errorf("Content-Encoding %q left on the decoded body", res.header.Get("Content-Encoding"))
+			}
+		})
+	}
+	// Not a POST: untouched.
+	res := runLimitBody(t, limit, bodyReq{method: http.MethodGet, ct: "text/plain", body: strings.NewReader("x"), length: 1})
+	if !res.called || string(res.data) != "x" {
+		t.Errorf("GET: called %v with %q", res.called, res.data)
+	}
+}
+
+func TestLimitBodyLimits(t *testing.T) {
+	const limit = 64
+	exact := bytes.Repeat([]byte("a"), limit)
+	over := bytes.Repeat([]byte("a"), limit+1)
+	tooLarge := func(t *testing.T, br bodyReq) {
+		t.Helper()
+		wantError(t, runLimitBody(t, limit, br), http.StatusRequestEntityTooLarge, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, "limit is 64 bytes")
+	}
+	for _, length := range []int64{limit, -1} {
+		if res := runLimitBody(t, limit, bodyReq{body: bytes.NewReader(exact), length: length}); !res.called || len(res.data) != limit {
+			t.Errorf("a body of exactly the limit (length %d): %d %v", length, res.status, res.err)
+		}
+	}
+	t.Run("content-length over", func(t *testing.T) {
+		// Refused before reading: the body is never read.
+		tooLarge(t, bodyReq{body: iotest{t}, length: limit + 1})
+	})
+	t.Run("chunked over", func(t *testing.T) { tooLarge(t, bodyReq{body: bytes.NewReader(over), length: -1}) })
+	t.Run("gzip decompresses over", func(t *testing.T) {
+		bomb := gz(t, bytes.Repeat([]byte(" "), 1<<20))
+		if len(bomb) > limit*32 {
+			t.Fatalf("bomb of %d bytes", len(bomb))
+		}
+		tooLarge(t, bodyReq{enc: "gzip", body: bytes.NewReader(gz(t, over)), length: -1})
+		tooLarge(t, bodyReq{enc: "gzip", body: bytes.NewReader(bomb), length: int64(len(bomb))})
+	})
+	// A gzip body larger than the limit on the wire is refused as too
+	// large, whether its length is declared or not.
+	incompressible := make([]byte, limit-10)
+	rand.Read(incompressible)
+	wire := gz(t, incompressible)
+	if len(wire) <= limit {
+		t.Fatalf("gzip of %d random bytes is only %d bytes", len(incompressible), len(wire))
+	}
+	t.Run("gzip wire over, declared", func(t *testing.T) {
+		tooLarge(t, bodyReq{enc: "gzip", body: bytes.NewReader(wire), length: int64(len(wire))})
+	})
+	t.Run("gzip wire over, chunked", func(t *testing.T) {
+		tooLarge(t, bodyReq{enc: "gzip", body: bytes.NewReader(wire), length: -1})
+	})
+}
+
+// iotest is a body that fails the test if read.
+type iotest struct{ t testing.TB }
+
+func (r iotest) Read([]byte) (int, error) {
+	r.t.Error("the body was read")
+	return 0, io.EOF
+}
+
+func TestLimitBodyRejects(t *testing.T) {
+	const limit = 1 << 10
+	good := gz(t, []byte("{\"a\":1}\n"))
+	badCRC := bytes.Clone(good)
+	badCRC[len(badCRC)-6] ^= 0xff // CRC-32 of the trailer
+	badData := bytes.Clone(good)
+	badData[10] = 0xff // first deflate block header: reserved block type
+	for _, tc := range []struct {
+		name    string
+		br      bodyReq
+		status  int
+		code    floev1.ErrorCode
+		mention string
+	}{
+		{"text/plain", bodyReq{ct: "text/plain", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, "text/plain"},
+		{"curl -d without -H", bodyReq{ct: "application/x-www-form-urlencoded", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, "curl -d"},
+		{"malformed content type", bodyReq{ct: "application/json;;;", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, "application/json"},
+		{"brotli", bodyReq{enc: "br", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, `"br"`},
+		{"two encodings", bodyReq{enc: "gzip, gzip", body: bytes.NewReader(good), length: -1}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "gzip, gzip"},
+		{"gzip, empty body", bodyReq{enc: "gzip", length: 0}, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode"},
+		{"gzip, not gzip", bodyReq{enc: "gzip", body: strings.NewReader(`{"a":1}`), length: 7}, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode"},
+		{"gzip, truncated", bodyReq{enc: "gzip", body: bytes.NewReader(good[:len(good)-4]), length: -1}, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode"},
+		{"gzip, bad checksum", bodyReq{enc: "gzip", body: bytes.NewReader(badCRC), length: int64(len(badCRC))}, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode"},
+		{"gzip, corrupt deflate data", bodyReq{enc: "gzip", body: bytes.NewReader(badData), length: -1}, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode"},
+		{"gzip, trailing garbage", bodyReq{enc: "gzip", body: bytes.NewReader(append(bytes.Clone(good), "garbage"...)), length: -1}, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode"},
+		{"body read error", bodyReq{body: failingReader{}, length: -1}, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, "connection reset"},
+		{"body read error under gzip", bodyReq{enc: "gzip", body: io.MultiReader(bytes.NewReader(good[:12]), failingReader{}), length: -1}, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, "connection reset"},
+		{"body shorter than its length", bodyReq{body: strings.NewReader("{}"), length: 10}, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, "reading the request body"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantError(t, runLimitBody(t, limit, tc.br), tc.status, tc.code, tc.mention)
+		})
+	}
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+// FuzzReadBody sends arbitrary bytes, plain or gzip-encoded, declared or
+// chunked, and checks limitBody against an independent decoding: the
+// producer sees exactly the decoded body when it is within the limit on the
+// wire and decoded; otherwise the answer is 413, or 400 for a body that does
+// not decode; never anything else.
+func FuzzReadBody(f *testing.F) {
+	f.Add([]byte(`{"a":1}`), uint8(0), uint16(100))
+	f.Add([]byte("{\"a\":1}\n{\"a\":2}\n"), uint8(1), uint16(100))
+	f.Add([]byte("{\"a\":1}\n{\"a\":2}\n"), uint8(1), uint16(10))
+	f.Add(gz(f, []byte("hello")), uint8(2), uint16(100))
+	f.Add(gz(f, bytes.Repeat([]byte("x"), 1000)), uint8(3), uint16(100))
+	f.Add(append(gz(f, []byte("a")), gz(f, []byte("b"))...), uint8(2), uint16(100))
+	f.Add([]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"), uint8(2), uint16(100))
+	f.Add([]byte{}, uint8(2), uint16(0))
+	f.Fuzz(func(t *testing.T, data []byte, mode uint8, limit16 uint16) {
+		limit := int64(limit16)
+		chunked := mode&4 != 0
+		var wire []byte
+		enc := ""
+		switch mode & 3 {
+		case 0: // plain
+			wire = data
+		case 1: // gzip of data
+			wire, enc = gz(t, data), "gzip"
+		default: // data sent as gzip, whatever it is
+			wire, enc = data, "gzip"
+		}
+		length := int64(len(wire))
+		if chunked {
+			length = -1
+		}
+		res := runLimitBody(t, limit, bodyReq{ct: "application/x-ndjson", enc: enc, body: bytes.NewReader(wire), length: length})
+
+		// The oracle.
+		decoded, decodeErr := wire, error(nil)
+		if enc == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(wire))
+			if err == nil {
+				decoded, err = io.ReadAll(zr)
+			}
+			decodeErr = err
+		}
+		switch {
+		case int64(len(wire)) > limit && (decodeErr == nil || !chunked):
+			wantError(t, res, 413, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, "too large")
+		case decodeErr != nil:
+			// Read as it comes, a corrupt stream over the limit may fail
+			// to decode before the limit is reached.
+			// A corrupt stream may also be cut short by the decoded limit.
+			if res.called || res.status != 400 && res.status != 413 {
+				t.Fatalf("undecodable gzip: %d called=%v, want 400 or 413", res.status, res.called)
+			}
+			if res.status == 400 {
+				wantError(t, res, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode")
+			}
+		case int64(len(decoded)) > limit:
+			wantError(t, res, 413, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, "too large")
+		default:
+			if !res.called || !bytes.Equal(res.data, decoded) {
+				t.Fatalf("%d %v: the producer got %q (called %v), want %q", res.status, res.err, res.data, res.called, decoded)
+			}
+		}
+	})
+}
+
+func BenchmarkReadBody(b *testing.B) {
+	body := bytes.Repeat([]byte(`{"id":1,"customer":"c-00001","items":[{"sku":"A-1","qty":2}],"note":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`+"\n"), 100)
+	zbody := gz(b, body)
+	for _, bc := range []struct {
+		name, enc string
+		wire      []byte
+	}{{"plain", "", body}, {"gzip", "gzip", zbody}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/v1/topic/t/messages", bytes.NewReader(bc.wire))
+				if bc.enc != "" {
+					req.Header.Set("Content-Encoding", bc.enc)
+				}
+				if _, e := readBody(req, DefaultMaxRequestBytes); e != nil {
+					b.Fatal(e)
+				}
+			}
+		})
+	}
+}
