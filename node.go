@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -19,38 +23,54 @@ import (
 	"github.com/floe-streams/floe/gateway"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/metrics"
 	"github.com/floe-streams/floe/server"
 	"github.com/floe-streams/floe/store"
 )
+
+// storeCloseGrace bounds closing the store after the drain of a shutdown.
+const storeCloseGrace = 10 * time.Second
 
 // Node is one running broker.
 type Node struct {
 	opts     Options
 	log      *slog.Logger
+	lock     *dirLock
 	store    *store.Store
 	producer *broker.Producer
 	groups   *group.Coordinator
 	grpc     *grpc.Server
 	health   *health.Server
 	gateway  *gateway.Gateway
+	registry *prometheus.Registry
+	// admin serves /metrics and /debug/pprof on their own listeners.
+	admin []adminServer
 
 	lis      listeners
 	ready    atomic.Bool
 	stopping atomic.Bool
 }
 
-type listeners struct{ grpc, discovery, producer, consumer net.Listener }
+type listeners struct{ grpc, discovery, producer, consumer, metrics, pprof net.Listener }
 
-// Addrs are the addresses a node listens on.
-type Addrs struct{ GRPC, Discovery, Producer, Consumer string }
+type adminServer struct {
+	srv *http.Server
+	lis net.Listener
+}
 
-// New opens the store and binds the listeners; Run serves them.
+// Addrs are the addresses a node listens on. Metrics and Pprof are empty
+// when those listeners are off.
+type Addrs struct{ GRPC, Discovery, Producer, Consumer, Metrics, Pprof string }
+
+// New takes the data directory's lock, opens the store and binds the
+// listeners; Run serves them. A data directory that another node holds is
+// refused with an error wrapping ErrDataDirInUse.
 func New(opts Options) (*Node, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	n := &Node{opts: opts, log: opts.Logger}
+	n := &Node{opts: opts, log: opts.Logger, registry: prometheus.NewRegistry()}
 	if err := n.init(); err != nil {
 		n.closeAll()
 		return nil, err
@@ -61,6 +81,11 @@ func New(opts Options) (*Node, error) {
 func (n *Node) init() (err error) {
 	opts := n.opts
 
+	// Our own lock before Pebble's: its LOCK error does not say who holds
+	// the directory.
+	if n.lock, err = lockDataDir(opts.DataDir); err != nil {
+		return err
+	}
 	n.store, err = store.Open(opts.DataDir, store.Options{
 		Logger:            opts.Logger.With("component", "store"),
 		CacheSize:         opts.CacheSize,
@@ -89,15 +114,23 @@ func (n *Node) init() (err error) {
 	if err != nil {
 		return err
 	}
+	m, err := metrics.New(n.registry, metrics.Options{Store: n.store, Groups: n.groups})
+	if err != nil {
+		return err
+	}
 	if err := n.listen(); err != nil {
 		return err
 	}
 
 	discovery := server.NewDiscovery(n.topology, n.readiness)
-	producer := server.NewProducer(n.producer)
-	consumer := server.NewConsumer(n.groups)
+	producer := server.NewProducer(m.Producing(n.producer))
+	consumer := server.NewConsumer(m.Consuming(n.groups))
 
-	n.grpc = grpc.NewServer(grpc.MaxRecvMsgSize(opts.MaxRequestBytes + 1<<20))
+	n.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+1<<20),
+		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
+	)
 	floev1.RegisterDiscoveryServer(n.grpc, discovery)
 	floev1.RegisterProducerServer(n.grpc, producer)
 	floev1.RegisterConsumerServer(n.grpc, consumer)
@@ -106,12 +139,24 @@ func (n *Node) init() (err error) {
 	reflection.Register(n.grpc)
 
 	n.gateway, err = gateway.New(gateway.Services{Discovery: discovery, Producer: producer, Consumer: consumer},
-		gateway.Options{MaxRequestBytes: int64(opts.MaxRequestBytes), OpenAPI: OpenAPI, Logger: opts.Logger.With("component", "gateway")})
-	return err
+		gateway.Options{
+			MaxRequestBytes: int64(opts.MaxRequestBytes),
+			OpenAPI:         OpenAPI,
+			Logger:          opts.Logger.With("component", "gateway"),
+			Wrap:            m.WrapHTTP,
+		})
+	if err != nil {
+		return err
+	}
+	n.admin = n.adminServers()
+	return nil
 }
 
 func (n *Node) listen() error {
 	bind := func(name, addr string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -128,18 +173,62 @@ func (n *Node) listen() error {
 	if n.lis.producer, err = bind("producer-addr", n.opts.ProducerAddr); err != nil {
 		return err
 	}
-	n.lis.consumer, err = bind("consumer-addr", n.opts.ConsumerAddr)
+	if n.lis.consumer, err = bind("consumer-addr", n.opts.ConsumerAddr); err != nil {
+		return err
+	}
+	if n.lis.metrics, err = bind("metrics-addr", n.opts.MetricsAddr); err != nil {
+		return err
+	}
+	n.lis.pprof, err = bind("pprof-addr", n.opts.PprofAddr)
 	return err
 }
+
+// adminServers are the HTTP servers of the metrics and pprof listeners
+// that are on, each on a mux of its own (never http.DefaultServeMux).
+func (n *Node) adminServers() []adminServer {
+	var out []adminServer
+	newServer := func(l net.Listener, h http.Handler) {
+		if l != nil {
+			out = append(out, adminServer{lis: l, srv: &http.Server{
+				Handler: h, ReadHeaderTimeout: 10 * time.Second,
+				ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+			}})
+		}
+	}
+	mmux := http.NewServeMux()
+	mmux.Handle("GET /metrics", metrics.Handler(n.registry))
+	newServer(n.lis.metrics, mmux)
+
+	pmux := http.NewServeMux()
+	pmux.HandleFunc("/debug/pprof/", pprof.Index)
+	pmux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	pmux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	newServer(n.lis.pprof, pmux)
+	return out
+}
+
+// Registry is the node's Prometheus registry: every metric of the node,
+// whether or not MetricsAddr serves it.
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
 // Addrs are the addresses the node listens on (with the ports chosen for
 // port 0).
 func (n *Node) Addrs() Addrs {
+	addr := func(l net.Listener) string {
+		if l == nil {
+			return ""
+		}
+		return l.Addr().String()
+	}
 	return Addrs{
-		GRPC:      n.lis.grpc.Addr().String(),
-		Discovery: n.lis.discovery.Addr().String(),
-		Producer:  n.lis.producer.Addr().String(),
-		Consumer:  n.lis.consumer.Addr().String(),
+		GRPC:      addr(n.lis.grpc),
+		Discovery: addr(n.lis.discovery),
+		Producer:  addr(n.lis.producer),
+		Consumer:  addr(n.lis.consumer),
+		Metrics:   addr(n.lis.metrics),
+		Pprof:     addr(n.lis.pprof),
 	}
 }
 
@@ -169,19 +258,27 @@ func (n *Node) readiness() error {
 // write, or with an error), and closes the store. It returns nil after a
 // clean shutdown.
 func (n *Node) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(n.admin))
 	go func() { errc <- n.gateway.Serve(n.lis.discovery, n.lis.producer, n.lis.consumer) }()
 	go func() { errc <- n.grpc.Serve(n.lis.grpc) }()
+	for _, a := range n.admin {
+		go func() {
+			if err := a.srv.Serve(a.lis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
 	n.ready.Store(true)
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	for _, svc := range []string{"floe.v1.Discovery", "floe.v1.Producer", "floe.v1.Consumer"} {
 		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
-	n.log.Info("floe started", "addrs", n.Addrs(), "data_dir", n.opts.DataDir)
+	n.logStarted()
 
 	var runErr error
 	select {
 	case <-ctx.Done():
+		n.log.Info("floe stopping", "cause", context.Cause(ctx).Error(), "shutdown-timeout", n.opts.ShutdownTimeout.String())
 	case runErr = <-errc:
 		n.log.Error("server failed", "err", runErr)
 	}
@@ -191,6 +288,36 @@ func (n *Node) Run(ctx context.Context) error {
 	return runErr
 }
 
+// logStarted writes the one startup line: the effective configuration and
+// the bound addresses.
+func (n *Node) logStarted() {
+	a := n.Addrs()
+	listening := slog.Group("listening", "grpc", a.GRPC, "discovery", a.Discovery, "producer", a.Producer,
+		"consumer", a.Consumer, "metrics", a.Metrics, "pprof", a.Pprof)
+	args := append([]any{listening, slog.Group("config", n.opts.logAttrs()...)}, attrsAny(n.opts.StartupAttrs)...)
+	n.log.Info("floe started", args...)
+}
+
+func attrsAny(attrs []slog.Attr) []any {
+	out := make([]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = a
+	}
+	return out
+}
+
+// shutdown stops the node, in this order:
+//  1. readiness turns false (GET /status 503, gRPC health NOT_SERVING), so
+//     balancers stop sending;
+//  2. the consumer groups close: long polls end at once (answered empty),
+//     later consumer calls fail with 503/Unavailable;
+//  3. the REST servers and the gRPC server stop accepting and drain, in
+//     parallel: every request in flight is answered (a produce only after
+//     its durable write, or with an error), within ShutdownTimeout; past it,
+//     gRPC connections are closed;
+//  4. the metrics and pprof servers stop;
+//  5. the store closes (bounded by storeCloseGrace), then the data
+//     directory's lock is released.
 func (n *Node) shutdown() error {
 	if !n.stopping.CompareAndSwap(false, true) {
 		return nil
@@ -201,31 +328,69 @@ func (n *Node) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)
 	defer cancel()
 
-	// Long polls end now (answered empty), so that HTTP and gRPC shutdowns
-	// only wait for requests that are doing work.
 	n.groups.Close()
-	var errs []error
-	if err := n.gateway.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("gateway shutdown: %w", err))
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
 	}
-	stopped := make(chan struct{})
-	go func() { n.grpc.GracefulStop(); close(stopped) }()
+	wg.Go(func() {
+		if err := n.gateway.Shutdown(ctx); err != nil {
+			fail(fmt.Errorf("rest shutdown: %w", err))
+		}
+	})
+	wg.Go(func() {
+		stopped := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			n.grpc.Stop()
+			fail(errors.New("grpc shutdown: timed out, connections closed"))
+		}
+	})
+	wg.Wait()
+	for _, a := range n.admin {
+		// Scrapes are short; a CPU profile in progress is cut.
+		actx, acancel := context.WithTimeout(context.Background(), time.Second)
+		if err := a.srv.Shutdown(actx); err != nil {
+			a.srv.Close()
+		}
+		acancel()
+	}
+
+	closed := make(chan error, 1)
+	go func() { closed <- n.store.Close() }()
 	select {
-	case <-stopped:
-	case <-ctx.Done():
-		n.grpc.Stop()
-		errs = append(errs, errors.New("grpc shutdown: timed out, connections closed"))
+	case err := <-closed:
+		if err != nil {
+			errs = append(errs, fmt.Errorf("store close: %w", err))
+		}
+		if err := n.lock.release(); err != nil {
+			errs = append(errs, fmt.Errorf("data-dir unlock: %w", err))
+		}
+	case <-time.After(storeCloseGrace):
+		// Acknowledged writes are durable in the WAL already; the lock is
+		// kept (Pebble is still open) until the process exits.
+		errs = append(errs, fmt.Errorf("store close: not done after %v", storeCloseGrace))
 	}
-	if err := n.store.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("store close: %w", err))
+	err := errors.Join(errs...)
+	if err != nil {
+		n.log.Error("floe stopped", "took", time.Since(start).Round(time.Millisecond), "err", err)
+	} else {
+		n.log.Info("floe stopped", "took", time.Since(start).Round(time.Millisecond))
 	}
-	n.log.Info("floe stopped", "took", time.Since(start).Round(time.Millisecond))
-	return errors.Join(errs...)
+	return err
 }
 
 // closeAll releases what New acquired, after a failed New.
 func (n *Node) closeAll() {
-	for _, l := range []net.Listener{n.lis.grpc, n.lis.discovery, n.lis.producer, n.lis.consumer} {
+	for _, l := range []net.Listener{n.lis.grpc, n.lis.discovery, n.lis.producer, n.lis.consumer, n.lis.metrics, n.lis.pprof} {
 		if l != nil {
 			l.Close()
 		}
@@ -236,4 +401,5 @@ func (n *Node) closeAll() {
 	if n.store != nil {
 		n.store.Close()
 	}
+	n.lock.release()
 }

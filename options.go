@@ -11,6 +11,7 @@ import (
 	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/gateway"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/store"
 )
 
 // Options configures a node. The zero value of a field means its default.
@@ -20,8 +21,16 @@ type Options struct {
 	DiscoveryAddr string // default ":9250"
 	ProducerAddr  string // default ":9251"
 	ConsumerAddr  string // default ":9252"
+	// MetricsAddr serves the Prometheus metrics at /metrics. Empty: no
+	// metrics listener (cmd/floe defaults to ":9253"); the metrics are
+	// still kept, see Node.Registry.
+	MetricsAddr string
+	// PprofAddr serves net/http/pprof at /debug/pprof/. Empty: off.
+	PprofAddr string
 
-	// DataDir holds the Pebble store. Default "./floe-data".
+	// DataDir holds the Pebble store and the lock file floe.lock (a second
+	// node on the same directory fails with ErrDataDirInUse). Default
+	// "./floe-data".
 	DataDir string
 	// AdvertisedHost is the name of this broker in GET /v1/brokers. Default:
 	// the host name.
@@ -47,11 +56,17 @@ type Options struct {
 	// CacheSize is the store's block cache. Default 64 MiB.
 	CacheSize int64
 
-	// ShutdownTimeout bounds the graceful shutdown. Default 30 s.
+	// ShutdownTimeout bounds the drain of a graceful shutdown (requests in
+	// flight); closing the store then gets at most storeCloseGrace more.
+	// Default 30 s.
 	ShutdownTimeout time.Duration
 
 	// Logger for the node. Default: discards.
 	Logger *slog.Logger
+	// StartupAttrs are added to the one startup log line that holds the
+	// effective configuration (cmd/floe adds its own settings: config file,
+	// log level and format).
+	StartupAttrs []slog.Attr
 }
 
 func (o Options) withDefaults() Options {
@@ -87,6 +102,12 @@ func (o Options) withDefaults() Options {
 	if o.MemberTimeout == 0 {
 		o.MemberTimeout = group.DefaultMemberTimeout
 	}
+	if o.RetentionMaxAge == 0 {
+		o.RetentionMaxAge = store.DefaultRetentionMaxAge
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = store.DefaultCacheSize
+	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
 	}
@@ -102,6 +123,7 @@ func (o Options) Validate() error {
 	for _, a := range []struct{ name, addr string }{
 		{"grpc-addr", o.GRPCAddr}, {"discovery-addr", o.DiscoveryAddr},
 		{"producer-addr", o.ProducerAddr}, {"consumer-addr", o.ConsumerAddr},
+		{"metrics-addr", o.MetricsAddr}, {"pprof-addr", o.PprofAddr},
 	} {
 		if a.addr == "" {
 			continue
@@ -128,4 +150,19 @@ func (o Options) Validate() error {
 	check(o.CacheSize >= 0, "cache-size: %d is negative", o.CacheSize)
 	check(o.ShutdownTimeout >= 0, "shutdown-timeout: %v is negative", o.ShutdownTimeout)
 	return errors.Join(errs...)
+}
+
+// logAttrs are the effective settings, named as cmd/floe's flags, for the
+// startup log line.
+func (o Options) logAttrs() []any {
+	return []any{
+		"grpc-addr", o.GRPCAddr, "discovery-addr", o.DiscoveryAddr, "producer-addr", o.ProducerAddr,
+		"consumer-addr", o.ConsumerAddr, "metrics-addr", o.MetricsAddr, "pprof-addr", o.PprofAddr,
+		"data-dir", o.DataDir, "advertised-host", o.AdvertisedHost, "consumer-ranges", o.ConsumerRanges,
+		"max-request-bytes", o.MaxRequestBytes, "max-event-bytes", o.MaxEventBytes,
+		"max-poll-bytes", o.MaxPollBytes, "max-poll-wait", o.MaxPollWait.String(),
+		"member-timeout", o.MemberTimeout.String(), "retention-max-age", o.RetentionMaxAge.String(),
+		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
+		"shutdown-timeout", o.ShutdownTimeout.String(),
+	}
 }
