@@ -1,0 +1,204 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// registerResult is what registerBodyToQuery passed on, or answered.
+type registerResult struct {
+	called bool
+	query  url.Values
+	body   []byte
+	ct     string
+	length int64
+	status int
+	answer []byte
+}
+
+func runRegister(t testing.TB, method, target, ct, body string) registerResult {
+	t.Helper()
+	var res registerResult
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res.called = true
+		res.query = r.URL.Query()
+		res.ct = r.Header.Get("Content-Type")
+		res.length = r.ContentLength
+		res.body, _ = io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusOK)
+	})
+	path, rawQuery, _ := strings.Cut(target, "?")
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.URL.RawQuery = rawQuery // as sent, whatever it holds
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	rec := httptest.NewRecorder()
+	registerBodyToQuery(next).ServeHTTP(rec, req)
+	res.status, res.answer = rec.Code, rec.Body.Bytes()
+	return res
+}
+
+func TestRegisterBodyToQuery(t *testing.T) {
+	const reg = "/v1/consumer/register"
+	for _, tc := range []struct {
+		name, method, target, body string
+		want                       url.Values
+	}{
+		{"query only (the seed's curl)", "PUT", reg + "?consumerId=1&group=product-stock-updater&topic=product-stock", "",
+			url.Values{"consumerId": {"1"}, "group": {"product-stock-updater"}, "topic": {"product-stock"}}},
+		{"PolarStreams client body", "POST", reg, `{"id":"c1","group":"g","topics":["a","b"],"onNewGroup":"startFromEarliest"}`,
+			url.Values{"consumerId": {"c1"}, "group": {"g"}, "topic": {"a", "b"}, "onNewGroup": {"startFromEarliest"}}},
+		{"consumerId and topic fields", "PUT", reg, `{"consumerId":"c2","topic":["x"]}`,
+			url.Values{"consumerId": {"c2"}, "topic": {"x"}}},
+		{"topics and topic together", "PUT", reg, `{"id":"c","topics":["a"],"topic":["b"]}`,
+			url.Values{"consumerId": {"c"}, "topic": {"a", "b"}}},
+		{"query wins", "POST", reg + "?consumerId=q&group=qg&topic=qt&onNewGroup=startFromLatest",
+			`{"id":"b","group":"bg","topics":["bt"],"onNewGroup":"startFromEarliest"}`,
+			url.Values{"consumerId": {"q"}, "group": {"qg"}, "topic": {"qt"}, "onNewGroup": {"startFromLatest"}}},
+		{"consumer_id alias wins over the body", "POST", reg + "?consumer_id=q", `{"id":"b","topics":["t"]}`,
+			url.Values{"consumer_id": {"q"}, "topic": {"t"}}},
+		{"blank body", "PUT", reg + "?consumerId=1&topic=t", " \r\n",
+			url.Values{"consumerId": {"1"}, "topic": {"t"}}},
+		{"null body", "PUT", reg + "?consumerId=1&topic=t", "null",
+			url.Values{"consumerId": {"1"}, "topic": {"t"}}},
+		{"unknown fields ignored", "PUT", reg, `{"id":"c","topics":["t"],"extra":{"x":1}}`,
+			url.Values{"consumerId": {"c"}, "topic": {"t"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runRegister(t, tc.method, tc.target, "application/json", tc.body)
+			if !res.called {
+				t.Fatalf("answered %d %s", res.status, res.answer)
+			}
+			if !equalValues(res.query, tc.want) {
+				t.Errorf("query %v, want %v", res.query, tc.want)
+			}
+			if len(res.body) != 0 || res.length != 0 || res.ct != "" {
+				t.Errorf("the body reached the handler: %q (length %d, type %q)", res.body, res.length, res.ct)
+			}
+		})
+	}
+	// Invalid JSON: 400 in the error shape, naming the expected form.
+	for _, body := range []string{`{"id":`, `{"topics":"a"}`, `[1]`, `{"id":1}`} {
+		res := runRegister(t, "PUT", reg, "application/json", body)
+		if res.called || res.status != 400 {
+			t.Errorf("body %s: called %v, %d %s; want 400", body, res.called, res.status, res.answer)
+			continue
+		}
+		var e map[string]any
+		if err := json.Unmarshal(res.answer, &e); err != nil || e["code"] != float64(1001) || !strings.Contains(e["message"].(string), `"topics"`) {
+			t.Errorf("body %s: error %s", body, res.answer)
+		}
+	}
+	// Other routes and methods are untouched.
+	for _, tc := range []struct{ method, target string }{
+		{"POST", "/v1/consumer/poll?consumerId=1"},
+		{"GET", reg + "?consumerId=1"},
+	} {
+		res := runRegister(t, tc.method, tc.target, "text/plain", "raw")
+		if !res.called || string(res.body) != "raw" || res.ct != "text/plain" {
+			t.Errorf("%s %s: body %q type %q", tc.method, tc.target, res.body, res.ct)
+		}
+	}
+}
+
+func equalValues(a, b url.Values) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzRegisterBody: any query and body either get a 400 in the error shape
+// or reach the handler with no body and a query that keeps every parameter
+// of the original query and takes from the JSON body only what the query
+// lacks.
+func FuzzRegisterBody(f *testing.F) {
+	f.Add("consumerId=1&group=g&topic=product-stock", "")
+	f.Add("", `{"id":"c1","group":"g","topics":["a","b"],"onNewGroup":"startFromEarliest"}`)
+	f.Add("consumerId=q&topic=x", `{"id":"b","topics":["y"]}`)
+	f.Add("consumer_id=q", `{"consumerId":"b","topic":["y"],"group":""}`)
+	f.Add("topic=&consumerId=", `{"id":"\u00e9\ud800","topics":[]}`)
+	f.Add("a=%zz&consumerId=1", `{"id":"2"}`)
+	f.Add("", `{"id":`)
+	f.Add("", `null`)
+	f.Fuzz(func(t *testing.T, rawQuery, body string) {
+		orig, _ := url.ParseQuery(rawQuery) // what the handler sees
+		res := runRegister(t, "POST", "/v1/consumer/register?"+rawQuery, "application/json", body)
+		if !res.called {
+			var e map[string]any
+			if res.status != 400 || json.Unmarshal(res.answer, &e) != nil || e["code"] != float64(1001) {
+				t.Fatalf("answered %d %s, want 400 INVALID_PARAMETER", res.status, res.answer)
+			}
+			var rb registerBody
+			if strings.TrimSpace(body) == "" || json.Unmarshal([]byte(body), &rb) == nil {
+				t.Fatalf("refused a body that decodes: %q", body)
+			}
+			return
+		}
+		if len(res.body) != 0 || res.length != 0 {
+			t.Fatalf("the body reached the handler: %q", res.body)
+		}
+		if len(strings.TrimSpace(body)) == 0 {
+			if !equalValues(res.query, orig) {
+				t.Fatalf("query %v changed to %v without a body", orig, res.query)
+			}
+			return
+		}
+		var rb registerBody
+		if err := json.Unmarshal([]byte(body), &rb); err != nil {
+			t.Fatalf("passed on a body that does not decode: %q: %v", body, err)
+		}
+		for k, v := range orig {
+			if k == "topic" && len(v) > 0 || slices.ContainsFunc(v, func(s string) bool { return s != "" }) {
+				if k == "consumerId" || k == "group" || k == "onNewGroup" {
+					if res.query.Get(k) != orig.Get(k) && orig.Get(k) != "" {
+						t.Fatalf("%s=%q of the query became %q", k, orig.Get(k), res.query.Get(k))
+					}
+				} else if !slices.Equal(res.query[k], v) {
+					t.Fatalf("%s=%q of the query became %q", k, v, res.query[k])
+				}
+			}
+		}
+		want := func(key string, fromBody ...string) {
+			if orig.Get(key) != "" {
+				return
+			}
+			if key == "consumerId" && orig.Get("consumer_id") != "" {
+				if res.query.Get(key) != orig.Get(key) {
+					t.Fatalf("consumerId %q set from the body over consumer_id=%q", res.query.Get(key), orig.Get("consumer_id"))
+				}
+				return
+			}
+			w := ""
+			for _, v := range fromBody {
+				if v != "" {
+					w = v
+					break
+				}
+			}
+			if w != "" && res.query.Get(key) != w {
+				t.Fatalf("%s = %q, want %q from the body", key, res.query.Get(key), w)
+			}
+		}
+		want("consumerId", rb.ID, rb.ConsumerID)
+		want("group", rb.Group)
+		want("onNewGroup", rb.OnNewGroup)
+		if len(orig["topic"]) == 0 {
+			if wantTopics := append(slices.Clone(rb.Topics), rb.Topic...); !slices.Equal(res.query["topic"], wantTopics) && len(wantTopics)+len(res.query["topic"]) > 0 {
+				t.Fatalf("topics %q, want %q from the body", res.query["topic"], wantTopics)
+			}
+		}
+	})
+}
