@@ -53,11 +53,16 @@ type Metrics struct {
 	RetentionRuns, ChunksDeleted, BytesDeleted int64
 
 	// Pebble.
-	DiskBytes        uint64  // all files of the store (WAL, sstables, blob files, manifest)
-	WALBytesWritten  uint64  // physical bytes written to the WAL
-	FlushBytes       uint64  // sstable + blob bytes written by flushes
-	CompactionBytes  uint64  // sstable + blob bytes written by compactions
-	WriteAmp         float64 // (WAL + flush + compaction bytes) / WAL bytes, as Pebble computes it
+	DiskBytes       uint64 // all files of the store (WAL, sstables, blob files, manifest)
+	WALBytesWritten uint64 // physical bytes written to the WAL
+	FlushBytes      uint64 // sstable + blob bytes written by flushes
+	CompactionBytes uint64 // sstable + blob bytes written by compactions
+	// WriteAmp is (WAL + flush + compaction bytes written) / WAL bytes. It
+	// is computed here, not taken from Pebble: Pebble v2.1.7's
+	// LevelMetrics.WriteAmp counts the blob bytes of a flush twice (as
+	// BlobBytesFlushed and BlobBytesCompacted); PebbleWriteAmp is its value.
+	WriteAmp         float64
+	PebbleWriteAmp   float64
 	BlobFiles        uint64
 	BlobBytes        uint64
 	Sstables         int64
@@ -104,11 +109,15 @@ func (s *Store) Metrics() Metrics {
 	for i := range pm.Levels {
 		l := &pm.Levels[i]
 		m.FlushBytes += l.TableBytesFlushed + l.BlobBytesFlushed
-		m.CompactionBytes += l.TableBytesCompacted + l.BlobBytesCompacted
+		// Pebble also adds a flush's blob bytes to BlobBytesCompacted.
+		m.CompactionBytes += l.TableBytesCompacted + l.BlobBytesCompacted - min(l.BlobBytesFlushed, l.BlobBytesCompacted)
 		m.Sstables += l.TablesCount
 		m.SstableBytes += l.TablesSize
 	}
-	m.WriteAmp = total.WriteAmp()
+	m.PebbleWriteAmp = total.WriteAmp()
+	if m.WALBytesWritten > 0 {
+		m.WriteAmp = float64(m.WALBytesWritten+m.FlushBytes+m.CompactionBytes) / float64(m.WALBytesWritten)
+	}
 	m.BlobFiles = pm.BlobFiles.LiveCount
 	m.BlobBytes = pm.BlobFiles.LiveSize
 	m.L0Sublevels = pm.Levels[0].Sublevels
