@@ -9,9 +9,24 @@ import (
 	"strings"
 )
 
-// ErrDataDirInUse is returned by New when another floe process (or another
-// Node in this process) holds the data directory.
+// ErrDataDirInUse is returned by New (wrapped in a *DataDirInUseError) when
+// another floe process, or another Node in this process, holds the data
+// directory.
 var ErrDataDirInUse = errors.New("data directory is in use by another floe process")
+
+// DataDirInUseError names the data directory and the pid that holds it.
+type DataDirInUseError struct {
+	Dir      string
+	PID      string // as written in the lock file; "unknown" if empty
+	LockFile string
+}
+
+func (e *DataDirInUseError) Error() string {
+	return fmt.Sprintf("data directory %s is in use by another floe process (pid %s; lock %s)", e.Dir, e.PID, e.LockFile)
+}
+
+// Is makes errors.Is(err, ErrDataDirInUse) true.
+func (e *DataDirInUseError) Is(target error) bool { return target == ErrDataDirInUse }
 
 // lockFileName is the lock a node holds on its data directory while it
 // runs, next to Pebble's own LOCK file; it contains the holder's pid.
@@ -33,7 +48,7 @@ func lockDataDir(dir string) (*dirLock, error) {
 	if err := tryLock(f); err != nil {
 		defer f.Close()
 		if errors.Is(err, errLocked) {
-			return nil, fmt.Errorf("%w: %s (pid %s holds %s)", ErrDataDirInUse, dir, holder(f), path)
+			return nil, &DataDirInUseError{Dir: dir, PID: holder(f), LockFile: path}
 		}
 		return nil, fmt.Errorf("data-dir: lock %s: %w", path, err)
 	}

@@ -3,7 +3,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,20 +18,37 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "bench" {
 		os.Exit(runBench(os.Args[2:]))
 	}
-	opts, err := parseConfig(os.Args[1:], os.Getenv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "floe:", err)
-		os.Exit(2)
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+// run is the broker command: settings, New, Run until SIGTERM or SIGINT.
+// It returns the exit code: 0 after a clean shutdown (or --help), 2 for an
+// invalid setting, 1 when the broker cannot start or stop cleanly.
+func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, lookupEnv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
+		return 0
 	}
-	n, err := floe.New(opts)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "floe:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "floe:", err)
+		return 2
+	}
+	n, err := floe.New(cfg.opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "floe:", err)
+		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, a second one kills the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := n.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "floe:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "floe:", err)
+		return 1
 	}
+	return 0
 }

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/floe-streams/floe"
+)
+
+const usageHeader = `floe: a durable event-streaming broker.
+
+Usage:
+  floe [flags]          run a broker
+  floe bench --help     the load tool
+
+Every setting can be given, from highest to lowest precedence:
+  1. as a flag: --data-dir /var/lib/floe
+  2. as an environment variable: FLOE_ and the name in upper case with '_'
+     for '-': FLOE_DATA_DIR=/var/lib/floe (a variable set to "" sets "")
+  3. in a YAML config file named by --config or FLOE_CONFIG, whose keys are
+     the flag names: "data-dir: /var/lib/floe", "max-request-bytes: 4MiB",
+     "max-poll-wait: 30s" (durations as Go durations: 500ms, 2m, 1h30m)
+  4. by its default.
+Unknown keys in the file and invalid values anywhere stop floe at startup,
+naming the setting and where it came from.
+
+Flags:
+`
+
+// config is everything the command line, the environment and the config
+// file set.
+type config struct {
+	opts       floe.Options
+	logLevel   string
+	logFormat  string
+	configFile string
+	// from maps each setting that is not at its default to where it was
+	// set: "--data-dir", "FLOE_DATA_DIR" or "floe.yaml:3".
+	from map[string]string
+}
+
+// sizeDefaults are the documented defaults of the byte-size flags (their
+// Values print plain numbers).
+var sizeDefaults = map[string]string{
+	"max-request-bytes": "4MiB", "max-event-bytes": "1MiB", "max-poll-bytes": "2MiB",
+	"retention-max-bytes": "0", "cache-size": "64MiB",
+}
+
+// newFlagSet declares every setting, bound to c, with its default.
+func newFlagSet(c *config) *flag.FlagSet {
+	o := &c.opts
+	fs := flag.NewFlagSet("floe", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.configFile, "config", "", "YAML file of settings (keys: the flag names)")
+	fs.StringVar(&o.GRPCAddr, "grpc-addr", ":9249", "gRPC listen address")
+	fs.StringVar(&o.DiscoveryAddr, "discovery-addr", ":9250", "discovery REST API listen address (also serves /openapi.json)")
+	fs.StringVar(&o.ProducerAddr, "producer-addr", ":9251", "producer REST API listen address")
+	fs.StringVar(&o.ConsumerAddr, "consumer-addr", ":9252", "consumer REST API listen address")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":9253", "Prometheus metrics listen address, served at /metrics (empty: off)")
+	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "net/http/pprof listen address, served at /debug/pprof/ (empty: off; keep it private)")
+	fs.StringVar(&o.DataDir, "data-dir", "./floe-data", "directory of the event store (one floe process at a time)")
+	fs.StringVar(&o.AdvertisedHost, "advertised-host", "", "host name of this broker in /v1/brokers (default: the host name)")
+	fs.IntVar(&o.ConsumerRanges, "consumer-ranges", 4, "sub-ranges of the token range: the unit of ordering and of consumer assignment")
+	fs.Var(byteSize{&o.MaxRequestBytes}, "max-request-bytes", "largest produce request, e.g. 4MiB (413 beyond)")
+	fs.Var(byteSize{&o.MaxEventBytes}, "max-event-bytes", "largest event, e.g. 1MiB (413 beyond)")
+	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "largest poll answer, e.g. 2MiB")
+	fs.DurationVar(&o.MaxPollWait, "max-poll-wait", 30*time.Second, "cap of the long-poll timeout")
+	fs.DurationVar(&o.MemberTimeout, "member-timeout", 2*time.Minute, "a consumer that has not polled for this long leaves its group")
+	fs.DurationVar(&o.RetentionMaxAge, "retention-max-age", 7*24*time.Hour, "delete events older than this (negative: keep forever)")
+	fs.Var(byteSize64{&o.RetentionMaxBytes}, "retention-max-bytes", "keep at most this much per topic, e.g. 10GiB (0: unlimited)")
+	fs.Var(byteSize64{&o.CacheSize}, "cache-size", "block cache of the store, e.g. 64MiB")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	for name, def := range sizeDefaults {
+		f := fs.Lookup(name)
+		if err := f.Value.Set(def); err != nil {
+			panic(err) // a wrong literal above
+		}
+		f.DefValue = def
+	}
+	return fs
+}
+
+// parseConfig turns the command line, the environment (lookupEnv) and the
+// config file into a config, with the precedence flags > environment > file
+// > defaults. Logs go to logOut. An invalid setting is an error naming it
+// and where it was set; --help returns flag.ErrHelp.
+func parseConfig(args []string, lookupEnv func(string) (string, bool), logOut io.Writer) (*config, error) {
+	c := &config{from: map[string]string{}}
+	fs := newFlagSet(c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (floe --help lists the flags)", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (floe --help lists the flags)", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) { c.from[f.Name] = "--" + f.Name })
+
+	// The config file: named by --config, else by FLOE_CONFIG.
+	if _, ok := c.from["config"]; !ok {
+		if v, ok := lookupEnv(envName("config")); ok && v != "" {
+			c.configFile, c.from["config"] = v, envName("config")
+		}
+	}
+	var file *configFile
+	if c.configFile != "" {
+		var err error
+		if file, err = readConfigFile(c.configFile, fs); err != nil {
+			return nil, err
+		}
+	}
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := c.from[f.Name]; ok || f.Name == "config" {
+			return
+		}
+		if v, ok := lookupEnv(envName(f.Name)); ok {
+			c.from[f.Name] = envName(f.Name)
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s=%q: %v", f.Name, envName(f.Name), v, err))
+			}
+			return
+		}
+		if e, ok := file.lookup(f.Name); ok {
+			c.from[f.Name] = e.where
+			if err := f.Value.Set(e.value); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %v", e.where, f.Name, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	logger, err := newLogger(c.logLevel, c.logFormat, logOut)
+	if err != nil {
+		return nil, c.blame(err)
+	}
+	c.opts.Logger = logger
+	c.opts.StartupAttrs = c.startupAttrs()
+	if err := c.opts.Validate(); err != nil {
+		return nil, c.blame(err)
+	}
+	return c, nil
+}
+
+// blame appends where the setting was set to each error that starts with a
+// setting's name ("max-event-bytes: ...").
+func (c *config) blame(err error) error {
+	var list []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		list = j.Unwrap()
+	} else {
+		list = []error{err}
+	}
+	out := make([]error, len(list))
+	for i, e := range list {
+		out[i] = e
+		name, _, ok := strings.Cut(e.Error(), ":")
+		if where, set := c.from[name]; ok && set {
+			out[i] = fmt.Errorf("%w (set by %s)", e, where)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// startupAttrs are the settings of the command itself for the node's
+// startup line, and where each non-default setting came from.
+func (c *config) startupAttrs() []slog.Attr {
+	var from []any
+	for _, name := range sortedKeys(c.from) {
+		from = append(from, name, c.from[name])
+	}
+	return []slog.Attr{
+		slog.String("config-file", c.configFile),
+		slog.String("log-level", c.logLevel),
+		slog.String("log-format", c.logFormat),
+		slog.Group("set-by", from...),
+	}
+}
+
+func envName(flagName string) string {
+	return "FLOE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func printUsage(w io.Writer) {
+	fs := newFlagSet(&config{})
+	fmt.Fprint(w, usageHeader)
+	fs.VisitAll(func(f *flag.Flag) {
+		fmt.Fprintf(w, "  --%s (%s)\n    \t%s", f.Name, envName(f.Name), f.Usage)
+		if f.DefValue != "" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+func newLogger(level, format string, out io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log-level: %q is not debug, info, warn or error", level)
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(out, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(out, hopts)), nil
+	}
+	return nil, fmt.Errorf("log-format: %q is not text or json", format)
+}
