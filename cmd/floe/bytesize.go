@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// Flag values of the settings, with error messages that say what is
+// expected.
 
 // byteSize is a flag of a size in bytes: a number with an optional unit
 // (B, KB, MB, GB, KiB, MiB, GiB).
@@ -72,4 +76,43 @@ func parseBytes(orig string) (int64, error) {
 		return 0, fmt.Errorf("%q is too large", orig)
 	}
 	return v * mult, nil
+}
+
+// duration is a flag of a Go duration with a message that says what is
+// expected (the flag package's says "parse error").
+type duration struct{ p *time.Duration }
+
+func (d duration) String() string {
+	if d.p == nil {
+		return ""
+	}
+	return d.p.String()
+}
+
+func (d duration) Set(s string) error {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: use a number with a unit, e.g. 500ms, 30s, 2m, 1h30m", s)
+	}
+	*d.p = v
+	return nil
+}
+
+// integer is a flag of an int with a message that says what is expected.
+type integer struct{ p *int }
+
+func (i integer) String() string {
+	if i.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*i.p)
+}
+
+func (i integer) Set(s string) error {
+	v, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	*i.p = v
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/floe-streams/floe"
 )
@@ -44,11 +43,13 @@ type config struct {
 	from map[string]string
 }
 
-// sizeDefaults are the documented defaults of the byte-size flags (their
-// Values print plain numbers).
-var sizeDefaults = map[string]string{
+// defaults are the defaults of the settings that are not strings, as
+// documented (sizes with units, durations as Go durations).
+var defaults = map[string]string{
+	"consumer-ranges":   "4",
 	"max-request-bytes": "4MiB", "max-event-bytes": "1MiB", "max-poll-bytes": "2MiB",
-	"retention-max-bytes": "0", "cache-size": "64MiB",
+	"max-poll-wait": "30s", "member-timeout": "2m", "retention-max-age": "168h",
+	"retention-max-bytes": "0", "cache-size": "64MiB", "shutdown-timeout": "30s",
 }
 
 // newFlagSet declares every setting, bound to c, with its default.
@@ -65,19 +66,19 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&o.PprofAddr, "pprof-addr", "", "net/http/pprof listen address, served at /debug/pprof/ (empty: off; keep it private)")
 	fs.StringVar(&o.DataDir, "data-dir", "./floe-data", "directory of the event store (one floe process at a time)")
 	fs.StringVar(&o.AdvertisedHost, "advertised-host", "", "host name of this broker in /v1/brokers (default: the host name)")
-	fs.IntVar(&o.ConsumerRanges, "consumer-ranges", 4, "sub-ranges of the token range: the unit of ordering and of consumer assignment")
+	fs.Var(integer{&o.ConsumerRanges}, "consumer-ranges", "sub-ranges of the token range: the unit of ordering and of consumer assignment")
 	fs.Var(byteSize{&o.MaxRequestBytes}, "max-request-bytes", "largest produce request, e.g. 4MiB (413 beyond)")
 	fs.Var(byteSize{&o.MaxEventBytes}, "max-event-bytes", "largest event, e.g. 1MiB (413 beyond)")
 	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "largest poll answer, e.g. 2MiB")
-	fs.DurationVar(&o.MaxPollWait, "max-poll-wait", 30*time.Second, "cap of the long-poll timeout")
-	fs.DurationVar(&o.MemberTimeout, "member-timeout", 2*time.Minute, "a consumer that has not polled for this long leaves its group")
-	fs.DurationVar(&o.RetentionMaxAge, "retention-max-age", 7*24*time.Hour, "delete events older than this (negative: keep forever)")
+	fs.Var(duration{&o.MaxPollWait}, "max-poll-wait", "cap of the long-poll timeout")
+	fs.Var(duration{&o.MemberTimeout}, "member-timeout", "a consumer that has not polled for this long leaves its group")
+	fs.Var(duration{&o.RetentionMaxAge}, "retention-max-age", "delete events older than this (negative: keep forever)")
 	fs.Var(byteSize64{&o.RetentionMaxBytes}, "retention-max-bytes", "keep at most this much per topic, e.g. 10GiB (0: unlimited)")
 	fs.Var(byteSize64{&o.CacheSize}, "cache-size", "block cache of the store, e.g. 64MiB")
-	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
+	fs.Var(duration{&o.ShutdownTimeout}, "shutdown-timeout", "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
-	for name, def := range sizeDefaults {
+	for name, def := range defaults {
 		f := fs.Lookup(name)
 		if err := f.Value.Set(def); err != nil {
 			panic(err) // a wrong literal above

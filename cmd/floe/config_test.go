@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/floe-streams/floe"
+)
+
+// env is a fake environment.
+type env map[string]string
+
+func (e env) lookup(k string) (string, bool) { v, ok := e[k]; return v, ok }
+
+// writeFile writes a config file named floe.yaml in a new directory and
+// returns its path.
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "floe.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	const file = `# settings
+data-dir: /from/file
+max-request-bytes: 8MiB
+max-poll-wait: 10s
+metrics-addr: ""
+consumer-ranges: 8
+`
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		env      env
+		file     string // config file text; "" for none
+		check    func(floe.Options) string
+		wantFrom map[string]string
+	}{{
+		name: "defaults",
+		check: func(o floe.Options) string {
+			return strings.Join([]string{o.DataDir, o.MetricsAddr, o.PprofAddr, o.GRPCAddr,
+				itoa(o.MaxRequestBytes), itoa(o.MaxEventBytes), itoa(o.MaxPollBytes), o.MaxPollWait.String(),
+				itoa64(o.CacheSize), o.ShutdownTimeout.String(), itoa(o.ConsumerRanges)}, " ")
+		},
+	}, {
+		name: "file over defaults",
+		file: file,
+		check: func(o floe.Options) string {
+			return o.DataDir + " " + itoa(o.MaxRequestBytes) + " " + o.MaxPollWait.String()
+		},
+		wantFrom: map[string]string{"data-dir": "floe.yaml:2", "max-request-bytes": "floe.yaml:3", "metrics-addr": "floe.yaml:5"},
+	}, {
+		name: "env over file",
+		file: file,
+		env:  env{"FLOE_DATA_DIR": "/from/env", "FLOE_MAX_POLL_WAIT": "1m"},
+		check: func(o floe.Options) string {
+			return o.DataDir + " " + itoa(o.MaxRequestBytes) + " " + o.MaxPollWait.String()
+		},
+		wantFrom: map[string]string{"data-dir": "FLOE_DATA_DIR", "max-request-bytes": "floe.yaml:3"},
+	}, {
+		name: "flags over env over file",
+		args: []string{"--data-dir", "/from/flag", "--max-request-bytes=1MiB", "--max-event-bytes", "512KiB"},
+		file: file,
+		env:  env{"FLOE_DATA_DIR": "/from/env", "FLOE_MAX_REQUEST_BYTES": "2MiB"},
+		check: func(o floe.Options) string {
+			return o.DataDir + " " + itoa(o.MaxRequestBytes) + " " + itoa(o.MaxEventBytes)
+		},
+		wantFrom: map[string]string{"data-dir": "--data-dir", "max-request-bytes": "--max-request-bytes"},
+	}, {
+		name:  "an empty variable sets an empty value",
+		env:   env{"FLOE_METRICS_ADDR": "", "FLOE_PPROF_ADDR": "127.0.0.1:6060"},
+		check: func(o floe.Options) string { return "[" + o.MetricsAddr + "] " + o.PprofAddr },
+	}, {
+		name:  "an empty string in the file sets an empty value",
+		file:  file,
+		check: func(o floe.Options) string { return "[" + o.MetricsAddr + "] " + itoa(o.ConsumerRanges) },
+	}, {
+		name:  "FLOE_CONFIG names the file",
+		env:   env{"FLOE_CONFIG": "$FILE"},
+		file:  "data-dir: /via/env\n",
+		check: func(o floe.Options) string { return o.DataDir },
+	}, {
+		name:  "an empty or comments-only file sets nothing",
+		file:  "# nothing yet\n",
+		check: func(o floe.Options) string { return o.DataDir },
+	}, {
+		name: "sizes, durations and YAML numbers",
+		file: "max-request-bytes: 1048576\nretention-max-bytes: 10GiB\nretention-max-age: -1s\nmember-timeout: 1h30m\n",
+		check: func(o floe.Options) string {
+			return itoa(o.MaxRequestBytes) + " " + itoa64(o.RetentionMaxBytes) + " " + o.RetentionMaxAge.String() + " " + o.MemberTimeout.String()
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			args, e := tc.args, tc.env
+			if e == nil {
+				e = env{}
+			}
+			if tc.file != "" {
+				path := writeFile(t, tc.file)
+				if e["FLOE_CONFIG"] == "$FILE" {
+					e["FLOE_CONFIG"] = path
+				} else {
+					args = append([]string{"--config", path}, args...)
+				}
+			}
+			c, err := parseConfig(args, e.lookup, io.Discard)
+			if err != nil {
+				t.Fatalf("parseConfig: %v", err)
+			}
+			got := tc.check(c.opts)
+			if want := wantPrecedence[tc.name]; got != want {
+				t.Errorf("got %q, want %q", got, want)
+			}
+			for name, want := range tc.wantFrom {
+				if got := filepath.Base(c.from[name]); got != want {
+					t.Errorf("%s set by %q, want %q", name, got, want)
+				}
+			}
+			if c.opts.Logger == nil {
+				t.Error("no logger")
+			}
+		})
+	}
+}
+
+var wantPrecedence = map[string]string{
+	"defaults":                                        "./floe-data :9253  :9249 4194304 1048576 2097152 30s 67108864 30s 4",
+	"file over defaults":                              "/from/file 8388608 10s",
+	"env over file":                                   "/from/env 8388608 1m0s",
+	"flags over env over file":                        "/from/flag 1048576 524288",
+	"an empty variable sets an empty value":           "[] 127.0.0.1:6060",
+	"an empty string in the file sets an empty value": "[] 8",
+	"FLOE_CONFIG names the file":                      "/via/env",
+	"an empty or comments-only file sets nothing":     "./floe-data",
+	"sizes, durations and YAML numbers":               "1048576 10737418240 -1s 1h30m0s",
+}
+
+// --config wins over FLOE_CONFIG.
+func TestConfigFlagOverConfigEnv(t *testing.T) {
+	flagFile, envFile := writeFile(t, "data-dir: /flag-file\n"), writeFile(t, "data-dir: /env-file\n")
+	c, err := parseConfig([]string{"--config", flagFile}, env{"FLOE_CONFIG": envFile}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.opts.DataDir != "/flag-file" {
+		t.Errorf("data-dir %q, want /flag-file", c.opts.DataDir)
+	}
+}
+
+func TestConfigRejections(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  env
+		file string
+		want []string // substrings of the error; "FILE" stands for the file's path
+	}{
+		{name: "unknown key", file: "data-dir: /x\ndat-dir: /y\n", want: []string{`FILE:2: unknown setting "dat-dir"`}},
+		{name: "invalid size in file", file: "\nmax-request-bytes: 4XB\n", want: []string{`FILE:2: max-request-bytes: "4XB" is not a size`}},
+		{name: "invalid duration in file", file: "max-poll-wait: 30\n", want: []string{`FILE:1: max-poll-wait: "30" is not a duration`}},
+		{name: "invalid number in file", file: "consumer-ranges: four\n", want: []string{`FILE:1: consumer-ranges: "four" is not a whole number`}},
+		{name: "list value", file: "data-dir:\n  - /a\n  - /b\n", want: []string{"FILE:1: data-dir: expected a single value"}},
+		{name: "null value", file: "metrics-addr:\n", want: []string{`FILE:1: metrics-addr: no value`}},
+		{name: "duplicate key", file: "data-dir: /a\ndata-dir: /b\n", want: []string{"FILE:2: data-dir: set twice (also at FILE:1)"}},
+		{name: "config in config", file: "config: other.yaml\n", want: []string{"FILE:1: config: a config file cannot name another one"}},
+		{name: "not a mapping", file: "- data-dir\n", want: []string{"FILE:1: expected a mapping"}},
+		{name: "two documents", file: "data-dir: /a\n---\ndata-dir: /b\n", want: []string{"one YAML document"}},
+		{name: "malformed YAML", file: "data-dir: [\n", want: []string{"config: FILE:", "yaml"}},
+		{name: "every bad key at once", file: "a: 1\nb: 2\n", want: []string{`FILE:1: unknown setting "a"`, `FILE:2: unknown setting "b"`}},
+		{name: "missing file", args: []string{"--config", "/nonexistent/floe.yaml"}, want: []string{"config: open /nonexistent/floe.yaml"}},
+		{name: "missing file from FLOE_CONFIG", env: env{"FLOE_CONFIG": "/nonexistent/f.yaml"}, want: []string{"config: open /nonexistent/f.yaml"}},
+		{name: "invalid env", env: env{"FLOE_MAX_POLL_WAIT": "soon"}, want: []string{`max-poll-wait: FLOE_MAX_POLL_WAIT="soon"`}},
+		{name: "empty env for a number", env: env{"FLOE_CONSUMER_RANGES": ""}, want: []string{`consumer-ranges: FLOE_CONSUMER_RANGES=""`}},
+		{name: "invalid flag", args: []string{"--cache-size", "lots"}, want: []string{"invalid value", "-cache-size", "floe --help"}},
+		{name: "unknown flag", args: []string{"--data-dirr", "x"}, want: []string{"flag provided but not defined: -data-dirr"}},
+		{name: "positional argument", args: []string{"serve"}, want: []string{`unexpected argument "serve"`}},
+		{name: "range from env", env: env{"FLOE_CONSUMER_RANGES": "5000"}, want: []string{"consumer-ranges: 5000 not in [1, 1024] (set by FLOE_CONSUMER_RANGES)"}},
+		{name: "cross-setting from file", file: "max-request-bytes: 1MiB\nmax-event-bytes: 2MiB\n", want: []string{"max-event-bytes: 2097152 is over max-request-bytes 1048576 (set by FILE:2)"}},
+		{name: "address from flag", args: []string{"--metrics-addr", "9253"}, want: []string{`metrics-addr: "9253" is not host:port`, "(set by --metrics-addr)"}},
+		{name: "log level from file", file: "log-level: loud\n", want: []string{`log-level: "loud" is not debug, info, warn or error (set by FILE:1)`}},
+		{name: "log format from env", env: env{"FLOE_LOG_FORMAT": "xml"}, want: []string{`log-format: "xml" is not text or json (set by FLOE_LOG_FORMAT)`}},
+		{name: "negative duration", args: []string{"--shutdown-timeout=-1s"}, want: []string{"shutdown-timeout: -1s is negative (set by --shutdown-timeout)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args, e := tc.args, tc.env
+			if e == nil {
+				e = env{}
+			}
+			path := ""
+			if tc.file != "" {
+				path = writeFile(t, tc.file)
+				args = append([]string{"--config", path}, args...)
+			}
+			_, err := parseConfig(args, e.lookup, io.Discard)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if w = strings.ReplaceAll(w, "FILE", path); !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestHelpDocumentsEverySetting(t *testing.T) {
+	if _, err := parseConfig([]string{"--help"}, env{}.lookup, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-h"}, env{}.lookup, &out, &errOut); code != 0 {
+		t.Fatalf("run -h: exit %d: %s", code, errOut.String())
+	}
+	help := out.String()
+	for _, want := range []string{"precedence", "--config or FLOE_CONFIG", "Unknown keys"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) {
+		if want := "--" + f.Name + " (" + envName(f.Name) + ")"; !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	})
+	for name, def := range defaults {
+		if !strings.Contains(help, "(default "+def+")") {
+			t.Errorf("help lacks the default %s of %s", def, name)
+		}
+	}
+}
+
+// An invalid setting exits 2 before anything starts; a data directory that
+// cannot be used exits 1.
+func TestRunExitCodes(t *testing.T) {
+	var errOut bytes.Buffer
+	if code := run([]string{"--consumer-ranges", "0x"}, env{}.lookup, io.Discard, &errOut); code != 2 {
+		t.Errorf("invalid flag: exit %d, want 2", code)
+	}
+	if !strings.HasPrefix(errOut.String(), "floe: ") {
+		t.Errorf("stderr %q", errOut.String())
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	code := run([]string{"--data-dir", notDir, "--grpc-addr", "127.0.0.1:0", "--discovery-addr", "127.0.0.1:0",
+		"--producer-addr", "127.0.0.1:0", "--consumer-addr", "127.0.0.1:0", "--metrics-addr", ""}, env{}.lookup, io.Discard, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "data-dir") {
+		t.Errorf("data dir that is a file: exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+func TestStartupAttrsNameSources(t *testing.T) {
+	path := writeFile(t, "cache-size: 32MiB\n")
+	c, err := parseConfig([]string{"--config", path, "--log-format", "json"}, env{"FLOE_DATA_DIR": "/d"}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	logger, _ := newLogger("info", "text", &buf)
+	logger.LogAttrs(t.Context(), 0, "x", c.opts.StartupAttrs...)
+	for _, want := range []string{"config-file=" + path, "log-format=json", "set-by.data-dir=FLOE_DATA_DIR",
+		"set-by.cache-size=" + path + ":1", "set-by.log-format=--log-format"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("startup attrs %q lack %q", buf.String(), want)
+		}
+	}
+}
+
+func itoa(v int) string     { return strconv.Itoa(v) }
+func itoa64(v int64) string { return strconv.FormatInt(v, 10) }
