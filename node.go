@@ -280,12 +280,23 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		n.log.Info("floe stopping", "cause", context.Cause(ctx).Error(), "shutdown-timeout", n.opts.ShutdownTimeout.String())
 	case runErr = <-errc:
+		if runErr == nil || n.stopping.Load() {
+			return nil // Close was called
+		}
 		n.log.Error("server failed", "err", runErr)
 	}
 	if err := n.shutdown(); err != nil && runErr == nil {
 		runErr = err
 	}
 	return runErr
+}
+
+// Close shuts the node down as Run does when its context ends; it also
+// releases a node that New returned and that never ran.
+func (n *Node) Close() error {
+	err := n.shutdown()
+	n.closeListeners()
+	return err
 }
 
 // logStarted writes the one startup line: the effective configuration and
@@ -388,13 +399,19 @@ func (n *Node) shutdown() error {
 	return err
 }
 
-// closeAll releases what New acquired, after a failed New.
-func (n *Node) closeAll() {
+// closeListeners closes the listeners that no server closed (a node that
+// never ran); closing one twice is harmless.
+func (n *Node) closeListeners() {
 	for _, l := range []net.Listener{n.lis.grpc, n.lis.discovery, n.lis.producer, n.lis.consumer, n.lis.metrics, n.lis.pprof} {
 		if l != nil {
 			l.Close()
 		}
 	}
+}
+
+// closeAll releases what New acquired, after a failed New.
+func (n *Node) closeAll() {
+	n.closeListeners()
 	if n.groups != nil {
 		n.groups.Close()
 	}

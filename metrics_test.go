@@ -1,0 +1,133 @@
+package floe_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/floe-streams/floe"
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+)
+
+// Two nodes in one process each serve their own metrics: what one node
+// counts does not show on the other.
+func TestMetricsEndpointPerNode(t *testing.T) {
+	withMetrics := func(o *floe.Options) { o.MetricsAddr, o.PprofAddr = "127.0.0.1:0", "127.0.0.1:0" }
+	_, a := startNode(t, withMetrics)
+	_, b := startNode(t, withMetrics)
+
+	// Node a: 3 REST produce requests (4 events), a 404, a consumer that
+	// reads them, and one gRPC call.
+	for _, body := range []string{`{"n":1}`, `{"n":2}`, "{\"n\":3}\n{\"n\":4}"} {
+		ct := "application/json"
+		if strings.Contains(body, "\n") {
+			ct = "application/x-ndjson"
+		}
+		resp := statusOf(t, http.MethodPost, "http://"+a.Producer+"/v1/topic/metered/messages", ct, body)
+		if resp != http.StatusOK {
+			t.Fatalf("produce: %d", resp)
+		}
+	}
+	if code := statusOf(t, http.MethodPost, "http://"+a.Producer+"/no/such/path", "application/json", "{}"); code != http.StatusNotFound {
+		t.Fatalf("unknown path: %d", code)
+	}
+	consumer := "http://" + a.Consumer + "/v1/consumer/"
+	if code := statusOf(t, http.MethodPut, consumer+"register?consumerId=c1&group=g1&topic=metered&onNewGroup=startFromEarliest", "", ""); code != http.StatusOK {
+		t.Fatalf("register: %d", code)
+	}
+	if code := statusOf(t, http.MethodPost, consumer+"poll?consumerId=c1", "", ""); code != http.StatusOK {
+		t.Fatalf("poll: %d", code)
+	}
+	if _, err := floev1.NewDiscoveryClient(dial(t, a.GRPC)).Brokers(context.Background(), &floev1.BrokersRequest{}); err != nil {
+		t.Fatalf("gRPC Brokers: %v", err)
+	}
+
+	ma := scrape(t, a.Metrics)
+	for _, want := range []string{
+		`floe_produced_events_total{topic="metered"} 4`,
+		`floe_consumed_events_total{topic="metered"} 4`,
+		`floe_http_request_duration_seconds_count{api="producer",code="200",method="POST",route="/v1/topic/{topic}/messages"} 3`,
+		`floe_http_request_duration_seconds_count{api="producer",code="404",method="POST",route="other"} 1`,
+		`floe_http_request_duration_seconds_count{api="consumer",code="200",method="PUT",route="/v1/consumer/register"} 1`,
+		`floe_grpc_request_duration_seconds_count{code="OK",method="/floe.v1.Discovery/Brokers"} 1`,
+		`floe_store_appends_total 3`,
+		`floe_store_events_total 4`,
+		`floe_group_members{group="g1"} 1`,
+		`floe_group_consumers 1`,
+		`floe_store_commit_duration_seconds_count`,
+		`floe_store_wal_fsync_duration_seconds_count`,
+		`go_goroutines`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(ma, want) {
+			t.Errorf("node a's metrics lack %s", want)
+		}
+	}
+	// The lag series exist per sub-range; after the poll nothing is
+	// committed yet in the range that got the events, or it is committed
+	// at the end: either way the series are there.
+	if strings.Count(ma, `floe_group_lag_events{group="g1",range=`) != 4 {
+		t.Errorf("want a lag series per sub-range (4):\n%s", grep(ma, "floe_group_lag_events"))
+	}
+
+	mb := scrape(t, b.Metrics)
+	for _, absent := range []string{`topic="metered"`, `floe_store_appends_total 3`, `group="g1"`} {
+		if strings.Contains(mb, absent) {
+			t.Errorf("node b's metrics show node a's %s", absent)
+		}
+	}
+
+	// pprof has its own listener; the metrics one does not serve it.
+	if code := statusOf(t, http.MethodGet, "http://"+a.Pprof+"/debug/pprof/cmdline", "", ""); code != http.StatusOK {
+		t.Errorf("pprof cmdline: %d", code)
+	}
+	if code := statusOf(t, http.MethodGet, "http://"+a.Metrics+"/debug/pprof/", "", ""); code != http.StatusNotFound {
+		t.Errorf("pprof on the metrics port: %d, want 404", code)
+	}
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %d %v", resp.StatusCode, err)
+	}
+	return string(body)
+}
+
+func grep(text, prefix string) string {
+	var out []string
+	for l := range strings.Lines(text) {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// statusOf sends a request and returns the status of its answer.
+func statusOf(t *testing.T, method, url, contentType, body string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(fmt.Errorf("%s %s: %w", method, url, err))
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
