@@ -1,11 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/binary"
-	"hash/crc32"
+	mrand "math/rand/v2"
 	"strconv"
+	"sync"
+	"sync/atomic"
 )
 
 // Events are JSON objects of exactly the requested size:
@@ -27,18 +27,63 @@ const (
 	runIDLen     = 8
 )
 
+const padAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// pools caches the pad pool of each run (copy on write: readers take no lock).
 var (
-	castagnoli = crc32.MakeTable(crc32.Castagnoli)
-	padPool    = func() []byte {
-		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-		b := make([]byte, padPoolSize)
-		_, _ = rand.Read(b)
-		for i := range b {
-			b[i] = alphabet[b[i]&63]
-		}
-		return b
-	}()
+	pools   atomic.Pointer[map[string][]byte]
+	poolsMu sync.Mutex
 )
+
+// padPool returns the pad pool of a run: padPoolSize bytes of base64url text
+// drawn from ChaCha8 seeded with the run id, so that a consumer in another
+// process regenerates it and checks each pad with a compare instead of a
+// checksum over it.
+func padPool(run []byte) []byte {
+	if m := pools.Load(); m != nil {
+		if p, ok := (*m)[string(run)]; ok {
+			return p
+		}
+	}
+	poolsMu.Lock()
+	defer poolsMu.Unlock()
+	old := map[string][]byte{}
+	if m := pools.Load(); m != nil {
+		if p, ok := (*m)[string(run)]; ok {
+			return p
+		}
+		old = *m
+	}
+	var seed [32]byte
+	copy(seed[:], "floe-bench-pad/")
+	copy(seed[16:], run)
+	b := make([]byte, padPoolSize)
+	_, _ = mrand.NewChaCha8(seed).Read(b)
+	for i := range b {
+		b[i] = padAlphabet[b[i]&63]
+	}
+	m := make(map[string][]byte, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[string(run)] = b
+	pools.Store(&m)
+	return b
+}
+
+// mix64 is the splitmix64 finalizer.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+// padOffset is where the pad of event seq starts in the run's pool.
+func padOffset(seq uint64, padLen int) int {
+	return int(mix64(seq^0x5bd1e995) % uint64(padPoolSize-padLen))
+}
 
 // newRunID returns a random run id of runIDLen hex digits.
 func newRunID() string {
@@ -56,21 +101,11 @@ func newRunID() string {
 type eventGen struct {
 	run  string
 	size int
-	rng  uint64
+	pool []byte
 }
 
 func newEventGen(run string, size int) *eventGen {
-	var seed [8]byte
-	_, _ = rand.Read(seed[:])
-	return &eventGen{run: run, size: size, rng: binary.LittleEndian.Uint64(seed[:]) | 1}
-}
-
-func (g *eventGen) next() uint64 {
-	// xorshift64*
-	g.rng ^= g.rng >> 12
-	g.rng ^= g.rng << 25
-	g.rng ^= g.rng >> 27
-	return g.rng * 2685821657736338717
+	return &eventGen{run: run, size: size, pool: padPool([]byte(run))}
 }
 
 // fixed bytes of an event besides the seq and ts digits and the pad.
@@ -83,8 +118,8 @@ func (g *eventGen) appendEvent(b []byte, seq uint64, ts int64) []byte {
 	seqDigits := strconv.AppendUint(num[:0], seq, 10)
 	padLen := g.size - eventOverhead - len(seqDigits) - decimalLen(uint64(max(ts, 0)))
 	padLen = max(padLen, 1)
-	off := int(g.next() % uint64(padPoolSize-padLen))
-	pad := padPool[off : off+padLen]
+	off := padOffset(seq, padLen)
+	pad := g.pool[off : off+padLen]
 
 	b = append(b, `{"run":"`...)
 	b = append(b, g.run...)
@@ -93,7 +128,7 @@ func (g *eventGen) appendEvent(b []byte, seq uint64, ts int64) []byte {
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, ts, 10)
 	b = append(b, `,"sum":"`...)
-	b = appendHex32(b, eventSum(pad, seq, ts))
+	b = appendHex32(b, eventSum(seq, ts, padLen))
 	b = append(b, `","pad":"`...)
 	b = append(b, pad...)
 	return append(b, `"}`...)
@@ -108,11 +143,10 @@ func decimalLen(v uint64) int {
 	return n
 }
 
-func eventSum(pad []byte, seq uint64, ts int64) uint32 {
-	var s [16]byte
-	binary.LittleEndian.PutUint64(s[:], seq)
-	binary.LittleEndian.PutUint64(s[8:], uint64(ts))
-	return crc32.Update(crc32.Checksum(pad, castagnoli), castagnoli, s[:])
+// eventSum binds the seq, the ts and the pad length; the pad itself is
+// checked against the run's pool.
+func eventSum(seq uint64, ts int64, padLen int) uint32 {
+	return uint32(mix64(seq^mix64(uint64(ts)^uint64(padLen)<<48)) >> 32)
 }
 
 func appendHex32(b []byte, v uint32) []byte {
@@ -168,7 +202,11 @@ func parseEvent(ev []byte) (p parsedEvent, ok bool) {
 		return p, false
 	}
 	pad := rest[:len(rest)-2]
-	if bytes.IndexByte(pad, '"') >= 0 || eventSum(pad, p.seq, p.ts) != sum {
+	if len(pad) >= padPoolSize || eventSum(p.seq, p.ts, len(pad)) != sum {
+		return p, false
+	}
+	off := padOffset(p.seq, len(pad))
+	if string(padPool(p.run)[off:off+len(pad)]) != string(pad) {
 		return p, false
 	}
 	return p, true

@@ -46,8 +46,10 @@ func forEachValue(b []byte, fn func(ev []byte)) (int, error) {
 				}
 				i = skipWS(b, i+1)
 				for i < len(b) && b[i] != ']' {
-					end, err := skipValue(b, i)
-					if err != nil {
+					end := benchEventEnd(b[i:])
+					if end > 0 {
+						end += i
+					} else if end, err = skipValue(b, i); err != nil {
 						return n, err
 					}
 					fn(b[i:end])
@@ -80,6 +82,26 @@ func forEachValue(b []byte, fn func(ev []byte)) (int, error) {
 		}
 		return n, fmt.Errorf("poll answer: unexpected byte at %d", i)
 	}
+}
+
+// benchEventEnd returns the length of the bench event that b starts with,
+// found without scanning its pad byte by byte, or -1 when b does not start
+// with one (then the generic scanner runs).
+func benchEventEnd(b []byte) int {
+	const prefix, padKey = `{"run":"`, `,"pad":"`
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return -1
+	}
+	j := bytes.Index(b[:min(len(b), 128)], []byte(padKey))
+	if j < 0 {
+		return -1
+	}
+	j += len(padKey)
+	k := bytes.IndexByte(b[j:], '"')
+	if k < 0 || b[j+k-1] == '\\' || j+k+1 >= len(b) || b[j+k+1] != '}' {
+		return -1
+	}
+	return j + k + 2
 }
 
 func skipWS(b []byte, i int) int {
