@@ -135,10 +135,10 @@ func (g *eventGen) appendEvent(b []byte, seq uint64, ts int64) []byte {
 }
 
 func decimalLen(v uint64) int {
-	n := 1
-	for v >= 10 {
-		v /= 10
+	n, p := 1, uint64(10)
+	for n < 20 && v >= p {
 		n++
+		p *= 10
 	}
 	return n
 }
