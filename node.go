@@ -320,8 +320,8 @@ func attrsAny(attrs []slog.Attr) []any {
 // shutdown stops the node, in this order:
 //  1. readiness turns false (GET /status 503, gRPC health NOT_SERVING), so
 //     balancers stop sending;
-//  2. the consumer groups close: long polls end at once (answered empty),
-//     later consumer calls fail with 503/Unavailable;
+//  2. the consumer groups close: long polls end at once (with 503 /
+//     Unavailable), as do later consumer calls;
 //  3. the REST servers and the gRPC server stop accepting and drain, in
 //     parallel: every request in flight is answered (a produce only after
 //     its durable write, or with an error), within ShutdownTimeout; past it,
@@ -392,9 +392,9 @@ func (n *Node) shutdown() error {
 	}
 	err := errors.Join(errs...)
 	if err != nil {
-		n.log.Error("floe stopped", "took", time.Since(start).Round(time.Millisecond), "err", err)
+		n.log.Error("floe stopped", "took", time.Since(start).Round(time.Millisecond).String(), "err", err)
 	} else {
-		n.log.Info("floe stopped", "took", time.Since(start).Round(time.Millisecond))
+		n.log.Info("floe stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	}
 	return err
 }
