@@ -20,7 +20,7 @@ import (
 // and write profiles):
 //
 //	FLOE_BENCH_PROFILE=rest-1x200 go test -run TestProfileBroker -v ./bench
-//	FLOE_BENCH_STORE=16x1 go test -run TestProfileStoreAppend -v ./bench
+//	FLOE_BENCH_STORE=16x1 [FLOE_BENCH_STORE_INFLIGHT=1] go test -run TestProfileStoreAppend -v ./bench
 //
 // TestProfileBroker runs one case of the matrix against an in-process broker
 // (data on the real disk) under the CPU profiler: the profile holds the broker
@@ -157,7 +157,11 @@ func TestProfileStoreAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	s, err := store.Open(dir, store.Options{})
+	var opts store.Options
+	if v, err := strconv.Atoi(os.Getenv("FLOE_BENCH_STORE_INFLIGHT")); err == nil {
+		opts.MaxInflightCommits = v
+	}
+	s, err := store.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
