@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"unicode/utf8"
 )
 
 // Content types of produce bodies.
@@ -23,7 +24,8 @@ type Limits struct {
 // application/json (the default when contentType is empty; parameters such as
 // charset are accepted) is one event; application/x-ndjson is one event per
 // non-empty line, with an optional final newline and CRLF accepted. Events are
-// sub-slices of body, trimmed of surrounding whitespace. The error wraps
+// sub-slices of body, trimmed of surrounding JSON whitespace (space, tab, CR,
+// LF); each must be one JSON value in UTF-8 (RFC 8259). The error wraps
 // ErrUnsupportedContentType, ErrEmptyBody, ErrBodyTooLarge, ErrEventTooLarge
 // or ErrInvalidJSON and, for NDJSON, names the line.
 func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
@@ -35,7 +37,7 @@ func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBodyTooLarge, len(body), lim.MaxRequestBytes)
 	}
 	if !ndjson {
-		ev := bytes.TrimSpace(body)
+		ev := trimJSONSpace(body)
 		if len(ev) == 0 {
 			return nil, fmt.Errorf("%w: the request has no event", ErrEmptyBody)
 		}
@@ -52,7 +54,7 @@ func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
 		} else {
 			ev, body = body, nil
 		}
-		ev = bytes.TrimSpace(ev) // also drops the \r of CRLF
+		ev = trimJSONSpace(ev) // also drops the \r of CRLF
 		if len(ev) == 0 {
 			continue
 		}
@@ -76,7 +78,7 @@ func ValidateEvents(events [][]byte, lim Limits) error {
 	total := 0
 	for i, ev := range events {
 		total += len(ev)
-		if len(bytes.TrimSpace(ev)) == 0 {
+		if len(trimJSONSpace(ev)) == 0 {
 			return fmt.Errorf("event %d: %w: the event is empty", i, ErrEmptyBody)
 		}
 		if err := checkEvent(ev, lim); err != nil {
@@ -119,6 +121,17 @@ func parseContentType(contentType string) (ndjson bool, err error) {
 // describeJSONError says where an invalid document breaks. It is only called
 // on the error path.
 func describeJSONError(ev []byte) string {
+	if !utf8.Valid(ev) {
+		i := 0
+		for i < len(ev) {
+			r, n := utf8.DecodeRune(ev[i:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			i += n
+		}
+		return fmt.Sprintf("invalid UTF-8 at byte %d", i)
+	}
 	var v any
 	err := json.Unmarshal(ev, &v)
 	if se, ok := err.(*json.SyntaxError); ok {
@@ -129,3 +142,18 @@ func describeJSONError(ev []byte) string {
 	}
 	return "not a single JSON document"
 }
+
+// trimJSONSpace trims JSON's whitespace: space, tab, CR and LF (RFC 8259;
+// bytes.TrimSpace would also take Unicode spaces such as U+00A0, which are
+// not JSON whitespace).
+func trimJSONSpace(b []byte) []byte {
+	for len(b) > 0 && isJSONSpace(b[0]) {
+		b = b[1:]
+	}
+	for len(b) > 0 && isJSONSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/floe-streams/floe/broker"
@@ -98,6 +99,14 @@ func TestSplitBodyErrors(t *testing.T) {
 		{"form", "application/x-www-form-urlencoded", "{}", broker.ErrUnsupportedContentType, "form-urlencoded"},
 		{"malformed content type", "application/json;;=", "{}", broker.ErrUnsupportedContentType, "unsupported"},
 		{"json prefix", "application/jsonl", "{}", broker.ErrUnsupportedContentType, "jsonl"},
+		// RFC 8259: JSON text is UTF-8, and its whitespace is space, tab,
+		// CR and LF only. A poll answer embeds events raw: one invalid
+		// byte would make the whole answer unreadable to strict clients.
+		{"invalid UTF-8 in a string", "application/json", "{\"a\":\"\xff\"}", broker.ErrInvalidJSON, "UTF-8"},
+		{"invalid UTF-8 on a line", "application/x-ndjson", "{}\n[\"\xed\xa0\x80\"]\n", broker.ErrInvalidJSON, "line 2: invalid JSON: invalid UTF-8 at byte 2"},
+		{"no-break space around an event", "application/json", "\u00a0{}", broker.ErrInvalidJSON, "invalid JSON"},
+		{"vertical tab before an event", "application/x-ndjson", "{}\n\v{}\n", broker.ErrInvalidJSON, "line 2"},
+		{"form feed after an event", "application/x-ndjson", "{}\f\n", broker.ErrInvalidJSON, "line 1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,13 +205,13 @@ func splitOracle(ndjson bool, body []byte, lim broker.Limits) (events [][]byte, 
 		if lim.MaxEventBytes > 0 && len(ev) > lim.MaxEventBytes {
 			return broker.ErrEventTooLarge
 		}
-		if !json.Valid(ev) {
+		if !validJSONText(ev) {
 			return broker.ErrInvalidJSON
 		}
 		return nil
 	}
 	if !ndjson {
-		ev := bytes.TrimSpace(body)
+		ev := trimJSONSpace(body)
 		if len(ev) == 0 {
 			return nil, broker.ErrEmptyBody, 0
 		}
@@ -212,7 +221,7 @@ func splitOracle(ndjson bool, body []byte, lim broker.Limits) (events [][]byte, 
 		return [][]byte{ev}, nil, 0
 	}
 	for i, l := range bytes.Split(body, []byte("\n")) {
-		ev := bytes.TrimSpace(l)
+		ev := trimJSONSpace(l)
 		if len(ev) == 0 {
 			continue
 		}
@@ -226,6 +235,14 @@ func splitOracle(ndjson bool, body []byte, lim broker.Limits) (events [][]byte, 
 	}
 	return events, nil, 0
 }
+
+// trimJSONSpace trims JSON's whitespace (RFC 8259: space, tab, CR, LF).
+func trimJSONSpace(b []byte) []byte {
+	return bytes.Trim(b, " \t\r\n")
+}
+
+// validJSONText is RFC 8259 JSON text: one value, in UTF-8.
+func validJSONText(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }
 
 var sentinels = []error{
 	broker.ErrUnsupportedContentType, broker.ErrEmptyBody, broker.ErrBodyTooLarge,
@@ -307,8 +324,8 @@ func FuzzSplitBody(f *testing.F) {
 			if !bytes.Equal(ev, wantEvents[i]) {
 				t.Fatalf("event %d = %q, want %q", i, ev, wantEvents[i])
 			}
-			if !json.Valid(ev) {
-				t.Fatalf("event %d %q is not valid JSON", i, ev)
+			if !validJSONText(ev) || !bytes.Equal(ev, trimJSONSpace(ev)) {
+				t.Fatalf("event %d %q is not valid JSON text without surrounding whitespace", i, ev)
 			}
 			if ndjson && bytes.IndexByte(ev, '\n') >= 0 {
 				t.Fatalf("NDJSON event %d %q holds a newline", i, ev)
