@@ -234,7 +234,8 @@ func TestDurabilityKill(t *testing.T) {
 	t.Logf("random seed %d", seed)
 	var loadTime time.Duration
 	totalInFlight := 0
-	for round := 0; round < maxRounds && (round < minRounds || loadTime < loadBudget); round++ {
+	began := time.Now()
+	for round := 0; round < maxRounds && (round < minRounds || loadTime < loadBudget && time.Since(began) < 20*time.Second); round++ {
 		p := startFloe(t, bin, dataDir)
 		verifyDurable(t, client, p.consumer, topics, ring, reqs, fmt.Sprintf("after restart %d", round))
 		if t.Failed() {
