@@ -218,15 +218,7 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		g.bytes += int64(len(r.chunk))
 	}
 	add(first)
-drain:
-	for g.bytes < int64(s.opts.MaxBatchBytes) {
-		select {
-		case r := <-s.queue:
-			add(r)
-		default:
-			break drain
-		}
-	}
+	s.gather(add, func() int { return len(g.reqs) }, func() int64 { return g.bytes })
 	if len(g.reqs) == 0 {
 		_ = g.batch.Close()
 		<-s.slots
@@ -258,6 +250,53 @@ drain:
 	g.applied = time.Now()
 	s.inflight <- g // never blocks: capacity is the number of slots
 	return keyBuf
+}
+
+// gather adds queued appends to the batch being built: everything already
+// queued, then, while fewer appends than in the recent peak group are in
+// the batch, those that arrive within CommitLinger. Without the wait, the
+// appenders acknowledged by the previous commit are still re-submitting when
+// the committer looks at the queue, and a commit would carry only the first
+// few of them while the rest pay for another fsync. An fsync costs about the
+// same for 20 KB or 320 KB, so waiting a fraction of it for a full group
+// pays: see tuning.md.
+func (s *Store) gather(add func(*appendReq), count func() int, bytes func() int64) {
+	maxBytes := int64(s.opts.MaxBatchBytes)
+	for bytes() < maxBytes {
+		select {
+		case r := <-s.queue:
+			add(r)
+			continue
+		default:
+		}
+		break
+	}
+	if s.opts.CommitLinger > 0 && count() < s.peakGroup && bytes() < maxBytes {
+		if s.lingerTimer == nil {
+			s.lingerTimer = time.NewTimer(s.opts.CommitLinger)
+		} else {
+			s.lingerTimer.Reset(s.opts.CommitLinger)
+		}
+	wait:
+		for count() < s.peakGroup && bytes() < maxBytes {
+			select {
+			case r := <-s.queue:
+				add(r)
+			case <-s.lingerTimer.C:
+				break wait
+			case <-s.stop:
+				break wait
+			}
+		}
+		s.lingerTimer.Stop()
+	}
+	// The peak follows growth at once and decays by one per smaller group,
+	// so a drop in load costs at most a few lingers.
+	if n := count(); n >= s.peakGroup {
+		s.peakGroup = n
+	} else {
+		s.peakGroup--
+	}
 }
 
 // runSyncer is the syncer goroutine: it waits for each batch's fsync, in

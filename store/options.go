@@ -53,12 +53,13 @@ const (
 	DefaultCacheSize          = 64 << 20
 	DefaultRetentionMaxAge    = 7 * 24 * time.Hour
 	DefaultRetentionInterval  = time.Minute
-	DefaultMemTableSize       = 32 << 20
+	DefaultMemTableSize       = 16 << 20
 	DefaultMaxBatchBytes      = 4 << 20
 	DefaultMaxQueuedBytes     = 64 << 20
 	DefaultMaxAppendBytes     = 8 << 20
-	DefaultMaxInflightCommits = 4
+	DefaultMaxInflightCommits = 1
 	DefaultValueSeparationMin = 1024
+	DefaultCommitLinger       = 200 * time.Microsecond
 )
 
 // Options configures a Store. The zero value is valid: Open fills every zero
@@ -91,24 +92,33 @@ type Options struct {
 
 	// MemTableSize is the size of one Pebble memtable. At most
 	// memTableStopWritesThreshold memtables exist at once, so this bounds
-	// most of the store's memory. Default 32 MiB.
+	// most of the store's memory. Default 16 MiB (32 MiB measured the same
+	// throughput and write amplification with 213 MB peak RSS instead of
+	// 120 MB; see tuning.md).
 	MemTableSize int64
 	// MaxBatchBytes is how many encoded bytes the committer coalesces into
 	// one Pebble batch before committing it (a batch holds at least one
-	// append). Default 4 MiB.
+	// append). Default 4 MiB (at most MemTableSize/4).
 	MaxBatchBytes int
 	// MaxQueuedBytes bounds the encoded bytes of appends that are queued or
 	// committing; Append waits (honoring its context) beyond it. Default
 	// 64 MiB. Must be at least MaxAppendBytes.
 	MaxQueuedBytes int64
 	// MaxAppendBytes is the largest encoded chunk one Append may produce
-	// (24 bytes + 4 per event + payload). Default 8 MiB.
+	// (24 bytes + 4 per event + payload). Default 8 MiB (at most
+	// MemTableSize/4).
 	MaxAppendBytes int
 	// MaxInflightCommits is how many batches may be written to the WAL and
-	// waiting for their fsync at once. More than one lets the next batch be
-	// written while the previous one syncs; Pebble's WAL writer then covers
-	// all of them with as few fsyncs as it can. Default 4.
+	// waiting for their fsync at once. With more than one, the next batch is
+	// written while the previous one syncs and Pebble's WAL writer covers it
+	// with the next fsync; but then the appenders split into groups that
+	// alternate fsyncs, each carrying half as much. Default 1: one batch, as
+	// large as CommitLinger gathers, per fsync (see tuning.md).
 	MaxInflightCommits int
+	// CommitLinger is how long the committer may wait for more appends
+	// before committing a batch smaller than the recent peak batch (see
+	// gather in commit.go). Default 200µs; negative disables.
+	CommitLinger time.Duration
 	// DisableValueSeparation keeps chunk values inside sstables instead of
 	// Pebble blob files, so compactions rewrite them. For comparisons only.
 	DisableValueSeparation bool
@@ -153,16 +163,19 @@ func (o Options) withDefaults() Options {
 		o.MemTableSize = DefaultMemTableSize
 	}
 	if o.MaxBatchBytes == 0 {
-		o.MaxBatchBytes = DefaultMaxBatchBytes
+		o.MaxBatchBytes = int(min(DefaultMaxBatchBytes, o.MemTableSize/4))
 	}
 	if o.MaxQueuedBytes == 0 {
 		o.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	if o.MaxAppendBytes == 0 {
-		o.MaxAppendBytes = DefaultMaxAppendBytes
+		o.MaxAppendBytes = int(min(DefaultMaxAppendBytes, o.MemTableSize/4))
 	}
 	if o.MaxInflightCommits == 0 {
 		o.MaxInflightCommits = DefaultMaxInflightCommits
+	}
+	if o.CommitLinger == 0 {
+		o.CommitLinger = DefaultCommitLinger
 	}
 	if o.ValueSeparationMinSize == 0 {
 		o.ValueSeparationMinSize = DefaultValueSeparationMin
@@ -198,6 +211,8 @@ func (o Options) Validate() error {
 		return bad("MaxQueuedBytes", o.MaxQueuedBytes, "must be at least MaxAppendBytes")
 	case o.MaxInflightCommits < 1 || o.MaxInflightCommits > 64:
 		return bad("MaxInflightCommits", o.MaxInflightCommits, "must be in [1, 64]")
+	case o.CommitLinger > 10*time.Millisecond:
+		return bad("CommitLinger", o.CommitLinger, "must be at most 10ms")
 	case o.ValueSeparationMinSize < 1:
 		return bad("ValueSeparationMinSize", o.ValueSeparationMinSize, "must be positive")
 	case o.Compression != CompressionNone && o.Compression != CompressionFastest:

@@ -37,8 +37,11 @@ type Store struct {
 	slots    chan struct{}
 	inflight chan *commitGroup
 	failure  atomic.Pointer[error] // first commit error; sticky
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	// Owned by the committer goroutine (gather).
+	peakGroup   int
+	lingerTimer *time.Timer
+	stop        chan struct{}
+	wg          sync.WaitGroup
 
 	retentionMu sync.Mutex
 	// ctx is cancelled by Close to interrupt a retention compaction.

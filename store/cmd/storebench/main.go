@@ -45,6 +45,8 @@ func main() {
 		memtable    = flag.Int64("memtable", 0, "memtable size in bytes (0: default)")
 		inflight    = flag.Int("inflight", 0, "MaxInflightCommits (0: default)")
 		l0          = flag.Int("l0", 0, "L0CompactionThreshold override (0: store default)")
+		linger      = flag.Duration("linger", 0, "CommitLinger (0: default, negative: off)")
+		minSync     = flag.Duration("minsync", 0, "Pebble WALMinSyncInterval")
 		refDepth    = flag.Int("refdepth", 0, "ValueSeparationPolicy.MaxBlobReferenceDepth override (0: store default)")
 		reopenOnly  = flag.Bool("reopen-only", false, "only measure Open of an existing store")
 		verbose     = flag.Bool("v", false, "print Pebble's metrics at the end")
@@ -59,6 +61,7 @@ func main() {
 		DisableValueSeparation: !*valsep,
 		MemTableSize:           *memtable,
 		MaxInflightCommits:     *inflight,
+		CommitLinger:           *linger,
 		RetentionMaxAge:        -1,
 		RetentionInterval:      -1,
 	}
@@ -73,6 +76,10 @@ func main() {
 			el := o.EventListener
 			el.CompactionEnd = func(info pebble.CompactionInfo) { fmt.Fprintln(os.Stderr, info) }
 			el.FlushEnd = func(info pebble.FlushInfo) { fmt.Fprintln(os.Stderr, info) }
+		}
+		if *minSync > 0 {
+			d := *minSync
+			o.WALMinSyncInterval = func() time.Duration { return d }
 		}
 		if *refDepth > 0 && *valsep {
 			p := o.Experimental.ValueSeparationPolicy()
@@ -166,14 +173,19 @@ func write(dir string, opts store.Options, gb float64, appenders, streams, event
 	}
 }
 
+// waitCompactions waits until no compaction ran for 3 seconds (at most 2
+// minutes).
 func waitCompactions(s *store.Store) {
 	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		m := s.Metrics()
-		if m.CompactionDebt == 0 {
-			return
-		}
+	last, quiet := s.Metrics().Compactions, 0
+	for time.Now().Before(deadline) && quiet < 6 {
 		time.Sleep(500 * time.Millisecond)
+		n := s.Metrics().Compactions
+		if n == last {
+			quiet++
+		} else {
+			last, quiet = n, 0
+		}
 	}
 }
 
