@@ -2,6 +2,7 @@ package floe_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/floe-streams/floe"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/metrics"
 )
 
 // Two nodes in one process each serve their own metrics: what one node
@@ -86,6 +88,24 @@ func TestMetricsEndpointPerNode(t *testing.T) {
 	}
 	if code := statusOf(t, http.MethodGet, "http://"+a.Metrics+"/debug/pprof/", "", ""); code != http.StatusNotFound {
 		t.Errorf("pprof on the metrics port: %d, want 404", code)
+	}
+}
+
+// Every route of the OpenAPI document has its own route label: a new
+// route in proto/ must be added to metrics.Route (or it is "other").
+func TestMetricsRouteCoversOpenAPI(t *testing.T) {
+	var doc struct{ Paths map[string]any }
+	if err := json.Unmarshal(floe.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Paths) == 0 {
+		t.Fatal("no paths in the OpenAPI document")
+	}
+	for p := range doc.Paths {
+		concrete := strings.ReplaceAll(p, "{topic}", "some-topic")
+		if got := metrics.Route(concrete); got != p {
+			t.Errorf("metrics.Route(%q) = %q, want %q", concrete, got, p)
+		}
 	}
 }
 
