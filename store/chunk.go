@@ -28,9 +28,16 @@ const (
 	maxChunkEvents = 1<<30 - 1
 )
 
-var chunkMagic = [3]byte{'F', 'L', 'C'}
+// chunkMagic0..2 spell "FLC".
+const (
+	chunkMagic0 = 'F'
+	chunkMagic1 = 'L'
+	chunkMagic2 = 'C'
+)
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// crc32c returns the CRC32C (Castagnoli) of b; MakeTable returns Go's
+// cached, hardware-accelerated table.
+func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)) }
 
 // chunkSize returns the encoded size of a chunk holding events.
 func chunkSize(events [][]byte) int {
@@ -50,7 +57,7 @@ func appendChunk(dst []byte, events [][]byte, unixNanos int64) []byte {
 	for _, e := range events {
 		payload += len(e)
 	}
-	dst = append(dst, chunkMagic[0], chunkMagic[1], chunkMagic[2], chunkVersion)
+	dst = append(dst, chunkMagic0, chunkMagic1, chunkMagic2, chunkVersion)
 	dst = append(dst, 0, 0, 0, 0) // checksum, filled below
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(events)))
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(payload))
@@ -61,7 +68,7 @@ func appendChunk(dst []byte, events [][]byte, unixNanos int64) []byte {
 	for _, e := range events {
 		dst = append(dst, e...)
 	}
-	sum := crc32.Checksum(dst[start+8:], castagnoli)
+	sum := crc32c(dst[start+8:])
 	binary.LittleEndian.PutUint32(dst[start+4:], sum)
 	return dst
 }
@@ -98,14 +105,14 @@ func decodeChunk(b []byte) (chunk, error) {
 	if len(b) < chunkHeaderLen {
 		return chunk{}, fmt.Errorf("%w: chunk of %d bytes is shorter than its header", ErrCorrupt, len(b))
 	}
-	if b[0] != chunkMagic[0] || b[1] != chunkMagic[1] || b[2] != chunkMagic[2] {
+	if b[0] != chunkMagic0 || b[1] != chunkMagic1 || b[2] != chunkMagic2 {
 		return chunk{}, fmt.Errorf("%w: bad chunk magic %x", ErrCorrupt, b[:3])
 	}
 	if b[3] != chunkVersion {
 		return chunk{}, fmt.Errorf("%w: unknown chunk version %d", ErrCorrupt, b[3])
 	}
 	want := binary.LittleEndian.Uint32(b[4:])
-	if got := crc32.Checksum(b[8:], castagnoli); got != want {
+	if got := crc32c(b[8:]); got != want {
 		return chunk{}, fmt.Errorf("%w: chunk checksum %08x, want %08x", ErrCorrupt, got, want)
 	}
 	count := uint64(binary.LittleEndian.Uint32(b[8:]))

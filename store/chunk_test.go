@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"testing"
 )
 
@@ -29,7 +28,7 @@ func TestDecodeChunkRejects(t *testing.T) {
 	// reseal recomputes the checksum after a structural edit, so the
 	// structural checks (not only the checksum) are exercised.
 	reseal := func(b []byte) []byte {
-		binary.LittleEndian.PutUint32(b[4:], crc32.Checksum(b[8:], castagnoli))
+		binary.LittleEndian.PutUint32(b[4:], crc32c(b[8:]))
 		return b
 	}
 	edit := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }

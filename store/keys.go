@@ -43,7 +43,7 @@ package store
 // allowed and the encoding stays prefix-free and order-preserving:
 // each 0x00 byte becomes 0x00 0xFF, and the name ends with 0x00 0x01.
 //
-// meta: metaLayoutKey holds the layout version (u32 LE) of this file; Open
+// meta: metaLayoutKey holds the layout version (i64 LE, 8B) of this file; Open
 // writes it into a new store and refuses a store with another version.
 
 import (
@@ -64,8 +64,9 @@ const (
 // declared here and in chunk.go.
 const layoutVersion uint32 = 1
 
-// metaLayoutKey is the key of the layout version record.
-var metaLayoutKey = []byte{prefixMeta, 'l', 'a', 'y', 'o', 'u', 't'}
+// metaLayoutKey returns the key of the layout version record:
+// 0x01 | "layout".
+func metaLayoutKey() []byte { return append([]byte{prefixMeta}, "layout"...) }
 
 const (
 	streamFixedLen = 1 + 8 + 4 + 4 // terminator, token, rangeIndex, version

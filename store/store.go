@@ -114,10 +114,10 @@ func Open(dir string, opts Options) (*Store, error) {
 // checkLayout writes the layout version into a new store and refuses a store
 // written with another layout.
 func (s *Store) checkLayout() error {
-	v, closer, err := s.db.Get(metaLayoutKey)
+	v, closer, err := s.db.Get(metaLayoutKey())
 	if errors.Is(err, pebble.ErrNotFound) {
 		val := encodeInt64Value(int64(layoutVersion))
-		if err := s.db.Set(metaLayoutKey, val, pebble.Sync); err != nil {
+		if err := s.db.Set(metaLayoutKey(), val, pebble.Sync); err != nil {
 			return fmt.Errorf("store: write layout version: %w", err)
 		}
 		return nil

@@ -381,7 +381,7 @@ func TestOptionsValidate(t *testing.T) {
 func TestLayoutVersionChecked(t *testing.T) {
 	fs := vfs.NewMem()
 	s := openT(t, "db", memOpts(t, fs))
-	if err := s.db.Set(metaLayoutKey, encodeInt64Value(99), nil); err != nil {
+	if err := s.db.Set(metaLayoutKey(), encodeInt64Value(99), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
