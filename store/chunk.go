@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 )
 
 // A chunk is the value stored under one chunk key: the events of one Append.
@@ -48,29 +49,35 @@ func chunkSize(events [][]byte) int {
 	return n
 }
 
-// appendChunk encodes events into a chunk appended to dst. The caller has
-// checked that there is at least one event, none empty, and that the sizes
-// fit (see Append).
+// appendChunk encodes events into a chunk appended to dst.
 func appendChunk(dst []byte, events [][]byte, unixNanos int64) []byte {
-	start := len(dst)
+	n := chunkSize(events)
+	dst = slices.Grow(dst, n)
+	putChunk(dst[len(dst):len(dst)+n], events, unixNanos)
+	return dst[:len(dst)+n]
+}
+
+// putChunk encodes events into dst, whose length must be chunkSize(events).
+// The caller has checked that there is at least one event, none empty, and
+// that the sizes fit 32 bits (see Append).
+func putChunk(dst []byte, events [][]byte, unixNanos int64) {
 	payload := 0
 	for _, e := range events {
 		payload += len(e)
 	}
-	dst = append(dst, chunkMagic0, chunkMagic1, chunkMagic2, chunkVersion)
-	dst = append(dst, 0, 0, 0, 0) // checksum, filled below
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(events)))
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(payload))
-	dst = binary.LittleEndian.AppendUint64(dst, uint64(unixNanos))
+	dst[0], dst[1], dst[2], dst[3] = chunkMagic0, chunkMagic1, chunkMagic2, chunkVersion
+	binary.LittleEndian.PutUint32(dst[8:], uint32(len(events)))
+	binary.LittleEndian.PutUint32(dst[12:], uint32(payload))
+	binary.LittleEndian.PutUint64(dst[16:], uint64(unixNanos))
+	pos := chunkHeaderLen
 	for _, e := range events {
-		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(e)))
+		binary.LittleEndian.PutUint32(dst[pos:], uint32(len(e)))
+		pos += 4
 	}
 	for _, e := range events {
-		dst = append(dst, e...)
+		pos += copy(dst[pos:], e)
 	}
-	sum := crc32c(dst[start+8:])
-	binary.LittleEndian.PutUint32(dst[start+4:], sum)
-	return dst
+	binary.LittleEndian.PutUint32(dst[4:], crc32c(dst[8:]))
 }
 
 // chunk is a decoded, verified view of an encoded chunk. It aliases the

@@ -12,23 +12,25 @@ import (
 // Group commit.
 //
 // Append encodes its chunk in the caller's goroutine (the chunk does not
-// depend on the offset, which lives in the key) and queues it. Two goroutines
-// then form a pipeline:
+// depend on the offset, which lives in the key), reserves its size in the
+// byte budget (MaxQueuedBytes) and queues it. Two goroutines then form a
+// pipeline:
 //
-//   - the committer takes a free commit slot, takes the first queued append,
-//     drains whatever else is queued (up to MaxBatchBytes), assigns offsets
-//     in queue order per stream, writes all chunks and index entries into one
+//   - the committer takes a commit slot (MaxInflightCommits of them), takes
+//     the first queued append, gathers what else is queued (and, with
+//     CommitLinger, what arrives shortly: see gather), assigns offsets in
+//     queue order per stream, writes all chunks and index entries into one
 //     Pebble batch and applies it with pebble.Sync without waiting for the
-//     fsync (DB.ApplyNoSyncWait); then it hands the batch to the syncer and
-//     starts on the next one;
+//     fsync (DB.ApplyNoSyncWait); then it hands the batch to the syncer;
 //   - the syncer waits for each batch's fsync (Batch.SyncWait) in commit
-//     order, then publishes the new high watermarks and acknowledges the
-//     appends of that batch.
+//     order, then publishes the new high watermarks, acknowledges the
+//     appends of that batch and frees the slot.
 //
-// Pebble's WAL writer syncs everything written so far with each fsync, so
-// while one batch syncs the next is being written and will share the next
-// fsync. With MaxInflightCommits = 1 this is the classic loop: build, commit,
-// sync, ack.
+// With one slot (the default) this is the classic loop (gather, commit,
+// fsync, acknowledge) with the gathering of the next batch overlapping the
+// fsync of the current one. With more slots, the next batch is written while
+// the previous one syncs and Pebble's WAL writer covers it with its next
+// fsync.
 //
 // Visibility: readers and HighWatermark see only published high watermarks,
 // and Read never iterates past them, so an event becomes visible only after
@@ -37,18 +39,23 @@ import (
 //
 // Failure: if Pebble refuses a batch before writing it, its offsets are
 // handed back (the next batch reuses them, so there is no gap) and its appends
-// fail. If a batch's write or fsync fails, Pebble's WAL writer keeps the error
-// for every later sync, so the store cannot make anything durable any more:
-// that batch and every later one fail, and the store refuses writes
+// fail. If a batch's WAL write or fsync fails, Pebble's WAL writer keeps the
+// error for every later sync, so the store cannot make anything durable any
+// more: that batch and every later one fail, and the store refuses writes
 // (ErrWriteFailed) until it is reopened. No offset of a failed batch is ever
-// published.
+// published, so nothing of it is visible in this process. After a restart,
+// the chunks of a batch whose fsync failed may or may not be on disk (the
+// kernel may have written them anyway): they are whole chunks at the end of
+// their streams, so offsets stay dense, but the appends that got an error
+// may then be visible. No storage engine can do better after a failed fsync.
 
 // appendReq is one queued Append.
 type appendReq struct {
-	st    Stream
-	chunk []byte // encoded chunk
-	count int64
-	bytes int64 // event payload bytes
+	st     Stream
+	events [][]byte // the caller's events, encoded by the committer
+	size   int64    // encoded chunk size, reserved in the budget
+	count  int64
+	bytes  int64 // event payload bytes
 	// state moves from reqQueued to reqTaken (committer) or reqCancelled
 	// (Append, on context cancellation) exactly once.
 	state     atomic.Int32
@@ -83,7 +90,8 @@ type commitGroup struct {
 //
 // Offsets are dense and ordered per stream, starting at 0. Concurrent Appends
 // are group-committed. Each event is opaque and must be non-empty
-// (ErrEmptyAppend). An error means nothing of the call is visible, now or
+// (ErrEmptyAppend); events must not be modified until Append returns. An
+// error means nothing of the call is visible, now or
 // after a crash. If ctx is done while the append is still queued, Append
 // returns ctx.Err() and the events are not stored; once the append is in a
 // commit, its result is the commit's result.
@@ -112,15 +120,15 @@ func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first i
 	if err := s.budget.acquire(ctx, size); err != nil {
 		return 0, err
 	}
-	now := s.opts.Now()
 	req := &appendReq{
 		st:        st,
+		events:    events,
+		size:      size,
 		count:     int64(len(events)),
 		bytes:     payload,
-		unixNanos: now.UnixNano(),
+		unixNanos: s.opts.Now().UnixNano(),
 		done:      make(chan struct{}),
 	}
-	req.chunk = appendChunk(make([]byte, 0, size), events, req.unixNanos)
 
 	if err := s.acquire(); err != nil {
 		s.budget.release(size)
@@ -199,7 +207,10 @@ func (s *Store) drainQueue() {
 // holds a commit slot, which the syncer (or a failure here) releases.
 func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 	g := &commitGroup{sync: s.opts.Sync == SyncAlways}
-	g.batch = s.db.NewBatchWithSize(min(s.opts.MaxBatchBytes+s.opts.MaxAppendBytes, 2*len(first.chunk)+4096))
+	g.batch = s.db.NewBatch(
+		pebble.WithInitialSizeBytes(int(min(int64(s.opts.MaxBatchBytes), 2*first.size+4096))),
+		// Let Pebble's batch pool keep buffers of a full batch.
+		pebble.WithMaxRetainedSizeBytes(s.opts.MaxBatchBytes+s.opts.MaxAppendBytes))
 	var idx [indexValueLen]byte
 	add := func(r *appendReq) {
 		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
@@ -209,13 +220,19 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		r.ss = ss
 		r.first = ss.next
 		ss.next += r.count
+		// Encode the chunk straight into the batch: no intermediate
+		// buffer, one copy of the events.
 		keyBuf = appendOffsetKey(keyBuf[:0], prefixChunk, r.st, r.first)
-		_ = g.batch.Set(keyBuf, r.chunk, nil) // Set copies; errors only on a closed batch
+		op := g.batch.SetDeferred(len(keyBuf), int(r.size))
+		copy(op.Key, keyBuf)
+		putChunk(op.Value, r.events, r.unixNanos)
+		_ = op.Finish() // errors only for indexed batches
 		keyBuf = appendOffsetKey(keyBuf[:0], prefixChunkIndex, r.st, r.first)
-		putIndexEntry(idx[:], indexEntry{count: uint32(r.count), size: uint32(len(r.chunk)), unixNanos: r.unixNanos})
+		putIndexEntry(idx[:], indexEntry{count: uint32(r.count), size: uint32(r.size), unixNanos: r.unixNanos})
 		_ = g.batch.Set(keyBuf, idx[:], nil)
+		r.events = nil // the caller's; not referenced past this point
 		g.reqs = append(g.reqs, r)
-		g.bytes += int64(len(r.chunk))
+		g.bytes += r.size
 	}
 	add(first)
 	s.gather(add, func() int { return len(g.reqs) }, func() int64 { return g.bytes })
@@ -338,7 +355,7 @@ func (s *Store) runSyncer() {
 			s.stats.appends.Add(1)
 			s.stats.events.Add(r.count)
 			s.stats.eventBytes.Add(r.bytes)
-			s.stats.chunkBytes.Add(int64(len(r.chunk)))
+			s.stats.chunkBytes.Add(r.size)
 			s.stats.ackNanos.Add(int64(now.Sub(r.queued)))
 			s.finish(r, nil)
 		}
@@ -351,8 +368,8 @@ func (s *Store) finish(r *appendReq, err error) {
 	if err != nil {
 		s.stats.appendErrors.Add(1)
 	}
-	s.budget.release(int64(len(r.chunk)))
-	r.chunk = nil
+	s.budget.release(r.size)
+	r.events = nil
 	r.err = err
 	close(r.done)
 }
