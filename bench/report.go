@@ -45,6 +45,17 @@ func (r *report) markdown() string {
 		p(" **The run was interrupted: the table is incomplete.**")
 	}
 	p("\n\nThe load tool and the broker run on the same machine and share its cores; acknowledgements are durable (fsynced).\n\n")
+	var maxOther, sumOther float64
+	for _, rw := range r.Rows {
+		maxOther = max(maxOther, rw.OtherCPU)
+		sumOther += rw.OtherCPU
+	}
+	if len(r.Rows) > 0 && maxOther > 0.2 {
+		p("> **The machine was not idle**: other processes used %.2f cores on average (up to %.2f) of the %d while the cases ran ",
+			sumOther/float64(len(r.Rows)), maxOther, r.Machine.Cores)
+		p("(column *other CPU*). The broker's numbers below are lower bounds of what it does on an idle machine; ")
+		p("run `make bench` again on a quiet machine before reading them against the targets.\n\n")
+	}
 
 	p("## Machine\n\n")
 	p("| | |\n|---|---|\n")
