@@ -121,6 +121,25 @@ func TestProduceConsumeE2E(t *testing.T) {
 	})
 }
 
+func TestConsumeWithoutAckFile(t *testing.T) {
+	a := startBroker(t)
+	ctx := context.Background()
+	c := testConfig("produce", a, t)
+	c.EventsPerRequest, c.Count = 7, 700
+	if _, err := Run(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	cc := testConfig("consume", a, t)
+	cc.Topic, cc.Count = c.Topic, 700
+	res, err := Run(ctx, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := res.Verify; v.Mode != "contiguity" || v.Runs != 1 || v.Delivered != 700 || v.Missing != 0 || v.Malformed != 0 || v.Duplicated != 0 {
+		t.Errorf("verify %+v", *v)
+	}
+}
+
 func TestGRPCConsume(t *testing.T) {
 	a := startBroker(t)
 	ctx := context.Background()
