@@ -175,7 +175,12 @@ func (r *report) markdown() string {
 	p("```sh\nfloe bench produce --events-per-request 100 --connections 16 --duration 15s --ack-file acks.json\n")
 	p("floe bench consume --ack-file acks.json --consumers 4     # 0 missing, 0 malformed expected\n")
 	p("floe bench e2e --rate 20000 --events-per-request 10 --connections 4 --consumers 4 --duration 15s\n")
-	p("floe bench produce --api grpc --grpc-stream --events-per-request 100 --duration 15s --json\n```\n")
+	p("floe bench produce --api grpc --grpc-stream --events-per-request 100 --duration 15s --json\n```\n\n")
+	p("Profiles of a case against an in-process broker (CPU, block, mutex, allocs; the load tool is package `bench` in them), ")
+	p("and of the store alone:\n\n")
+	p("```sh\nFLOE_BENCH_PROFILE=rest-100x200 FLOE_BENCH_PROFILE_DIR=/var/tmp go test -run TestProfileBroker -v ./bench\n")
+	p("go tool pprof -top -cum /var/tmp/floe-rest-100x200.cpu.pprof\n")
+	p("FLOE_BENCH_STORE=16x1 go test -run TestProfileStoreAppend -v ./bench   # 16 appenders of 1 event: appends/s, appends per commit, fsync time\n```\n")
 	return b.String()
 }
 
