@@ -31,7 +31,10 @@ type MatrixOptions struct {
 	HTTPClient   string
 	Only         string // run only the cases whose id contains this
 	KeepData     bool
-	Log          io.Writer
+	// WaitIdle, when set, makes each case wait (up to this long) until the
+	// other processes of the machine use less than 0.25 cores.
+	WaitIdle time.Duration
+	Log      io.Writer
 }
 
 // matrixCase is one row of the matrix.
@@ -75,6 +78,7 @@ func runMatrixCommand(ctx context.Context, args []string) int {
 	fs.StringVar(&o.HTTPClient, "http-client", "raw", "REST client of the load: raw or std (see floe bench produce --help)")
 	fs.StringVar(&o.Only, "only", "", "run only the cases whose id contains this (e.g. rest-1x200, consume, e2e)")
 	fs.BoolVar(&o.KeepData, "keep-data", false, "keep the broker's data directory")
+	fs.DurationVar(&o.WaitIdle, "wait-idle", 0, "before each case, wait up to this long for other processes to use < 0.25 cores (shared machines)")
 	jsonOut := fs.Bool("json", false, "also print the rows as JSON on stdout")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -372,6 +376,9 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		rw := row{Case: mc.title, ID: mc.id, Target: mc.target, Baseline: mc.baseline}
 		fmt.Fprintf(o.Log, "\n== %s: %s\n", mc.id, mc.title)
 		c.Log = o.Log
+		if o.WaitIdle > 0 {
+			waitIdle(ctx, o.WaitIdle, target, o.Log)
+		}
 		cpu0 := target.caseStart()
 		busy0, tool0 := machineBusy(), processCPU()
 		start := time.Now()
@@ -496,6 +503,30 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		fmt.Fprintf(o.Log, "\nwrote %s\n", o.Out)
 	}
 	return rows, nil
+}
+
+// waitIdle waits until the machine's processes other than this one and the
+// child use less than 0.25 cores over a second, or until limit.
+func waitIdle(ctx context.Context, limit time.Duration, c *child, log io.Writer) {
+	deadline := time.Now().Add(limit)
+	for {
+		busy0, self0, child0, t0 := machineBusy(), processCPU(), readProc(c.cmd.Process.Pid).cpu, time.Now()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		wall := float64(time.Since(t0))
+		other := float64(machineBusy()-busy0-(processCPU()-self0)-(readProc(c.cmd.Process.Pid).cpu-child0)) / wall
+		if other < 0.25 {
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(log, "other processes still use %.2f cores after waiting %v: running anyway\n", other, limit)
+			return
+		}
+		fmt.Fprintf(log, "waiting for the machine to quiet down (other processes use %.2f cores)\n", other)
+	}
 }
 
 // produceCase is produce, keeping the acks for the consume cases.
