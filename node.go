@@ -42,7 +42,9 @@ type Node struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	gateway  *gateway.Gateway
-	registry *prometheus.Registry
+	// produceSrv is drained at shutdown so open produce streams end.
+	produceSrv *server.Producer
+	registry   *prometheus.Registry
 	// admin serves /metrics and /debug/pprof on their own listeners.
 	admin []adminServer
 
@@ -124,6 +126,7 @@ func (n *Node) init() (err error) {
 
 	discovery := server.NewDiscovery(n.topology, n.readiness)
 	producer := server.NewProducer(m.Producing(n.producer))
+	n.produceSrv = producer
 	consumer := server.NewConsumer(m.Consuming(n.groups))
 
 	n.grpc = grpc.NewServer(
@@ -340,6 +343,9 @@ func (n *Node) shutdown() error {
 	defer cancel()
 
 	n.groups.Close()
+	// Open produce streams stop taking batches and end once those they took
+	// are answered: GracefulStop waits for streams.
+	n.produceSrv.Drain()
 	var (
 		mu   sync.Mutex
 		errs []error

@@ -32,13 +32,15 @@ type Producer struct {
 	// at once (batches of one partition key always share a worker, in order).
 	streamWorkers int
 	seed          maphash.Seed
+	draining      chan struct{}
+	drainOnce     sync.Once
 }
 
 var _ floev1.ProducerServer = (*Producer)(nil)
 
 // NewProducer serves p.
 func NewProducer(p Producing) *Producer {
-	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed()}
+	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed(), draining: make(chan struct{})}
 }
 
 // Produce stores a batch of events: the raw body (REST, or gRPC clients that
@@ -64,7 +66,10 @@ func (s *Producer) Produce(ctx context.Context, req *floev1.ProduceRequest) (*fl
 
 // ProduceStream stores the batches of a stream. Batches are answered as they
 // become durable, possibly out of order across partition keys; batches of the
-// same topic and partition key are stored in the order they were sent.
+// same topic and partition key are stored in the order they were sent. When
+// the server drains (Drain), the stream stops taking batches, answers those
+// it took, and ends with Unavailable: the client resends the rest elsewhere
+// or after a restart.
 func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -93,17 +98,33 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 		}
 		sendErr <- err
 	}()
-
-	var next uint64 // round-robin for batches without a key
-	recvErr := func() error {
+	// Recv runs in its own goroutine so that a drain does not wait for the
+	// client's next batch; it ends when the handler returns.
+	recv := make(chan *floev1.ProduceStreamRequest)
+	recvErr := make(chan error, 1)
+	go func() {
 		for {
 			req, err := stream.Recv()
 			if err != nil {
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				return err
+				recvErr <- err
+				return
 			}
+			select {
+			case recv <- req:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	var (
+		next uint64 // round-robin for batches without a key
+		end  error
+	)
+loop:
+	for {
+		select {
+		case req := <-recv:
 			w := next
 			if req.GetPartitionKey() != "" {
 				w = maphash.String(s.seed, req.GetTopic()+"\x00"+req.GetPartitionKey())
@@ -113,10 +134,22 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 			select {
 			case workers[w%uint64(len(workers))] <- req:
 			case <-ctx.Done():
-				return ctx.Err()
+				end = ctx.Err()
+				break loop
 			}
+		case err := <-recvErr:
+			if !errors.Is(err, io.EOF) {
+				end = err
+			}
+			break loop
+		case <-s.draining:
+			end = status.Error(codes.Unavailable, "the broker is shutting down: batches not answered were not stored")
+			break loop
+		case <-ctx.Done():
+			end = ctx.Err()
+			break loop
 		}
-	}()
+	}
 	for _, in := range workers {
 		close(in)
 	}
@@ -125,13 +158,20 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	if err := <-sendErr; err != nil {
 		return err
 	}
-	if recvErr != nil {
-		if _, ok := status.FromError(recvErr); ok {
-			return recvErr
+	if end != nil {
+		if _, ok := status.FromError(end); ok {
+			return end
 		}
-		return status.Error(codes.Canceled, recvErr.Error())
+		return status.Error(codes.Canceled, end.Error())
 	}
 	return nil
+}
+
+// Drain makes produce streams stop taking batches and end once the batches
+// they took are answered, so that a graceful stop does not wait for clients
+// to close their streams. Unary calls are not affected.
+func (s *Producer) Drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
 }
 
 func (s *Producer) produceOne(ctx context.Context, req *floev1.ProduceStreamRequest) *floev1.ProduceStreamResponse {
