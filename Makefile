@@ -78,6 +78,10 @@ checkgenerate: generate ## Fail when gen/ differs from what proto/ generates
 	  echo "gen/ is out of date with proto/: run 'make generate' and commit the result" >&2; exit 1; \
 	fi
 
+.PHONY: docker
+docker: ## Build the container image (needs a Docker engine)
+	docker build -t floe .
+
 .PHONY: clean
 clean: ## Remove build outputs
 	rm -rf bin $(PROTODEPS)
