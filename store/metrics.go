@@ -104,10 +104,17 @@ func (s *Store) Metrics() Metrics {
 	defer s.release()
 	pm := s.db.Metrics()
 	total := pm.Total()
-	m.DiskBytes = pm.DiskSpaceUsage()
+	// Not pm.DiskSpaceUsage(): in Pebble v2.1.7 it counts only the blob
+	// files created since Open (BlobFiles.Local.LiveSize), and that counter
+	// wraps below zero when older blob files are deleted. Everything is
+	// local here, so sum the non-"Local" sizes (the manifest is left out).
+	m.DiskBytes = pm.WAL.PhysicalSize + pm.WAL.ObsoletePhysicalSize +
+		pm.Table.ObsoleteSize + pm.Table.ZombieSize +
+		pm.BlobFiles.LiveSize + pm.BlobFiles.ObsoleteSize + pm.BlobFiles.ZombieSize
 	m.WALBytesWritten = pm.WAL.BytesWritten
 	for i := range pm.Levels {
 		l := &pm.Levels[i]
+		m.DiskBytes += uint64(l.TablesSize)
 		m.FlushBytes += l.TableBytesFlushed + l.BlobBytesFlushed
 		// Pebble also adds a flush's blob bytes to BlobBytesCompacted.
 		m.CompactionBytes += l.TableBytesCompacted + l.BlobBytesCompacted - min(l.BlobBytesFlushed, l.BlobBytesCompacted)

@@ -48,6 +48,7 @@ func main() {
 		linger      = flag.Duration("linger", 0, "CommitLinger (0: default, negative: off)")
 		minSync     = flag.Duration("minsync", 0, "Pebble WALMinSyncInterval")
 		refDepth    = flag.Int("refdepth", 0, "ValueSeparationPolicy.MaxBlobReferenceDepth override (0: store default)")
+		retainBytes = flag.Int64("retain-bytes", 0, "after the opens, apply size retention with this RetentionMaxBytes and report it")
 		reopenOnly  = flag.Bool("reopen-only", false, "only measure Open of an existing store")
 		verbose     = flag.Bool("v", false, "print Pebble's metrics at the end")
 		logs        = flag.Bool("logs", false, "print store logs")
@@ -94,6 +95,11 @@ func main() {
 	if !*reopenOnly {
 		write(*dir, opts, *gb, *appenders, *streams, *events, *size, *verbose)
 	}
+	defer func() {
+		if *retainBytes > 0 {
+			retention(*dir, opts, *retainBytes)
+		}
+	}()
 	for i := range 3 {
 		start := time.Now()
 		s, err := store.Open(*dir, opts)
@@ -108,10 +114,35 @@ func main() {
 		}
 		fmt.Printf("open #%d: %v  (streams %d, events %d, disk %.2f GB, sstables %d, blob files %d)\n",
 			i+1, took.Round(time.Microsecond), m.Streams, hwm, float64(m.DiskBytes)/1e9, m.Sstables, m.BlobFiles)
+		if *verbose {
+			fmt.Printf("%+v\n", m)
+		}
 		if err := s.Close(); err != nil {
 			log.Fatal(err)
 		}
 	}
+}
+
+// retention applies size retention once and reports what it deleted and
+// how long it took to get the disk space back.
+func retention(dir string, opts store.Options, maxBytes int64) {
+	opts.RetentionMaxBytes = maxBytes
+	s, err := store.Open(dir, opts)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	before := s.Metrics().DiskBytes
+	start := time.Now()
+	stats, err := s.ApplyRetention()
+	if err != nil {
+		log.Fatal(err)
+	}
+	took := time.Since(start)
+	time.Sleep(2 * time.Second) // obsolete files are deleted in the background
+	fmt.Printf("retention to %.2f GB: deleted %d chunks (%.2f GB) in %v; disk %.2f GB -> %.2f GB (after 2s)\n",
+		float64(maxBytes)/1e9, stats.ChunksDeleted, float64(stats.BytesDeleted)/1e9, took.Round(time.Millisecond),
+		float64(before)/1e9, float64(s.Metrics().DiskBytes)/1e9)
 }
 
 func stream(i int) store.Stream {
