@@ -1,10 +1,3 @@
-// Package bench is Floe's load tool: floe bench produce|consume|e2e|matrix.
-//
-// Every produced event carries the run id, a dense sequence number, its send
-// time and a checksum (see event.go), so that a consumer checks that every
-// acknowledged event arrived once, intact (verify.go), and measures the
-// end-to-end latency. `floe bench matrix` starts a broker as a child process
-// and writes BENCHMARKS.md (matrix.go).
 package bench
 
 import (
@@ -63,7 +56,7 @@ func (c *Config) validate() error {
 		}
 	}
 	check(c.API == "rest" || c.API == "grpc", "--api: %q is not rest or grpc", c.API)
-	check(c.HTTPClient == "std" || c.HTTPClient == "raw", "--http-client: %q is not std or raw", c.HTTPClient)
+	check(c.HTTPClient == "std" || c.HTTPClient == "raw" || c.HTTPClient == "h2c", "--http-client: %q is not std, h2c or raw", c.HTTPClient)
 	check(c.Connections > 0, "--connections: must be at least 1")
 	check(c.EventsPerRequest > 0, "--events-per-request: must be at least 1")
 	check(c.EventSize >= minEventSize, "--event-size: must be at least %d bytes", minEventSize)
@@ -121,7 +114,7 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	c := &Config{Mode: mode}
 	fs := flag.NewFlagSet("floe bench "+mode, flag.ContinueOnError)
 	fs.StringVar(&c.API, "api", "rest", "rest or grpc")
-	fs.StringVar(&c.HTTPClient, "http-client", "std", "REST client: std (net/http, keep-alive) or raw (minimal HTTP/1.1 client, cheaper for the tool)")
+	fs.StringVar(&c.HTTPClient, "http-client", "std", "REST client: std (net/http HTTP/1.1, keep-alive), h2c (net/http, HTTP/2 without TLS, one connection per --connections) or raw (minimal HTTP/1.1 client, cheaper for the tool)")
 	fs.StringVar(&c.Producer, "producer", "localhost:9251", "producer REST API address")
 	fs.StringVar(&c.Consumer, "consumer", "localhost:9252", "consumer REST API address")
 	fs.StringVar(&c.GRPC, "grpc", "localhost:9249", "gRPC API address")

@@ -57,7 +57,7 @@ func TestProduceConsumeE2E(t *testing.T) {
 	ctx := context.Background()
 	ackFile := filepath.Join(t.TempDir(), "acks.json")
 
-	for _, client := range []string{"std", "raw"} {
+	for _, client := range []string{"std", "raw", "h2c"} {
 		t.Run(client, func(t *testing.T) {
 			// NDJSON with keys, then single events without: one run id, one ack file.
 			c := testConfig("produce", a, t)
@@ -199,7 +199,7 @@ func TestBaselineServer(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	for _, client := range []string{"std", "raw"} {
+	for _, client := range []string{"std", "raw", "h2c"} {
 		c := testConfig("produce", floe.Addrs{Producer: l.Addr().String()}, t)
 		c.HTTPClient, c.EventsPerRequest, c.Duration = client, 100, 300*time.Millisecond
 		res, err := Run(ctx, c)

@@ -171,7 +171,7 @@ func (r *readers) clients(ctx context.Context) ([]consumerClient, func(), error)
 	closeAll := func() {}
 	switch c.API {
 	case "rest":
-		tr := newTransport(len(r.ids))
+		tr := newTransport(c.HTTPClient, len(r.ids))
 		closeAll = tr.CloseIdleConnections
 		for i, id := range r.ids {
 			out[i] = &restConsumer{r: r, id: id, doer: newHTTPDoer(c.HTTPClient, c.Consumer, tr)}

@@ -26,16 +26,24 @@ type httpDoer interface {
 // HTTP/1.1 client on one kept-alive connection, that costs the load tool
 // about half the CPU per request (the tool shares the cores with the broker).
 func newHTTPDoer(kind, addr string, tr *http.Transport) httpDoer {
+	// h2c is the std client on a transport that speaks HTTP/2 (newTransport).
 	if kind == "raw" {
 		return &rawHTTP{addr: addr, timeout: 60 * time.Second}
 	}
 	return &stdHTTP{base: "http://" + addr, client: &http.Client{Transport: tr}}
 }
 
-// newTransport is the keep-alive transport of the std client: one idle
-// connection kept per goroutine.
-func newTransport(conns int) *http.Transport {
+// newTransport is the keep-alive transport of the std and h2c clients: one
+// idle connection kept per goroutine (HTTP/1.1), or HTTP/2 without TLS
+// (h2c), where requests share connections as net/http sees fit.
+func newTransport(kind string, conns int) *http.Transport {
+	var protocols *http.Protocols
+	if kind == "h2c" {
+		protocols = new(http.Protocols)
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	return &http.Transport{
+		Protocols:           protocols,
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        conns * 2,

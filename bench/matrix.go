@@ -75,7 +75,7 @@ func runMatrixCommand(ctx context.Context, args []string) int {
 	fs.StringVar(&o.DataDir, "data-dir", "", "where the broker's temporary data directory goes (default: $TMPDIR unless it is tmpfs, else .)")
 	fs.StringVar(&o.BrokerBin, "broker-bin", "", "floe binary to start as the broker (default: this executable)")
 	brokerArgs := fs.String("broker-args", "", "extra broker flags, space separated")
-	fs.StringVar(&o.HTTPClient, "http-client", "raw", "REST client of the load: raw or std (see floe bench produce --help)")
+	fs.StringVar(&o.HTTPClient, "http-client", "raw", "REST client of the load: raw, std or h2c (see floe bench produce --help)")
 	fs.StringVar(&o.Only, "only", "", "run only the cases whose id contains this (e.g. rest-1x200, consume, e2e)")
 	fs.BoolVar(&o.KeepData, "keep-data", false, "keep the broker's data directory")
 	fs.DurationVar(&o.WaitIdle, "wait-idle", 0, "before each case, wait up to this long for other processes to use < 0.25 cores (shared machines)")
@@ -496,6 +496,16 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		BrokerCmd: brokerCmd, BrokerRSS: rssAll, DiskBytes: disk, StopErr: stopErr,
 		Interrupted: ctx.Err() != nil, LoadBefore: load0, LoadAfter: loadAvg(),
 	}
+	met, total := 0, 0
+	for _, rw := range rows {
+		if rw.Pass != nil {
+			total++
+			if *rw.Pass {
+				met++
+			}
+		}
+	}
+	fmt.Fprintf(o.Log, "\n%d of %d targets met (broker peak RSS %.0f MiB)\n", met, total, float64(rssAll)/(1<<20))
 	if o.Out != "" {
 		if err := os.WriteFile(o.Out, []byte(rep.markdown()), 0o644); err != nil {
 			return rows, err

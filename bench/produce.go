@@ -150,7 +150,7 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	var closeAll func()
 	switch c.API {
 	case "rest":
-		tr := newTransport(c.Connections)
+		tr := newTransport(c.HTTPClient, c.Connections)
 		closeAll = tr.CloseIdleConnections
 		worker = func(ctx context.Context, i int) error { return l.restWorker(ctx, i, tr) }
 	case "grpc":
