@@ -114,7 +114,7 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	c := &Config{Mode: mode}
 	fs := flag.NewFlagSet("floe bench "+mode, flag.ContinueOnError)
 	fs.StringVar(&c.API, "api", "rest", "rest or grpc")
-	fs.StringVar(&c.HTTPClient, "http-client", "raw", "REST client: std (net/http HTTP/1.1, keep-alive), h2c (net/http, HTTP/2 without TLS, one connection per --connections) or raw (minimal HTTP/1.1 client, cheaper for the tool)")
+	fs.StringVar(&c.HTTPClient, "http-client", "raw", "REST client: std (net/http HTTP/1.1, keep-alive), h2c (net/http, HTTP/2 without TLS, requests multiplexed) or raw (minimal HTTP/1.1 client, cheaper for the tool)")
 	fs.StringVar(&c.Producer, "producer", "localhost:9251", "producer REST API address")
 	fs.StringVar(&c.Consumer, "consumer", "localhost:9252", "consumer REST API address")
 	fs.StringVar(&c.GRPC, "grpc", "localhost:9249", "gRPC API address")
