@@ -174,15 +174,15 @@ func (o *MatrixOptions) cases() []matrixCase {
 			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
 		{id: "consume-fill", title: fmt.Sprintf("backlog: REST produce of %s events, NDJSON 100 × 200 B, 16 connections", commas(o.Backlog)),
 			mode: "fill", cfg: with(func(c *Config) {
-				c.Mode, c.Topic, c.Count, c.Duration, c.EventsPerRequest = "produce", "bench-backlog", o.Backlog, 10*time.Minute, 100
+				c.Mode, c.Topic, c.Count, c.Duration, c.EventsPerRequest = "produce", "bench-backlog", o.Backlog, 3*time.Minute, 100
 			})},
 		{id: "consume-1", title: "REST consume of the backlog, 1 consumer", target: "≥ 1,000,000 events/s, 0 missing, 0 malformed",
 			mode: "consume", cfg: with(func(c *Config) {
-				c.Mode, c.Topic, c.Consumers, c.Duration, c.PollTimeout = "consume", "bench-backlog", 1, 10*time.Minute, 100*time.Millisecond
+				c.Mode, c.Topic, c.Consumers, c.Duration, c.PollTimeout = "consume", "bench-backlog", 1, 2*time.Minute, 100*time.Millisecond
 			}), check: consumeCheck},
 		{id: "consume-4", title: "REST consume of the backlog, 4 consumers", target: "≥ 1,000,000 events/s, 0 missing, 0 malformed",
 			mode: "consume", cfg: with(func(c *Config) {
-				c.Mode, c.Topic, c.Consumers, c.Duration, c.PollTimeout = "consume", "bench-backlog", 4, 10*time.Minute, 100*time.Millisecond
+				c.Mode, c.Topic, c.Consumers, c.Duration, c.PollTimeout = "consume", "bench-backlog", 4, 2*time.Minute, 100*time.Millisecond
 			}), check: consumeCheck},
 		{id: "e2e", title: "e2e: REST produce 20,000 events/s (NDJSON 10 × 200 B per request, 16 connections) while 4 consumers long-poll (timeout=1000 ms)",
 			target: "end-to-end p99 ≤ 50 ms",
@@ -390,6 +390,9 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		case "fill":
 			res, backlog, err = produceCase(ctx, &c)
 			backlogRun = c.Run
+			if err == nil && res.Produce.Events < c.Count {
+				res.Notes = append(res.Notes, fmt.Sprintf("the backlog reached only %s of %s events within %v: the consume cases read that", commas(res.Produce.Events), commas(c.Count), c.Duration))
+			}
 		case "consume":
 			if backlog == nil {
 				err = errors.New("no backlog (the consume-fill case did not run)")
