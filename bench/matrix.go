@@ -130,6 +130,27 @@ func (o *MatrixOptions) defaults() {
 	}
 }
 
+// command is the command line that reproduces the run.
+func (o *MatrixOptions) command() string {
+	cmd := "floe bench matrix --out " + o.Out
+	if o.Quick {
+		cmd += " --quick"
+	}
+	if o.Only != "" {
+		cmd += " --only " + o.Only
+	}
+	if o.WaitIdle > 0 {
+		cmd += " --wait-idle " + o.WaitIdle.String()
+	}
+	if o.HTTPClient != "raw" {
+		cmd += " --http-client " + o.HTTPClient
+	}
+	if len(o.BrokerArgs) > 0 {
+		cmd += " --broker-args '" + strings.Join(o.BrokerArgs, " ") + "'"
+	}
+	return cmd
+}
+
 // cases is the standard matrix.
 func (o *MatrixOptions) cases() []matrixCase {
 	d := o.CaseDuration
@@ -497,7 +518,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 	rep := report{
 		Machine: m, Opts: o, Rows: rows, Started: started, Took: time.Since(started),
 		BrokerCmd: brokerCmd, BrokerRSS: rssAll, DiskBytes: disk, StopErr: stopErr,
-		Interrupted: ctx.Err() != nil, LoadBefore: load0, LoadAfter: loadAvg(),
+		Interrupted: ctx.Err() != nil, LoadBefore: load0, LoadAfter: loadAvg(), Command: o.command(),
 	}
 	met, total := 0, 0
 	for _, rw := range rows {

@@ -22,6 +22,7 @@ type report struct {
 	Interrupted bool
 	LoadBefore  string
 	LoadAfter   string
+	Command     string
 }
 
 const rssTarget = 256 << 20
@@ -71,7 +72,8 @@ func (r *report) markdown() string {
 	}
 	p("| broker | `%s` (defaults otherwise), a child process of the matrix |\n", r.BrokerCmd)
 	p("| load | REST client `%s`; events of random incompressible padding |\n", r.Opts.HTTPClient)
-	p("| load average (1, 5, 15 min) | %s before, %s after |\n\n", r.LoadBefore, r.LoadAfter)
+	p("| load average (1, 5, 15 min) | %s before, %s after |\n", r.LoadBefore, r.LoadAfter)
+	p("| command | `%s` |\n\n", r.Command)
 
 	p("## Results\n\n")
 	p("| case | target | events/s | MB/s | requests/s | p50 | p99 | p99.9 | max | errors | broker CPU | tool CPU | other CPU | broker RSS | result |\n")
