@@ -253,9 +253,12 @@ func (o Options) pebbleOptions() *pebble.Options {
 	}
 	for i := range po.Levels {
 		po.Levels[i].Compression = compression
-		// Blob files use the level's block size: 32 KiB keeps a typical
-		// chunk in one or two blocks.
-		po.Levels[i].BlockSize = 32 << 10
+		// Blob files use the level's block size. 128 KiB blocks mean
+		// fewer write syscalls and checksums per flushed byte than 32 KiB:
+		// 6-27% less CPU per GB in four interleaved pairs of runs, and more
+		// throughput in three of them (tuning.md). Sstables hold only keys,
+		// so their bigger blocks cost little.
+		po.Levels[i].BlockSize = 128 << 10
 	}
 	if !o.DisableValueSeparation {
 		policy := pebble.ValueSeparationPolicy{

@@ -46,6 +46,7 @@ func main() {
 		inflight    = flag.Int("inflight", 0, "MaxInflightCommits (0: default)")
 		l0          = flag.Int("l0", 0, "L0CompactionThreshold override (0: store default)")
 		linger      = flag.Duration("linger", 0, "CommitLinger (0: default, negative: off)")
+		blockSize   = flag.Int("blocksize", 0, "Pebble block size (sstables and blob files) override")
 		minSync     = flag.Duration("minsync", 0, "Pebble WALMinSyncInterval")
 		refDepth    = flag.Int("refdepth", 0, "ValueSeparationPolicy.MaxBlobReferenceDepth override (0: store default)")
 		retainBytes = flag.Int64("retain-bytes", 0, "after the opens, apply size retention with this RetentionMaxBytes and report it")
@@ -77,6 +78,11 @@ func main() {
 			el := o.EventListener
 			el.CompactionEnd = func(info pebble.CompactionInfo) { fmt.Fprintln(os.Stderr, info) }
 			el.FlushEnd = func(info pebble.FlushInfo) { fmt.Fprintln(os.Stderr, info) }
+		}
+		if *blockSize > 0 {
+			for i := range o.Levels {
+				o.Levels[i].BlockSize = *blockSize
+			}
 		}
 		if *minSync > 0 {
 			d := *minSync
