@@ -143,3 +143,43 @@ func peakRSS() int64 {
 	}
 	return 0
 }
+
+// BenchmarkRead reads a stream sequentially in batches of about 1 MB, the
+// way a consumer polls. One op = one Read.
+func BenchmarkRead(b *testing.B) {
+	s, err := Open(benchDir(b), Options{RetentionInterval: -1, Sync: SyncNever})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	st := Stream{Topic: "bench", Version: 1}
+	r := newRand(1)
+	batch := randomEvents(r, benchBatchEvents, benchEventSize)
+	const appends = 2000 // 200k events, 40 MB
+	for range appends {
+		if _, err := s.Append(context.Background(), st, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	hwm := s.HighWatermark(st)
+	var events, bytes int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	from := int64(0)
+	for range b.N {
+		bt, err := s.Read(st, from, 1<<20, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events += int64(len(bt.Events))
+		for _, e := range bt.Events {
+			bytes += int64(len(e))
+		}
+		from = bt.Start + int64(len(bt.Events))
+		if from >= hwm {
+			from = 0
+		}
+	}
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(bytes)/b.Elapsed().Seconds()/1e6, "MB/s")
+}
