@@ -50,6 +50,7 @@ func main() {
 		minSync     = flag.Duration("minsync", 0, "Pebble WALMinSyncInterval")
 		refDepth    = flag.Int("refdepth", 0, "ValueSeparationPolicy.MaxBlobReferenceDepth override (0: store default)")
 		retainBytes = flag.Int64("retain-bytes", 0, "after the opens, apply size retention with this RetentionMaxBytes and report it")
+		readers     = flag.Int("readers", 0, "concurrent readers tailing streams (1 MB reads) while appending")
 		reopenOnly  = flag.Bool("reopen-only", false, "only measure Open of an existing store")
 		verbose     = flag.Bool("v", false, "print Pebble's metrics at the end")
 		logs        = flag.Bool("logs", false, "print store logs")
@@ -99,7 +100,7 @@ func main() {
 	}
 
 	if !*reopenOnly {
-		write(*dir, opts, *gb, *appenders, *streams, *events, *size, *verbose)
+		write(*dir, opts, *gb, *appenders, *streams, *events, *size, *readers, *verbose)
 	}
 	defer func() {
 		if *retainBytes > 0 {
@@ -155,7 +156,7 @@ func stream(i int) store.Stream {
 	return store.Stream{Topic: "bench", Token: int64(i) << 56, RangeIndex: uint32(i % 4), Version: 1}
 }
 
-func write(dir string, opts store.Options, gb float64, appenders, streams, events, size int, verbose bool) {
+func write(dir string, opts store.Options, gb float64, appenders, streams, events, size, readers int, verbose bool) {
 	s, err := store.Open(dir, opts)
 	if err != nil {
 		log.Fatal(err)
@@ -184,9 +185,41 @@ func write(dir string, opts store.Options, gb float64, appenders, streams, event
 			}
 		}()
 	}
+	var readEvents atomic.Int64
+	stopReaders := make(chan struct{})
+	var rwg sync.WaitGroup
+	for i := range readers {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			st := stream(i % streams)
+			var from int64
+			for {
+				select {
+				case <-stopReaders:
+					return
+				default:
+				}
+				b, err := s.Read(st, from, 1<<20, 0)
+				if err != nil {
+					log.Fatal(err)
+				}
+				readEvents.Add(int64(len(b.Events)))
+				from = b.Start + int64(len(b.Events))
+				if len(b.Events) == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
 	wg.Wait()
+	close(stopReaders)
+	rwg.Wait()
 	close(done)
 	elapsed := time.Since(start)
+	if readers > 0 {
+		fmt.Printf("readers read %d events (%.0f/s)\n", readEvents.Load(), float64(readEvents.Load())/elapsed.Seconds())
+	}
 	m := s.Metrics()
 	fmt.Printf("appended %.2f GB in %v: %.0f events/s, %.1f MB/s, %.3f syncs/append, %.2f appends/commit, %.3f ms/sync\n",
 		float64(m.EventBytes)/1e9, elapsed.Round(time.Millisecond),
