@@ -74,7 +74,9 @@ type ackRecord struct {
 }
 
 // TestCrashRecovery simulates machine crashes with a crashable in-memory
-// filesystem: while writers append concurrently, it takes a crash clone
+// filesystem (Pebble v2 replaced vfs.NewStrictMem and ResetToSyncedState by
+// vfs.NewCrashableMem and CrashClone, which can also keep a random part of
+// the unsynced writes): while writers append concurrently, it takes a crash clone
 // holding only the synced data (and, in some rounds, a random part of the
 // unsynced data: torn writes), reopens the store on the clone and checks
 // that every append acknowledged before the crash is present and intact,

@@ -66,7 +66,7 @@ const (
 // field with its default.
 type Options struct {
 	// FS is the filesystem Pebble runs on. Default vfs.Default; tests use
-	// vfs.NewMem or vfs.NewStrictMem.
+	// vfs.NewMem or vfs.NewCrashableMem.
 	FS vfs.FS
 	// Logger receives the store's and Pebble's logs. Default: discards.
 	Logger *slog.Logger
