@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -78,8 +79,26 @@ func readMachine(dataDir string) machine {
 		}
 		slices.Sort(m.Deps)
 		m.Deps = slices.Compact(m.Deps)
+		if rev == "" {
+			m.Module += gitDescribe()
+		}
 	}
 	return m
+}
+
+// gitDescribe names the commit of the working directory when the binary
+// carries no VCS stamp (built with -buildvcs=false): " (working tree at
+// commit X[, with uncommitted changes])", or "" outside a repository.
+func gitDescribe() string {
+	rev, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	out := " (working tree at commit " + strings.TrimSpace(string(rev))
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		out += ", with uncommitted changes"
+	}
+	return out + "; the binary may differ if it was not rebuilt)"
 }
 
 // describeDisk names the file system and device that hold dir.
