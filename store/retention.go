@@ -26,9 +26,12 @@ type RetentionStats struct {
 // ago than RetentionMaxAge and then, oldest first across the topic's
 // streams, the chunks beyond RetentionMaxBytes. The deletion of a stream's
 // chunks is one range deletion (chunks and index) plus a record of the new
-// earliest offset, committed in one synced batch; Pebble then drops the
-// covered files and blob files, reclaiming disk space without rewriting the
-// data. It also runs in the background every RetentionInterval.
+// earliest offset, all streams in one synced batch. A compaction of the
+// deleted span follows: it rewrites only keys (the values are in blob files)
+// and Pebble deletes the blob files no key references any more, so the disk
+// space comes back at once. Reads that started before see their snapshot;
+// later ones start at the new earliest offset. It also runs in the
+// background every RetentionInterval.
 func (s *Store) ApplyRetention() (RetentionStats, error) {
 	s.retentionMu.Lock()
 	defer s.retentionMu.Unlock()
