@@ -38,6 +38,9 @@ type config struct {
 	logLevel   string
 	logFormat  string
 	configFile string
+	// memoryLimit is the Go runtime's soft memory limit (process-wide, so
+	// set here and not in the library); 0 leaves it to GOMEMLIMIT.
+	memoryLimit int64
 	// from maps each setting that is not at its default to where it was
 	// set: "--data-dir", "FLOE_DATA_DIR" or "floe.yaml:3".
 	from map[string]string
@@ -50,6 +53,7 @@ var defaults = map[string]string{
 	"max-request-bytes": "4MiB", "max-event-bytes": "1MiB", "max-poll-bytes": "2MiB",
 	"max-poll-wait": "30s", "member-timeout": "2m", "retention-max-age": "168h",
 	"retention-max-bytes": "0", "cache-size": "64MiB", "shutdown-timeout": "30s",
+	"memory-limit": "200MiB",
 }
 
 // newFlagSet declares every setting, bound to c, with its default.
@@ -76,6 +80,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(byteSize64{&o.RetentionMaxBytes}, "retention-max-bytes", "keep at most this much per topic, e.g. 10GiB (0: unlimited)")
 	fs.Var(byteSize64{&o.CacheSize}, "cache-size", "block cache of the store, e.g. 64MiB")
 	fs.Var(duration{&o.ShutdownTimeout}, "shutdown-timeout", "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
+	fs.Var(byteSize64{&c.memoryLimit}, "memory-limit", "soft memory limit of the Go runtime: the GC works harder near it (0: none; GOMEMLIMIT, if set, wins)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	for name, def := range defaults {
@@ -185,6 +190,7 @@ func (c *config) startupAttrs() []slog.Attr {
 		slog.String("config-file", c.configFile),
 		slog.String("log-level", c.logLevel),
 		slog.String("log-format", c.logFormat),
+		slog.Int64("memory-limit", c.memoryLimit),
 		slog.Group("set-by", from...),
 	}
 }

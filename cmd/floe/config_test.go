@@ -281,3 +281,27 @@ func TestStartupAttrsNameSources(t *testing.T) {
 
 func itoa(v int) string     { return strconv.Itoa(v) }
 func itoa64(v int64) string { return strconv.FormatInt(v, 10) }
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  env
+		want int64
+	}{
+		{"default", nil, nil, 200 << 20},
+		{"flag", []string{"--memory-limit", "1GiB"}, nil, 1 << 30},
+		{"env", nil, env{"FLOE_MEMORY_LIMIT": "0"}, 0},
+	} {
+		c, err := parseConfig(tc.args, tc.env.lookup, io.Discard)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.memoryLimit != tc.want {
+			t.Errorf("%s: memory limit %d, want %d", tc.name, c.memoryLimit, tc.want)
+		}
+	}
+	if _, err := parseConfig([]string{"--memory-limit", "lots"}, env{}.lookup, io.Discard); err == nil || !strings.Contains(err.Error(), "memory-limit") {
+		t.Errorf("an invalid memory limit: %v, want an error naming memory-limit", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/floe-streams/floe"
@@ -34,6 +35,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintln(stderr, "floe:", err)
 		return 2
 	}
+	applyMemoryLimit(cfg.memoryLimit, lookupEnv)
 	n, err := floe.New(cfg.opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "floe:", err)
@@ -51,4 +53,17 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return 1
 	}
 	return 0
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit, unless GOMEMLIMIT
+// (which the runtime reads itself) is set. With CGO_ENABLED=0, Pebble's
+// memtables and block cache are Go heap, which the GC lets grow to twice
+// what is live; the limit keeps the broker near its memory budget (peak RSS
+// 239 MB without it, 187 MB with 180 MiB, at the same throughput, when
+// readers catch up from a cold cache while producers append: store/tuning.md).
+func applyMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) {
+	if _, set := lookupEnv("GOMEMLIMIT"); set || limit <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(limit)
 }
