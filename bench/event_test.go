@@ -155,21 +155,3 @@ func BenchmarkParseEvent(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkBrokerJSONValid measures what the broker pays per event today
-// (broker/validjson.go calls encoding/json.Valid), to size that cost against
-// the matrix's event rates.
-func BenchmarkBrokerJSONValid(b *testing.B) {
-	for _, size := range []int{200, 1024} {
-		ev := newEventGen("0badcafe", size).appendEvent(nil, 123456, 1700000000000000000)
-		b.Run(fmt.Sprint(size), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(ev)))
-			for range b.N {
-				if !json.Valid(ev) {
-					b.Fatal("invalid")
-				}
-			}
-		})
-	}
-}
