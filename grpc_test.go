@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,5 +219,48 @@ func TestGRPCHealthAndReflection(t *testing.T) {
 		if !slices.Contains(names, want) {
 			t.Errorf("reflection lists %v, missing %s", names, want)
 		}
+	}
+}
+
+func TestGRPCProduceStreamBody(t *testing.T) {
+	_, a := startNode(t, nil)
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := floev1.NewProducerClient(conn).ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ndjson := &httpbody.HttpBody{ContentType: "application/x-ndjson", Data: []byte("{\"n\":1}\n{\"n\":2}\n")}
+	reqs := []*floev1.ProduceStreamRequest{
+		{RequestId: 1, Topic: "s", PartitionKey: "k", Body: ndjson},
+		{RequestId: 2, Topic: "s", PartitionKey: "k", Body: ndjson, Events: []*floev1.Event{{Data: []byte(`{}`)}}},
+		{RequestId: 3, Topic: "s", PartitionKey: "k", Body: &httpbody.HttpBody{ContentType: "application/x-ndjson", Data: []byte("{\"n\":3}\n[oops\n")}},
+	}
+	for _, r := range reqs {
+		if err := stream.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream.CloseSend()
+	got := map[uint64]*floev1.ProduceStreamResponse{}
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[resp.GetRequestId()] = resp
+	}
+	if ack := got[1].GetAck(); ack.GetCount() != 2 || ack.GetStartOffset() != 0 {
+		t.Errorf("NDJSON body batch: %v", got[1])
+	}
+	if e := got[2].GetError(); e.GetCode() != int32(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER) {
+		t.Errorf("events and body together: %v, want INVALID_PARAMETER", got[2])
+	}
+	if e := got[3].GetError(); e.GetCode() != int32(floev1.ErrorCode_ERROR_CODE_INVALID_JSON) || !strings.Contains(e.GetMessage(), "line 2") {
+		t.Errorf("invalid second line: %v, want INVALID_JSON naming line 2", got[3])
 	}
 }

@@ -32,6 +32,7 @@ type Config struct {
 	Duration         time.Duration
 	Rate             float64 // events/s; 0: as fast as possible
 	GRPCStream       bool
+	GRPCBody         bool
 	Inflight         int // batches in flight per gRPC stream
 
 	Consumers    int
@@ -127,6 +128,7 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	fs.DurationVar(&c.Duration, "duration", 0, "time bound of the run (0: none; produce and e2e need --count or --duration)")
 	fs.Float64Var(&c.Rate, "rate", 0, "target events/s (0: as fast as possible); e2e default 20000")
 	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC: produce on ProduceStream instead of unary Produce")
+	fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC: send each batch as one NDJSON body instead of typed events")
 	fs.IntVar(&c.Inflight, "inflight", 4, "gRPC stream: batches in flight per stream")
 	fs.IntVar(&c.Consumers, "consumers", 1, "consumers (each a member of --group)")
 	fs.StringVar(&c.Group, "group", "", "consumer group (default: bench-<run>, a new group)")

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -141,25 +142,30 @@ func TestConsumeWithoutAckFile(t *testing.T) {
 }
 
 func TestGRPCConsume(t *testing.T) {
-	a := startBroker(t)
-	ctx := context.Background()
-	ackFile := filepath.Join(t.TempDir(), "acks.json")
-	c := testConfig("produce", a, t)
-	c.API, c.GRPCStream, c.EventsPerRequest, c.Count, c.AckFile = "grpc", true, 50, 5000, ackFile
-	res, err := Run(ctx, c)
-	if err != nil {
-		t.Fatal(err)
+	// Typed events and NDJSON bodies (--grpc-body) must arrive intact.
+	for _, body := range []bool{false, true} {
+		t.Run(fmt.Sprintf("body=%v", body), func(t *testing.T) {
+			a := startBroker(t)
+			ctx := context.Background()
+			ackFile := filepath.Join(t.TempDir(), "acks.json")
+			c := testConfig("produce", a, t)
+			c.API, c.GRPCStream, c.GRPCBody, c.EventsPerRequest, c.Count, c.AckFile = "grpc", true, body, 50, 5000, ackFile
+			res, err := Run(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Produce.Events != 5000 || len(res.Produce.Errors) > 0 {
+				t.Fatalf("produce: %+v", res.Produce)
+			}
+			c = testConfig("consume", a, t)
+			c.API, c.Topic, c.AckFile, c.Consumers = "grpc", "", ackFile, 2
+			res, err = Run(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkVerify(t, res, 5000)
+		})
 	}
-	if res.Produce.Events != 5000 || len(res.Produce.Errors) > 0 {
-		t.Fatalf("produce: %+v", res.Produce)
-	}
-	c = testConfig("consume", a, t)
-	c.API, c.Topic, c.AckFile, c.Consumers = "grpc", "", ackFile, 2
-	res, err = Run(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkVerify(t, res, 5000)
 }
 
 func TestConsumeFindsMissingEvents(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -59,7 +60,24 @@ type batch struct {
 	buf    []byte
 	offs   []int
 	events []*floev1.Event
+	body   httpbody.HttpBody
 	size   int
+}
+
+// fill sets the payload of a request: typed events, or (--grpc-body) one
+// NDJSON body. It returns the events and the body, one of them nil.
+func (b *batch) fill(g *eventGen, base uint64, n int, ts int64, asBody bool) ([]*floev1.Event, *httpbody.HttpBody) {
+	if !asBody {
+		return b.build(g, base, n, ts), nil
+	}
+	b.buf = b.buf[:0]
+	for i := range n {
+		b.buf = g.appendEvent(b.buf, base+uint64(i), ts)
+		b.buf = append(b.buf, '\n')
+	}
+	b.size = len(b.buf) - n
+	b.body.ContentType, b.body.Data = "application/x-ndjson", b.buf
+	return nil, &b.body
 }
 
 func (b *batch) build(g *eventGen, base uint64, n int, ts int64) []*floev1.Event {
@@ -95,7 +113,7 @@ func (l *load) grpcUnaryWorker(ctx context.Context, i int, cc *grpc.ClientConn) 
 		if !ok {
 			return nil
 		}
-		req.Events = b.build(g, base, n, sendAt.UnixNano())
+		req.Events, req.Body = b.fill(g, base, n, sendAt.UnixNano(), c.GRPCBody)
 		req.PartitionKey = keys[r%uint64(len(keys))]
 		start := time.Now()
 		_, err := client.Produce(ctx, req)
@@ -224,7 +242,7 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 			f.base, f.n, f.sendAt = base, n, sendAt
 			f.req.RequestId = r
 			f.req.PartitionKey = keys[r%uint64(len(keys))]
-			f.req.Events = f.b.build(g, base, n, sendAt.UnixNano())
+			f.req.Events, f.req.Body = f.b.fill(g, base, n, sendAt.UnixNano(), c.GRPCBody)
 			mu.Lock()
 			pending[r] = s
 			mu.Unlock()

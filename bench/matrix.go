@@ -193,6 +193,10 @@ func (o *MatrixOptions) cases() []matrixCase {
 			mode: "produce", cfg: with(func(c *Config) {
 				c.Mode, c.API, c.GRPCStream, c.Topic, c.Duration, c.EventsPerRequest = "produce", "grpc", true, "bench-grpc-100x200", d, 100
 			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
+		{id: "grpc-stream-body-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B as one NDJSON body, 16 streams × 4 in flight", target: "≥ 1,000,000 events/s",
+			mode: "produce", cfg: with(func(c *Config) {
+				c.Mode, c.API, c.GRPCStream, c.GRPCBody, c.Topic, c.Duration, c.EventsPerRequest = "produce", "grpc", true, true, "bench-grpc-body-100x200", d, 100
+			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
 		{id: "consume-fill", title: fmt.Sprintf("backlog: REST produce of %s events, NDJSON 100 × 200 B, 16 connections", commas(o.Backlog)),
 			mode: "fill", cfg: with(func(c *Config) {
 				c.Mode, c.Topic, c.Count, c.Duration, c.EventsPerRequest = "produce", "bench-backlog", o.Backlog, 3*time.Minute, 100

@@ -73,7 +73,7 @@ func startProfiles(t *testing.T, name string) func() {
 func TestProfileBroker(t *testing.T) {
 	id := os.Getenv("FLOE_BENCH_PROFILE")
 	if id == "" {
-		t.Skip("set FLOE_BENCH_PROFILE to a matrix case id (rest-1x200, rest-100x200, rest-100x1k, grpc-stream-100x200, consume-4, e2e)")
+		t.Skip("set FLOE_BENCH_PROFILE to a matrix case id (rest-1x200, rest-100x200, rest-100x1k, grpc-stream-100x200, grpc-stream-body-100x200, consume-4, e2e)")
 	}
 	dir, err := os.MkdirTemp(profileDir(), "floe-profile-data-*")
 	if err != nil {

@@ -172,7 +172,7 @@ func (r *report) markdown() string {
 	p("## Reproduce\n\n")
 	p("```sh\nmake bench                                   # = make build && bin/floe bench matrix --out BENCHMARKS.md\n")
 	p("bin/floe bench matrix --quick --out /tmp/b.md  # about a minute\n")
-	p("bin/floe bench matrix --only rest-1x200        # one case (ids: baseline-*, rest-1x200, rest-100x200, rest-100x1k, grpc-stream-100x200, consume, e2e)\n```\n\n")
+	p("bin/floe bench matrix --only rest-1x200        # one case (ids: baseline-*, rest-1x200, rest-100x200, rest-100x1k, grpc-stream-100x200, grpc-stream-body-100x200, consume, e2e)\n```\n\n")
 	p("Against a running broker: `floe bench produce|consume|e2e --help`, e.g.\n\n")
 	p("```sh\nfloe bench produce --events-per-request 100 --connections 16 --duration 15s --ack-file acks.json\n")
 	p("floe bench consume --ack-file acks.json --consumers 4     # 0 missing, 0 malformed expected\n")

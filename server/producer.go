@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -46,18 +47,7 @@ func NewProducer(p Producing) *Producer {
 // Produce stores a batch of events: the raw body (REST, or gRPC clients that
 // send NDJSON) or typed events.
 func (s *Producer) Produce(ctx context.Context, req *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
-	var (
-		ack broker.Ack
-		err error
-	)
-	switch body := req.GetBody(); {
-	case body != nil && len(req.GetEvents()) > 0:
-		return nil, Status(fmt.Errorf("%w: send either events or body, not both", broker.ErrInvalidParameter))
-	case body != nil:
-		ack, err = s.p.ProduceBody(ctx, req.GetTopic(), req.GetPartitionKey(), body.GetContentType(), body.GetData())
-	default:
-		ack, err = s.p.Produce(ctx, req.GetTopic(), req.GetPartitionKey(), eventData(req.GetEvents()))
-	}
+	ack, err := s.produce(ctx, req.GetTopic(), req.GetPartitionKey(), req.GetEvents(), req.GetBody())
 	if err != nil {
 		return nil, Status(err)
 	}
@@ -175,7 +165,7 @@ func (s *Producer) Drain() {
 }
 
 func (s *Producer) produceOne(ctx context.Context, req *floev1.ProduceStreamRequest) *floev1.ProduceStreamResponse {
-	ack, err := s.p.Produce(ctx, req.GetTopic(), req.GetPartitionKey(), eventData(req.GetEvents()))
+	ack, err := s.produce(ctx, req.GetTopic(), req.GetPartitionKey(), req.GetEvents(), req.GetBody())
 	if err != nil {
 		return &floev1.ProduceStreamResponse{
 			RequestId: req.GetRequestId(),
@@ -186,6 +176,18 @@ func (s *Producer) produceOne(ctx context.Context, req *floev1.ProduceStreamRequ
 		RequestId: req.GetRequestId(),
 		Result:    &floev1.ProduceStreamResponse_Ack{Ack: ackResponse(ack)},
 	}
+}
+
+// produce stores typed events or a raw body (never both), for Produce and
+// ProduceStream alike.
+func (s *Producer) produce(ctx context.Context, topic, key string, events []*floev1.Event, body *httpbody.HttpBody) (broker.Ack, error) {
+	switch {
+	case body != nil && len(events) > 0:
+		return broker.Ack{}, fmt.Errorf("%w: send either events or body, not both", broker.ErrInvalidParameter)
+	case body != nil:
+		return s.p.ProduceBody(ctx, topic, key, body.GetContentType(), body.GetData())
+	}
+	return s.p.Produce(ctx, topic, key, eventData(events))
 }
 
 func eventData(events []*floev1.Event) [][]byte {
