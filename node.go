@@ -88,12 +88,7 @@ func (n *Node) init() (err error) {
 	if n.lock, err = lockDataDir(opts.DataDir); err != nil {
 		return err
 	}
-	n.store, err = store.Open(opts.DataDir, store.Options{
-		Logger:            opts.Logger.With("component", "store"),
-		CacheSize:         opts.CacheSize,
-		RetentionMaxAge:   opts.RetentionMaxAge,
-		RetentionMaxBytes: opts.RetentionMaxBytes,
-	})
+	n.store, err = store.Open(opts.DataDir, storeOptions(opts))
 	if err != nil {
 		return err
 	}
@@ -425,4 +420,22 @@ func (n *Node) closeAll() {
 		n.store.Close()
 	}
 	n.lock.release()
+}
+
+// storeOptions sizes the store for the request limit: a request is one
+// chunk of 24 bytes, 4 bytes per event and the events, so a body of L bytes
+// encodes to at most 2.5 L + 24 (one-byte events with their newlines). The
+// memtable and the append queue grow past their defaults only for request
+// limits over 6 MiB.
+func storeOptions(opts Options) store.Options {
+	maxAppend := int64(opts.MaxRequestBytes)*5/2 + 1<<10
+	return store.Options{
+		Logger:            opts.Logger.With("component", "store"),
+		CacheSize:         opts.CacheSize,
+		RetentionMaxAge:   opts.RetentionMaxAge,
+		RetentionMaxBytes: opts.RetentionMaxBytes,
+		MaxAppendBytes:    int(maxAppend),
+		MemTableSize:      max(store.DefaultMemTableSize, maxAppend),
+		MaxQueuedBytes:    max(store.DefaultMaxQueuedBytes, 2*maxAppend),
+	}
 }

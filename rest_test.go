@@ -2,6 +2,7 @@ package floe_test
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -472,4 +473,38 @@ func sameEvents(t testing.TB, a, b []byte) bool {
 		}
 	}
 	return true
+}
+
+// Bodies up to the request limit are stored whatever their events' sizes:
+// a body of one-byte events encodes to 2.5 times its size in the store.
+func TestRESTBodiesUpToTheLimit(t *testing.T) {
+	for _, limit := range []int{0, 16 << 20} { // 0: the default, 4 MiB
+		t.Run(fmt.Sprintf("limit=%d", limit), func(t *testing.T) {
+			_, a := startNode(t, func(o *floe.Options) { o.MaxRequestBytes = limit })
+			size := cmp.Or(limit, 4<<20)
+			for _, ev := range []string{"1\n", `{"productId":123,"units":-5}` + "\n"} {
+				body := bytes.Repeat([]byte(ev), size/len(ev))
+				resp, err := http.Post("http://"+a.Producer+"/v1/topic/big/messages", "application/x-ndjson", bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want := fmt.Sprintf(`"count":%d`, size/len(ev))
+				if resp.StatusCode != 200 || !strings.Contains(string(data), want) {
+					t.Errorf("%d bytes of %q events: %d %s, want 200 with %s", len(body), ev, resp.StatusCode, data, want)
+				}
+			}
+			// One byte over the limit: 413.
+			body := bytes.Repeat([]byte("1\n"), size/2+1)
+			resp, err := http.Post("http://"+a.Producer+"/v1/topic/big/messages", "application/x-ndjson", bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 413 {
+				t.Errorf("%d bytes over a limit of %d: %d, want 413", len(body), size, resp.StatusCode)
+			}
+		})
+	}
 }

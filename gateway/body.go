@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
@@ -47,7 +48,37 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 		r.ContentLength = int64(len(data))
 		r.Header.Del("Content-Encoding")
 		next.ServeHTTP(w, r)
+		// The request is answered: nothing holds its events any more (the
+		// store does not read them after Append returns, and Pebble copied
+		// them into its batch).
+		putBuf(data)
 	})
+}
+
+// Request bodies of up to maxPooledBody bytes are read into pooled buffers:
+// at hundreds of MB/s of produce, allocating each body was a large share of
+// the garbage. Larger bodies are rare and allocated.
+const maxPooledBody = 1 << 20
+
+var bodyPool sync.Pool // of *[]byte
+
+// getBuf returns a buffer of length n, pooled when n is small enough.
+func getBuf(n int) []byte {
+	if n <= maxPooledBody {
+		if p, ok := bodyPool.Get().(*[]byte); ok && cap(*p) >= n {
+			return (*p)[:n]
+		}
+		return make([]byte, n, max(n, 64<<10))
+	}
+	return make([]byte, n)
+}
+
+// putBuf returns a buffer from getBuf to the pool.
+func putBuf(b []byte) {
+	if c := cap(b); c >= 64<<10 && c <= maxPooledBody {
+		b = b[:0]
+		bodyPool.Put(&b)
+	}
 }
 
 // produceContentType accepts application/json (the default) and
@@ -105,8 +136,9 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 	}
 	var data []byte
 	if r.ContentLength > 0 && wire == nil {
-		data = make([]byte, r.ContentLength)
+		data = getBuf(int(r.ContentLength))
 		if _, err := io.ReadFull(body, data); err != nil {
+			putBuf(data)
 			return nil, readError(err)
 		}
 		return data, nil

@@ -105,8 +105,11 @@ type Options struct {
 	// 64 MiB. Must be at least MaxAppendBytes.
 	MaxQueuedBytes int64
 	// MaxAppendBytes is the largest encoded chunk one Append may produce
-	// (24 bytes + 4 per event + payload). Default 8 MiB (at most
-	// MemTableSize/4).
+	// (24 bytes + 4 per event + payload). Default min(8 MiB, MemTableSize/4),
+	// so that batches stay ordinary Pebble batches. It may be raised up to
+	// MemTableSize: a batch holding an append over MemTableSize/2 becomes a
+	// Pebble large batch (written to the WAL and synced like any other,
+	// then flushed as its own memtable): slower, as correct.
 	MaxAppendBytes int
 	// MaxInflightCommits is how many batches may be written to the WAL and
 	// waiting for their fsync at once. With more than one, the next batch is
@@ -205,8 +208,8 @@ func (o Options) Validate() error {
 		return bad("MaxBatchBytes", o.MaxBatchBytes, "must be at most MemTableSize/4 so a batch never becomes a Pebble large batch")
 	case o.MaxAppendBytes < chunkHeaderLen+5:
 		return bad("MaxAppendBytes", o.MaxAppendBytes, fmt.Sprintf("must be at least %d", chunkHeaderLen+5))
-	case int64(o.MaxAppendBytes) > o.MemTableSize/4:
-		return bad("MaxAppendBytes", o.MaxAppendBytes, "must be at most MemTableSize/4")
+	case int64(o.MaxAppendBytes) > o.MemTableSize:
+		return bad("MaxAppendBytes", o.MaxAppendBytes, "must be at most MemTableSize")
 	case o.MaxQueuedBytes < int64(o.MaxAppendBytes):
 		return bad("MaxQueuedBytes", o.MaxQueuedBytes, "must be at least MaxAppendBytes")
 	case o.MaxInflightCommits < 1 || o.MaxInflightCommits > 64:
