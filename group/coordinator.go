@@ -187,6 +187,16 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 			c.rebalanceLocked(m.group)
 			c.logger.Info("consumer changed topics", "consumer", id, "group", name, "topics", topics)
 		}
+		// A registration of an id that is already a member comes from a
+		// consumer that (re)started, typically with a fixed id within the
+		// member timeout: what the previous instance polled was not
+		// necessarily processed, so its position is not committed; the
+		// consumer reads again from the committed offsets (at-least-once).
+		for _, p := range m.positions {
+			p.epoch++
+			p.started = false
+			p.read = 0
+		}
 	}
 	c.noteDeadlineLocked(now)
 	jobs := c.loadJobsLocked(m.group)

@@ -115,13 +115,18 @@ func TestRegisterIdempotent(t *testing.T) {
 	if n := countEvents(e.poll("c1")); n != 2 {
 		t.Fatalf("poll: %d", n)
 	}
-	// Registering again with nothing changed keeps the read position.
+	// Registering again (a consumer restarted with the same id) does not
+	// rebalance, and does not commit what the previous instance polled: it
+	// is delivered again.
 	e.register("c1", "g", group.StartFromEarliest, "a")
 	if s := e.c.Stats(); s.Rebalances != rebalances {
 		t.Fatalf("an unchanged registration rebalanced (%d -> %d)", rebalances, s.Rebalances)
 	}
+	if n := countEvents(e.poll("c1")); n != 2 {
+		t.Fatalf("poll after re-register: %d events, want the 2 uncommitted ones again", n)
+	}
 	if n := countEvents(e.poll("c1")); n != 0 {
-		t.Fatalf("poll after re-register: %d events, want 0", n)
+		t.Fatalf("second poll after re-register: %d events, want 0", n)
 	}
 
 	// New topics.
@@ -668,4 +673,29 @@ func equalU32(got []uint32, want ...uint32) bool {
 		}
 	}
 	return true
+}
+
+// A consumer that restarts with the same id, within the member timeout,
+// does not lose the events its previous instance polled without processing.
+func TestRestartWithSameIDRedelivers(t *testing.T) {
+	e := newEnv(t)
+	e.register("w1", "g", group.StartFromEarliest, "t")
+	e.produce("t", 0, 1, "x")
+	if n := countEvents(e.poll("w1")); n != 1 {
+		t.Fatalf("poll: %d", n)
+	}
+	// The process dies and starts again: register, poll.
+	e.register("w1", "g", group.StartFromEarliest, "t")
+	if n := countEvents(e.poll("w1")); n != 1 {
+		t.Fatalf("after the restart, poll: %d events, want the 1 uncommitted event again", n)
+	}
+	// Nothing was committed past it before this poll: a goodbye without
+	// commit leaves it for the next member.
+	if err := e.c.Goodbye(context.Background(), "w1", false); err != nil {
+		t.Fatal(err)
+	}
+	e.register("w2", "g", group.StartFromEarliest, "t")
+	if n := countEvents(e.poll("w2")); n != 1 {
+		t.Fatalf("next member: %d events, want 1", n)
+	}
 }
