@@ -508,3 +508,15 @@ func TestRESTBodiesUpToTheLimit(t *testing.T) {
 		})
 	}
 }
+
+func TestRESTConsumerIDRequired(t *testing.T) {
+	_, a := startNode(t, nil)
+	c := loadContract(t, a.Discovery)
+	for _, route := range []string{"poll", "commit", "goodbye"} {
+		ex := do(t, c, "POST", "http://"+a.Consumer+"/v1/consumer/"+route, "/v1/consumer/"+route, nil, "", nil)
+		e := errorShape(t, ex, 400, 1001)
+		if msg := e["message"].(string); !strings.Contains(msg, "consumerId") {
+			t.Errorf("%s without consumerId: message %q does not name consumerId", route, msg)
+		}
+	}
+}

@@ -264,6 +264,10 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 // consumer as seen (and as polling, if polling). It returns the consumer's
 // topics as they are now.
 func (c *Coordinator) enter(id string, polling bool) (*member, []string, error) {
+	if id == "" {
+		// A missing parameter, not an unknown consumer.
+		return nil, nil, validateName("consumerId", id)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

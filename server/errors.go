@@ -92,23 +92,6 @@ func ErrorName(c floev1.ErrorCode) string {
 	return name
 }
 
-// NewError builds a status for errors raised outside the domain (by the REST
-// gateway: routing, content types, body limits).
-func NewError(code floev1.ErrorCode, httpStatus int, msg string) error {
-	gc := codes.InvalidArgument
-	switch {
-	case httpStatus == http.StatusNotFound:
-		gc = codes.NotFound
-	case httpStatus == http.StatusMethodNotAllowed:
-		gc = codes.Unimplemented
-	case httpStatus == http.StatusRequestEntityTooLarge:
-		gc = codes.ResourceExhausted
-	case httpStatus >= 500:
-		gc = codes.Internal
-	}
-	return newStatus(gc, code, httpStatus, msg)
-}
-
 func newStatus(c codes.Code, code floev1.ErrorCode, httpStatus int, msg string) error {
 	st, err := status.New(c, msg).WithDetails(&floev1.ErrorInfo{Code: code, HttpStatus: int32(httpStatus)})
 	if err != nil {

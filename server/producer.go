@@ -123,6 +123,10 @@ loop:
 			}
 			select {
 			case workers[w%uint64(len(workers))] <- req:
+			case <-s.draining:
+				// Not taken: the client gets no answer for it, so it was not stored.
+				end = status.Error(codes.Unavailable, "the broker is shutting down: batches not answered were not stored")
+				break loop
 			case <-ctx.Done():
 				end = ctx.Err()
 				break loop

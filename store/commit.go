@@ -90,9 +90,10 @@ type commitGroup struct {
 //
 // Offsets are dense and ordered per stream, starting at 0. Concurrent Appends
 // are group-committed. Each event is opaque and must be non-empty
-// (ErrEmptyAppend); events must not be modified until Append returns. An
-// error means nothing of the call is visible, now or
-// after a crash. If ctx is done while the append is still queued, Append
+// (ErrEmptyAppend); events must not be modified until Append returns, and are
+// not read after it returns. An error means nothing of the call is visible
+// in this process; after a crash too, except when the fsync of its batch
+// failed (see Failure above). If ctx is done while the append is still queued, Append
 // returns ctx.Err() and the events are not stored; once the append is in a
 // commit, its result is the commit's result.
 func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first int64, err error) {
