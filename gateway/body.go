@@ -135,7 +135,10 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 			fmt.Sprintf("unsupported content encoding %q: use gzip or none", enc))
 	}
 	var data []byte
-	if r.ContentLength > 0 && wire == nil {
+	// Content-Length is trusted for buffers of up to maxPooledBody only:
+	// larger bodies grow as their bytes arrive, so idle connections that
+	// announce big bodies cannot reserve memory.
+	if r.ContentLength > 0 && r.ContentLength <= maxPooledBody && wire == nil {
 		data = getBuf(int(r.ContentLength))
 		if _, err := io.ReadFull(body, data); err != nil {
 			putBuf(data)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -315,3 +316,26 @@ func BenchmarkReadBody(b *testing.B) {
 		})
 	}
 }
+
+// A request that announces a large body but sends little of it does not
+// make readBody reserve the announced size.
+func TestReadBodyDoesNotTrustLargeContentLength(t *testing.T) {
+	const announced = 4 << 20
+	req := httptest.NewRequest("POST", "/v1/topic/t/messages", io.MultiReader(strings.NewReader(`{"a":1}`), errReader{}))
+	req.ContentLength = announced
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, e := readBody(req, announced)
+	runtime.ReadMemStats(&after)
+	if e == nil {
+		t.Fatal("a truncated body was accepted")
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Errorf("readBody allocated %d bytes for a body of 7 bytes announced as %d", got, announced)
+	}
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }

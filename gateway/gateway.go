@@ -175,9 +175,13 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 		Handler:           h,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
+		// Bounds the reading of a request body (4 MiB at 70 KB/s): a
+		// stalled upload does not hold its buffer forever. Long polls have
+		// no body and are not affected.
+		ReadTimeout:    60 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
 	}
 }
 
