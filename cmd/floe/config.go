@@ -147,6 +147,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), logOut io
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if err := c.checkZeros(); err != nil {
+		return nil, err
+	}
 	logger, err := newLogger(c.logLevel, c.logFormat, logOut)
 	if err != nil {
 		return nil, c.blame(err)
@@ -157,6 +160,40 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), logOut io
 		return nil, c.blame(err)
 	}
 	return c, nil
+}
+
+// zeroMeaningless are the settings that 0 cannot mean anything sensible
+// for; the library would read 0 as "the default", so a 0 set by the user
+// is refused instead of silently replaced.
+var zeroMeaningless = map[string]string{
+	"consumer-ranges":   "use 1 to 1024",
+	"max-request-bytes": "use a size such as 4MiB",
+	"max-event-bytes":   "use a size such as 1MiB",
+	"max-poll-bytes":    "use a size such as 2MiB",
+	"max-poll-wait":     "use a duration such as 30s",
+	"member-timeout":    "use a duration such as 2m",
+	"retention-max-age": "it would delete every event at once; a negative value keeps events forever",
+	"cache-size":        "use a size such as 64MiB",
+	"shutdown-timeout":  "use a duration such as 30s",
+}
+
+// checkZeros refuses 0 for the settings of zeroMeaningless that were set.
+func (c *config) checkZeros() error {
+	o := c.opts
+	values := map[string]int64{
+		"consumer-ranges": int64(o.ConsumerRanges), "max-request-bytes": int64(o.MaxRequestBytes),
+		"max-event-bytes": int64(o.MaxEventBytes), "max-poll-bytes": int64(o.MaxPollBytes),
+		"max-poll-wait": int64(o.MaxPollWait), "member-timeout": int64(o.MemberTimeout),
+		"retention-max-age": int64(o.RetentionMaxAge), "cache-size": o.CacheSize,
+		"shutdown-timeout": int64(o.ShutdownTimeout),
+	}
+	var errs []error
+	for _, name := range sortedKeys(zeroMeaningless) {
+		if where, set := c.from[name]; set && values[name] == 0 {
+			errs = append(errs, fmt.Errorf("%s: 0 is not allowed: %s (set by %s)", name, zeroMeaningless[name], where))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // blame appends where the setting was set to each error that starts with a

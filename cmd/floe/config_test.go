@@ -305,3 +305,27 @@ func TestMemoryLimit(t *testing.T) {
 		t.Errorf("an invalid memory limit: %v, want an error naming memory-limit", err)
 	}
 }
+
+func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		env     env
+		mention string
+	}{
+		{[]string{"--retention-max-age", "0"}, nil, "retention-max-age: 0 is not allowed: it would delete every event at once"},
+		{[]string{"--consumer-ranges=0"}, nil, "consumer-ranges: 0 is not allowed"},
+		{nil, env{"FLOE_MAX_POLL_WAIT": "0s"}, "max-poll-wait: 0 is not allowed: use a duration such as 30s (set by FLOE_MAX_POLL_WAIT)"},
+		{[]string{"--shutdown-timeout", "0"}, nil, "shutdown-timeout: 0 is not allowed"},
+	} {
+		_, err := parseConfig(tc.args, tc.env.lookup, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.mention) {
+			t.Errorf("%v %v: %v, want an error with %q", tc.args, tc.env, err, tc.mention)
+		}
+	}
+	// 0 stays valid where it means something.
+	for _, args := range [][]string{{"--retention-max-bytes", "0"}, {"--memory-limit", "0"}, {"--retention-max-age", "-1s"}} {
+		if _, err := parseConfig(args, env{}.lookup, io.Discard); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
+	}
+}
