@@ -90,3 +90,41 @@ func TestLogFaults(t *testing.T) {
 	}
 	e.check()
 }
+
+// cancelOnRead calls cancel during the next Read: the poll's caller goes
+// away while the store is being read.
+type cancelOnRead struct {
+	group.Log
+	cancel atomic.Pointer[context.CancelFunc]
+}
+
+func (l *cancelOnRead) Read(st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, error) {
+	if c := l.cancel.Swap(nil); c != nil {
+		(*c)()
+	}
+	return l.Log.Read(st, from, maxBytes, maxEvents)
+}
+
+// A poll whose caller went away during the read does not move the read
+// position: the next poll delivers the same events instead of committing
+// them unseen.
+func TestPollOfAGoneCallerDoesNotAdvance(t *testing.T) {
+	var cl *cancelOnRead
+	e := newEnv(t, func(e *env) {
+		cl = &cancelOnRead{Log: e.st}
+		e.log = cl
+	})
+	e.register("c1", "g", group.StartFromEarliest, "t")
+	e.produce("t", 0, 3, "x")
+	ctx, cancel := context.WithCancel(context.Background())
+	cl.cancel.Store(&cancel)
+	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c1"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("poll of a gone caller: %v, want context.Canceled", err)
+	}
+	if n := countEvents(e.poll("c1")); n != 3 {
+		t.Fatalf("next poll: %d events, want the 3 the gone caller never received", n)
+	}
+	if off, _ := e.committed("g", e.stream("t", 0)); off != 0 {
+		t.Fatalf("committed %d before any delivered poll was followed by another", off)
+	}
+}

@@ -66,7 +66,7 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 		if err := c.settle(ctx, m, true); err != nil {
 			return nil, err
 		}
-		out, err := c.read(m, maxBytes, r.MaxEvents)
+		out, err := c.read(ctx, m, maxBytes, r.MaxEvents)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -110,7 +110,7 @@ type readJob struct {
 // holding the lock during store reads. A stream being read by another poll
 // (of m, or of its previous owner) is skipped. Results of reads whose stream
 // changed owner meanwhile are dropped.
-func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) {
+func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents int) ([]Batch, error) {
 	c.mu.Lock()
 	if err := c.checkLocked(m); err != nil {
 		c.mu.Unlock()
@@ -187,6 +187,10 @@ func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) 
 	var out []Batch
 	var skipped []string
 	c.mu.Lock()
+	// A poll whose caller is gone (the client disconnected or timed out
+	// while the read ran) does not move the read position: the next poll
+	// would commit events nobody received.
+	gone := ctx.Err()
 	for i := range jobs {
 		j := &jobs[i]
 		p := j.p
@@ -201,7 +205,7 @@ func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) 
 			// events, the new owner reads them from the committed offset.
 			continue
 		}
-		if readErr != nil || !j.done {
+		if readErr != nil || !j.done || gone != nil {
 			continue
 		}
 		p.read = j.next
@@ -217,6 +221,9 @@ func (c *Coordinator) read(m *member, maxBytes, maxEvents int) ([]Batch, error) 
 	}
 	if readErr != nil {
 		return nil, readErr
+	}
+	if gone != nil {
+		return nil, gone
 	}
 	return out, nil
 }
