@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,27 +21,6 @@ import (
 
 	"github.com/floe-streams/floe/broker"
 )
-
-// buildFloe builds cmd/floe into a temporary directory.
-func buildFloe(t testing.TB) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			t.Skip("no go toolchain to build cmd/floe")
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "floe")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/floe")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/floe: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // floeProc is a floe broker running as a child process.
 type floeProc struct {
@@ -211,7 +188,7 @@ func TestDurabilityKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills the floe binary")
 	}
-	bin := buildFloe(t)
+	bin := floeBinary(t)
 	dataDir := t.TempDir()
 	topics := []string{"orders", "payments"}
 	ring := broker.NewRing(broker.DefaultConsumerRanges)

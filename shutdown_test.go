@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -38,28 +37,10 @@ func TestBinary(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("signals")
 	}
-	bin := sdBuildFloe(t)
+	bin := floeBinary(t)
 	t.Run("GracefulShutdownUnderLoad", func(t *testing.T) { sdGracefulShutdown(t, bin) })
 	t.Run("DataDirInUse", func(t *testing.T) { sdDataDirInUse(t, bin) })
 	t.Run("OpenStreamDrains", func(t *testing.T) { sdOpenStream(t, bin) })
-}
-
-// sdBuildFloe builds cmd/floe (CGO_ENABLED=0) into a temporary directory.
-func sdBuildFloe(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "floe")
-	start := time.Now()
-	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/floe")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	t.Logf("built floe in %v", time.Since(start).Round(time.Millisecond))
-	return bin
 }
 
 // sdProc is a running floe process.
