@@ -37,7 +37,7 @@ func BenchmarkValidJSON(b *testing.B) {
 		name string
 		fn   func([]byte) bool
 	}{
-		{"fastjson+utf8", validJSON},
+		{"validJSON", validJSON},
 		{"encoding-json+utf8", func(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }},
 	} {
 		b.Run(v.name, func(b *testing.B) {
@@ -49,5 +49,30 @@ func BenchmarkValidJSON(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestValidJSONControlCharacters(t *testing.T) {
+	for _, tc := range []struct {
+		ev   string
+		want bool
+	}{
+		{"\"\x00\"", false},
+		{"{\"a\":\"x\ty\"}", false}, // raw tab inside a string
+		{"{\"a\":\"x\ny\"}", false},
+		{"{\n\t\"a\": \"x\\ty\"\r\n}", true}, // control bytes as whitespace, escaped tab
+		{"[1,\x01 2]", false},
+		{`{"a":"no control at all, long enough for the word loop"}`, true},
+	} {
+		if got := validJSON([]byte(tc.ev)); got != tc.want {
+			t.Errorf("validJSON(%q) = %v, want %v", tc.ev, got, tc.want)
+		}
+	}
+	for i := range 256 {
+		b := bytes.Repeat([]byte{'a'}, 19)
+		b[i%19] = byte(i)
+		if got, want := hasControl(b), i < 0x20; got != want {
+			t.Errorf("hasControl with byte %#x at %d: %v, want %v", i, i%19, got, want)
+		}
 	}
 }
