@@ -32,6 +32,10 @@ test: ## Run all tests (unit, end-to-end, crash and kill tests)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
+.PHONY: race
+race: ## Run all tests with the race detector (needs cgo: gcc)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
 .PHONY: bench
 bench: build ## Run the standard benchmark matrix and write BENCHMARKS.md
 	./$(BIN) bench matrix --out BENCHMARKS.md
