@@ -1,7 +1,6 @@
 package group_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/testlog"
 	"github.com/floe-streams/floe/store"
 )
 
@@ -39,31 +39,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// testWriter sends log lines to t.Log until the test ends.
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(string(bytes.TrimRight(p, "\n")))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+// testLogger sends the logs of the code under test to t.Log.
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t) }
 
 // openStore opens a store in dir of fs, closed at the end of the test unless
 // the test closed it.
