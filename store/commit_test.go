@@ -246,3 +246,73 @@ func TestCloseFailsQueued(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFsyncFailure checks a WAL whose writes succeed but whose fsync fails:
+// the appends of that commit get ErrWriteFailed, nothing of them becomes
+// visible in this process, the store refuses writes until reopened, and
+// after a reopen the stream is dense: the failed chunk is either wholly
+// there (the kernel wrote it anyway) or wholly gone (a crash dropped the
+// unsynced write).
+func TestFsyncFailure(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	var failing atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if failing.Load() && strings.HasSuffix(op.Path, ".log") {
+				return errorfs.ErrInjected
+			}
+		}
+		return nil
+	})
+	s, err := Open("db", memOpts(t, errorfs.Wrap(fs, inj)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := testStream("fsync", 0)
+	good := makeEvents("good", 3)
+	mustAppend(t, s, st, good)
+
+	failing.Store(true)
+	lost := makeEvents("lost", 2)
+	if _, err := s.Append(context.Background(), st, lost); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("append with a failing fsync: %v", err)
+	}
+	if got := s.HighWatermark(st); got != 3 {
+		t.Fatalf("hwm after a failed fsync = %d, want 3", got)
+	}
+	if _, got := readAll(t, s, st, 0); !equalEvents(got, good) {
+		t.Fatalf("events after a failed fsync = %q", got)
+	}
+	failing.Store(false)
+	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append after a failed fsync: %v, want ErrWriteFailed", err)
+	}
+	// A crash now drops what was never synced: the failed chunk is gone.
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	_ = s.Close() // Pebble reports the sync error again
+
+	for _, c := range []struct {
+		name string
+		fs   vfs.FS
+		want [][]byte
+	}{
+		{"crash", crashed, good},
+		// Without a crash the write reached the file: the chunk is back, whole.
+		{"reopen", fs, slices.Concat(good, lost)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := openT(t, "db", memOpts(t, c.fs))
+			want := int64(len(c.want))
+			if got := s.HighWatermark(st); got != want {
+				t.Fatalf("hwm after reopen = %d, want %d", got, want)
+			}
+			if _, got := readAll(t, s, st, 0); !equalEvents(got, c.want) {
+				t.Fatalf("events after reopen = %q, want %q", got, c.want)
+			}
+			if first := mustAppend(t, s, st, makeEvents("again", 1)); first != want {
+				t.Fatalf("append after reopen at %d, want %d", first, want)
+			}
+		})
+	}
+}
