@@ -65,6 +65,7 @@ func (r *report) markdown() string {
 	p("| kernel | %s (%s) |\n", m.Kernel, m.OS)
 	p("| disk (broker data) | %s |\n", m.Disk)
 	p("| 4 KiB write + fdatasync | %s |\n", m.Fsync)
+	p("| 512 KiB writes, each + fdatasync | %s |\n", m.SyncBandwidth)
 	p("| Go | %s |\n", m.Go)
 	p("| module | %s |\n", m.Module)
 	if len(m.Deps) > 0 {

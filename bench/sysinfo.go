@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,9 +25,13 @@ type machine struct {
 	OS       string
 	Disk     string
 	Fsync    string // measured latency of a 4 KiB write + fdatasync
-	Go       string
-	Module   string
-	Deps     []string
+	// SyncBandwidth is the measured rate of 512 KiB writes, each followed by
+	// fdatasync, appending to a new file and overwriting written blocks (as
+	// Pebble's recycled WAL files do): the ceiling of durable writes.
+	SyncBandwidth string
+	Go            string
+	Module        string
+	Deps          []string
 }
 
 func readMachine(dataDir string) machine {
@@ -52,6 +57,7 @@ func readMachine(dataDir string) machine {
 	}
 	m.Disk = describeDisk(dataDir)
 	m.Fsync = probeFsync(dataDir)
+	m.SyncBandwidth = probeSyncBandwidth(dataDir)
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		m.Module = bi.Main.Path + " " + bi.Main.Version
 		var rev, modified string
@@ -179,6 +185,50 @@ func probeFsync(dir string) string {
 	}
 	s := h.Snapshot()
 	return fmt.Sprintf("p50 %s, p99 %s, max %s", fmtMS(ms(s.Quantile(.5))), fmtMS(ms(s.Quantile(.99))), fmtMS(ms(time.Duration(s.Max))))
+}
+
+// probeSyncBandwidth writes 512 KiB and fdatasyncs, for about a second
+// appending to a new file, then for about a second overwriting it from the
+// start. A commit of the store is one WAL write and one fdatasync; each event
+// is written twice (WAL, then a blob file at flush), so a produce rate of R
+// bytes/s needs about 2R of this.
+func probeSyncBandwidth(dir string) string {
+	f, err := os.CreateTemp(dir, "fsync-probe-*")
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 512<<10)
+	for i := range buf {
+		buf[i] = byte(i*131 + i>>9) // not zeros: some filesystems treat those specially
+	}
+	run := func(limit int) (mbps, perSync float64, n int, err error) {
+		start := time.Now()
+		for n < limit && (n < 8 || time.Since(start) < time.Second) {
+			if _, err := f.Write(buf); err != nil {
+				return 0, 0, 0, err
+			}
+			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				return 0, 0, 0, err
+			}
+			n++
+		}
+		el := time.Since(start)
+		return float64(n*len(buf)) / el.Seconds() / 1e6, el.Seconds() * 1000 / float64(n), n, nil
+	}
+	appMB, appMS, n, err := run(4096)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "unknown: " + err.Error()
+	}
+	overMB, overMS, _, err := run(n) // within the written part
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	return fmt.Sprintf("appending %.0f MB/s (%.2fms per fdatasync), overwriting %.0f MB/s (%.2fms)", appMB, appMS, overMB, overMS)
 }
 
 // procStats reads the CPU time (user+system) and memory of a process.
