@@ -88,7 +88,12 @@ func (n *Node) init() (err error) {
 	if n.lock, err = lockDataDir(opts.DataDir); err != nil {
 		return err
 	}
-	n.store, err = store.Open(opts.DataDir, storeOptions(opts))
+	// Health exists before the store, which reports a failed disk to it.
+	n.health = health.NewServer()
+	so := storeOptions(opts)
+	so.FS = opts.storeFS
+	so.OnWriteFailure = n.storeFailed
+	n.store, err = store.Open(opts.DataDir, so)
 	if err != nil {
 		return err
 	}
@@ -132,7 +137,6 @@ func (n *Node) init() (err error) {
 	floev1.RegisterDiscoveryServer(n.grpc, discovery)
 	floev1.RegisterProducerServer(n.grpc, producer)
 	floev1.RegisterConsumerServer(n.grpc, consumer)
-	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
 
@@ -244,11 +248,30 @@ func port(l net.Listener) int {
 	return v
 }
 
+// readiness is nil when the broker serves: GET /status answers 200. It is
+// an error while starting or stopping, and for good once a disk write failed
+// (the store then refuses writes until floe restarts, so liveness probes on
+// /status restart it).
+// grpcServices are the services whose health the gRPC health service reports.
+var grpcServices = []string{"floe.v1.Discovery", "floe.v1.Producer", "floe.v1.Consumer"}
+
 func (n *Node) readiness() error {
 	if !n.ready.Load() {
 		return fmt.Errorf("%w: the broker is starting or shutting down", broker.ErrUnavailable)
 	}
+	if err := n.store.WriteErr(); err != nil {
+		return fmt.Errorf("%w: a disk write failed and the broker refuses writes until it restarts: %w", broker.ErrUnavailable, err)
+	}
 	return nil
+}
+
+// storeFailed is called once by the store when a commit failed inside
+// Pebble: gRPC health turns NOT_SERVING (GET /status already answers 503).
+func (n *Node) storeFailed(err error) {
+	n.log.Error("a disk write failed: produce requests fail until floe restarts; restart it once the disk is fixed", "err", err.Error())
+	for _, svc := range append([]string{""}, grpcServices...) {
+		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 }
 
 // Run serves until ctx is done, then shuts down gracefully: it stops
@@ -268,7 +291,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.ready.Store(true)
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, svc := range []string{"floe.v1.Discovery", "floe.v1.Producer", "floe.v1.Consumer"} {
+	for _, svc := range grpcServices {
 		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	n.logStarted()

@@ -3,6 +3,7 @@ package floe
 import (
 	"errors"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"log/slog"
 	"net"
 	"os"
@@ -67,6 +68,10 @@ type Options struct {
 	// effective configuration (cmd/floe adds its own settings: config file,
 	// log level and format).
 	StartupAttrs []slog.Attr
+
+	// storeFS is the store's filesystem; nil is the OS's. Tests inject
+	// disk failures with it.
+	storeFS vfs.FS
 }
 
 func (o Options) withDefaults() Options {

@@ -38,6 +38,13 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		func(m *store.Metrics) float64 { return float64(m.Appends) })
 	add("append_errors_total", "Appends that failed after validation (cancelled, store closed, failed commit).", counter,
 		func(m *store.Metrics) float64 { return float64(m.AppendErrors) })
+	add("write_failed", "1 once a WAL write or fsync failed: the broker refuses writes until it restarts.", gauge,
+		func(m *store.Metrics) float64 {
+			if m.WriteFailed {
+				return 1
+			}
+			return 0
+		})
 	add("events_total", "Events in acknowledged appends.", counter,
 		func(m *store.Metrics) float64 { return float64(m.Events) })
 	add("event_bytes_total", "Payload bytes of the events in acknowledged appends.", counter,

@@ -163,6 +163,17 @@ func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first i
 	return req.first, req.err
 }
 
+// WriteErr is nil while the store accepts writes. After a commit failed
+// inside Pebble (WAL write or fsync) it is that failure, wrapping
+// ErrWriteFailed: every Append fails with it until the store is reopened,
+// while reads go on.
+func (s *Store) WriteErr() error {
+	if f := s.failure.Load(); f != nil {
+		return fmt.Errorf("%w: %w", ErrWriteFailed, *f)
+	}
+	return nil
+}
+
 // runCommitter is the committer goroutine.
 func (s *Store) runCommitter() {
 	defer s.wg.Done()
@@ -329,8 +340,12 @@ func (s *Store) runSyncer() {
 		<-s.slots
 		if err != nil {
 			first := err
-			s.failure.CompareAndSwap(nil, &first)
-			s.log.Error("store: commit failed; refusing writes until reopened", "err", err.Error())
+			if s.failure.CompareAndSwap(nil, &first) {
+				s.log.Error("store: commit failed; refusing writes until reopened", "err", err.Error())
+				if s.opts.OnWriteFailure != nil {
+					s.opts.OnWriteFailure(fmt.Errorf("%w: %w", ErrWriteFailed, err))
+				}
+			}
 		} else if f := s.failure.Load(); f != nil {
 			// An earlier batch failed; this one was written after it in the
 			// same broken WAL and must not become visible.

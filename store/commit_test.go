@@ -265,13 +265,19 @@ func TestFsyncFailure(t *testing.T) {
 		}
 		return nil
 	})
-	s, err := Open("db", memOpts(t, errorfs.Wrap(fs, inj)))
+	opts := memOpts(t, errorfs.Wrap(fs, inj))
+	var reported []error
+	opts.OnWriteFailure = func(err error) { reported = append(reported, err) }
+	s, err := Open("db", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := testStream("fsync", 0)
 	good := makeEvents("good", 3)
 	mustAppend(t, s, st, good)
+	if err := s.WriteErr(); err != nil {
+		t.Fatalf("WriteErr of a healthy store: %v", err)
+	}
 
 	failing.Store(true)
 	lost := makeEvents("lost", 2)
@@ -287,6 +293,14 @@ func TestFsyncFailure(t *testing.T) {
 	failing.Store(false)
 	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWriteFailed) {
 		t.Fatalf("append after a failed fsync: %v, want ErrWriteFailed", err)
+	}
+	if err := s.WriteErr(); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("WriteErr after a failed fsync: %v", err)
+	}
+	// Read by the test goroutine after the appends that followed the
+	// failure returned: the syncer wrote it before acknowledging them.
+	if len(reported) != 1 || !errors.Is(reported[0], ErrWriteFailed) || !errors.Is(reported[0], errorfs.ErrInjected) {
+		t.Fatalf("OnWriteFailure calls: %v, want one ErrWriteFailed", reported)
 	}
 	// A crash now drops what was never synced: the failed chunk is gone.
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})

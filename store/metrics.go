@@ -33,6 +33,9 @@ type Metrics struct {
 	// AppendErrors counts appends that returned an error after validation
 	// (cancelled, closed, failed commits).
 	AppendErrors int64
+	// WriteFailed is true once a commit failed inside Pebble: the store
+	// refuses writes until reopened (see WriteErr).
+	WriteFailed bool
 	// Commits counts group commits (Pebble batches made durable); Appends /
 	// Commits is the average coalescing.
 	Commits int64
@@ -87,6 +90,7 @@ func (s *Store) Metrics() Metrics {
 		EventBytes:         c.eventBytes.Load(),
 		ChunkBytes:         c.chunkBytes.Load(),
 		AppendErrors:       c.appendErrors.Load(),
+		WriteFailed:        s.failure.Load() != nil,
 		Commits:            c.commits.Load(),
 		CommitLatency:      time.Duration(c.commitNanos.Load()),
 		AckLatency:         time.Duration(c.ackNanos.Load()),

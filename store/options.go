@@ -70,6 +70,11 @@ type Options struct {
 	FS vfs.FS
 	// Logger receives the store's and Pebble's logs. Default: discards.
 	Logger *slog.Logger
+	// OnWriteFailure, if set, is called once, when a commit fails inside
+	// Pebble (WAL write or fsync) and the store starts refusing writes (see
+	// WriteErr). It runs on the store's commit pipeline: it must not block
+	// or call Append.
+	OnWriteFailure func(err error)
 	// Sync is the durability of Append and CommitGroupOffset. Default
 	// SyncAlways.
 	Sync SyncPolicy
