@@ -174,6 +174,39 @@ func (s *Store) WriteErr() error {
 	return nil
 }
 
+// writeFailed records the first failed Pebble write (WAL write or fsync):
+// from then on the store refuses writes, WriteErr reports it, and
+// OnWriteFailure is told once.
+func (s *Store) writeFailed(err error) {
+	first := err
+	if s.failure.CompareAndSwap(nil, &first) {
+		s.log.Error("store: commit failed; refusing writes until reopened", "err", err.Error())
+		if s.opts.OnWriteFailure != nil {
+			s.opts.OnWriteFailure(fmt.Errorf("%w: %w", ErrWriteFailed, err))
+		}
+	}
+}
+
+// applyDurable applies b with opts and, for a synced write, waits for its
+// fsync. It never uses Pebble's synchronous path (Apply with Sync), which
+// treats a failed WAL write or sync as fatal (Logger.Fatalf, a panic here):
+// the error comes back instead, and record says whether it is also recorded
+// as the store's write failure (writeFailed).
+func (s *Store) applyDurable(b *pebble.Batch, opts *pebble.WriteOptions, record bool) error {
+	var err error
+	if opts.Sync {
+		if err = s.db.ApplyNoSyncWait(b, opts); err == nil {
+			err = b.SyncWait()
+		}
+	} else {
+		err = s.db.Apply(b, opts)
+	}
+	if err != nil && record {
+		s.writeFailed(err)
+	}
+	return err
+}
+
 // runCommitter is the committer goroutine.
 func (s *Store) runCommitter() {
 	defer s.wg.Done()
@@ -339,13 +372,7 @@ func (s *Store) runSyncer() {
 		}
 		<-s.slots
 		if err != nil {
-			first := err
-			if s.failure.CompareAndSwap(nil, &first) {
-				s.log.Error("store: commit failed; refusing writes until reopened", "err", err.Error())
-				if s.opts.OnWriteFailure != nil {
-					s.opts.OnWriteFailure(fmt.Errorf("%w: %w", ErrWriteFailed, err))
-				}
-			}
+			s.writeFailed(err)
 		} else if f := s.failure.Load(); f != nil {
 			// An earlier batch failed; this one was written after it in the
 			// same broken WAL and must not become visible.

@@ -330,3 +330,51 @@ func TestFsyncFailure(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupOffsetFsyncFailure checks that a WAL fsync failing under a group
+// offset commit (not an append) also stops writes: the commit fails with
+// ErrWriteFailed, WriteErr and OnWriteFailure report it, appends are refused.
+func TestGroupOffsetFsyncFailure(t *testing.T) {
+	var failing atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if failing.Load() && strings.HasSuffix(op.Path, ".log") {
+				return errorfs.ErrInjected
+			}
+		}
+		return nil
+	})
+	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), inj))
+	var reported atomic.Int32
+	opts.OnWriteFailure = func(error) { reported.Add(1) }
+	s, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := testStream("offsets", 0)
+	if err := s.CommitGroupOffset("g", st, 1); err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	if err := s.CommitGroupOffset("g", st, 2); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("group commit with a failing fsync: %v", err)
+	}
+	failing.Store(false)
+	if err := s.WriteErr(); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("WriteErr after a failed group commit: %v", err)
+	}
+	if n := reported.Load(); n != 1 {
+		t.Fatalf("OnWriteFailure called %d times, want 1", n)
+	}
+	if err := s.CommitGroupOffset("g", st, 3); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("group commit after a failure: %v", err)
+	}
+	if _, err := s.Append(context.Background(), st, makeEvents("x", 1)); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append after a failed group commit: %v", err)
+	}
+	if n := reported.Load(); n != 1 {
+		t.Fatalf("OnWriteFailure called %d times, want 1", n)
+	}
+}

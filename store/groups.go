@@ -25,10 +25,18 @@ func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
 		return err
 	}
 	defer s.release()
+	if f := s.failure.Load(); f != nil {
+		return fmt.Errorf("%w: %w", ErrWriteFailed, *f)
+	}
 	// Pebble's own commit pipeline shares one fsync among concurrent
 	// synced commits, so group commits need no queue of their own.
-	if err := s.db.Set(groupOffsetKey(group, st), encodeInt64Value(offset), s.writeOpts); err != nil {
-		return fmt.Errorf("store: commit offset of group %q %s: %w", group, st, err)
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(groupOffsetKey(group, st), encodeInt64Value(offset), nil) // errors only for indexed batches
+	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
+		// The store is open (acquire), so Pebble failed to write or sync
+		// its WAL, and it keeps that error for every later write.
+		return fmt.Errorf("%w: commit offset of group %q %s: %w", ErrWriteFailed, group, st, err)
 	}
 	s.stats.groupCommits.Add(1)
 	return nil

@@ -65,8 +65,8 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 			return RetentionStats{}, fmt.Errorf("store: retention %s: %w", ss.st, err)
 		}
 	}
-	if err := b.Commit(s.writeOpts); err != nil {
-		return RetentionStats{}, fmt.Errorf("store: retention commit: %w", err)
+	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
+		return RetentionStats{}, fmt.Errorf("%w: retention commit: %w", ErrWriteFailed, err)
 	}
 	for ss, cut := range cuts {
 		ss.low.Store(cut)

@@ -117,7 +117,10 @@ func (s *Store) checkLayout() error {
 	v, closer, err := s.db.Get(metaLayoutKey())
 	if errors.Is(err, pebble.ErrNotFound) {
 		val := encodeInt64Value(int64(layoutVersion))
-		if err := s.db.Set(metaLayoutKey(), val, pebble.Sync); err != nil {
+		b := s.db.NewBatch()
+		defer b.Close()
+		_ = b.Set(metaLayoutKey(), val, nil)
+		if err := s.applyDurable(b, pebble.Sync, false); err != nil {
 			return fmt.Errorf("store: write layout version: %w", err)
 		}
 		return nil
