@@ -248,13 +248,13 @@ func port(l net.Listener) int {
 	return v
 }
 
+// grpcServices are the services whose health the gRPC health service reports.
+var grpcServices = []string{"floe.v1.Discovery", "floe.v1.Producer", "floe.v1.Consumer"}
+
 // readiness is nil when the broker serves: GET /status answers 200. It is
 // an error while starting or stopping, and for good once a disk write failed
 // (the store then refuses writes until floe restarts, so liveness probes on
 // /status restart it).
-// grpcServices are the services whose health the gRPC health service reports.
-var grpcServices = []string{"floe.v1.Discovery", "floe.v1.Producer", "floe.v1.Consumer"}
-
 func (n *Node) readiness() error {
 	if !n.ready.Load() {
 		return fmt.Errorf("%w: the broker is starting or shutting down", broker.ErrUnavailable)
