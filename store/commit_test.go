@@ -188,21 +188,7 @@ func TestCommitFailure(t *testing.T) {
 	good := makeEvents("good", 3)
 	mustAppend(t, s, st, good)
 
-	failing.Store(true)
-	_, err = s.Append(context.Background(), st, makeEvents("lost", 2))
-	if !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
-		t.Fatalf("append with a failing WAL: %v", err)
-	}
-	if got := s.HighWatermark(st); got != 3 {
-		t.Fatalf("hwm after a failed commit = %d, want 3", got)
-	}
-	if _, got := readAll(t, s, st, 0); !equalEvents(got, good) {
-		t.Fatalf("events after a failed commit = %q", got)
-	}
-	failing.Store(false)
-	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWriteFailed) {
-		t.Fatalf("append after a failed commit: %v, want ErrWriteFailed", err)
-	}
+	checkFailedCommit(t, s, st, good, &failing)
 	_ = s.Close() // Pebble reports the WAL error again
 
 	s = openT(t, "db", memOpts(t, mem))
@@ -256,15 +242,7 @@ func TestCloseFailsQueued(t *testing.T) {
 func TestFsyncFailure(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	var failing atomic.Bool
-	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			if failing.Load() && strings.HasSuffix(op.Path, ".log") {
-				return errorfs.ErrInjected
-			}
-		}
-		return nil
-	})
+	inj := walSyncFails(&failing)
 	opts := memOpts(t, errorfs.Wrap(fs, inj))
 	var reported []error
 	opts.OnWriteFailure = func(err error) { reported = append(reported, err) }
@@ -279,21 +257,7 @@ func TestFsyncFailure(t *testing.T) {
 		t.Fatalf("WriteErr of a healthy store: %v", err)
 	}
 
-	failing.Store(true)
-	lost := makeEvents("lost", 2)
-	if _, err := s.Append(context.Background(), st, lost); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
-		t.Fatalf("append with a failing fsync: %v", err)
-	}
-	if got := s.HighWatermark(st); got != 3 {
-		t.Fatalf("hwm after a failed fsync = %d, want 3", got)
-	}
-	if _, got := readAll(t, s, st, 0); !equalEvents(got, good) {
-		t.Fatalf("events after a failed fsync = %q", got)
-	}
-	failing.Store(false)
-	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWriteFailed) {
-		t.Fatalf("append after a failed fsync: %v, want ErrWriteFailed", err)
-	}
+	lost := checkFailedCommit(t, s, st, good, &failing)
 	if err := s.WriteErr(); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
 		t.Fatalf("WriteErr after a failed fsync: %v", err)
 	}
@@ -336,15 +300,7 @@ func TestFsyncFailure(t *testing.T) {
 // ErrWriteFailed, WriteErr and OnWriteFailure report it, appends are refused.
 func TestGroupOffsetFsyncFailure(t *testing.T) {
 	var failing atomic.Bool
-	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
-		switch op.Kind {
-		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			if failing.Load() && strings.HasSuffix(op.Path, ".log") {
-				return errorfs.ErrInjected
-			}
-		}
-		return nil
-	})
+	inj := walSyncFails(&failing)
 	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), inj))
 	var reported atomic.Int32
 	opts.OnWriteFailure = func(error) { reported.Add(1) }
@@ -377,4 +333,41 @@ func TestGroupOffsetFsyncFailure(t *testing.T) {
 	if n := reported.Load(); n != 1 {
 		t.Fatalf("OnWriteFailure called %d times, want 1", n)
 	}
+}
+
+// walSyncFails fails every WAL fsync while failing is set; writes succeed.
+func walSyncFails(failing *atomic.Bool) errorfs.Injector {
+	return errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			if failing.Load() && strings.HasSuffix(op.Path, ".log") {
+				return errorfs.ErrInjected
+			}
+		}
+		return nil
+	})
+}
+
+// checkFailedCommit appends two events of st while failing is set (s holds
+// good in st) and checks that the append fails with the injected error,
+// leaves nothing visible, and that a later append is refused even once the
+// disk works again. It returns the events of the failed append.
+func checkFailedCommit(t *testing.T, s *Store, st Stream, good [][]byte, failing *atomic.Bool) [][]byte {
+	t.Helper()
+	failing.Store(true)
+	lost := makeEvents("lost", 2)
+	if _, err := s.Append(context.Background(), st, lost); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
+		t.Fatalf("append with a failing WAL: %v", err)
+	}
+	if got, want := s.HighWatermark(st), int64(len(good)); got != want {
+		t.Fatalf("hwm after a failed commit = %d, want %d", got, want)
+	}
+	if _, got := readAll(t, s, st, 0); !equalEvents(got, good) {
+		t.Fatalf("events after a failed commit = %q", got)
+	}
+	failing.Store(false)
+	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append after a failed commit: %v, want ErrWriteFailed", err)
+	}
+	return lost
 }
