@@ -16,19 +16,21 @@ import (
 // byte budget (MaxQueuedBytes) and queues it. Two goroutines then form a
 // pipeline:
 //
-//   - the committer takes a commit slot (MaxInflightCommits of them), takes
-//     the first queued append, gathers what else is queued (and, with
-//     CommitLinger, what arrives shortly: see gather), assigns offsets in
-//     queue order per stream, writes all chunks and index entries into one
-//     Pebble batch and applies it with pebble.Sync without waiting for the
-//     fsync (DB.ApplyNoSyncWait); then it hands the batch to the syncer;
+//   - the committer takes the first queued append and starts a Pebble batch
+//     with it; until a commit slot (MaxInflightCommits of them) is free, it
+//     adds every append that arrives (awaitSlot), then what else is queued
+//     (and, with CommitLinger, what arrives shortly: see gather). Each
+//     append gets its offsets, in queue order per stream, and its chunk and
+//     index entry are encoded into the batch as it is added. The committer
+//     applies the batch with pebble.Sync without waiting for the fsync
+//     (DB.ApplyNoSyncWait) and hands it to the syncer;
 //   - the syncer waits for each batch's fsync (Batch.SyncWait) in commit
 //     order, then publishes the new high watermarks, acknowledges the
 //     appends of that batch and frees the slot.
 //
 // With one slot (the default) this is the classic loop (gather, commit,
-// fsync, acknowledge) with the gathering of the next batch overlapping the
-// fsync of the current one. With more slots, the next batch is written while
+// fsync, acknowledge) with the gathering and encoding of the next batch
+// overlapping the fsync of the current one. With more slots, the next batch is written while
 // the previous one syncs and Pebble's WAL writer covers it with its next
 // fsync.
 //
@@ -93,9 +95,12 @@ type commitGroup struct {
 // (ErrEmptyAppend); events must not be modified until Append returns, and are
 // not read after it returns. An error means nothing of the call is visible
 // in this process; after a crash too, except when the fsync of its batch
-// failed (see Failure above). If ctx is done while the append is still queued, Append
-// returns ctx.Err() and the events are not stored; once the append is in a
-// commit, its result is the commit's result.
+// failed (see Failure above). If ctx is done while the append is still
+// queued, Append returns ctx.Err() and the events are not stored; once the
+// committer took it into a batch, its result is the commit's result. The
+// committer takes an append as soon as it arrives unless the batch it builds
+// is full (MaxBatchBytes), so only appends queued behind a full batch can be
+// cancelled.
 func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first int64, err error) {
 	if len(events) == 0 {
 		return 0, fmt.Errorf("%w: no events", ErrEmptyAppend)
@@ -213,19 +218,10 @@ func (s *Store) runCommitter() {
 	defer close(s.inflight)
 	keyBuf := make([]byte, 0, 512)
 	for {
-		// Take a commit slot first: while waiting for it, appends pile up
-		// and go into this batch.
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.stop:
-			s.drainQueue()
-			return
-		}
 		var first *appendReq
 		select {
 		case first = <-s.queue:
 		case <-s.stop:
-			<-s.slots
 			s.drainQueue()
 			return
 		}
@@ -280,7 +276,9 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		g.bytes += r.size
 	}
 	add(first)
-	s.gather(add, func() int { return len(g.reqs) }, func() int64 { return g.bytes })
+	count, bytes := func() int { return len(g.reqs) }, func() int64 { return g.bytes }
+	s.awaitSlot(add, bytes)
+	s.gather(add, count, bytes)
 	if len(g.reqs) == 0 {
 		_ = g.batch.Close()
 		<-s.slots
@@ -312,6 +310,34 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 	g.applied = time.Now()
 	s.inflight <- g // never blocks: capacity is the number of slots
 	return keyBuf
+}
+
+// awaitSlot takes a commit slot for the batch being built. While every slot
+// is taken (batches waiting for their fsync), it goes on adding queued
+// appends to the batch, up to MaxBatchBytes, so that their encoding overlaps
+// the fsync instead of delaying the next commit. The batch being built is
+// always committed: the syncer frees a slot once an fsync returns, even
+// after Close. Close fails the appends still queued at once, without
+// waiting for that fsync.
+func (s *Store) awaitSlot(add func(*appendReq), bytes func() int64) {
+	maxBytes := int64(s.opts.MaxBatchBytes)
+	queue, stop := s.queue, s.stop
+	for {
+		if bytes() >= maxBytes {
+			queue = nil // full: only wait for the slot
+		}
+		select {
+		case s.slots <- struct{}{}:
+			return
+		case r := <-queue:
+			add(r)
+		case <-stop:
+			// Close set closed before closing stop, so nothing is
+			// enqueued any more.
+			s.drainQueue()
+			queue, stop = nil, nil
+		}
+	}
 }
 
 // gather adds queued appends to the batch being built: everything already

@@ -89,6 +89,7 @@ func TestCancelWhileQueued(t *testing.T) {
 	gate := newSyncGate()
 	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
 	opts.MaxInflightCommits = 1
+	opts.MaxBatchBytes = 1 // one append per batch: the next one stays queued
 	s := openT(t, "db", opts)
 	st := testStream("cancel", 0)
 	mustAppend(t, s, st, makeEvents("warm", 1)) // offset 0
@@ -99,6 +100,12 @@ func TestCancelWhileQueued(t *testing.T) {
 	evA := makeEvents("A", 3)
 	resA := appendAsync(s, ctxA, st, evA)
 	waitFor(t, "A's fsync", func() bool { return gate.waiting.Load() > 0 })
+
+	// D, of another stream, goes into the batch built while A syncs (the
+	// committer creates its stream state as it takes it) and fills it.
+	stD := testStream("cancel", 1)
+	resD := appendAsync(s, context.Background(), stD, makeEvents("D", 2))
+	waitFor(t, "D in the next batch", func() bool { return s.state(stD) != nil })
 
 	ctxB, cancelB := context.WithCancel(context.Background())
 	resB := appendAsync(s, ctxB, st, makeEvents("B", 5))
@@ -128,6 +135,9 @@ func TestCancelWhileQueued(t *testing.T) {
 	gate.release()
 	if r := <-resA; r.err != nil || r.first != 1 {
 		t.Fatalf("append A = %+v, want offset 1 despite its cancelled context", r)
+	}
+	if r := <-resD; r.err != nil || r.first != 0 {
+		t.Fatalf("append D = %+v, want offset 0", r)
 	}
 	evC := makeEvents("C", 2)
 	if first := mustAppend(t, s, st, evC); first != 4 {
@@ -204,11 +214,13 @@ func TestCommitFailure(t *testing.T) {
 }
 
 // TestCloseFailsQueued checks that Close fails appends still queued with
-// ErrClosed and completes those already committing.
+// ErrClosed and completes those already committing or in the batch being
+// built.
 func TestCloseFailsQueued(t *testing.T) {
 	gate := newSyncGate()
 	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
 	opts.MaxInflightCommits = 1
+	opts.MaxBatchBytes = 1 // one append per batch: the next one stays queued
 	s, err := Open("db", opts)
 	if err != nil {
 		t.Fatal(err)
@@ -217,6 +229,9 @@ func TestCloseFailsQueued(t *testing.T) {
 	gate.hold()
 	resA := appendAsync(s, context.Background(), st, makeEvents("A", 1))
 	waitFor(t, "A's fsync", func() bool { return gate.waiting.Load() > 0 })
+	stD := testStream("close", 1)
+	resD := appendAsync(s, context.Background(), stD, makeEvents("D", 1))
+	waitFor(t, "D in the next batch", func() bool { return s.state(stD) != nil })
 	resB := appendAsync(s, context.Background(), st, makeEvents("B", 1))
 	waitFor(t, "B queued", func() bool { return len(s.queue) == 1 })
 	closed := make(chan error, 1)
@@ -227,6 +242,9 @@ func TestCloseFailsQueued(t *testing.T) {
 	gate.release()
 	if r := <-resA; r.err != nil || r.first != 0 {
 		t.Fatalf("committing append at Close: %+v", r)
+	}
+	if r := <-resD; r.err != nil || r.first != 0 {
+		t.Fatalf("append in the batch built at Close: %+v", r)
 	}
 	if err := <-closed; err != nil {
 		t.Fatal(err)
