@@ -18,8 +18,8 @@ import (
 )
 
 // TestDiskFailure checks what a user sees when the disk fails under a
-// running broker: the produce whose WAL fsync failed gets 500, later produces
-// are refused, GET /status answers 503 naming the failure (so a liveness
+// running broker: the produce whose WAL fsync failed gets 500 (its outcome is
+// unknown), later produces are refused with 503, GET /status answers 503 naming the failure (so a liveness
 // probe restarts the broker), gRPC health turns NOT_SERVING, and a restart on
 // a working disk serves again.
 func TestDiskFailure(t *testing.T) {
@@ -113,8 +113,8 @@ func TestDiskFailure(t *testing.T) {
 		t.Fatalf("produce whose fsync fails: %d %s, want 500 naming the failed write", code, body)
 	}
 	failing.Store(false) // the disk is back, but the broker must not trust it
-	if code, body := call("POST", produce, `{"n":3}`); code != http.StatusInternalServerError || !strings.Contains(body, "write failed") {
-		t.Fatalf("produce after a failed fsync: %d %s, want 500", code, body)
+	if code, body := call("POST", produce, `{"n":3}`); code != http.StatusServiceUnavailable || !strings.Contains(body, "refusing writes") || !strings.Contains(body, `"UNAVAILABLE"`) {
+		t.Fatalf("produce after a failed fsync: %d %s, want 503 UNAVAILABLE: refused, nothing stored", code, body)
 	}
 	if code, body := call("GET", status, ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "a disk write failed") {
 		t.Fatalf("status after a failed fsync: %d %s, want 503 naming the failure", code, body)

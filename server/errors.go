@@ -37,6 +37,11 @@ var errorTable = []errorKind{
 	{broker.ErrNotRegistered, codes.FailedPrecondition, floev1.ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED, http.StatusConflict},
 	{broker.ErrUnavailable, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
 	{store.ErrClosed, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
+	// After a failed disk write the store refuses writes until the broker
+	// restarts; nothing of a refused write was stored. The write that
+	// failed (store.ErrWriteFailed alone) stays internal: its outcome is
+	// unknown.
+	{store.ErrWritesRefused, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, floev1.ErrorCode_ERROR_CODE_TIMEOUT, http.StatusGatewayTimeout},
 	{context.Canceled, codes.Canceled, floev1.ErrorCode_ERROR_CODE_TIMEOUT, 499},
 }

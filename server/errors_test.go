@@ -33,6 +33,8 @@ func TestStatusMapsWrappedSentinels(t *testing.T) {
 		{broker.ErrNotRegistered, codes.FailedPrecondition, floev1.ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED, 409},
 		{broker.ErrUnavailable, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, 503},
 		{store.ErrClosed, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, 503},
+		{fmt.Errorf("%w (%w: injected)", store.ErrWritesRefused, store.ErrWriteFailed), codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, 503},
+		{fmt.Errorf("%w: injected", store.ErrWriteFailed), codes.Internal, floev1.ErrorCode_ERROR_CODE_INTERNAL, 500},
 		{context.DeadlineExceeded, codes.DeadlineExceeded, floev1.ErrorCode_ERROR_CODE_TIMEOUT, 504},
 		{context.Canceled, codes.Canceled, floev1.ErrorCode_ERROR_CODE_TIMEOUT, 499},
 		{errors.New("disk on fire"), codes.Internal, floev1.ErrorCode_ERROR_CODE_INTERNAL, 500},

@@ -30,9 +30,9 @@ import (
 //
 // With one slot (the default) this is the classic loop (gather, commit,
 // fsync, acknowledge) with the gathering and encoding of the next batch
-// overlapping the fsync of the current one. With more slots, the next batch is written while
-// the previous one syncs and Pebble's WAL writer covers it with its next
-// fsync.
+// overlapping the fsync of the current one. With more slots, the next batch
+// is written while the previous one syncs and Pebble's WAL writer covers it
+// with its next fsync.
 //
 // Visibility: readers and HighWatermark see only published high watermarks,
 // and Read never iterates past them, so an event becomes visible only after
@@ -43,8 +43,9 @@ import (
 // handed back (the next batch reuses them, so there is no gap) and its appends
 // fail. If a batch's WAL write or fsync fails, Pebble's WAL writer keeps the
 // error for every later sync, so the store cannot make anything durable any
-// more: that batch and every later one fail, and the store refuses writes
-// (ErrWriteFailed) until it is reopened. No offset of a failed batch is ever
+// more: that batch and every batch written after it fail (ErrWriteFailed),
+// and the store refuses new writes (ErrWritesRefused) until it is reopened.
+// No offset of a failed batch is ever
 // published, so nothing of it is visible in this process. After a restart,
 // the chunks of a batch whose fsync failed may or may not be on disk (the
 // kernel may have written them anyway): they are whole chunks at the end of
@@ -98,9 +99,9 @@ type commitGroup struct {
 // failed (see Failure above). If ctx is done while the append is still
 // queued, Append returns ctx.Err() and the events are not stored; once the
 // committer took it into a batch, its result is the commit's result. The
-// committer takes an append as soon as it arrives unless the batch it builds
-// is full (MaxBatchBytes), so only appends queued behind a full batch can be
-// cancelled.
+// committer takes an append as soon as it arrives, even while the previous
+// batch syncs, so an append stays queued only behind a full batch
+// (MaxBatchBytes) or while the committer applies a batch.
 func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first int64, err error) {
 	if len(events) == 0 {
 		return 0, fmt.Errorf("%w: no events", ErrEmptyAppend)
@@ -140,10 +141,10 @@ func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first i
 		s.budget.release(size)
 		return 0, err
 	}
-	if f := s.failure.Load(); f != nil {
+	if err := s.refusing(); err != nil {
 		s.release()
 		s.budget.release(size)
-		return 0, fmt.Errorf("%w: %w", ErrWriteFailed, *f)
+		return 0, err
 	}
 	req.queued = time.Now()
 	select {
@@ -170,11 +171,20 @@ func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first i
 
 // WriteErr is nil while the store accepts writes. After a commit failed
 // inside Pebble (WAL write or fsync) it is that failure, wrapping
-// ErrWriteFailed: every Append fails with it until the store is reopened,
-// while reads go on.
+// ErrWriteFailed: every write is refused (ErrWritesRefused) until the store
+// is reopened, while reads go on.
 func (s *Store) WriteErr() error {
 	if f := s.failure.Load(); f != nil {
 		return fmt.Errorf("%w: %w", ErrWriteFailed, *f)
+	}
+	return nil
+}
+
+// refusing is nil while the store accepts writes, and after a failed write
+// the error of a write refused for it (ErrWritesRefused).
+func (s *Store) refusing() error {
+	if f := s.failure.Load(); f != nil {
+		return fmt.Errorf("%w (%w: %w)", ErrWritesRefused, ErrWriteFailed, *f)
 	}
 	return nil
 }
@@ -285,13 +295,16 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		return keyBuf
 	}
 
-	var err error
-	if f := s.failure.Load(); f != nil {
-		err = fmt.Errorf("%w: %w", ErrWriteFailed, *f)
-	} else if g.sync {
-		err = s.db.ApplyNoSyncWait(g.batch, s.writeOpts)
-	} else {
-		err = s.db.Apply(g.batch, s.writeOpts)
+	err := s.refusing()
+	if err == nil {
+		if g.sync {
+			err = s.db.ApplyNoSyncWait(g.batch, s.writeOpts)
+		} else {
+			err = s.db.Apply(g.batch, s.writeOpts)
+		}
+		if err != nil {
+			err = fmt.Errorf("store: commit: %w", err)
+		}
 	}
 	if err != nil {
 		// Nothing of the batch was written: hand the offsets back, newest
@@ -301,7 +314,7 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 			r.ss.next = r.first
 		}
 		for _, r := range g.reqs {
-			s.finish(r, fmt.Errorf("store: commit: %w", err))
+			s.finish(r, err)
 		}
 		_ = g.batch.Close()
 		<-s.slots
@@ -396,14 +409,17 @@ func (s *Store) runSyncer() {
 		if g.sync {
 			err = g.batch.SyncWait()
 		}
-		<-s.slots
 		if err != nil {
+			// Recorded before the slot is freed, so the batch the committer
+			// built meanwhile is refused (nothing of it written) rather than
+			// applied to the broken WAL.
 			s.writeFailed(err)
 		} else if f := s.failure.Load(); f != nil {
 			// An earlier batch failed; this one was written after it in the
 			// same broken WAL and must not become visible.
 			err = *f
 		}
+		<-s.slots
 		now := time.Now()
 		if err != nil {
 			err = fmt.Errorf("%w: %w", ErrWriteFailed, err)

@@ -313,6 +313,58 @@ func TestFsyncFailure(t *testing.T) {
 	}
 }
 
+// TestFsyncFailureRefusesNextBatch checks the batch built while a commit
+// syncs: when that fsync fails, the batch is refused (ErrWritesRefused,
+// nothing of it written) instead of being applied to the broken WAL, so its
+// events are not found even after a reopen.
+func TestFsyncFailureRefusesNextBatch(t *testing.T) {
+	fs := vfs.NewMem()
+	gate := newSyncGate()
+	var failing atomic.Bool
+	fails := walSyncFails(&failing)
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		_ = gate.MaybeError(op) // waits while the gate is held
+		return fails.MaybeError(op)
+	})
+	opts := memOpts(t, errorfs.Wrap(fs, inj))
+	opts.MaxInflightCommits = 1
+	s, err := Open("db", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := testStream("refuse", 0)
+	good := makeEvents("good", 2)
+	mustAppend(t, s, st, good)
+
+	gate.hold()
+	resA := appendAsync(s, context.Background(), st, makeEvents("A", 1))
+	waitFor(t, "A's fsync", func() bool { return gate.waiting.Load() > 0 })
+	stB := testStream("refuse", 1)
+	resB := appendAsync(s, context.Background(), stB, makeEvents("B", 2))
+	waitFor(t, "B in the next batch", func() bool { return s.state(stB) != nil })
+	failing.Store(true)
+	gate.release()
+	if r := <-resA; !errors.Is(r.err, ErrWriteFailed) || errors.Is(r.err, ErrWritesRefused) {
+		t.Fatalf("append whose fsync failed: %+v, want ErrWriteFailed (outcome unknown)", r)
+	}
+	if r := <-resB; !errors.Is(r.err, ErrWritesRefused) {
+		t.Fatalf("append built during the failed fsync: %+v, want ErrWritesRefused", r)
+	}
+	if got := s.HighWatermark(stB); got != 0 {
+		t.Fatalf("hwm of the refused stream = %d, want 0", got)
+	}
+	failing.Store(false)
+	_ = s.Close() // Pebble reports the sync error again
+
+	s = openT(t, "db", memOpts(t, fs))
+	if got := s.HighWatermark(stB); got != 0 {
+		t.Fatalf("hwm of the refused stream after reopen = %d, want 0 (nothing written)", got)
+	}
+	if _, got := readAll(t, s, st, 0); len(got) < len(good) || !equalEvents(got[:len(good)], good) {
+		t.Fatalf("events after reopen = %q, want %q first", got, good)
+	}
+}
+
 // TestGroupOffsetFsyncFailure checks that a WAL fsync failing under a group
 // offset commit (not an append) also stops writes: the commit fails with
 // ErrWriteFailed, WriteErr and OnWriteFailure report it, appends are refused.
@@ -332,7 +384,7 @@ func TestGroupOffsetFsyncFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	failing.Store(true)
-	if err := s.CommitGroupOffset("g", st, 2); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
+	if err := s.CommitGroupOffset("g", st, 2); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) || errors.Is(err, ErrWritesRefused) {
 		t.Fatalf("group commit with a failing fsync: %v", err)
 	}
 	failing.Store(false)
@@ -342,10 +394,10 @@ func TestGroupOffsetFsyncFailure(t *testing.T) {
 	if n := reported.Load(); n != 1 {
 		t.Fatalf("OnWriteFailure called %d times, want 1", n)
 	}
-	if err := s.CommitGroupOffset("g", st, 3); !errors.Is(err, ErrWriteFailed) {
+	if err := s.CommitGroupOffset("g", st, 3); !errors.Is(err, ErrWritesRefused) || !errors.Is(err, ErrWriteFailed) {
 		t.Fatalf("group commit after a failure: %v", err)
 	}
-	if _, err := s.Append(context.Background(), st, makeEvents("x", 1)); !errors.Is(err, ErrWriteFailed) {
+	if _, err := s.Append(context.Background(), st, makeEvents("x", 1)); !errors.Is(err, ErrWritesRefused) {
 		t.Fatalf("append after a failed group commit: %v", err)
 	}
 	if n := reported.Load(); n != 1 {
@@ -368,13 +420,13 @@ func walSyncFails(failing *atomic.Bool) errorfs.Injector {
 
 // checkFailedCommit appends two events of st while failing is set (s holds
 // good in st) and checks that the append fails with the injected error,
-// leaves nothing visible, and that a later append is refused even once the
-// disk works again. It returns the events of the failed append.
+// leaves nothing visible, and that a later append is refused
+// (ErrWritesRefused) even once the disk works again. It returns the events of the failed append.
 func checkFailedCommit(t *testing.T, s *Store, st Stream, good [][]byte, failing *atomic.Bool) [][]byte {
 	t.Helper()
 	failing.Store(true)
 	lost := makeEvents("lost", 2)
-	if _, err := s.Append(context.Background(), st, lost); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) {
+	if _, err := s.Append(context.Background(), st, lost); !errors.Is(err, ErrWriteFailed) || !errors.Is(err, errorfs.ErrInjected) || errors.Is(err, ErrWritesRefused) {
 		t.Fatalf("append with a failing WAL: %v", err)
 	}
 	if got, want := s.HighWatermark(st), int64(len(good)); got != want {
@@ -384,8 +436,8 @@ func checkFailedCommit(t *testing.T, s *Store, st Stream, good [][]byte, failing
 		t.Fatalf("events after a failed commit = %q", got)
 	}
 	failing.Store(false)
-	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWriteFailed) {
-		t.Fatalf("append after a failed commit: %v, want ErrWriteFailed", err)
+	if _, err := s.Append(context.Background(), st, makeEvents("later", 1)); !errors.Is(err, ErrWritesRefused) || !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("append after a failed commit: %v, want ErrWritesRefused", err)
 	}
 	return lost
 }

@@ -6,7 +6,8 @@ import "errors"
 // these wraps it with %w, so callers test with errors.Is, never with ==.
 var (
 	// ErrClosed is returned by every method called after Close, and by
-	// Appends that were still queued (not yet in a commit) when Close ran.
+	// Appends that were still queued (not yet taken into a batch) when Close
+	// ran.
 	ErrClosed = errors.New("store: closed")
 
 	// ErrCorrupt is wrapped by every error that reports data failing its
@@ -34,9 +35,17 @@ var (
 	// ErrInvalidGroup is returned for an empty consumer-group name.
 	ErrInvalidGroup = errors.New("store: invalid consumer group")
 
-	// ErrWriteFailed is wrapped by the error of every Append after a commit
-	// failed inside Pebble (WAL write or fsync). Pebble's WAL writer keeps its
-	// first error forever, so the store refuses writes until it is reopened;
-	// reads keep working on what was acknowledged.
-	ErrWriteFailed = errors.New("store: write failed, reopen the store")
+	// ErrWriteFailed is wrapped by the error of a write that failed inside
+	// Pebble (WAL write or fsync), and of the appends of its commit and of
+	// the commits written after it: whether they reach the disk is unknown.
+	// Pebble's WAL writer keeps its first error forever, so from then on the
+	// store refuses writes (ErrWritesRefused, which wraps ErrWriteFailed too:
+	// test for it first) until it is reopened; reads keep working on what
+	// was acknowledged.
+	ErrWriteFailed = errors.New("store: disk write failed")
+
+	// ErrWritesRefused is wrapped, together with ErrWriteFailed, by the
+	// error of a write refused because an earlier one failed: nothing of it
+	// was written, so a client may retry it elsewhere or after a reopen.
+	ErrWritesRefused = errors.New("store: refusing writes until reopened")
 )

@@ -25,8 +25,8 @@ func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
 		return err
 	}
 	defer s.release()
-	if f := s.failure.Load(); f != nil {
-		return fmt.Errorf("%w: %w", ErrWriteFailed, *f)
+	if err := s.refusing(); err != nil {
+		return err
 	}
 	// Pebble's own commit pipeline shares one fsync among concurrent
 	// synced commits, so group commits need no queue of their own.

@@ -53,6 +53,9 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 		return stats, nil
 	}
 
+	if err := s.refusing(); err != nil {
+		return RetentionStats{}, err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	for ss, cut := range cuts {

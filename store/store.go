@@ -222,8 +222,9 @@ func (s *Store) recover() error {
 	return mit.Error()
 }
 
-// Close stops the store: appends still queued fail with ErrClosed, commits
-// already written finish (and are acknowledged), the background retention
+// Close stops the store: appends still queued fail with ErrClosed at once,
+// the batch being built and the commits already written finish (Close waits
+// for their fsyncs, and they are acknowledged), the background retention
 // stops, and Pebble is closed. Close returns ErrClosed when called twice.
 func (s *Store) Close() error {
 	s.cancel()
