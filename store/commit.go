@@ -45,12 +45,12 @@ import (
 // error for every later sync, so the store cannot make anything durable any
 // more: that batch and every batch written after it fail (ErrWriteFailed),
 // and the store refuses new writes (ErrWritesRefused) until it is reopened.
-// No offset of a failed batch is ever
-// published, so nothing of it is visible in this process. After a restart,
-// the chunks of a batch whose fsync failed may or may not be on disk (the
-// kernel may have written them anyway): they are whole chunks at the end of
-// their streams, so offsets stay dense, but the appends that got an error
-// may then be visible. No storage engine can do better after a failed fsync.
+// No offset of a failed batch is ever published, so nothing of it is
+// visible in this process. After a restart, the chunks of a batch whose
+// fsync failed may or may not be on disk (the kernel may have written them
+// anyway): they are whole chunks at the end of their streams, so offsets
+// stay dense, but the appends that got an error may then be visible. No
+// storage engine can do better after a failed fsync.
 
 // appendReq is one queued Append.
 type appendReq struct {
