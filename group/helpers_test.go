@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,30 +12,13 @@ import (
 
 	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/testclock"
 	"github.com/floe-streams/floe/internal/testlog"
 	"github.com/floe-streams/floe/store"
 )
 
-// fakeClock is the injected clock of member expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newFakeClock() *testclock.Clock {
+	return testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // testLogger sends the logs of the code under test to t.Log.
@@ -64,7 +46,7 @@ type env struct {
 	st    *store.Store
 	log   group.Log // what the coordinator uses; st unless wrapped
 	ring  *broker.Ring
-	clock *fakeClock
+	clock *testclock.Clock
 	opts  group.Options
 	c     *group.Coordinator
 }
