@@ -4,14 +4,21 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
 )
 
 // FuzzValidJSONAgreesWithStdlib checks the fast validator against
-// encoding/json (plus the UTF-8 rule) on any input, nesting limit included.
+// encoding/json (plus the UTF-8 rule) on any input. The seeds include nesting
+// at encoding/json's limit and one level over it, of arrays and of objects.
 func FuzzValidJSONAgreesWithStdlib(f *testing.F) {
+	for _, depth := range []int{10000, 10001} {
+		f.Add(nestedArrays(depth))
+		f.Add(nestedObjects(depth))
+	}
 	for _, s := range []string{
 		`{}`, `[]`, `0`, `-0.5e+10`, `"a\u00e9\n"`, `{"a":[1,true,null,{"b":"c"}]}`,
 		`{"a":`, `[1,]`, `{"a" 1}`, `01`, `1.`, `.5`, `"\x"`, `"\u12"`, "\"\x01\"", `tru`, `nul`,
@@ -26,6 +33,28 @@ func FuzzValidJSONAgreesWithStdlib(f *testing.F) {
 			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", b, got, want)
 		}
 	})
+}
+
+// nestedArrays returns depth nested arrays: [[...]].
+func nestedArrays(depth int) []byte {
+	return append(bytes.Repeat([]byte("["), depth), bytes.Repeat([]byte("]"), depth)...)
+}
+
+// nestedObjects returns depth levels alternating objects and arrays:
+// {"a":[{"a":[...]}]}.
+func nestedObjects(depth int) []byte {
+	var open, closing []byte
+	for i := range depth {
+		if i%2 == 0 {
+			open = append(open, `{"a":`...)
+			closing = append(closing, '}')
+		} else {
+			open = append(open, '[')
+			closing = append(closing, ']')
+		}
+	}
+	slices.Reverse(closing)
+	return append(open, closing...)
 }
 
 func BenchmarkValidJSON(b *testing.B) {
@@ -65,42 +94,64 @@ func TestValidJSONControlCharacters(t *testing.T) {
 			t.Errorf("validJSON(%q) = %v, want %v", tc.ev, got, tc.want)
 		}
 	}
-	for i := range 0x20 {
-		ev := []byte(`{"a":"xx"}`)
-		ev[7] = byte(i)
-		if validJSON(ev) {
-			t.Errorf("validJSON(%q) = true, want false: raw control byte %#x in a string", ev, i)
+	// A raw control byte at every position of strings of several lengths,
+	// so that the byte loop, the 8-byte word loop and the vector scan of the
+	// validator each meet one, in a key and in a value.
+	for _, n := range []int{1, 7, 8, 9, 31, 32, 33, 64, 100, 130} {
+		for pos := range n {
+			for _, c := range []byte{0x00, 0x09, 0x0a, 0x1f} {
+				str := bytes.Repeat([]byte{'a'}, n)
+				str[pos] = c
+				for _, ev := range [][]byte{
+					append(append([]byte(`{"k":"`), str...), `"}`...),
+					append(append([]byte(`{"`), str...), `":1}`...),
+				} {
+					if validJSON(ev) {
+						t.Fatalf("validJSON(%q) = true, want false: raw control byte %#x at %d of a %d-byte string", ev, c, pos, n)
+					}
+				}
+			}
+		}
+	}
+	for _, n := range []int{1, 8, 33, 130, largeEventBytes} {
+		ev := append(append([]byte(`{"k":"`), bytes.Repeat([]byte{'a'}, n)...), `"}`...)
+		if !validJSON(ev) {
+			t.Fatalf("validJSON of a valid %d-byte string = false", n)
 		}
 	}
 }
 
 // TestValidJSONDeepNesting holds deeply nested events to encoding/json's
-// limit of 10000 levels, and checks that the largest event made only of "["
-// is rejected: a validator whose error path grows with the square of the
-// depth would not return from it in any useful time, and this test would hit
-// the test timeout.
+// limit of 10000 levels, with both validators (events under and over
+// largeEventBytes), and bounds the memory that rejecting them takes.
 func TestValidJSONDeepNesting(t *testing.T) {
-	nested := func(depth int) []byte {
-		return append(bytes.Repeat([]byte("["), depth), bytes.Repeat([]byte("]"), depth)...)
-	}
 	for _, tc := range []struct {
 		name string
 		ev   []byte
 		want bool
 	}{
-		{"10000 levels", nested(10000), true},
-		{"10001 levels", nested(10001), false},
+		{"10000 levels of arrays", nestedArrays(10000), true},
+		{"10001 levels of arrays", nestedArrays(10001), false},
+		{"10000 levels of objects and arrays", nestedObjects(10000), true},
+		{"10001 levels of objects and arrays", nestedObjects(10001), false},
 		{"1 MiB of [", bytes.Repeat([]byte("["), DefaultMaxEventBytes), false},
 		{"1 MiB of {\"a\":", bytes.Repeat([]byte(`{"a":`), DefaultMaxEventBytes/5), false},
+		{"60 KiB of [", bytes.Repeat([]byte("["), 60<<10), false},
 	} {
 		if got := validJSON(tc.ev); got != tc.want {
 			t.Errorf("%s: validJSON = %v, want %v", tc.name, got, tc.want)
 		}
-		if want := json.Valid(tc.ev); want != tc.want {
-			t.Errorf("%s: encoding/json.Valid = %v, the test expects %v", tc.name, want, tc.want)
+		// Memory, not time, shows a validator whose error path grows with
+		// the square of the depth: fastjson allocated gigabytes here.
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		validJSON(tc.ev)
+		runtime.ReadMemStats(&after)
+		if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+			t.Errorf("%s: validJSON allocated %d bytes for a %d-byte event", tc.name, got, len(tc.ev))
 		}
 	}
-	err := checkEvent(nested(10001), Limits{})
+	err := checkEvent(nestedArrays(10001), Limits{})
 	if !errors.Is(err, ErrInvalidJSON) || !strings.Contains(err.Error(), "exceeded max depth") {
 		t.Errorf("checkEvent of 10001 levels: %v, want %v naming the depth", err, ErrInvalidJSON)
 	}
