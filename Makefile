@@ -31,6 +31,7 @@ run: build ## Run a broker with the embedded defaults (data in ./floe-data)
 test: ## Run all tests (unit, end-to-end, crash and kill tests)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	cd tools && $(GO) test -count=1 ./profsplit
 
 .PHONY: race
 race: ## Run all tests with the race detector (needs cgo: gcc)
@@ -56,7 +57,7 @@ fuzz: ## Run each fuzz target for 30s
 lint: protodeps ## Lint the protos (buf) and the Go code (go vet, gofmt)
 	$(TOOL) buf lint
 	$(GO) vet ./...
-	cd tools && $(GO) vet ./openapifix
+	cd tools && $(GO) vet ./openapifix ./profsplit
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
 
 .PHONY: protodeps

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/google/pprof/profile"
+)
+
+func sample(funcs ...string) *profile.Sample {
+	s := &profile.Sample{}
+	for _, f := range funcs {
+		s.Location = append(s.Location, &profile.Location{Line: []profile.Line{{Function: &profile.Function{Name: f}}}})
+	}
+	return s
+}
+
+func TestClassifyLeafFirst(t *testing.T) {
+	for _, tc := range []struct {
+		stack []string // leaf first
+		want  string
+	}{
+		// The same system call belongs to whoever made it.
+		{[]string{"syscall.write", "os.(*File).Write", "github.com/cockroachdb/pebble/v2/vfs.(*syncingFile).Write",
+			"github.com/cockroachdb/pebble/v2/sstable/blob.(*FileWriter).drainWriteQueue"}, "Pebble flush + compaction"},
+		{[]string{"syscall.write", "internal/poll.(*FD).Write", "net.(*netFD).Write", "net/http.(*conn).serve"}, "network I/O, HTTP parsing"},
+		{[]string{"golang.org/x/sys/unix.Fdatasync", "github.com/cockroachdb/pebble/v2/vfs.(*syncingFile).Sync",
+			"github.com/cockroachdb/pebble/v2/record.(*LogWriter).flushLoop"}, "Pebble WAL write + fdatasync"},
+		// Validation inside the produce path is validation, not the path.
+		{[]string{"github.com/goccy/go-json/internal/decoder.skipFast", "github.com/goccy/go-json.Valid",
+			"github.com/floe-streams/floe/broker.SplitBody", "github.com/floe-streams/floe/server.(*Producer).Produce"}, "JSON validation"},
+		{[]string{"runtime.memmove", "github.com/floe-streams/floe/broker.SplitBody", "net/http.(*conn).serve"}, "broker produce path (split, route, ack, metrics)"},
+		{[]string{"runtime.futex", "runtime.notesleep"}, "other"},
+	} {
+		if got := classify(sample(tc.stack...)); got != tc.want {
+			t.Errorf("classify(%v) = %q, want %q", tc.stack, got, tc.want)
+		}
+	}
+}
