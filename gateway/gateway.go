@@ -121,6 +121,12 @@ func newMux() *runtime.ServeMux {
 		runtime.WithWriteContentLength(),
 		// Server metadata is not echoed as Grpc-Metadata-* headers.
 		runtime.WithOutgoingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		// No handler reads incoming gRPC metadata, so request headers are
+		// not copied into it. AnnotateIncomingContext took 4.4% of the
+		// broker's CPU under REST NDJSON produce, mostly turning headers
+		// into metadata pairs; without them a request makes 74 allocations
+		// instead of 81 (BenchmarkProduceHandler).
+		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithDisablePathLengthFallback(),
 	)
 }
