@@ -7,8 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/gateway"
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
 
 // ackProducer acknowledges every produce request without storing it, so that
