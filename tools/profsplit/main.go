@@ -9,8 +9,11 @@
 // Each sample goes to one part: the stack is read from the leaf towards the
 // root, and the first frame that belongs to a part decides. A write(2) made
 // by Pebble's blob writer therefore counts as a flush, and one made by the
-// HTTP server as network I/O. Time the kernel spends outside the broker's
-// system calls (softirqs, writeback threads) is not in the profile.
+// HTTP server as network I/O, and a memtable insert is part of the store's
+// commit although Pebble's commit pipeline runs it. Time the kernel spends
+// outside the broker's system calls (softirqs, writeback threads) is not in
+// the profile. Made for produce profiles: reads of blob files by consumers
+// would count as flush + compaction.
 package main
 
 import (
@@ -32,9 +35,9 @@ type part struct {
 // parts are tried in this order for each frame.
 var parts = []part{
 	{"JSON validation", []string{"broker.validJSON", "goccy/go-json", "unicode/utf8.Valid"}},
-	{"Pebble WAL write + fdatasync", []string{"record.(*LogWriter)", "pebble/v2.(*DB).commitWrite", "(*commitPipeline)"}},
+	{"Pebble WAL write + fdatasync", []string{"record.(*LogWriter)", "pebble/v2.(*DB).commitWrite"}},
 	{"Pebble flush + compaction", []string{"pebble/v2.(*DB).flush", "pebble/v2.(*DB).compact", "runCompaction", "sstable/blob.", "objstorageprovider"}},
-	{"store commit (batch encoding, memtable insert)", []string{"floe/store."}},
+	{"store commit (batch encoding, memtable insert)", []string{"floe/store.", "(*memTable)", "arenaskl.(*Skiplist)", "pebble/v2.(*DB).commitApply", "(*commitPipeline)"}},
 	{"GC + allocation", []string{"runtime.gcBgMarkWorker", "runtime.bgsweep", "runtime.gcAssist", "runtime.mallocgc", "runtime.bgscavenge", "runtime.gcDrain"}},
 	{"network I/O, HTTP parsing", []string{"net.(*conn).", "net.(*netFD)", "net/http.(*conn).readRequest", "net/http.(*response)", "net/http.(*chunkWriter)", "net/http.(*body)", "io.ReadAll", "net/textproto", "net/http.Header", "compress/"}},
 	{"gRPC transport + protobuf", []string{"google.golang.org/protobuf", "grpc/internal/transport", "grpc/encoding", "grpc/mem.", "grpc.(*serverStream)", "grpc.recv", "grpc.(*parser)", "grpc.encode"}},
@@ -59,7 +62,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "profsplit:", err)
 		os.Exit(1)
 	}
-	vi := len(p.SampleType) - 1 // cpu nanoseconds
+	vi := -1
+	for i, st := range p.SampleType {
+		if st.Type == "cpu" {
+			vi = i
+		}
+	}
+	if vi < 0 {
+		fmt.Fprintln(os.Stderr, "profsplit: not a CPU profile (no cpu sample type)")
+		os.Exit(1)
+	}
 	sums := make(map[string]int64)
 	var total int64
 	for _, s := range p.Sample {

@@ -29,6 +29,13 @@ func TestClassifyLeafFirst(t *testing.T) {
 		{[]string{"github.com/goccy/go-json/internal/decoder.skipFast", "github.com/goccy/go-json.Valid",
 			"github.com/floe-streams/floe/broker.SplitBody", "github.com/floe-streams/floe/server.(*Producer).Produce"}, "JSON validation"},
 		{[]string{"runtime.memmove", "github.com/floe-streams/floe/broker.SplitBody", "net/http.(*conn).serve"}, "broker produce path (split, route, ack, metrics)"},
+		// A memtable insert is the store's commit, though Pebble's commit
+		// pipeline (which also writes the WAL) calls it.
+		{[]string{"github.com/cockroachdb/pebble/v2/internal/arenaskl.(*Skiplist).findSpliceForLevel",
+			"github.com/cockroachdb/pebble/v2.(*memTable).apply", "github.com/cockroachdb/pebble/v2.(*DB).commitApply",
+			"github.com/cockroachdb/pebble/v2.(*commitPipeline).Commit"}, "store commit (batch encoding, memtable insert)"},
+		{[]string{"runtime.memmove", "github.com/cockroachdb/pebble/v2/record.(*LogWriter).emitFragment",
+			"github.com/cockroachdb/pebble/v2.(*DB).commitWrite", "github.com/cockroachdb/pebble/v2.(*commitPipeline).prepare"}, "Pebble WAL write + fdatasync"},
 		{[]string{"runtime.futex", "runtime.notesleep"}, "other"},
 	} {
 		if got := classify(sample(tc.stack...)); got != tc.want {
