@@ -21,11 +21,14 @@ import (
 //
 // The padding is cut from one random buffer, each event's pad following the
 // previous one's: generating it costs a sequential copy, and a compressor sees
-// no repeats within padPoolSize bytes.
+// no repeats within about padPoolSize bytes of padding (see padOffset).
 const (
 	padPoolSize = 4 << 20
 	// minEventSize fits the fields with a short pad.
 	minEventSize = 100
+	// maxEventSize keeps each pad a quarter of the pool at most, so that
+	// pads wrap around the pool no more often than every 3 MiB of padding.
+	maxEventSize = padPoolSize / 4
 	runIDLen     = 8
 )
 
@@ -83,10 +86,11 @@ func mix64(x uint64) uint64 {
 }
 
 // padOffset is where the pad of event seq starts in the run's pool. Events
-// with consecutive seqs get consecutive pads, so that a producer reads the
-// pool sequentially: at a random offset per event, the copy of the pad missed
-// the CPU cache and made up a third of the load tool's CPU. Within a window of
-// padPoolSize bytes of events no pad repeats.
+// with consecutive seqs get adjacent pads, so that a producer reads the pool
+// sequentially: at a random offset per event, the copy of the pad missed the
+// CPU cache and made up a third of the load tool's CPU. The pads wrap around
+// the pool every padPoolSize-padLen bytes, so a compressor finds no repeat
+// within that much padding (events are at most maxEventSize).
 func padOffset(seq uint64, padLen int) int {
 	return int(seq * uint64(padLen) % uint64(padPoolSize-padLen))
 }

@@ -43,6 +43,40 @@ func TestParseEventRejectsDamage(t *testing.T) {
 	}
 }
 
+// TestPadsDifferBySeq checks that each event's pad is its own slice of the
+// pool: consecutive seqs take adjacent slices, and an event carrying its
+// neighbour's pad is rejected.
+func TestPadsDifferBySeq(t *testing.T) {
+	g := newEventGen("0badcafe", 200)
+	ev1, ev2 := g.appendEvent(nil, 100, 1), g.appendEvent(nil, 101, 1)
+	pad := func(ev []byte) []byte {
+		i := bytes.Index(ev, []byte(`"pad":"`)) + len(`"pad":"`)
+		return ev[i : len(ev)-2]
+	}
+	p1, p2 := pad(ev1), pad(ev2)
+	if len(p1) != len(p2) || bytes.Equal(p1, p2) {
+		t.Fatalf("seqs 100 and 101 got the same pad %q", p1)
+	}
+	if off1, off2 := padOffset(100, len(p1)), padOffset(101, len(p2)); off2 != off1+len(p1) {
+		t.Errorf("pad of seq 101 at %d, want %d (right after seq 100's)", off2, off1+len(p1))
+	}
+	swapped := append(bytes.Clone(ev1[:len(ev1)-2-len(p1)]), p2...)
+	swapped = append(swapped, `"}`...)
+	if len(swapped) != len(ev1) {
+		t.Fatalf("swapped event has %d bytes, want %d", len(swapped), len(ev1))
+	}
+	if _, ok := parseEvent(swapped); ok {
+		t.Errorf("an event with its neighbour's pad was accepted: %q", swapped)
+	}
+	for _, padLen := range []int{1, 150, maxEventSize - eventOverhead} {
+		for _, seq := range []uint64{0, 1, 1 << 20, 1<<40 + 7, 1<<63 - 1} {
+			if off := padOffset(seq, padLen); off < 0 || off+padLen > padPoolSize {
+				t.Errorf("padOffset(%d, %d) = %d: the pad leaves the pool", seq, padLen, off)
+			}
+		}
+	}
+}
+
 func TestForEachValue(t *testing.T) {
 	g := newEventGen("00000001", 150)
 	e1, e2 := g.appendEvent(nil, 1, 1), g.appendEvent(nil, 2, 1)
