@@ -131,6 +131,7 @@ func (n *Node) init() (err error) {
 
 	n.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+1<<20),
+		grpc.ForceServerCodecV2(server.NewCodec()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	)

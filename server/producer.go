@@ -65,14 +65,14 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	defer cancel()
 
 	out := make(chan *floev1.ProduceStreamResponse, s.streamWorkers)
-	workers := make([]chan *floev1.ProduceStreamRequest, s.streamWorkers)
+	workers := make([]chan *streamBatch, s.streamWorkers)
 	var wg sync.WaitGroup
 	for i := range workers {
-		in := make(chan *floev1.ProduceStreamRequest, 16)
+		in := make(chan *streamBatch, 16)
 		workers[i] = in
 		wg.Go(func() {
-			for req := range in {
-				out <- s.produceOne(ctx, req)
+			for b := range in {
+				out <- s.produceOne(ctx, b)
 			}
 		})
 	}
@@ -89,19 +89,24 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 		sendErr <- err
 	}()
 	// Recv runs in its own goroutine so that a drain does not wait for the
-	// client's next batch; it ends when the handler returns.
-	recv := make(chan *floev1.ProduceStreamRequest)
+	// client's next batch; it ends when the handler returns. Batches come
+	// from RecvMsg into a streamBatch, which Codec decodes without copying
+	// the events (floev1's Recv would allocate a ProduceStreamRequest and
+	// copy every event).
+	recv := make(chan *streamBatch)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
-			req, err := stream.Recv()
-			if err != nil {
+			b := getBatch()
+			if err := stream.RecvMsg(b); err != nil {
+				b.release()
 				recvErr <- err
 				return
 			}
 			select {
-			case recv <- req:
+			case recv <- b:
 			case <-ctx.Done():
+				b.release()
 				return
 			}
 		}
@@ -114,20 +119,22 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 loop:
 	for {
 		select {
-		case req := <-recv:
+		case b := <-recv:
 			w := next
-			if req.GetPartitionKey() != "" {
-				w = maphash.String(s.seed, req.GetTopic()+"\x00"+req.GetPartitionKey())
+			if b.key != "" {
+				w = maphash.String(s.seed, b.topic+"\x00"+b.key)
 			} else {
 				next++
 			}
 			select {
-			case workers[w%uint64(len(workers))] <- req:
+			case workers[w%uint64(len(workers))] <- b:
 			case <-s.draining:
 				// Not taken: the client gets no answer for it, so it was not stored.
+				b.release()
 				end = status.Error(codes.Unavailable, "the broker is shutting down: batches not answered were not stored")
 				break loop
 			case <-ctx.Done():
+				b.release()
 				end = ctx.Err()
 				break loop
 			}
@@ -168,30 +175,43 @@ func (s *Producer) Drain() {
 	s.drainOnce.Do(func() { close(s.draining) })
 }
 
-func (s *Producer) produceOne(ctx context.Context, req *floev1.ProduceStreamRequest) *floev1.ProduceStreamResponse {
-	ack, err := s.produce(ctx, req.GetTopic(), req.GetPartitionKey(), req.GetEvents(), req.GetBody())
+// produceOne produces a batch of a stream and releases it.
+func (s *Producer) produceOne(ctx context.Context, b *streamBatch) *floev1.ProduceStreamResponse {
+	var ack broker.Ack
+	var err error
+	if b.hasBody {
+		ack, err = s.produceBody(ctx, b.topic, b.key, len(b.events), b.contentType, b.body)
+	} else {
+		ack, err = s.p.Produce(ctx, b.topic, b.key, b.events)
+	}
+	id := b.requestID
+	b.release() // the store no longer reads the events
 	if err != nil {
 		return &floev1.ProduceStreamResponse{
-			RequestId: req.GetRequestId(),
+			RequestId: id,
 			Result:    &floev1.ProduceStreamResponse_Error{Error: ErrorOf(err)},
 		}
 	}
 	return &floev1.ProduceStreamResponse{
-		RequestId: req.GetRequestId(),
+		RequestId: id,
 		Result:    &floev1.ProduceStreamResponse_Ack{Ack: ackResponse(ack)},
 	}
 }
 
-// produce stores typed events or a raw body (never both), for Produce and
-// ProduceStream alike.
+// produce stores typed events or a raw body (never both), for Produce.
 func (s *Producer) produce(ctx context.Context, topic, key string, events []*floev1.Event, body *httpbody.HttpBody) (broker.Ack, error) {
-	switch {
-	case body != nil && len(events) > 0:
-		return broker.Ack{}, fmt.Errorf("%w: send either events or body, not both", broker.ErrInvalidParameter)
-	case body != nil:
-		return s.p.ProduceBody(ctx, topic, key, body.GetContentType(), body.GetData())
+	if body != nil {
+		return s.produceBody(ctx, topic, key, len(events), body.GetContentType(), body.GetData())
 	}
 	return s.p.Produce(ctx, topic, key, eventData(events))
+}
+
+// produceBody stores a raw body, refused when events came with it.
+func (s *Producer) produceBody(ctx context.Context, topic, key string, events int, contentType string, body []byte) (broker.Ack, error) {
+	if events > 0 {
+		return broker.Ack{}, fmt.Errorf("%w: send either events or body, not both", broker.ErrInvalidParameter)
+	}
+	return s.p.ProduceBody(ctx, topic, key, contentType, body)
 }
 
 func eventData(events []*floev1.Event) [][]byte {
