@@ -199,7 +199,7 @@ func (b *streamBatch) decodeCopy(buf []byte) error {
 func (b *streamBatch) unmarshal(data mem.BufferSlice) error {
 	// A message received in one buffer is kept (a reference); one spread
 	// over several HTTP/2 frames is copied into one pooled buffer.
-	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	buf := data.MaterializeToBuffer(&sharedPool)
 	if b.decode(buf.ReadOnlyData()) {
 		b.buf = buf
 		return nil
