@@ -458,6 +458,7 @@ func storeOptions(opts Options) store.Options {
 	return store.Options{
 		Logger:            opts.Logger.With("component", "store"),
 		CacheSize:         opts.CacheSize,
+		PageCacheWindow:   opts.PageCacheWindow,
 		RetentionMaxAge:   opts.RetentionMaxAge,
 		RetentionMaxBytes: opts.RetentionMaxBytes,
 		MaxAppendBytes:    int(maxAppend),

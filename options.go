@@ -56,6 +56,10 @@ type Options struct {
 	RetentionMaxBytes int64
 	// CacheSize is the store's block cache. Default 64 MiB.
 	CacheSize int64
+	// PageCacheWindow is how many bytes of the newest flushed events the
+	// store leaves in the OS page cache (store.Options.PageCacheWindow).
+	// Default 1 GiB; negative: the kernel alone manages the page cache.
+	PageCacheWindow int64
 
 	// ShutdownTimeout bounds the drain of a graceful shutdown (requests in
 	// flight); closing the store then gets at most storeCloseGrace more.
@@ -113,6 +117,9 @@ func (o Options) withDefaults() Options {
 	if o.CacheSize == 0 {
 		o.CacheSize = store.DefaultCacheSize
 	}
+	if o.PageCacheWindow == 0 {
+		o.PageCacheWindow = store.DefaultPageCacheWindow
+	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
 	}
@@ -168,6 +175,7 @@ func (o Options) logAttrs() []any {
 		"max-poll-bytes", o.MaxPollBytes, "max-poll-wait", o.MaxPollWait.String(),
 		"member-timeout", o.MemberTimeout.String(), "retention-max-age", o.RetentionMaxAge.String(),
 		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
+		"page-cache-window", o.PageCacheWindow,
 		"shutdown-timeout", o.ShutdownTimeout.String(),
 	}
 }

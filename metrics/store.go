@@ -97,6 +97,10 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		func(m *store.Metrics) float64 { return float64(m.BlockCacheHits) })
 	add("block_cache_misses_total", "Block cache misses.", counter,
 		func(m *store.Metrics) float64 { return float64(m.BlockCacheMisses) })
+	add("page_cache_dropped_bytes_total", "Bytes of blob files dropped from the OS page cache (page-cache-window).", counter,
+		func(m *store.Metrics) float64 { return float64(m.PageCacheDropped) })
+	add("page_cache_drop_failures_total", "Blob files the kernel refused to drop from the page cache.", counter,
+		func(m *store.Metrics) float64 { return float64(m.PageCacheDropFailures) })
 
 	summary := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "store", name), help, nil, nil)

@@ -79,6 +79,12 @@ type Metrics struct {
 	BlockCacheBytes  int64
 	BlockCacheHits   int64
 	BlockCacheMisses int64
+
+	// PageCacheDropped counts the bytes of blob files dropped from the OS
+	// page cache (PageCacheWindow), PageCacheDropFailures the files the
+	// kernel refused to drop.
+	PageCacheDropped      int64
+	PageCacheDropFailures int64
 }
 
 // Metrics returns a snapshot. It is cheap enough to call every few seconds.
@@ -98,6 +104,10 @@ func (s *Store) Metrics() Metrics {
 		RetentionRuns:      c.retentionRuns.Load(),
 		ChunksDeleted:      c.chunksDeleted.Load(),
 		BytesDeleted:       c.bytesDeleted.Load(),
+	}
+	if s.window != nil {
+		m.PageCacheDropped = s.window.dropped.Load()
+		m.PageCacheDropFailures = s.window.dropFailures.Load()
 	}
 	s.mu.RLock()
 	m.Streams = len(s.streams)

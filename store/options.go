@@ -60,6 +60,7 @@ const (
 	DefaultMaxInflightCommits = 1
 	DefaultValueSeparationMin = 1024
 	DefaultCommitLinger       = 200 * time.Microsecond
+	DefaultPageCacheWindow    = 1 << 30
 )
 
 // Options configures a Store. The zero value is valid: Open fills every zero
@@ -78,6 +79,11 @@ type Options struct {
 	// Sync is the durability of Append and CommitGroupOffset. Default
 	// SyncAlways.
 	Sync SyncPolicy
+	// PageCacheWindow is how many bytes of the newest blob files (the
+	// events flushed from the WAL) the store leaves in the OS page cache;
+	// older ones are dropped from it (see pagecache.go). Default 1 GiB;
+	// negative: the kernel alone manages the page cache. Linux only.
+	PageCacheWindow int64
 	// CacheSize is the Pebble block cache size in bytes. Default 64 MiB.
 	CacheSize int64
 
@@ -187,6 +193,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ValueSeparationMinSize == 0 {
 		o.ValueSeparationMinSize = DefaultValueSeparationMin
+	}
+	if o.PageCacheWindow == 0 {
+		o.PageCacheWindow = DefaultPageCacheWindow
 	}
 	return o
 }

@@ -49,6 +49,8 @@ type Store struct {
 	cancel context.CancelFunc
 
 	stats counters
+	// window drops old blob files from the page cache; nil when off.
+	window *cacheWindowFS
 }
 
 // streamState is the in-memory state of one stream.
@@ -71,7 +73,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	opts = opts.withDefaults()
 	start := time.Now()
-	db, err := pebble.Open(dir, opts.pebbleOptions())
+	po := opts.pebbleOptions()
+	var window *cacheWindowFS
+	if opts.PageCacheWindow >= 0 && pageCacheDropSupported {
+		window = newCacheWindowFS(po.FS, opts.PageCacheWindow)
+		po.FS = window
+	}
+	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
 	}
@@ -86,6 +94,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		slots:     make(chan struct{}, opts.MaxInflightCommits),
 		inflight:  make(chan *commitGroup, opts.MaxInflightCommits),
 		stop:      make(chan struct{}),
+		window:    window,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.Sync == SyncNever {

@@ -51,6 +51,30 @@ func (b byteSize64) Set(s string) error {
 	return nil
 }
 
+// byteSizeOrOff is a size flag that also takes "off", stored as -1.
+type byteSizeOrOff struct{ p *int64 }
+
+func (b byteSizeOrOff) String() string {
+	if b.p == nil {
+		return ""
+	}
+	if *b.p < 0 {
+		return "off"
+	}
+	return strconv.FormatInt(*b.p, 10)
+}
+
+func (b byteSizeOrOff) Set(s string) error {
+	if strings.TrimSpace(s) == "off" {
+		*b.p = -1
+		return nil
+	}
+	if _, err := parseBytes(s); err != nil {
+		return fmt.Errorf("%q is not a size or off: use a number of bytes, optionally with KiB, MiB or GiB", s)
+	}
+	return byteSize64(b).Set(s)
+}
+
 var units = []struct {
 	suffix string
 	mult   int64

@@ -52,7 +52,7 @@ var defaults = map[string]string{
 	"consumer-ranges":   "4",
 	"max-request-bytes": "4MiB", "max-event-bytes": "1MiB", "max-poll-bytes": "2MiB",
 	"max-poll-wait": "30s", "member-timeout": "2m", "retention-max-age": "168h",
-	"retention-max-bytes": "0", "cache-size": "64MiB", "shutdown-timeout": "30s",
+	"retention-max-bytes": "0", "cache-size": "64MiB", "page-cache-window": "1GiB", "shutdown-timeout": "30s",
 	"memory-limit": "200MiB",
 }
 
@@ -79,6 +79,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(duration{&o.RetentionMaxAge}, "retention-max-age", "delete events older than this (negative: keep forever)")
 	fs.Var(byteSize64{&o.RetentionMaxBytes}, "retention-max-bytes", "keep at most this much per topic, e.g. 10GiB (0: unlimited)")
 	fs.Var(byteSize64{&o.CacheSize}, "cache-size", "block cache of the store, e.g. 64MiB")
+	fs.Var(byteSizeOrOff{&o.PageCacheWindow}, "page-cache-window", "newest flushed events left in the OS page cache, e.g. 1GiB; older blob files are dropped from it (off: the kernel decides; Linux only)")
 	fs.Var(duration{&o.ShutdownTimeout}, "shutdown-timeout", "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
 	fs.Var(byteSize64{&c.memoryLimit}, "memory-limit", "soft memory limit of the Go runtime: the GC works harder near it (0: none; GOMEMLIMIT, if set, wins)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -174,6 +175,7 @@ var zeroMeaningless = map[string]string{
 	"member-timeout":    "use a duration such as 2m",
 	"retention-max-age": "it would delete every event at once; a negative value keeps events forever",
 	"cache-size":        "use a size such as 64MiB",
+	"page-cache-window": "use a size such as 1GiB, or off",
 	"shutdown-timeout":  "use a duration such as 30s",
 }
 
@@ -185,7 +187,8 @@ func (c *config) checkZeros() error {
 		"max-event-bytes": int64(o.MaxEventBytes), "max-poll-bytes": int64(o.MaxPollBytes),
 		"max-poll-wait": int64(o.MaxPollWait), "member-timeout": int64(o.MemberTimeout),
 		"retention-max-age": int64(o.RetentionMaxAge), "cache-size": o.CacheSize,
-		"shutdown-timeout": int64(o.ShutdownTimeout),
+		"page-cache-window": o.PageCacheWindow,
+		"shutdown-timeout":  int64(o.ShutdownTimeout),
 	}
 	var errs []error
 	for _, name := range sortedKeys(zeroMeaningless) {

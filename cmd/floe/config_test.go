@@ -50,7 +50,7 @@ consumer-ranges: 8
 		check: func(o floe.Options) string {
 			return strings.Join([]string{o.DataDir, o.MetricsAddr, o.PprofAddr, o.GRPCAddr,
 				itoa(o.MaxRequestBytes), itoa(o.MaxEventBytes), itoa(o.MaxPollBytes), o.MaxPollWait.String(),
-				itoa64(o.CacheSize), o.ShutdownTimeout.String(), itoa(o.ConsumerRanges)}, " ")
+				itoa64(o.CacheSize), o.ShutdownTimeout.String(), itoa(o.ConsumerRanges), itoa64(o.PageCacheWindow)}, " ")
 		},
 	}, {
 		name: "file over defaults",
@@ -99,6 +99,14 @@ consumer-ranges: 8
 		check: func(o floe.Options) string {
 			return itoa(o.MaxRequestBytes) + " " + itoa64(o.RetentionMaxBytes) + " " + o.RetentionMaxAge.String() + " " + o.MemberTimeout.String()
 		},
+	}, {
+		name:  "page cache window off",
+		env:   env{"FLOE_PAGE_CACHE_WINDOW": "off"},
+		check: func(o floe.Options) string { return itoa64(o.PageCacheWindow) },
+	}, {
+		name:  "page cache window size",
+		args:  []string{"--page-cache-window", "256MiB"},
+		check: func(o floe.Options) string { return itoa64(o.PageCacheWindow) },
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			args, e := tc.args, tc.env
@@ -134,7 +142,7 @@ consumer-ranges: 8
 }
 
 var wantPrecedence = map[string]string{
-	"defaults":                                        "./floe-data :9253  :9249 4194304 1048576 2097152 30s 67108864 30s 4",
+	"defaults":                                        "./floe-data :9253  :9249 4194304 1048576 2097152 30s 67108864 30s 4 1073741824",
 	"file over defaults":                              "/from/file 8388608 10s",
 	"env over file":                                   "/from/env 8388608 1m0s",
 	"flags over env over file":                        "/from/flag 1048576 524288",
@@ -143,6 +151,8 @@ var wantPrecedence = map[string]string{
 	"FLOE_CONFIG names the file":                      "/via/env",
 	"an empty or comments-only file sets nothing":     "./floe-data",
 	"sizes, durations and YAML numbers":               "1048576 10737418240 -1s 1h30m0s",
+	"page cache window off":                           "-1",
+	"page cache window size":                          "268435456",
 }
 
 // --config wins over FLOE_CONFIG.
@@ -190,6 +200,7 @@ func TestConfigRejections(t *testing.T) {
 		{name: "log level from file", file: "log-level: loud\n", want: []string{`log-level: "loud" is not debug, info, warn or error (set by FILE:1)`}},
 		{name: "log format from env", env: env{"FLOE_LOG_FORMAT": "xml"}, want: []string{`log-format: "xml" is not text or json (set by FLOE_LOG_FORMAT)`}},
 		{name: "negative duration", args: []string{"--shutdown-timeout=-1s"}, want: []string{"shutdown-timeout: -1s is negative (set by --shutdown-timeout)"}},
+		{name: "page cache window", file: "page-cache-window: none\n", want: []string{`FILE:1: page-cache-window: "none" is not a size or off`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args, e := tc.args, tc.env
@@ -316,6 +327,7 @@ func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
 		{[]string{"--consumer-ranges=0"}, nil, "consumer-ranges: 0 is not allowed"},
 		{nil, env{"FLOE_MAX_POLL_WAIT": "0s"}, "max-poll-wait: 0 is not allowed: use a duration such as 30s (set by FLOE_MAX_POLL_WAIT)"},
 		{[]string{"--shutdown-timeout", "0"}, nil, "shutdown-timeout: 0 is not allowed"},
+		{[]string{"--page-cache-window", "0"}, nil, "page-cache-window: 0 is not allowed: use a size such as 1GiB, or off"},
 	} {
 		_, err := parseConfig(tc.args, tc.env.lookup, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.mention) {

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package store
+
+import "errors"
+
+// Elsewhere the kernel manages the page cache alone: Open does not install
+// the window.
+const pageCacheDropSupported = false
+
+func dropPageCache(uintptr) error { return errors.ErrUnsupported }
