@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,18 @@ func (fs *cacheWindowFS) Create(name string, category vfs.DiskWriteCategory) (vf
 		return f, err
 	}
 	return &windowedFile{File: f, fs: fs, name: name}, nil
+}
+
+// Open opens blob files for the kernel's readahead: Pebble opens every
+// file for random reads (POSIX_FADV_RANDOM), which turns readahead off,
+// but consumers read a stream's chunks in order, and blob files hold them
+// in that order. Without readahead, a consumer reading past the window
+// waited for the disk at every chunk.
+func (fs *cacheWindowFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	if isBlobFile(name) {
+		opts = slices.DeleteFunc(slices.Clone(opts), func(o vfs.OpenOption) bool { return o == vfs.RandomReadsOption })
+	}
+	return fs.FS.Open(name, opts...)
 }
 
 // Remove forgets a deleted blob file: its pages left the cache with it.
