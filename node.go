@@ -138,7 +138,7 @@ func (n *Node) init() (err error) {
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	)
 	floev1.RegisterDiscoveryServer(n.grpc, discovery)
-	floev1.RegisterProducerServer(n.grpc, producer)
+	n.grpc.RegisterService(server.ProducerServiceDesc(), producer)
 	floev1.RegisterConsumerServer(n.grpc, consumer)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -12,11 +13,14 @@ import (
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
 
-// streamBatch is one ProduceStreamRequest, decoded by Codec without copying
-// its events: events and body alias the received message, which the batch
-// holds until release. The store copies events into its commit before Append
-// returns, so a batch is released once its produce call returned.
+// streamBatch is one ProduceStreamRequest or ProduceRequest, decoded by
+// Codec without copying its events: events and body alias the received
+// message, which the batch holds until release. The store copies events
+// into its commit before Append returns, so a batch is released once its
+// produce call returned.
 type streamBatch struct {
+	layout *batchLayout
+
 	requestID   uint64
 	topic       string
 	key         string
@@ -32,7 +36,12 @@ type streamBatch struct {
 
 var batchPool = sync.Pool{New: func() any { return new(streamBatch) }}
 
-func getBatch() *streamBatch { return batchPool.Get().(*streamBatch) }
+// getBatch returns an empty batch for messages of layout l.
+func getBatch(l *batchLayout) *streamBatch {
+	b := batchPool.Get().(*streamBatch)
+	b.layout = l
+	return b
+}
 
 // maxPooledEvents bounds the events slice a pooled batch keeps.
 const maxPooledEvents = 4096
@@ -52,28 +61,46 @@ func (b *streamBatch) release() {
 	batchPool.Put(b)
 }
 
-// Field numbers of ProduceStreamRequest, Event and google.api.HttpBody.
-const (
-	fieldRequestID    protowire.Number = 1
-	fieldTopic        protowire.Number = 2
-	fieldPartitionKey protowire.Number = 3
-	fieldEvents       protowire.Number = 4
-	fieldBody         protowire.Number = 5
+// batchLayout is the field numbers of a produce message, and its proto
+// type for the messages the fast decoder leaves to proto.
+type batchLayout struct {
+	requestID, topic, key, events, body protowire.Number // 0: no such field
+	newMessage                          func() proto.Message
+	fromMessage                         func(proto.Message) (requestID uint64, topic, key string, events []*floev1.Event, body *httpbody.HttpBody)
+}
 
+var (
+	streamLayout = batchLayout{requestID: 1, topic: 2, key: 3, events: 4, body: 5,
+		newMessage: func() proto.Message { return new(floev1.ProduceStreamRequest) },
+		fromMessage: func(m proto.Message) (uint64, string, string, []*floev1.Event, *httpbody.HttpBody) {
+			r := m.(*floev1.ProduceStreamRequest)
+			return r.GetRequestId(), r.GetTopic(), r.GetPartitionKey(), r.GetEvents(), r.GetBody()
+		}}
+	unaryLayout = batchLayout{topic: 1, key: 2, events: 3, body: 4,
+		newMessage: func() proto.Message { return new(floev1.ProduceRequest) },
+		fromMessage: func(m proto.Message) (uint64, string, string, []*floev1.Event, *httpbody.HttpBody) {
+			r := m.(*floev1.ProduceRequest)
+			return 0, r.GetTopic(), r.GetPartitionKey(), r.GetEvents(), r.GetBody()
+		}}
+)
+
+// Field numbers of Event and google.api.HttpBody.
+const (
 	fieldEventData protowire.Number = 1
 
 	fieldBodyContentType protowire.Number = 1
 	fieldBodyData        protowire.Number = 2
 )
 
-// decode parses a ProduceStreamRequest from b, aliasing b in events and
-// body. It reports false, with the batch in an undefined state, for input
+// decode parses a message of the batch's layout from buf, aliasing buf in
+// events and body. It reports false, with the batch in an undefined state, for input
 // it does not handle: malformed input, unknown fields, a field of an
 // unexpected wire type, invalid UTF-8 in a string, or HttpBody extensions.
 // The caller then decodes with proto (decodeCopy), which either returns
 // proto's error or handles the case, so that the two decoders accept the
 // same messages and decode them to the same batch.
 func (b *streamBatch) decode(buf []byte) bool {
+	l := b.layout
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
 		if n < 0 {
@@ -81,7 +108,7 @@ func (b *streamBatch) decode(buf []byte) bool {
 		}
 		buf = buf[n:]
 		switch {
-		case num == fieldRequestID && typ == protowire.VarintType:
+		case num == l.requestID && num != 0 && typ == protowire.VarintType:
 			v, n := protowire.ConsumeVarint(buf)
 			if n < 0 {
 				return false
@@ -97,23 +124,23 @@ func (b *streamBatch) decode(buf []byte) bool {
 			}
 			buf = buf[n:]
 			switch num {
-			case fieldTopic, fieldPartitionKey:
+			case l.topic, l.key:
 				if !utf8.Valid(v) {
 					return false
 				}
 				s := string(v) // copied: the store keeps topics
-				if num == fieldTopic {
+				if num == l.topic {
 					b.topic = s
 				} else {
 					b.key = s
 				}
-			case fieldEvents:
+			case l.events:
 				data, ok := decodeEvent(v)
 				if !ok {
 					return false
 				}
 				b.events = append(b.events, data)
-			case fieldBody:
+			case l.body:
 				if !b.decodeBody(v) {
 					return false
 				}
@@ -173,20 +200,22 @@ func (b *streamBatch) decodeBody(buf []byte) bool {
 
 // decodeCopy decodes with proto, copying events and body.
 func (b *streamBatch) decodeCopy(buf []byte) error {
-	var req floev1.ProduceStreamRequest
-	if err := proto.Unmarshal(buf, &req); err != nil {
+	m := b.layout.newMessage()
+	if err := proto.Unmarshal(buf, m); err != nil {
 		return err
 	}
+	requestID, topic, key, events, body := b.layout.fromMessage(m)
 	*b = streamBatch{
-		requestID: req.GetRequestId(),
-		topic:     req.GetTopic(),
-		key:       req.GetPartitionKey(),
+		layout:    b.layout,
+		requestID: requestID,
+		topic:     topic,
+		key:       key,
 		events:    b.events[:0],
 	}
-	for _, e := range req.GetEvents() {
+	for _, e := range events {
 		b.events = append(b.events, e.GetData())
 	}
-	if body := req.GetBody(); body != nil {
+	if body != nil {
 		b.hasBody = true
 		b.contentType = body.GetContentType()
 		b.body = body.GetData()
@@ -209,8 +238,9 @@ func (b *streamBatch) unmarshal(data mem.BufferSlice) error {
 	return err
 }
 
-// Codec is the server's gRPC codec: proto's, except that ProduceStream
-// batches are decoded without copying their events (see streamBatch).
+// Codec is the server's gRPC codec: proto's, except that Produce and
+// ProduceStream requests are decoded without copying their events (see
+// streamBatch).
 // Install it with grpc.ForceServerCodecV2.
 type Codec struct {
 	proto encoding.CodecV2

@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -9,12 +11,15 @@ import (
 	"testing"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/store"
 )
 
 func marshal(t testing.TB, m proto.Message) []byte {
@@ -45,7 +50,7 @@ func batchSeeds(t testing.TB) (fast, slow [][]byte) {
 		append(marshal(t, events), marshal(t, body)...),
 		append(marshal(t, body), marshal(t, &floev1.ProduceStreamRequest{Body: &httpbody.HttpBody{Data: []byte("x")}})...),
 		// An event whose data comes twice.
-		protowire.AppendBytes(protowire.AppendTag(nil, fieldEvents, protowire.BytesType),
+		protowire.AppendBytes(protowire.AppendTag(nil, streamLayout.events, protowire.BytesType),
 			protowire.AppendBytes(protowire.AppendTag(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), []byte("a")), 1, protowire.BytesType), []byte("b"))),
 	}
 	withExt := &floev1.ProduceStreamRequest{Body: &httpbody.HttpBody{Data: []byte("{}"), Extensions: []*anypb.Any{{TypeUrl: "x/y"}}}}
@@ -54,11 +59,11 @@ func batchSeeds(t testing.TB) (fast, slow [][]byte) {
 		// An unknown field.
 		protowire.AppendVarint(protowire.AppendTag(marshal(t, events), 99, protowire.VarintType), 1),
 		// A known field number with another wire type.
-		protowire.AppendVarint(protowire.AppendTag(nil, fieldTopic, protowire.VarintType), 3),
-		protowire.AppendBytes(protowire.AppendTag(nil, fieldRequestID, protowire.BytesType), []byte("x")),
+		protowire.AppendVarint(protowire.AppendTag(nil, streamLayout.topic, protowire.VarintType), 3),
+		protowire.AppendBytes(protowire.AppendTag(nil, streamLayout.requestID, protowire.BytesType), []byte("x")),
 		// Invalid UTF-8 in a string: proto refuses it.
-		protowire.AppendBytes(protowire.AppendTag(nil, fieldTopic, protowire.BytesType), []byte{0xff}),
-		protowire.AppendBytes(protowire.AppendTag(nil, fieldBody, protowire.BytesType),
+		protowire.AppendBytes(protowire.AppendTag(nil, streamLayout.topic, protowire.BytesType), []byte{0xff}),
+		protowire.AppendBytes(protowire.AppendTag(nil, streamLayout.body, protowire.BytesType),
 			protowire.AppendBytes(protowire.AppendTag(nil, fieldBodyContentType, protowire.BytesType), []byte{0xc3})),
 		// Truncated.
 		func() []byte { m := marshal(t, events); return m[:len(m)-1] }(),
@@ -83,9 +88,9 @@ func sameBatch(a, b *streamBatch) error {
 
 // checkDecode fails when the fast decoder takes a message that proto
 // decodes differently or refuses.
-func checkDecode(t *testing.T, msg []byte) (fast bool) {
+func checkDecode(t *testing.T, l *batchLayout, msg []byte) (fast bool) {
 	t.Helper()
-	var want, got streamBatch
+	want, got := streamBatch{layout: l}, streamBatch{layout: l}
 	protoErr := want.decodeCopy(msg)
 	if !got.decode(msg) {
 		return false
@@ -99,26 +104,54 @@ func checkDecode(t *testing.T, msg []byte) (fast bool) {
 	return true
 }
 
-func TestStreamBatchDecode(t *testing.T) {
-	fast, slow := batchSeeds(t)
-	for _, m := range fast {
-		if !checkDecode(t, m) {
-			t.Errorf("%x: fast decoder did not take a message it handles", m)
-		}
+// unarySeeds are ProduceRequests, as batchSeeds.
+func unarySeeds(t testing.TB) (fast, slow [][]byte) {
+	fast = [][]byte{
+		marshal(t, &floev1.ProduceRequest{Topic: "orders", PartitionKey: "k",
+			Events: []*floev1.Event{{Data: []byte(`{"a":1}`)}, {Data: []byte(`[2]`)}}}),
+		marshal(t, &floev1.ProduceRequest{Topic: "t",
+			Body: &httpbody.HttpBody{ContentType: "application/json", Data: []byte(`{"b":2}`)}}),
 	}
-	for _, m := range slow {
-		if checkDecode(t, m) {
-			t.Errorf("%x: fast decoder took a message it must leave to proto", m)
+	slow = [][]byte{
+		// ProduceStreamRequest's request_id (field 1 as a varint) is no
+		// ProduceRequest field.
+		marshal(t, &floev1.ProduceStreamRequest{RequestId: 1, Topic: "t"}),
+		protowire.AppendVarint(protowire.AppendTag(nil, 5, protowire.BytesType), 1),
+	}
+	return fast, slow
+}
+
+var layouts = map[string]*batchLayout{"ProduceStreamRequest": &streamLayout, "ProduceRequest": &unaryLayout}
+
+func TestStreamBatchDecode(t *testing.T) {
+	seeds := map[*batchLayout]func(testing.TB) ([][]byte, [][]byte){&streamLayout: batchSeeds, &unaryLayout: unarySeeds}
+	for name, l := range layouts {
+		fast, slow := seeds[l](t)
+		for _, m := range fast {
+			if !checkDecode(t, l, m) {
+				t.Errorf("%s %x: fast decoder did not take a message it handles", name, m)
+			}
+		}
+		for _, m := range slow {
+			if checkDecode(t, l, m) {
+				t.Errorf("%s %x: fast decoder took a message it must leave to proto", name, m)
+			}
 		}
 	}
 }
 
+// FuzzStreamBatchDecode holds the fast decoder to proto, for both messages.
 func FuzzStreamBatchDecode(f *testing.F) {
-	fast, slow := batchSeeds(f)
-	for _, m := range append(fast, slow...) {
-		f.Add(m)
+	for _, seeds := range []func(testing.TB) ([][]byte, [][]byte){batchSeeds, unarySeeds} {
+		fast, slow := seeds(f)
+		for _, m := range append(fast, slow...) {
+			f.Add(m)
+		}
 	}
-	f.Fuzz(func(t *testing.T, msg []byte) { checkDecode(t, msg) })
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		checkDecode(t, &streamLayout, msg)
+		checkDecode(t, &unaryLayout, msg)
+	})
 }
 
 // recyclingPool hands out buffers and, like a pool that reuses them at once,
@@ -159,7 +192,7 @@ func TestCodecHoldsMessageUntilRelease(t *testing.T) {
 				chunk := msg[i*len(msg)/parts : (i+1)*len(msg)/parts]
 				data = append(data, mem.Copy(chunk, pool))
 			}
-			b := getBatch()
+			b := getBatch(&streamLayout)
 			if err := NewCodec().Unmarshal(data, b); err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +218,7 @@ func TestCodecHoldsMessageUntilRelease(t *testing.T) {
 func TestCodecFallsBackToProto(t *testing.T) {
 	_, slow := batchSeeds(t)
 	pool := &recyclingPool{}
-	b := getBatch()
+	b := getBatch(&streamLayout)
 	data := mem.BufferSlice{mem.Copy(slow[0], pool)}
 	if err := NewCodec().Unmarshal(data, b); err != nil {
 		t.Fatal(err)
@@ -195,7 +228,7 @@ func TestCodecFallsBackToProto(t *testing.T) {
 	}
 	b.release()
 
-	if err := NewCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer{0x80}}, getBatch()); err == nil {
+	if err := NewCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer{0x80}}, getBatch(&streamLayout)); err == nil {
 		t.Fatal("a truncated message decoded")
 	}
 
@@ -226,7 +259,7 @@ func BenchmarkStreamBatchDecode(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
 			for b.Loop() {
-				batch := getBatch()
+				batch := getBatch(&streamLayout)
 				if !batch.decode(msg) {
 					b.Fatal("not decoded")
 				}
@@ -281,5 +314,59 @@ func TestBufferPool(t *testing.T) {
 		if c := p.Get(3000); &(*c)[0] == &odd[0] {
 			t.Fatal("a buffer not from the pool was handed out")
 		}
+	}
+}
+
+// fakeProducing records what it was asked to store.
+type fakeProducing struct {
+	first  []*byte  // the first byte of each event, as passed
+	copied [][]byte // copies made during the call
+}
+
+func (f *fakeProducing) Produce(_ context.Context, topic, key string, events [][]byte) (broker.Ack, error) {
+	for _, e := range events {
+		f.first = append(f.first, &e[0])
+		f.copied = append(f.copied, bytes.Clone(e))
+	}
+	return broker.Ack{Stream: store.Stream{Topic: topic}, Count: len(events)}, nil
+}
+
+func (f *fakeProducing) ProduceBody(context.Context, string, string, string, []byte) (broker.Ack, error) {
+	return broker.Ack{}, errors.New("unexpected body")
+}
+
+// A unary Produce reads its events from the received message, through the
+// interceptors, and releases the message when it returns.
+func TestUnaryProduceAliasesAndReleases(t *testing.T) {
+	req := &floev1.ProduceRequest{Topic: "t", PartitionKey: "k",
+		Events: []*floev1.Event{{Data: bytes.Repeat([]byte("7"), 6000)}, {Data: []byte(`{"b":2}`)}}}
+	pool := &recyclingPool{}
+	data := mem.BufferSlice{mem.Copy(marshal(t, req), pool)}
+	dec := func(v any) error { return NewCodec().Unmarshal(data, v) }
+	fake := &fakeProducing{}
+	intercepted := false
+	interceptor := func(ctx context.Context, r any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		intercepted = info.FullMethod == floev1.Producer_Produce_FullMethodName
+		return h(ctx, r)
+	}
+	resp, err := produceHandler(NewProducer(fake), context.Background(), dec, interceptor)
+	data.Free() // as gRPC does
+	if err != nil || !intercepted {
+		t.Fatalf("err %v, intercepted %v", err, intercepted)
+	}
+	if r := resp.(*floev1.ProduceResponse); r.GetTopic() != "t" || r.GetCount() != 2 {
+		t.Fatalf("response %v", r)
+	}
+	want := [][]byte{req.Events[0].Data, req.Events[1].Data}
+	if !slices.EqualFunc(fake.copied, want, bytes.Equal) {
+		t.Fatalf("the producer got %.20q", fake.copied)
+	}
+	if pool.puts() != 1 {
+		t.Fatalf("%d buffers back in the pool after the call, want 1", pool.puts())
+	}
+	// The events the producer was given were the message's bytes, which
+	// the pool has since recycled: no copy was made.
+	if *fake.first[0] != 'X' {
+		t.Fatal("the producer got a copy of the events, not the message's bytes")
 	}
 }

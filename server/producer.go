@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"slices"
 	"sync"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -45,9 +47,53 @@ func NewProducer(p Producing) *Producer {
 }
 
 // Produce stores a batch of events: the raw body (REST, or gRPC clients that
-// send NDJSON) or typed events.
+// send NDJSON) or typed events. The REST gateway calls it; the gRPC server
+// calls produceUnary instead (see ProducerServiceDesc).
 func (s *Producer) Produce(ctx context.Context, req *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
 	ack, err := s.produce(ctx, req.GetTopic(), req.GetPartitionKey(), req.GetEvents(), req.GetBody())
+	if err != nil {
+		return nil, Status(err)
+	}
+	return ackResponse(ack), nil
+}
+
+// ProducerServiceDesc is floev1.Producer_ServiceDesc with a Produce handler
+// that has Codec decode the request into a batch without copying its
+// events, as ProduceStream does. Register s with it:
+// grpcServer.RegisterService(ProducerServiceDesc(), s).
+func ProducerServiceDesc() *grpc.ServiceDesc {
+	desc := floev1.Producer_ServiceDesc
+	desc.Methods = slices.Clone(desc.Methods)
+	for i := range desc.Methods {
+		if desc.Methods[i].MethodName == "Produce" {
+			desc.Methods[i].Handler = produceHandler
+		}
+	}
+	return &desc
+}
+
+// produceHandler is the gRPC handler of Produce. Interceptors see the
+// request as a *streamBatch, and must not keep it: it is released when the
+// call returns.
+func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	b := getBatch(&unaryLayout)
+	defer b.release()
+	if err := dec(b); err != nil {
+		return nil, err
+	}
+	s := srv.(*Producer)
+	if interceptor == nil {
+		return s.produceBatch(ctx, b)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: floev1.Producer_Produce_FullMethodName}
+	return interceptor(ctx, b, info, func(ctx context.Context, req any) (any, error) {
+		return s.produceBatch(ctx, req.(*streamBatch))
+	})
+}
+
+// produceBatch stores the batch of a unary Produce.
+func (s *Producer) produceBatch(ctx context.Context, b *streamBatch) (*floev1.ProduceResponse, error) {
+	ack, err := s.storeBatch(ctx, b)
 	if err != nil {
 		return nil, Status(err)
 	}
@@ -97,7 +143,7 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
-			b := getBatch()
+			b := getBatch(&streamLayout)
 			if err := stream.RecvMsg(b); err != nil {
 				b.release()
 				recvErr <- err
@@ -177,13 +223,7 @@ func (s *Producer) Drain() {
 
 // produceOne produces a batch of a stream and releases it.
 func (s *Producer) produceOne(ctx context.Context, b *streamBatch) *floev1.ProduceStreamResponse {
-	var ack broker.Ack
-	var err error
-	if b.hasBody {
-		ack, err = s.produceBody(ctx, b.topic, b.key, len(b.events), b.contentType, b.body)
-	} else {
-		ack, err = s.p.Produce(ctx, b.topic, b.key, b.events)
-	}
+	ack, err := s.storeBatch(ctx, b)
 	id := b.requestID
 	b.release() // the store no longer reads the events
 	if err != nil {
@@ -196,6 +236,15 @@ func (s *Producer) produceOne(ctx context.Context, b *streamBatch) *floev1.Produ
 		RequestId: id,
 		Result:    &floev1.ProduceStreamResponse_Ack{Ack: ackResponse(ack)},
 	}
+}
+
+// storeBatch stores the typed events or the raw body (never both) of a
+// batch.
+func (s *Producer) storeBatch(ctx context.Context, b *streamBatch) (broker.Ack, error) {
+	if b.hasBody {
+		return s.produceBody(ctx, b.topic, b.key, len(b.events), b.contentType, b.body)
+	}
+	return s.p.Produce(ctx, b.topic, b.key, b.events)
 }
 
 // produce stores typed events or a raw body (never both), for Produce.
