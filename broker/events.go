@@ -29,6 +29,11 @@ type Limits struct {
 // ErrUnsupportedContentType, ErrEmptyBody, ErrBodyTooLarge, ErrEventTooLarge
 // or ErrInvalidJSON and, for NDJSON, names the line.
 func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
+	return splitBody(nil, contentType, body, lim)
+}
+
+// splitBody is SplitBody appending the events to dst[:0].
+func splitBody(dst [][]byte, contentType string, body []byte, lim Limits) ([][]byte, error) {
 	ndjson, err := parseContentType(contentType)
 	if err != nil {
 		return nil, err
@@ -44,9 +49,12 @@ func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
 		if err := checkEvent(ev, lim); err != nil {
 			return nil, err
 		}
-		return [][]byte{ev}, nil
+		return append(dst[:0], ev), nil
 	}
-	events := make([][]byte, 0, bytes.Count(body, []byte{'\n'})+1)
+	events := dst[:0]
+	if n := bytes.Count(body, []byte{'\n'}) + 1; cap(events) < n {
+		events = make([][]byte, 0, n)
+	}
 	for line := 1; len(body) > 0; line++ {
 		var ev []byte
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {

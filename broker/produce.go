@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/floe-streams/floe/store"
 )
@@ -94,12 +95,30 @@ func (p *Producer) ProduceBody(ctx context.Context, topic, key, contentType stri
 	if err := ValidateTopic(topic); err != nil {
 		return Ack{}, err
 	}
-	events, err := SplitBody(contentType, body, p.opts.Limits)
+	sp := eventSlices.Get().(*[][]byte)
+	events, err := splitBody(*sp, contentType, body, p.opts.Limits)
 	if err != nil {
+		clear((*sp)[:cap(*sp)]) // the lines split before the bad one
+		eventSlices.Put(sp)
 		return Ack{}, err
 	}
-	return p.append(ctx, topic, key, events)
+	ack, err := p.append(ctx, topic, key, events)
+	// Append does not read events once it returned.
+	clear(events)
+	if cap(events) <= maxPooledEvents {
+		*sp = events[:0]
+		eventSlices.Put(sp)
+	}
+	return ack, err
 }
+
+// eventSlices pools the slices ProduceBody splits bodies into: at 5,000
+// NDJSON requests a second they were a fifth of the bytes the broker
+// allocated.
+var eventSlices = sync.Pool{New: func() any { return new([][]byte) }}
+
+// maxPooledEvents bounds the slices eventSlices keeps.
+const maxPooledEvents = 4096
 
 // Produce validates events (see ValidateEvents) and appends them atomically
 // to one sub-range: the one of key, or the next one in turn without a key. It

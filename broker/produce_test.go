@@ -199,3 +199,28 @@ func TestProduceKeys(t *testing.T) {
 		}
 	}
 }
+
+// discardLog acknowledges appends without keeping them.
+type discardLog struct{}
+
+func (discardLog) Append(context.Context, store.Stream, [][]byte) (int64, error) { return 0, nil }
+
+// BenchmarkProduceBody is the broker's part of a REST NDJSON request of 100
+// events of 200 bytes, without the store.
+func BenchmarkProduceBody(b *testing.B) {
+	p, err := broker.NewProducer(discardLog{}, broker.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var body []byte
+	for i := range 100 {
+		body = fmt.Appendf(body, "{\"seq\":%d,\"pad\":%q}\n", i, strings.Repeat("x", 180))
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.ProduceBody(context.Background(), "bench", "", broker.ContentTypeNDJSON, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
