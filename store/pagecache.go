@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,10 @@ import (
 // consumers that keep up read them, and asks the kernel to drop older blob
 // files (posix_fadvise DONTNEED). The pages it frees are reused by the next
 // flush. Consumers reading further back read from disk.
+//
+// The window bounds what the store writes into the cache, and what a
+// previous process left there (seed). Blob files that consumers read back
+// from disk come back into the cache and stay until the kernel evicts them.
 
 // cacheWindowFS wraps the store's FS: it counts the bytes of each blob file
 // written through it and, once a file is complete, drops the oldest files
@@ -89,6 +95,38 @@ func (fs *cacheWindowFS) Remove(name string) error {
 
 // Unwrap returns the wrapped FS.
 func (fs *cacheWindowFS) Unwrap() vfs.FS { return fs.FS }
+
+// seed adds the blob files already in dir, oldest (lowest file number)
+// first, as if this process had written them: a previous process may have
+// left them in the page cache.
+func (fs *cacheWindowFS) seed(dir string) {
+	names, err := fs.FS.List(dir)
+	if err != nil {
+		return // a new store
+	}
+	type numbered struct {
+		num  uint64
+		name string
+	}
+	var blobs []numbered
+	for _, n := range names {
+		if !isBlobFile(n) {
+			continue
+		}
+		num, err := strconv.ParseUint(strings.TrimSuffix(n, ".blob"), 10, 64)
+		if err != nil {
+			continue
+		}
+		blobs = append(blobs, numbered{num, n})
+	}
+	slices.SortFunc(blobs, func(a, b numbered) int { return cmp.Compare(a.num, b.num) })
+	for _, b := range blobs {
+		path := fs.FS.PathJoin(dir, b.name)
+		if info, err := fs.FS.Stat(path); err == nil {
+			fs.completed(path, info.Size())
+		}
+	}
+}
 
 // completed adds a blob file that was written and closed, then drops the
 // oldest files until the window holds the rest.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -65,4 +66,27 @@ func TestCacheWindowAccounting(t *testing.T) {
 	if d, f := fs.dropped.Load(), fs.dropFailures.Load(); d != 0 || f != 0 {
 		t.Fatalf("dropped %d bytes, %d failures, on a memory FS", d, f)
 	}
+}
+
+// A store reopened finds the blob files of the previous process in its
+// window, oldest first, and drops those beyond it.
+func TestCacheWindowSeedsFromDir(t *testing.T) {
+	mem := vfs.NewMem()
+	if err := mem.MkdirAll("db", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		name string
+		size int
+	}{{"000010.blob", 40}, {"000009.blob", 30}, {"1000000.blob", 20}, {"000011.sst", 99}, {"x.blob", 5}} {
+		writeFile(t, mem, mem.PathJoin("db", f.name), f.size)
+	}
+	fs := newCacheWindowFS(mem, 70)
+	fs.seed("db")
+	names, cached := fs.state()
+	want := []string{mem.PathJoin("db", "000010.blob"), mem.PathJoin("db", "1000000.blob")}
+	if !slices.Equal(names, want) || cached != 60 {
+		t.Fatalf("window holds %v (%d bytes), want %v (60 bytes): 000009 is the oldest and goes", names, cached, want)
+	}
+	newCacheWindowFS(mem, 70).seed("missing") // a new store: nothing to do
 }

@@ -77,6 +77,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	var window *cacheWindowFS
 	if opts.PageCacheWindow >= 0 && pageCacheDropSupported {
 		window = newCacheWindowFS(po.FS, opts.PageCacheWindow)
+		window.seed(dir)
 		po.FS = window
 	}
 	db, err := pebble.Open(dir, po)
