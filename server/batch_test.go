@@ -286,8 +286,11 @@ func TestBufferPool(t *testing.T) {
 		if len(*b) != n {
 			t.Fatalf("Get(%d): length %d", n, len(*b))
 		}
-		if n > 0 && n <= 1<<maxPoolShift && cap(*b) != 1<<max(bits.Len(uint(n-1)), minPoolShift) {
+		if n > 1024 && n <= 1<<maxPoolShift && cap(*b) != 1<<max(bits.Len(uint(n-1)), minPoolShift) {
 			t.Fatalf("Get(%d): capacity %d, want the power of two above", n, cap(*b))
+		}
+		if (n <= 1024 || n > 1<<maxPoolShift) && cap(*b) != n {
+			t.Fatalf("Get(%d): capacity %d, want exactly the length (not pooled)", n, cap(*b))
 		}
 		p.Put(b)
 	}

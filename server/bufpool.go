@@ -7,11 +7,13 @@ import (
 	"google.golang.org/grpc/mem"
 )
 
-// Buffer sizes the pool keeps: powers of two from 2^minPoolShift (smaller
-// messages are not pooled by gRPC) to 2^maxPoolShift, above the largest
-// request (4 MiB by default, plus framing).
+// Buffer sizes the pool keeps: powers of two from 2^minPoolShift to
+// 2^maxPoolShift, above the largest request (4 MiB by default, plus
+// framing). gRPC never returns buffers of 1 KiB or less to a pool
+// (mem.NewBuffer wraps them as plain slices), so those are allocated at
+// their size.
 const (
-	minPoolShift = 10
+	minPoolShift = 11
 	maxPoolShift = 23
 )
 
@@ -33,7 +35,7 @@ var sharedPool bufferPool
 // Get returns a buffer of length n.
 func (p *bufferPool) Get(n int) *[]byte {
 	shift := max(bits.Len(uint(n-1)), minPoolShift)
-	if n <= 0 || shift > maxPoolShift {
+	if n <= 1<<(minPoolShift-1) || shift > maxPoolShift {
 		b := make([]byte, n)
 		return &b
 	}
