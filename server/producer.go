@@ -48,7 +48,7 @@ func NewProducer(p Producing) *Producer {
 
 // Produce stores a batch of events: the raw body (REST, or gRPC clients that
 // send NDJSON) or typed events. The REST gateway calls it; the gRPC server
-// calls produceUnary instead (see ProducerServiceDesc).
+// calls produceHandler instead (see ProducerServiceDesc).
 func (s *Producer) Produce(ctx context.Context, req *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
 	ack, err := s.produce(ctx, req.GetTopic(), req.GetPartitionKey(), req.GetEvents(), req.GetBody())
 	if err != nil {
