@@ -225,10 +225,17 @@ func (b *streamBatch) decodeCopy(buf []byte) error {
 
 // unmarshal decodes data into the batch. On the fast path the batch keeps
 // a reference to the message; it is released with the batch.
-func (b *streamBatch) unmarshal(data mem.BufferSlice) error {
+func (b *streamBatch) unmarshal(data mem.BufferSlice, pool mem.BufferPool) error {
+	// A batch decoded again (gRPC decodes a second message of a unary call
+	// into the same value, then fails the call) starts over, and frees the
+	// message it held.
+	if b.buf != nil {
+		b.buf.Free()
+	}
+	*b = streamBatch{layout: b.layout, events: b.events[:0]}
 	// A message received in one buffer is kept (a reference); one spread
-	// over several HTTP/2 frames is copied into one pooled buffer.
-	buf := data.MaterializeToBuffer(&sharedPool)
+	// over several HTTP/2 frames is copied into one buffer of pool.
+	buf := data.MaterializeToBuffer(pool)
 	if b.decode(buf.ReadOnlyData()) {
 		b.buf = buf
 		return nil
@@ -244,11 +251,13 @@ func (b *streamBatch) unmarshal(data mem.BufferSlice) error {
 // Install it with grpc.ForceServerCodecV2.
 type Codec struct {
 	proto encoding.CodecV2
+	// pool receives the messages that arrive in several buffers.
+	pool mem.BufferPool
 }
 
 // NewCodec returns the server codec.
 func NewCodec() Codec {
-	return Codec{proto: encoding.GetCodecV2("proto")}
+	return Codec{proto: encoding.GetCodecV2("proto"), pool: &sharedPool}
 }
 
 // Name is the content-subtype the codec serves.
@@ -261,7 +270,7 @@ func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(
 // else with proto.
 func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if b, ok := v.(*streamBatch); ok {
-		return b.unmarshal(data)
+		return b.unmarshal(data, c.pool)
 	}
 	return c.proto.Unmarshal(data, v)
 }

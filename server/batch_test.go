@@ -373,3 +373,30 @@ func TestUnaryProduceAliasesAndReleases(t *testing.T) {
 		t.Fatal("the producer got a copy of the events, not the message's bytes")
 	}
 }
+
+// gRPC decodes a second message of a unary call into the same value before
+// failing the call: the batch then holds only the second, and the first
+// message goes back to its pool.
+func TestBatchDecodedTwice(t *testing.T) {
+	pool := &recyclingPool{}
+	first := marshal(t, &floev1.ProduceRequest{Topic: "a", Events: []*floev1.Event{{Data: bytes.Repeat([]byte("1"), 2000)}}})
+	second := marshal(t, &floev1.ProduceRequest{Topic: "b", Events: []*floev1.Event{{Data: bytes.Repeat([]byte("2"), 2000)}}})
+	b := getBatch(&unaryLayout)
+	for _, msg := range [][]byte{first, second} {
+		data := mem.BufferSlice{mem.Copy(msg, pool)}
+		if err := NewCodec().Unmarshal(data, b); err != nil {
+			t.Fatal(err)
+		}
+		data.Free()
+	}
+	if pool.puts() != 1 {
+		t.Fatalf("%d buffers back in the pool, want the first message's", pool.puts())
+	}
+	if b.topic != "b" || len(b.events) != 1 || b.events[0][0] != '2' {
+		t.Fatalf("batch holds topic %q and %d events, want the second message only", b.topic, len(b.events))
+	}
+	b.release()
+	if pool.puts() != 2 {
+		t.Fatalf("%d buffers back in the pool after release, want 2", pool.puts())
+	}
+}

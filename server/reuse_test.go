@@ -46,7 +46,12 @@ func TestProducedEventsSurviveBufferReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(grpc.ForceServerCodecV2(NewCodec()), experimental.BufferPool(&poisonPool{}))
+	// The same poisoned pool receives the frames and the messages that
+	// span several of them.
+	pool := &poisonPool{}
+	codec := NewCodec()
+	codec.pool = pool
+	srv := grpc.NewServer(grpc.ForceServerCodecV2(codec), experimental.BufferPool(pool))
 	srv.RegisterService(ProducerServiceDesc(), NewProducer(bp))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
