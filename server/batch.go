@@ -13,12 +13,12 @@ import (
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
 
-// streamBatch is one ProduceStreamRequest or ProduceRequest, decoded by
+// produceBatch is one ProduceStreamRequest or ProduceRequest, decoded by
 // Codec without copying its events: events and body alias the received
 // message, which the batch holds until release. The store copies events
 // into its commit before Append returns, so a batch is released once its
 // produce call returned.
-type streamBatch struct {
+type produceBatch struct {
 	layout *batchLayout
 
 	requestID   uint64
@@ -34,11 +34,11 @@ type streamBatch struct {
 	buf mem.Buffer
 }
 
-var batchPool = sync.Pool{New: func() any { return new(streamBatch) }}
+var batchPool = sync.Pool{New: func() any { return new(produceBatch) }}
 
 // getBatch returns an empty batch for messages of layout l.
-func getBatch(l *batchLayout) *streamBatch {
-	b := batchPool.Get().(*streamBatch)
+func getBatch(l *batchLayout) *produceBatch {
+	b := batchPool.Get().(*produceBatch)
 	b.layout = l
 	return b
 }
@@ -48,7 +48,7 @@ const maxPooledEvents = 4096
 
 // release frees the message the batch aliases and returns the batch to the
 // pool. The batch must not be used afterwards.
-func (b *streamBatch) release() {
+func (b *produceBatch) release() {
 	if b.buf != nil {
 		b.buf.Free()
 	}
@@ -57,7 +57,7 @@ func (b *streamBatch) release() {
 	if cap(events) > maxPooledEvents {
 		events = nil
 	}
-	*b = streamBatch{events: events}
+	*b = produceBatch{events: events}
 	batchPool.Put(b)
 }
 
@@ -99,7 +99,7 @@ const (
 // The caller then decodes with proto (decodeCopy), which either returns
 // proto's error or handles the case, so that the two decoders accept the
 // same messages and decode them to the same batch.
-func (b *streamBatch) decode(buf []byte) bool {
+func (b *produceBatch) decode(buf []byte) bool {
 	l := b.layout
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
@@ -171,7 +171,7 @@ func decodeEvent(buf []byte) (data []byte, ok bool) {
 
 // decodeBody parses a google.api.HttpBody into the batch. A body sent twice
 // is merged, as in proto: a field of the second replaces the first's.
-func (b *streamBatch) decodeBody(buf []byte) bool {
+func (b *produceBatch) decodeBody(buf []byte) bool {
 	b.hasBody = true
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
@@ -199,13 +199,13 @@ func (b *streamBatch) decodeBody(buf []byte) bool {
 }
 
 // decodeCopy decodes with proto, copying events and body.
-func (b *streamBatch) decodeCopy(buf []byte) error {
+func (b *produceBatch) decodeCopy(buf []byte) error {
 	m := b.layout.newMessage()
 	if err := proto.Unmarshal(buf, m); err != nil {
 		return err
 	}
 	requestID, topic, key, events, body := b.layout.fromMessage(m)
-	*b = streamBatch{
+	*b = produceBatch{
 		layout:    b.layout,
 		requestID: requestID,
 		topic:     topic,
@@ -225,14 +225,14 @@ func (b *streamBatch) decodeCopy(buf []byte) error {
 
 // unmarshal decodes data into the batch. On the fast path the batch keeps
 // a reference to the message; it is released with the batch.
-func (b *streamBatch) unmarshal(data mem.BufferSlice, pool mem.BufferPool) error {
+func (b *produceBatch) unmarshal(data mem.BufferSlice, pool mem.BufferPool) error {
 	// A batch decoded again (gRPC decodes a second message of a unary call
 	// into the same value, then fails the call) starts over, and frees the
 	// message it held.
 	if b.buf != nil {
 		b.buf.Free()
 	}
-	*b = streamBatch{layout: b.layout, events: b.events[:0]}
+	*b = produceBatch{layout: b.layout, events: b.events[:0]}
 	// A message received in one buffer is kept (a reference); one spread
 	// over several HTTP/2 frames is copied into one buffer of pool.
 	buf := data.MaterializeToBuffer(pool)
@@ -247,7 +247,7 @@ func (b *streamBatch) unmarshal(data mem.BufferSlice, pool mem.BufferPool) error
 
 // Codec is the server's gRPC codec: proto's, except that Produce and
 // ProduceStream requests are decoded without copying their events (see
-// streamBatch).
+// produceBatch).
 // Install it with grpc.ForceServerCodecV2.
 type Codec struct {
 	proto encoding.CodecV2
@@ -266,10 +266,10 @@ func (Codec) Name() string { return "proto" }
 // Marshal encodes v with proto.
 func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
 
-// Unmarshal decodes data into v: a streamBatch without copying, anything
+// Unmarshal decodes data into v: a produceBatch without copying, anything
 // else with proto.
 func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if b, ok := v.(*streamBatch); ok {
+	if b, ok := v.(*produceBatch); ok {
 		return b.unmarshal(data, c.pool)
 	}
 	return c.proto.Unmarshal(data, v)

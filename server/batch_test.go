@@ -72,7 +72,7 @@ func batchSeeds(t testing.TB) (fast, slow [][]byte) {
 	return fast, slow
 }
 
-func sameBatch(a, b *streamBatch) error {
+func sameBatch(a, b *produceBatch) error {
 	switch {
 	case a.requestID != b.requestID:
 		return fmt.Errorf("request id %d != %d", a.requestID, b.requestID)
@@ -90,7 +90,7 @@ func sameBatch(a, b *streamBatch) error {
 // decodes differently or refuses.
 func checkDecode(t *testing.T, l *batchLayout, msg []byte) (fast bool) {
 	t.Helper()
-	want, got := streamBatch{layout: l}, streamBatch{layout: l}
+	want, got := produceBatch{layout: l}, produceBatch{layout: l}
 	protoErr := want.decodeCopy(msg)
 	if !got.decode(msg) {
 		return false
@@ -123,7 +123,7 @@ func unarySeeds(t testing.TB) (fast, slow [][]byte) {
 
 var layouts = map[string]*batchLayout{"ProduceStreamRequest": &streamLayout, "ProduceRequest": &unaryLayout}
 
-func TestStreamBatchDecode(t *testing.T) {
+func TestProduceBatchDecode(t *testing.T) {
 	seeds := map[*batchLayout]func(testing.TB) ([][]byte, [][]byte){&streamLayout: batchSeeds, &unaryLayout: unarySeeds}
 	for name, l := range layouts {
 		fast, slow := seeds[l](t)
@@ -140,8 +140,8 @@ func TestStreamBatchDecode(t *testing.T) {
 	}
 }
 
-// FuzzStreamBatchDecode holds the fast decoder to proto, for both messages.
-func FuzzStreamBatchDecode(f *testing.F) {
+// FuzzProduceBatchDecode holds the fast decoder to proto, for both messages.
+func FuzzProduceBatchDecode(f *testing.F) {
 	for _, seeds := range []func(testing.TB) ([][]byte, [][]byte){batchSeeds, unarySeeds} {
 		fast, slow := seeds(f)
 		for _, m := range append(fast, slow...) {
@@ -243,7 +243,7 @@ func TestCodecFallsBackToProto(t *testing.T) {
 	}
 }
 
-func BenchmarkStreamBatchDecode(b *testing.B) {
+func BenchmarkProduceBatchDecode(b *testing.B) {
 	events := make([]*floev1.Event, 100)
 	for i := range events {
 		events[i] = &floev1.Event{Data: bytes.Repeat([]byte("a"), 200)}

@@ -19,7 +19,7 @@ const (
 
 // bufferPool is a mem.BufferPool that does not clear the buffers it hands
 // out, unlike gRPC's default pool: its users (gRPC's reads of HTTP/2 frames,
-// and streamBatch gathering a message from them) overwrite the whole length
+// and produceBatch gathering a message from them) overwrite the whole length
 // they ask for, and nothing reads past it. Clearing took 4% of the broker's
 // CPU under gRPC produce.
 type bufferPool struct {

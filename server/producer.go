@@ -73,7 +73,7 @@ func ProducerServiceDesc() *grpc.ServiceDesc {
 }
 
 // produceHandler is the gRPC handler of Produce. Interceptors see the
-// request as a *streamBatch, and must not keep it: it is released when the
+// request as a *produceBatch, and must not keep it: it is released when the
 // call returns.
 func produceHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	b := getBatch(&unaryLayout)
@@ -83,16 +83,16 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	}
 	s := srv.(*Producer)
 	if interceptor == nil {
-		return s.produceBatch(ctx, b)
+		return s.produceUnary(ctx, b)
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: floev1.Producer_Produce_FullMethodName}
 	return interceptor(ctx, b, info, func(ctx context.Context, req any) (any, error) {
-		return s.produceBatch(ctx, req.(*streamBatch))
+		return s.produceUnary(ctx, req.(*produceBatch))
 	})
 }
 
-// produceBatch stores the batch of a unary Produce.
-func (s *Producer) produceBatch(ctx context.Context, b *streamBatch) (*floev1.ProduceResponse, error) {
+// produceUnary stores the batch of a unary Produce.
+func (s *Producer) produceUnary(ctx context.Context, b *produceBatch) (*floev1.ProduceResponse, error) {
 	ack, err := s.storeBatch(ctx, b)
 	if err != nil {
 		return nil, Status(err)
@@ -111,10 +111,10 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	defer cancel()
 
 	out := make(chan *floev1.ProduceStreamResponse, s.streamWorkers)
-	workers := make([]chan *streamBatch, s.streamWorkers)
+	workers := make([]chan *produceBatch, s.streamWorkers)
 	var wg sync.WaitGroup
 	for i := range workers {
-		in := make(chan *streamBatch, 16)
+		in := make(chan *produceBatch, 16)
 		workers[i] = in
 		wg.Go(func() {
 			for b := range in {
@@ -136,10 +136,10 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	}()
 	// Recv runs in its own goroutine so that a drain does not wait for the
 	// client's next batch; it ends when the handler returns. Batches come
-	// from RecvMsg into a streamBatch, which Codec decodes without copying
+	// from RecvMsg into a produceBatch, which Codec decodes without copying
 	// the events (floev1's Recv would allocate a ProduceStreamRequest and
 	// copy every event).
-	recv := make(chan *streamBatch)
+	recv := make(chan *produceBatch)
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -222,7 +222,7 @@ func (s *Producer) Drain() {
 }
 
 // produceOne produces a batch of a stream and releases it.
-func (s *Producer) produceOne(ctx context.Context, b *streamBatch) *floev1.ProduceStreamResponse {
+func (s *Producer) produceOne(ctx context.Context, b *produceBatch) *floev1.ProduceStreamResponse {
 	ack, err := s.storeBatch(ctx, b)
 	id := b.requestID
 	b.release() // the store no longer reads the events
@@ -240,7 +240,7 @@ func (s *Producer) produceOne(ctx context.Context, b *streamBatch) *floev1.Produ
 
 // storeBatch stores the typed events or the raw body (never both) of a
 // batch.
-func (s *Producer) storeBatch(ctx context.Context, b *streamBatch) (broker.Ack, error) {
+func (s *Producer) storeBatch(ctx context.Context, b *produceBatch) (broker.Ack, error) {
 	if b.hasBody {
 		return s.produceBody(ctx, b.topic, b.key, len(b.events), b.contentType, b.body)
 	}
