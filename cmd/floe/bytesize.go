@@ -69,10 +69,12 @@ func (b byteSizeOrOff) Set(s string) error {
 		*b.p = -1
 		return nil
 	}
-	if _, err := parseBytes(s); err != nil {
+	v, err := parseBytes(s)
+	if err != nil {
 		return fmt.Errorf("%q is not a size or off: use a number of bytes, optionally with KiB, MiB or GiB", s)
 	}
-	return byteSize64(b).Set(s)
+	*b.p = v
+	return nil
 }
 
 var units = []struct {
