@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,8 +31,12 @@ type MatrixOptions struct {
 	BrokerBin    string        // the floe binary (default: this one)
 	BrokerArgs   []string      // extra broker flags
 	HTTPClient   string
-	Only         string // run only the cases whose id contains this
-	KeepData     bool
+	// Repeat runs each produce case (and its baseline) this many times on
+	// the same broker; the row reports the run of median events/s and
+	// lists every run's. Default 3, --quick 1.
+	Repeat   int
+	Only     string // run only the cases whose id contains this
+	KeepData bool
 	// WaitIdle, when set, makes each case wait (up to this long) until the
 	// other processes of the machine use less than 0.25 cores.
 	WaitIdle time.Duration
@@ -63,6 +69,9 @@ type row struct {
 	OtherCPU float64 `json:"other_cpu_cores"`
 	Baseline bool    `json:"baseline,omitempty"`
 	Err      string  `json:"error,omitempty"`
+	// Runs are the events/s of each run of a repeated case, in the order
+	// they ran; the row's other fields are those of the median run.
+	Runs []float64 `json:"runs_events_per_sec,omitempty"`
 }
 
 func runMatrixCommand(ctx context.Context, args []string) int {
@@ -76,6 +85,7 @@ func runMatrixCommand(ctx context.Context, args []string) int {
 	fs.StringVar(&o.BrokerBin, "broker-bin", "", "floe binary to start as the broker (default: this executable)")
 	brokerArgs := fs.String("broker-args", "", "extra broker flags, space separated")
 	fs.StringVar(&o.HTTPClient, "http-client", "raw", "REST client of the load: raw, std or h2c (see floe bench produce --help)")
+	fs.IntVar(&o.Repeat, "repeat", 0, "runs of each produce case, the row reporting the median (default 3, --quick 1)")
 	fs.StringVar(&o.Only, "only", "", "run only the cases whose id contains this (e.g. rest-1x200, consume, e2e)")
 	fs.BoolVar(&o.KeepData, "keep-data", false, "keep the broker's data directory")
 	fs.DurationVar(&o.WaitIdle, "wait-idle", 0, "before each case, wait up to this long for other processes to use < 0.25 cores (shared machines)")
@@ -125,6 +135,12 @@ func (o *MatrixOptions) defaults() {
 	if o.HTTPClient == "" {
 		o.HTTPClient = "raw"
 	}
+	if o.Repeat <= 0 {
+		o.Repeat = 3
+		if o.Quick {
+			o.Repeat = 1
+		}
+	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
@@ -141,6 +157,9 @@ func (o *MatrixOptions) command() string {
 	}
 	if o.WaitIdle > 0 {
 		cmd += " --wait-idle " + o.WaitIdle.String()
+	}
+	if (o.Quick && o.Repeat != 1) || (!o.Quick && o.Repeat != 3) {
+		cmd += fmt.Sprintf(" --repeat %d", o.Repeat)
 	}
 	if o.HTTPClient != "raw" {
 		cmd += " --http-client " + o.HTTPClient
@@ -450,6 +469,23 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		return rw
 	}
 
+	// repeat runs a produce case o.Repeat times (other cases once: the
+	// consume cases read their backlog once, and e2e is paced).
+	repeat := func(mc matrixCase, once func() row) row {
+		if mc.mode != "produce" || o.Repeat == 1 {
+			return once()
+		}
+		var runs []row
+		for i := range o.Repeat {
+			if i > 0 && ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(o.Log, "\n(run %d of %d)", i+1, o.Repeat)
+			runs = append(runs, once())
+		}
+		return medianRow(runs)
+	}
+
 	selected := func(mc matrixCase) bool {
 		if o.Only == "" {
 			return true
@@ -484,7 +520,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 				addrs = a
 			}
 			c.Producer = addrs[0]
-			rows = append(rows, run(mc, c, noop))
+			rows = append(rows, repeat(mc, func() row { return run(mc, c, noop) }))
 			continue
 		}
 		if noop != nil {
@@ -510,7 +546,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 			addrs = a
 		}
 		c.GRPC, c.Producer, c.Consumer = addrs[0], addrs[2], addrs[3]
-		rows = append(rows, run(mc, c, broker))
+		rows = append(rows, repeat(mc, func() row { return run(mc, c, broker) }))
 	}
 	var stopErr error
 	var rssAll, disk int64
@@ -541,6 +577,34 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		fmt.Fprintf(o.Log, "\nwrote %s\n", o.Out)
 	}
 	return rows, nil
+}
+
+// medianRow returns the run of median events/s (the lower of the two middle
+// ones for an even count), with every run's events/s in Runs and the
+// highest RSS of them. A run that failed is the row when every run failed,
+// and counts below every measured run otherwise.
+func medianRow(runs []row) row {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	eps := func(rw row) float64 {
+		if rw.Err != "" || rw.Result == nil {
+			return -1
+		}
+		return rw.Result.main().EventsPerSec
+	}
+	order := make([]int, len(runs))
+	all := make([]float64, len(runs))
+	var rss int64
+	for i, rw := range runs {
+		order[i] = i
+		all[i] = max(0, eps(rw))
+		rss = max(rss, rw.BrokerRSS)
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(eps(runs[a]), eps(runs[b])) })
+	med := runs[order[(len(runs)-1)/2]]
+	med.Runs, med.BrokerRSS = all, rss
+	return med
 }
 
 // waitIdle waits until the machine's processes other than this one and the

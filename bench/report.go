@@ -39,6 +39,9 @@ func (r *report) markdown() string {
 	} else {
 		p(" Each throughput case runs %s; the consume backlog is %s events.", r.Opts.CaseDuration, commas(r.Opts.Backlog))
 	}
+	if r.Opts.Repeat > 1 {
+		p(" Each produce case and its baseline ran %d times in a row on the same broker: its row is the run of median events/s, and the result column lists every run.", r.Opts.Repeat)
+	}
 	if r.Opts.Only != "" {
 		p(" Only the cases matching `%s` ran.", r.Opts.Only)
 	}
@@ -120,6 +123,14 @@ func (r *report) markdown() string {
 		if base, ok := baselines[strings.TrimPrefix(rw.ID, "rest-")]; ok && !rw.Baseline && base.Produce.EventsPerSec > 0 {
 			verdict += fmt.Sprintf("; %.0f %% of the baseline", 100*s.EventsPerSec/base.Produce.EventsPerSec)
 		}
+		if len(rw.Runs) > 1 {
+			runs := fmt.Sprintf("median of %d runs: %s events/s", len(rw.Runs), runsList(rw.Runs))
+			if rw.Pass == nil {
+				verdict = runs
+			} else {
+				verdict += "; " + runs
+			}
+		}
 		if v := res.Verify; v != nil {
 			verdict += fmt.Sprintf("; verify: %s delivered, %d missing, %d duplicated, %d malformed", commas(v.Delivered), v.Missing, v.Duplicated, v.Malformed)
 		}
@@ -185,6 +196,15 @@ func (r *report) markdown() string {
 	p("go tool pprof -top -cum /var/tmp/floe-rest-100x200.cpu.pprof\n")
 	p("FLOE_BENCH_STORE=16x1 go test -run TestProfileStoreAppend -v ./bench   # 16 appenders of 1 event: appends/s, appends per commit, fsync time\n```\n")
 	return b.String()
+}
+
+// runsList is "412,345 / 458,984 / 470,001".
+func runsList(runs []float64) string {
+	parts := make([]string, len(runs))
+	for i, v := range runs {
+		parts[i] = commas(uint64(v))
+	}
+	return strings.Join(parts, " / ")
 }
 
 func dash(s string) string {
