@@ -90,7 +90,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 
-	cmux := newMux()
+	cmux := newMux(runtime.WithForwardResponseRewriter(lendPollAnswer))
 	if err := floev1.RegisterConsumerHandlerServer(ctx, cmux, svc.Consumer); err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 
 	g.discovery = g.wrap("discovery", dmux)
 	g.producer = g.wrap("producer", limitBody(opts.MaxRequestBytes, pmux))
-	g.consumer = g.wrap("consumer", registerBodyToQuery(cmux))
+	g.consumer = g.wrap("consumer", lendPollBuffers(registerBodyToQuery(cmux)))
 	return g, nil
 }
 
@@ -111,9 +111,9 @@ func (g *Gateway) wrap(api string, h http.Handler) http.Handler {
 	return h
 }
 
-func newMux() *runtime.ServeMux {
+func newMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	m := newMarshaler()
-	return runtime.NewServeMux(
+	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, m),
 		runtime.WithErrorHandler(handleError),
 		runtime.WithRoutingErrorHandler(handleRoutingError),
@@ -129,7 +129,7 @@ func newMux() *runtime.ServeMux {
 		// instead of 81 (BenchmarkProduceHandler).
 		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
 		runtime.WithDisablePathLengthFallback(),
-	)
+	}, opts...)...)
 }
 
 // Discovery is the handler of the discovery API.

@@ -39,6 +39,8 @@ func (m *marshaler) Marshal(v any) ([]byte, error) {
 	switch t := v.(type) {
 	case []*floev1.PollBatch:
 		return appendPollBatches(nil, t), nil
+	case pollAnswer:
+		return appendPollBatches(t.lend.Get(pollAnswerSize(t.batches)), t.batches), nil
 	case *floev1.Error:
 		return marshalError(t), nil
 	case *floev1.ProduceResponse:
@@ -112,17 +114,10 @@ func decodeRawBody(r io.Reader, hb **httpbody.HttpBody) error {
 // appendPollBatches renders the poll answer of the contract:
 // [{"topic":"t","token":"-9223372036854775808","rangeIndex":0,"version":1,"startOffset":"6","values":[...]}]
 // with the events embedded as they were produced (they are valid JSON: the
-// producer checked them).
+// producer checked them). A nil b is allocated to the answer's size.
 func appendPollBatches(b []byte, batches []*floev1.PollBatch) []byte {
-	size := 2
-	for _, pb := range batches {
-		size += 128 + len(pb.GetTopic())
-		for _, v := range pb.GetValues() {
-			size += len(v) + 1
-		}
-	}
 	if b == nil {
-		b = make([]byte, 0, size)
+		b = make([]byte, 0, pollAnswerSize(batches))
 	}
 	b = append(b, '[')
 	for i, pb := range batches {
@@ -149,6 +144,21 @@ func appendPollBatches(b []byte, batches []*floev1.PollBatch) []byte {
 		b = append(b, "]}"...)
 	}
 	return append(b, ']')
+}
+
+// pollAnswerSize bounds the size of the poll answer of batches.
+func pollAnswerSize(batches []*floev1.PollBatch) int {
+	size := 2
+	for _, pb := range batches {
+		// The fixed fields take at most 139 bytes (three 20-digit
+		// integers, two 10-digit ones); the topic may need escaping
+		// (\u00XX: 6 bytes a byte at most).
+		size += 140 + 6*len(pb.GetTopic())
+		for _, v := range pb.GetValues() {
+			size += len(v) + 1
+		}
+	}
+	return size
 }
 
 // appendProduceResponse renders the produce answer, the hot path of the

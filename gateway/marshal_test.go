@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/internal/reqbuf"
 )
 
 // TestProduceResponseMatchesProtojson: the hand-written produce answer is
@@ -80,5 +84,57 @@ func BenchmarkMarshalProduceResponse(b *testing.B) {
 		if _, err := m.Marshal(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// pollAnswerSize bounds the answer, so that a lent buffer is never outgrown,
+// and an answer rendered for a lender uses its buffer instead of allocating.
+func TestPollAnswerUsesTheLentBuffer(t *testing.T) {
+	batches := []*floev1.PollBatch{{
+		Topic: "t\x01\"", Token: math.MinInt64, RangeIndex: math.MaxUint32, Version: math.MaxUint32, StartOffset: math.MaxInt64,
+		Values: [][]byte{[]byte(`{"a":1}`), []byte(`[2]`)},
+	}, {
+		Topic: strings.Repeat("x", 200), Token: math.MaxInt64, StartOffset: math.MinInt64, Values: [][]byte{[]byte(`3`)},
+	}}
+	plain := appendPollBatches(nil, batches)
+	if n := pollAnswerSize(batches); len(plain) > n {
+		t.Fatalf("answer of %d bytes, pollAnswerSize says at most %d", len(plain), n)
+	}
+	m := newMarshaler()
+	l := reqbuf.New()
+	got, err := m.Marshal(pollAnswer{batches: batches, lend: l})
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("lent answer %s (%v), want %s", got, err, plain)
+	}
+	l.Release()
+	if raceEnabled {
+		return
+	}
+
+	// Warm, the pool hands back the buffer: rendering allocates (almost)
+	// nothing, where the plain answer allocates its size.
+	big := []*floev1.PollBatch{{Topic: "t", Values: slices.Repeat([][]byte{bytes.Repeat([]byte("7"), 1000)}, 500)}}
+	allocated := func(f func()) uint64 {
+		var a, b runtime.MemStats
+		runtime.ReadMemStats(&a)
+		for range 20 {
+			f()
+		}
+		runtime.ReadMemStats(&b)
+		return (b.TotalAlloc - a.TotalAlloc) / 20
+	}
+	lent := allocated(func() {
+		if _, err := m.Marshal(pollAnswer{batches: big, lend: l}); err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+	})
+	own := allocated(func() {
+		if _, err := m.Marshal(big); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if own < 500_000 || lent > own/10 {
+		t.Errorf("bytes allocated per 500 KB answer: %d with a lender, %d without", lent, own)
 	}
 }

@@ -41,7 +41,7 @@ func (l *checkLog) problem(format string, args ...any) {
 	}
 }
 
-func (l *checkLog) Read(st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, error) {
+func (l *checkLog) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error) {
 	l.mu.Lock()
 	if l.reading[st] {
 		l.problem("two reads of %s at once", st)
@@ -50,11 +50,11 @@ func (l *checkLog) Read(st store.Stream, from int64, maxBytes, maxEvents int) (s
 	l.reads++
 	l.mu.Unlock()
 	runtime.Gosched() // widen the window
-	b, err := l.Log.Read(st, from, maxBytes, maxEvents)
+	b, buf, err := l.Log.ReadInto(buf, st, from, maxBytes, maxEvents)
 	l.mu.Lock()
 	l.reading[st] = false
 	l.mu.Unlock()
-	return b, err
+	return b, buf, err
 }
 
 func (l *checkLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {

@@ -25,11 +25,11 @@ func (l *faultyLog) CommitGroupOffset(grp string, st store.Stream, offset int64)
 	return l.Log.CommitGroupOffset(grp, st, offset)
 }
 
-func (l *faultyLog) Read(st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, error) {
+func (l *faultyLog) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error) {
 	if l.failReads.Load() {
-		return store.Batch{}, errDisk
+		return store.Batch{}, buf, errDisk
 	}
-	return l.Log.Read(st, from, maxBytes, maxEvents)
+	return l.Log.ReadInto(buf, st, from, maxBytes, maxEvents)
 }
 
 // Failed I/O is reported, leaves no position half-updated and no lease
@@ -98,11 +98,11 @@ type cancelOnRead struct {
 	cancel atomic.Pointer[context.CancelFunc]
 }
 
-func (l *cancelOnRead) Read(st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, error) {
+func (l *cancelOnRead) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error) {
 	if c := l.cancel.Swap(nil); c != nil {
 		(*c)()
 	}
-	return l.Log.Read(st, from, maxBytes, maxEvents)
+	return l.Log.ReadInto(buf, st, from, maxBytes, maxEvents)
 }
 
 // A poll whose caller went away during the read does not move the read

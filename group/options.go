@@ -26,8 +26,9 @@ const MaxIDLen = 256
 
 // Log is what the coordinator needs of the store. *store.Store satisfies it.
 type Log interface {
-	// Read returns events of st from offset from on (see store.Store.Read).
-	Read(st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, error)
+	// ReadInto returns events of st from offset from on, copied into buf
+	// while it has room (see store.Store.ReadInto; buf may be nil).
+	ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error)
 	// HighWatermark is the next offset to be assigned in st.
 	HighWatermark(st store.Stream) int64
 	// CommitGroupOffset durably records the position of group in st.

@@ -22,6 +22,12 @@ type PollRequest struct {
 	// Wait is how long to wait for events when none is available (capped
 	// by Options.MaxPollWait); 0 answers at once.
 	Wait time.Duration
+	// Buffer, when set, lends a buffer of capacity at least n into which
+	// the events are copied; the returned events then share its memory. It
+	// is called once per store read pass, not while the poll waits. The
+	// REST API lends buffers that it reuses once the answer is written
+	// (package reqbuf).
+	Buffer func(n int) []byte
 }
 
 // Batch is the events of one stream in a poll response: Events[i] has
@@ -66,7 +72,7 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 		if err := c.settle(ctx, m, true); err != nil {
 			return nil, err
 		}
-		out, err := c.read(ctx, m, maxBytes, r.MaxEvents)
+		out, err := c.read(ctx, m, maxBytes, r.MaxEvents, r.Buffer)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -110,7 +116,7 @@ type readJob struct {
 // holding the lock during store reads. A stream being read by another poll
 // (of m, or of its previous owner) is skipped. Results of reads whose stream
 // changed owner meanwhile are dropped.
-func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents int) ([]Batch, error) {
+func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents int, lend func(int) []byte) ([]Batch, error) {
 	c.mu.Lock()
 	if err := c.checkLocked(m); err != nil {
 		c.mu.Unlock()
@@ -139,6 +145,10 @@ func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents i
 	c.mu.Unlock()
 
 	var readErr error
+	var buf []byte
+	if lend != nil && len(jobs) > 0 {
+		buf = lend(maxBytes)
+	}
 	used, count := 0, 0
 	for i := range jobs {
 		if count > 0 && (used >= maxBytes || maxEvents > 0 && count >= maxEvents) {
@@ -150,7 +160,8 @@ func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents i
 		if maxEvents > 0 {
 			remEvents = maxEvents - count
 		}
-		b, err := c.log.Read(st, j.from, maxBytes-used, remEvents)
+		b, rest, err := c.log.ReadInto(buf, st, j.from, maxBytes-used, remEvents)
+		buf = rest
 		if errors.Is(err, store.ErrOffsetOutOfRange) {
 			// The committed offset is beyond the end of the stream: the
 			// log lost events it had acknowledged, or was replaced.

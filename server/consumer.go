@@ -7,6 +7,7 @@ import (
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/reqbuf"
 )
 
 // Consuming is the domain side of the Consumer service; *group.Coordinator
@@ -51,12 +52,18 @@ func (s *Consumer) Register(ctx context.Context, req *floev1.RegisterRequest) (*
 
 // Poll reads the next events of the consumer.
 func (s *Consumer) Poll(ctx context.Context, req *floev1.PollRequest) (*floev1.PollResponse, error) {
-	batches, err := s.c.Poll(ctx, group.PollRequest{
+	pr := group.PollRequest{
 		ConsumerID: req.GetConsumerId(),
 		MaxBytes:   int(req.GetMaxBytes()),
 		MaxEvents:  int(req.GetMaxEvents()),
 		Wait:       time.Duration(req.GetTimeout()) * time.Millisecond,
-	})
+	}
+	if l := reqbuf.From(ctx); l != nil {
+		// REST: the events are read into a buffer that the gateway takes
+		// back once it has written the answer.
+		pr.Buffer = l.Get
+	}
+	batches, err := s.c.Poll(ctx, pr)
 	if err != nil {
 		return nil, Status(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -389,5 +390,68 @@ func TestLayoutVersionChecked(t *testing.T) {
 	}
 	if _, err := Open("db", memOpts(t, fs)); err == nil || !strings.Contains(err.Error(), "layout version 99") {
 		t.Fatalf("Open of a store with another layout: %v", err)
+	}
+}
+
+// ReadInto copies the events into the caller's buffer while its spare
+// capacity holds them, and into memory of their own beyond: the events are
+// those of Read either way, and those in the buffer share its memory.
+func TestReadIntoUsesTheBuffer(t *testing.T) {
+	s := openT(t, "db", memOpts(t, vfs.NewMem()))
+	st := testStream("t", 0)
+	for i := range 4 {
+		mustAppend(t, s, st, makeEvents(fmt.Sprintf("c%d-", i), 10))
+	}
+	want, err := s.Read(st, 3, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for _, e := range want.Events {
+		size += len(e)
+	}
+	inside := func(buf, e []byte) bool {
+		return len(e) > 0 && cap(buf) > 0 &&
+			uintptr(unsafe.Pointer(&e[0])) >= uintptr(unsafe.Pointer(&buf[:1][0])) &&
+			uintptr(unsafe.Pointer(&e[0])) < uintptr(unsafe.Pointer(&buf[:1][0]))+uintptr(cap(buf))
+	}
+	for _, c := range []struct {
+		name     string
+		capacity int
+		inBuf    int // events expected in the buffer
+	}{
+		{"room for all", size + 10, len(want.Events)},
+		{"room for the first chunk's events only", len(want.Events[0]) * 8, 7},
+		{"no room", 5, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			buf := make([]byte, 2, c.capacity+2) // what the caller had in it stays
+			copy(buf, "ab")
+			got, out, err := s.ReadInto(buf, st, 3, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Start != want.Start || len(got.Events) != len(want.Events) {
+				t.Fatalf("start %d, %d events; Read gave %d, %d", got.Start, len(got.Events), want.Start, len(want.Events))
+			}
+			n := 0
+			for i, e := range got.Events {
+				if !bytes.Equal(e, want.Events[i]) {
+					t.Fatalf("event %d: %q, Read gave %q", i, e, want.Events[i])
+				}
+				if inside(buf, e) {
+					n++
+				}
+			}
+			if n != c.inBuf {
+				t.Errorf("%d events in the buffer, want %d", n, c.inBuf)
+			}
+			if string(out[:2]) != "ab" || &out[:1][0] != &buf[:1][0] {
+				t.Errorf("ReadInto must append to the caller's buffer without moving it")
+			}
+			if c.inBuf > 0 && len(out) <= 2 {
+				t.Errorf("returned buffer has length %d: not extended by the events", len(out))
+			}
+		})
 	}
 }
