@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,9 +17,9 @@ import (
 // the answer into another, both taken back once the answer is written
 // (gateway/poll.go). With every buffer overwritten as it is taken back,
 // consumers of several groups polling at once must still receive exactly
-// the events produced: a buffer taken back before its answer was written,
-// or lent to two polls at once, would deliver '#' bytes or another poll's
-// events.
+// the events produced, each group the same event at each offset: a buffer
+// taken back before its answer was written, or lent to two polls at once,
+// would deliver '#' bytes or another poll's events.
 func TestPollBuffersAreNotReusedEarly(t *testing.T) {
 	reqbuf.SetPoison(true)
 	defer reqbuf.SetPoison(false)
@@ -47,6 +48,14 @@ func TestPollBuffersAreNotReusedEarly(t *testing.T) {
 	}
 	groups := []string{"ga", "gb", "gc"}
 	results := make([]result, len(groups))
+	// The event at each offset, as the first group to read it saw it.
+	type at struct {
+		topic      string
+		rangeIndex int
+		offset     int64
+	}
+	var seenMu sync.Mutex
+	seen := map[at]string{}
 	var wg sync.WaitGroup
 	for gi, grp := range groups {
 		results[gi].got = map[string]int{}
@@ -86,11 +95,23 @@ func TestPollBuffersAreNotReusedEarly(t *testing.T) {
 						results[gi].errs = append(results[gi].errs, fmt.Sprintf("%s: poll status %d", id, resp.StatusCode))
 					}
 					for _, b := range batches {
-						for _, v := range b.Values {
+						start, err := strconv.ParseInt(b.StartOffset, 10, 64)
+						if err != nil {
+							results[gi].errs = append(results[gi].errs, fmt.Sprintf("%s: startOffset %q", id, b.StartOffset))
+						}
+						for i, v := range b.Values {
 							if !want[string(v)] {
 								results[gi].errs = append(results[gi].errs, fmt.Sprintf("%s: received an event never produced: %.80s", id, v))
 							}
 							results[gi].got[string(v)]++
+							k := at{b.Topic, b.RangeIndex, start + int64(i)}
+							seenMu.Lock()
+							if prev, ok := seen[k]; !ok {
+								seen[k] = string(v)
+							} else if prev != string(v) {
+								results[gi].errs = append(results[gi].errs, fmt.Sprintf("%s: %v is %.60s, another poll saw %.60s", id, k, v, prev))
+							}
+							seenMu.Unlock()
 						}
 					}
 					mu.Unlock()

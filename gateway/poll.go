@@ -14,8 +14,9 @@ import (
 // allocated twice: once when the store copied the events out, once for the
 // JSON answer. Under consume these two were two thirds of the bytes the
 // broker allocated, and garbage collection about 45% of its CPU. A poll over
-// HTTP/1.x now borrows both buffers from package reqbuf, and gives them back
-// once the answer is written.
+// HTTP/1.x now borrows a buffer for the events when it has some to read
+// (group.PollRequest.Buffer) and one for an answer with events, from package
+// reqbuf, and gives them back once the answer is written.
 //
 // HTTP/1.x writes the answer to the connection before Write returns. HTTP/2
 // may still hold a DATA frame of a reset stream when the handler returns, so
@@ -42,14 +43,15 @@ type pollAnswer struct {
 }
 
 // lendPollAnswer is the consumer API's forward-response rewriter: the answer
-// of a poll with a lender is rendered into a lent buffer (marshaler.Marshal).
+// of a poll with a lender and events is rendered into a lent buffer
+// (marshaler.Marshal). An empty answer (204) borrows nothing.
 func lendPollAnswer(ctx context.Context, resp proto.Message) (any, error) {
 	l := reqbuf.From(ctx)
 	if l == nil {
 		return resp, nil
 	}
 	if rb, ok := resp.(interface{ XXX_ResponseBody() any }); ok {
-		if batches, ok := rb.XXX_ResponseBody().([]*floev1.PollBatch); ok {
+		if batches, ok := rb.XXX_ResponseBody().([]*floev1.PollBatch); ok && len(batches) > 0 {
 			return pollAnswer{batches: batches, lend: l}, nil
 		}
 	}

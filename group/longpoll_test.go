@@ -164,3 +164,50 @@ func TestLongPollingMemberDoesNotExpire(t *testing.T) {
 		t.Fatalf("poll: %+v", r)
 	}
 }
+
+// A poll lends its buffer (PollRequest.Buffer) once, when one of its streams
+// has events: a long poll that waits, or that wakes for events of other
+// members' streams, holds none.
+func TestPollLendsItsBufferOnlyToRead(t *testing.T) {
+	e := newEnv(t)
+	e.register("a", "g", group.StartFromLatest, "t")
+	e.register("b", "g", group.StartFromLatest, "t")
+	for i := range testRanges {
+		e.produce("t", i, 1, "seed")
+	}
+	owned := map[string][]int{}
+	for _, id := range []string{"a", "b", "a", "b"} {
+		for _, b := range e.poll(id) {
+			owned[id] = append(owned[id], int(b.Stream.RangeIndex))
+		}
+	}
+	if len(owned["a"]) == 0 || len(owned["b"]) == 0 {
+		t.Fatalf("streams by member: %v; want some for each", owned)
+	}
+
+	lends := 0
+	lend := func(n int) []byte { lends++; return make([]byte, 0, n) }
+	r := group.PollRequest{ConsumerID: "a", Wait: 150 * time.Millisecond, Buffer: lend}
+	if got := awaitPoll(t, startPoll(t, e, context.Background(), r)); got.err != nil || countEvents(got.batches) != 0 {
+		t.Fatalf("idle long poll: %+v", got)
+	}
+	if lends != 0 {
+		t.Fatalf("an idle long poll lent %d buffers", lends)
+	}
+
+	r.Wait = 10 * time.Second
+	ch := startPoll(t, e, context.Background(), r)
+	for range 5 {
+		// Each wakes a's poll, which finds nothing in its own streams.
+		e.produce("t", owned["b"][0], 1, "for-b")
+		runtime.Gosched()
+	}
+	e.produce("t", owned["a"][0], 3, "for-a")
+	got := awaitPoll(t, ch)
+	if got.err != nil || countEvents(got.batches) != 3 {
+		t.Fatalf("poll after events for a: %+v", got)
+	}
+	if lends != 1 {
+		t.Fatalf("the poll lent %d buffers, want 1", lends)
+	}
+}

@@ -23,10 +23,10 @@ type PollRequest struct {
 	// by Options.MaxPollWait); 0 answers at once.
 	Wait time.Duration
 	// Buffer, when set, lends a buffer of capacity at least n into which
-	// the events are copied; the returned events then share its memory. It
-	// is called once per store read pass, not while the poll waits. The
-	// REST API lends buffers that it reuses once the answer is written
-	// (package reqbuf).
+	// the events are copied; the returned events then share its memory. A
+	// poll calls it at most once, when a stream first has events to read:
+	// a long poll waiting for events holds no buffer. The REST API lends
+	// buffers that it reuses once the answer is written (package reqbuf).
 	Buffer func(n int) []byte
 }
 
@@ -68,11 +68,12 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 
 	var w *waiter
 	var timer *time.Timer
+	rb := readBuffer{lend: r.Buffer, size: maxBytes}
 	for {
 		if err := c.settle(ctx, m, true); err != nil {
 			return nil, err
 		}
-		out, err := c.read(ctx, m, maxBytes, r.MaxEvents, r.Buffer)
+		out, err := c.read(ctx, m, maxBytes, r.MaxEvents, &rb)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -116,7 +117,29 @@ type readJob struct {
 // holding the lock during store reads. A stream being read by another poll
 // (of m, or of its previous owner) is skipped. Results of reads whose stream
 // changed owner meanwhile are dropped.
-func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents int, lend func(int) []byte) ([]Batch, error) {
+// readBuffer is the buffer a poll lends its reads (PollRequest.Buffer),
+// taken when a stream first has events to read and reused by later passes:
+// a pass that returns events ends the poll, so the events of the passes
+// before were all dropped.
+type readBuffer struct {
+	lend func(int) []byte
+	size int
+	buf  []byte
+}
+
+// get returns the buffer, empty, lending it first if need be; nil without
+// a lender.
+func (rb *readBuffer) get() []byte {
+	if rb.lend == nil {
+		return nil
+	}
+	if rb.buf == nil {
+		rb.buf = rb.lend(rb.size)
+	}
+	return rb.buf[:0]
+}
+
+func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents int, rb *readBuffer) ([]Batch, error) {
 	c.mu.Lock()
 	if err := c.checkLocked(m); err != nil {
 		c.mu.Unlock()
@@ -146,9 +169,7 @@ func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents i
 
 	var readErr error
 	var buf []byte
-	if lend != nil && len(jobs) > 0 {
-		buf = lend(maxBytes)
-	}
+	lent := false
 	used, count := 0, 0
 	for i := range jobs {
 		if count > 0 && (used >= maxBytes || maxEvents > 0 && count >= maxEvents) {
@@ -159,6 +180,10 @@ func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents i
 		remEvents := 0
 		if maxEvents > 0 {
 			remEvents = maxEvents - count
+		}
+		if !lent && c.log.HighWatermark(st) > j.from {
+			// Lent only when there is something to read.
+			buf, lent = rb.get(), true
 		}
 		b, rest, err := c.log.ReadInto(buf, st, j.from, maxBytes-used, remEvents)
 		buf = rest

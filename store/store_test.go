@@ -442,6 +442,9 @@ func TestReadIntoUsesTheBuffer(t *testing.T) {
 				if inside(buf, e) {
 					n++
 				}
+				if cap(e) != len(e) {
+					t.Fatalf("event %d has capacity %d beyond its %d bytes: an append to it would overwrite the next", i, cap(e), len(e))
+				}
 			}
 			if n != c.inBuf {
 				t.Errorf("%d events in the buffer, want %d", n, c.inBuf)

@@ -12,6 +12,7 @@ package reqbuf
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // MaxPooled is the largest buffer kept for reuse: a larger one is used once
@@ -24,12 +25,12 @@ const minSize = 64 << 10
 var pool sync.Pool // of *[]byte
 
 // poison makes Release overwrite what it takes back (SetPoison).
-var poison bool
+var poison atomic.Bool
 
 // SetPoison, for tests only, makes Release overwrite every buffer it takes
 // back, so that whatever still reads a released buffer sees '#' bytes
-// instead of the data it expects. Not safe to call while buffers are lent.
-func SetPoison(on bool) { poison = on }
+// instead of the data it expects.
+func SetPoison(on bool) { poison.Store(on) }
 
 // Lender lends buffers to one request. It is not safe for concurrent use:
 // one request is handled by one goroutine.
@@ -58,7 +59,7 @@ func (l *Lender) Get(n int) []byte {
 // afterwards.
 func (l *Lender) Release() {
 	for i, p := range l.lent {
-		if poison {
+		if poison.Load() {
 			b := (*p)[:cap(*p)]
 			for j := range b {
 				b[j] = '#'
