@@ -528,12 +528,11 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 			noop = nil
 		}
 		if broker == nil {
-			a, err := freeAddrs(4)
+			a, err := freeAddrs(5)
 			if err != nil {
 				return nil, err
 			}
-			args := append([]string{"--grpc-addr", a[0], "--discovery-addr", a[1], "--producer-addr", a[2], "--consumer-addr", a[3],
-				"--data-dir", filepath.Join(dataDir, "floe"), "--log-level", "warn"}, o.BrokerArgs...)
+			args := brokerArgs(a, filepath.Join(dataDir, "floe"), o.BrokerArgs)
 			brokerCmd = "floe " + strings.Join(args, " ")
 			if broker, err = startChild(bin, args, o.Log); err != nil {
 				return nil, fmt.Errorf("broker: %w", err)
@@ -577,6 +576,15 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		fmt.Fprintf(o.Log, "\nwrote %s\n", o.Out)
 	}
 	return rows, nil
+}
+
+// brokerArgs is the command line of the matrix's broker: every listener on
+// one of the free addresses a (gRPC, discovery, producer, consumer,
+// metrics), so that a broker already running with the default ports does
+// not stop the matrix, then extra.
+func brokerArgs(a []string, dataDir string, extra []string) []string {
+	return append([]string{"--grpc-addr", a[0], "--discovery-addr", a[1], "--producer-addr", a[2], "--consumer-addr", a[3],
+		"--metrics-addr", a[4], "--data-dir", dataDir, "--log-level", "warn"}, extra...)
 }
 
 // medianRow returns the run of median events/s (the lower of the two middle

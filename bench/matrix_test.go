@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -72,5 +74,40 @@ func TestMatrixRepeatDefaults(t *testing.T) {
 		if o.Repeat != c.want || o.command() != c.cmd {
 			t.Errorf("%+v: repeat %d, command %q; want %d, %q", c.o, o.Repeat, o.command(), c.want, c.cmd)
 		}
+	}
+}
+
+// Every listener of the matrix's broker gets an address of its own: none is
+// left on its default port, where a broker already running would stop the
+// matrix's.
+func TestBrokerArgsSetEveryListener(t *testing.T) {
+	a := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5"}
+	args := brokerArgs(a, "/d", []string{"--cache-size", "32MiB"})
+	got := map[string]string{}
+	for i := 0; i+1 < len(args); i += 2 {
+		got[args[i]] = args[i+1]
+	}
+	for _, flag := range []string{"--grpc-addr", "--discovery-addr", "--producer-addr", "--consumer-addr", "--metrics-addr"} {
+		if !slices.Contains(a, got[flag]) {
+			t.Errorf("%s = %q, not one of the free addresses", flag, got[flag])
+		}
+	}
+	if got["--data-dir"] != "/d" || got["--cache-size"] != "32MiB" {
+		t.Errorf("args %q", args)
+	}
+	// Every flag of the broker that ends in -addr is set.
+	out, err := exec.Command("go", "run", "../cmd/floe", "--help").CombinedOutput()
+	if err != nil {
+		t.Skipf("floe --help: %v", err)
+	}
+	listeners := 0
+	for _, f := range regexp.MustCompile(`--([a-z-]+-addr)\b`).FindAllStringSubmatch(string(out), -1) {
+		listeners++
+		if _, ok := got["--"+f[1]]; !ok && f[1] != "pprof-addr" { // pprof is off by default
+			t.Errorf("the broker's --%s is left at its default", f[1])
+		}
+	}
+	if listeners < 6 {
+		t.Errorf("floe --help lists %d -addr flags; the pattern is out of date", listeners)
 	}
 }
