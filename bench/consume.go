@@ -248,7 +248,13 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 		})
 		r.st.requests.Add(1)
 		if err != nil {
-			free <- rc
+			if len(rc.ends) > 0 {
+				// A damaged answer: the events before the damage are
+				// verified all the same.
+				work <- rc
+			} else {
+				free <- rc
+			}
 			if ctx.Err() != nil || r.stop.Load() {
 				return
 			}

@@ -69,9 +69,15 @@ type row struct {
 	OtherCPU float64 `json:"other_cpu_cores"`
 	Baseline bool    `json:"baseline,omitempty"`
 	Err      string  `json:"error,omitempty"`
-	// Runs are the events/s of each run of a repeated case, in the order
-	// they ran; the row's other fields are those of the median run.
-	Runs []float64 `json:"runs_events_per_sec,omitempty"`
+	// Runs are the events/s of each successful run of a repeated case, in
+	// the order they ran; the row's other fields are those of the median
+	// run. FailedRuns counted apart, with FirstRunErr the first one's error.
+	Runs        []float64 `json:"runs_events_per_sec,omitempty"`
+	FailedRuns  int       `json:"failed_runs,omitempty"`
+	FirstRunErr string    `json:"first_run_error,omitempty"`
+	// ProducedBytes is the event bytes acknowledged over all the runs of
+	// the case (the median run's alone is Result.Produce.Bytes).
+	ProducedBytes uint64 `json:"produced_bytes_all_runs,omitempty"`
 }
 
 func runMatrixCommand(ctx context.Context, args []string) int {
@@ -481,7 +487,12 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 				break
 			}
 			fmt.Fprintf(o.Log, "\n(run %d of %d)", i+1, o.Repeat)
-			runs = append(runs, once())
+			rw := once()
+			if ctx.Err() != nil && len(runs) > 0 {
+				// Cut short by the interruption: the runs before stand.
+				break
+			}
+			runs = append(runs, rw)
 		}
 		return medianRow(runs)
 	}
@@ -528,7 +539,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 			noop = nil
 		}
 		if broker == nil {
-			a, err := freeAddrs(5)
+			a, err := freeAddrs(len(BrokerListenFlags))
 			if err != nil {
 				return nil, err
 			}
@@ -537,7 +548,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 			if broker, err = startChild(bin, args, o.Log); err != nil {
 				return nil, fmt.Errorf("broker: %w", err)
 			}
-			for _, p := range []string{a[2], a[3]} {
+			for _, p := range []string{a[2], a[3]} { // producer, consumer
 				if err := waitHTTP(ctx, "http://"+p+"/status", broker); err != nil {
 					return nil, fmt.Errorf("broker: %w", err)
 				}
@@ -578,40 +589,67 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 	return rows, nil
 }
 
-// brokerArgs is the command line of the matrix's broker: every listener on
-// one of the free addresses a (gRPC, discovery, producer, consumer,
-// metrics), so that a broker already running with the default ports does
-// not stop the matrix, then extra.
+// BrokerListenFlags are the broker's listener flags that the matrix sets,
+// each to a free address, so that a broker already running with the
+// default ports does not stop the matrix's. The broker's tests check that
+// every listener flag it has, but --pprof-addr (off by default), is here.
+var BrokerListenFlags = []string{"grpc-addr", "discovery-addr", "producer-addr", "consumer-addr", "metrics-addr"}
+
+// brokerArgs is the command line of the matrix's broker: the listener
+// flags on the addresses a (one each, in BrokerListenFlags order), then
+// extra.
 func brokerArgs(a []string, dataDir string, extra []string) []string {
-	return append([]string{"--grpc-addr", a[0], "--discovery-addr", a[1], "--producer-addr", a[2], "--consumer-addr", a[3],
-		"--metrics-addr", a[4], "--data-dir", dataDir, "--log-level", "warn"}, extra...)
+	var args []string
+	for i, f := range BrokerListenFlags {
+		args = append(args, "--"+f, a[i])
+	}
+	args = append(args, "--data-dir", dataDir, "--log-level", "warn")
+	return append(args, extra...)
 }
 
-// medianRow returns the run of median events/s (the lower of the two middle
-// ones for an even count), with every run's events/s in Runs and the
-// highest RSS of them. A run that failed is the row when every run failed,
-// and counts below every measured run otherwise.
+// medianRow returns the successful run of median events/s (the lower of
+// the two middle ones for an even count), with every successful run's
+// events/s in Runs, the failed runs counted in FailedRuns, the highest RSS
+// of all, and the event bytes acknowledged by all. The row is an error only
+// when every run failed.
 func medianRow(runs []row) row {
 	if len(runs) == 1 {
 		return runs[0]
 	}
-	eps := func(rw row) float64 {
-		if rw.Err != "" || rw.Result == nil {
-			return -1
-		}
-		return rw.Result.main().EventsPerSec
-	}
-	order := make([]int, len(runs))
-	all := make([]float64, len(runs))
+	var ok []row
+	var eps []float64
+	var failed int
+	var firstErr string
 	var rss int64
-	for i, rw := range runs {
-		order[i] = i
-		all[i] = max(0, eps(rw))
+	var produced uint64
+	for _, rw := range runs {
 		rss = max(rss, rw.BrokerRSS)
+		if rw.Err != "" || rw.Result == nil {
+			if failed == 0 {
+				firstErr = rw.Err
+			}
+			failed++
+			continue
+		}
+		ok = append(ok, rw)
+		eps = append(eps, rw.Result.main().EventsPerSec)
+		if rw.Result.Produce != nil {
+			produced += rw.Result.Produce.Bytes
+		}
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(eps(runs[a]), eps(runs[b])) })
-	med := runs[order[(len(runs)-1)/2]]
-	med.Runs, med.BrokerRSS = all, rss
+	if len(ok) == 0 {
+		med := runs[0]
+		med.FailedRuns, med.BrokerRSS = failed, rss
+		return med
+	}
+	order := make([]int, len(ok))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(eps[a], eps[b]) })
+	med := ok[order[(len(ok)-1)/2]]
+	med.Runs, med.FailedRuns, med.FirstRunErr = eps, failed, firstErr
+	med.BrokerRSS, med.ProducedBytes = rss, produced
 	return med
 }
 

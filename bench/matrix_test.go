@@ -1,8 +1,9 @@
 package bench
 
 import (
-	"os/exec"
-	"regexp"
+	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 func producedRow(eps float64, rss int64) row {
 	return row{
 		ID: "rest-100x200", Case: "REST produce", Target: "≥ 750,000 events/s", BrokerRSS: rss,
-		Result: &Result{Mode: "produce", Produce: &Side{EventsPerSec: eps}},
+		Result: &Result{Mode: "produce", Produce: &Side{EventsPerSec: eps, Bytes: uint64(eps) * 10}},
 	}
 }
 
@@ -25,22 +26,26 @@ func TestMedianRow(t *testing.T) {
 	if want := []float64{500, 300, 400}; !slices.Equal(got.Runs, want) {
 		t.Errorf("runs %v, want %v (in run order)", got.Runs, want)
 	}
-	if got.BrokerRSS != 30 {
-		t.Errorf("RSS %d, want the highest of the runs, 30", got.BrokerRSS)
+	if got.BrokerRSS != 30 || got.ProducedBytes != 12000 {
+		t.Errorf("RSS %d, produced %d; want the highest RSS, 30, and all runs' bytes, 12000", got.BrokerRSS, got.ProducedBytes)
 	}
 
-	// Even count: the lower middle. A failed run counts below every
-	// measured one.
+	// Failed runs are left out of the median and counted apart; even
+	// counts take the lower middle.
 	failed := row{ID: "rest-100x200", Err: "connection refused"}
-	got = medianRow([]row{producedRow(500, 0), failed, producedRow(300, 0), producedRow(400, 0)})
-	if got.Err != "" || got.Result.main().EventsPerSec != 300 {
-		t.Errorf("median of 500, failed, 300, 400: %+v, want the 300 run", got)
+	got = medianRow([]row{producedRow(500, 0), failed, producedRow(300, 0), producedRow(400, 0), producedRow(600, 0)})
+	if got.Err != "" || got.Result.main().EventsPerSec != 400 || got.FailedRuns != 1 || got.FirstRunErr != "connection refused" {
+		t.Errorf("median of 500, failed, 300, 400, 600: %+v, want the 400 run and 1 failure", got)
 	}
-	if want := []float64{500, 0, 300, 400}; !slices.Equal(got.Runs, want) {
+	if want := []float64{500, 300, 400, 600}; !slices.Equal(got.Runs, want) {
 		t.Errorf("runs %v, want %v", got.Runs, want)
 	}
-	if got := medianRow([]row{failed, failed}); got.Err == "" {
-		t.Error("every run failed: the row must be an error")
+	got = medianRow([]row{producedRow(500, 0), failed, failed})
+	if got.Err != "" || got.Result.main().EventsPerSec != 500 || got.FailedRuns != 2 {
+		t.Errorf("one run of three succeeded: %+v, want that run", got)
+	}
+	if got := medianRow([]row{failed, failed}); got.Err == "" || got.FailedRuns != 2 {
+		t.Errorf("every run failed: %+v, want an error row", got)
 	}
 }
 
@@ -51,7 +56,13 @@ func TestReportListsRuns(t *testing.T) {
 	rw.Runs = []float64{440123, 458984, 470001}
 	r := report{Opts: MatrixOptions{Repeat: 3, CaseDuration: 15 * time.Second, Backlog: 10}, Rows: []row{rw}}
 	md := r.markdown()
-	for _, want := range []string{"ran 3 times", "| 458,984 |", "median of 3 runs: 440,123 / 458,984 / 470,001 events/s"} {
+	failedRow := producedRow(1000, 0)
+	failedRow.Runs, failedRow.FailedRuns, failedRow.FirstRunErr, failedRow.ProducedBytes = []float64{1000}, 2, "timeout", 3_000_000_000
+	r.Rows = append(r.Rows, failedRow)
+	r.DiskBytes = 1
+	md = r.markdown()
+	for _, want := range []string{"ran 3 times", "| 458,984 |", "median of 3 runs: 440,123 / 458,984 / 470,001 events/s",
+		"median of 1 runs: 1,000 events/s (2 more failed; the first: timeout)", "Event bytes acknowledged: 3.00 GB"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
@@ -77,37 +88,64 @@ func TestMatrixRepeatDefaults(t *testing.T) {
 	}
 }
 
-// Every listener of the matrix's broker gets an address of its own: none is
-// left on its default port, where a broker already running would stop the
-// matrix's.
+// Every listener flag of the matrix's broker gets an address of its own.
+// (cmd/floe checks that BrokerListenFlags names every listener the broker
+// has.)
 func TestBrokerArgsSetEveryListener(t *testing.T) {
-	a := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5"}
+	var a []string
+	for i := range BrokerListenFlags {
+		a = append(a, fmt.Sprintf("127.0.0.1:%d", i+1))
+	}
 	args := brokerArgs(a, "/d", []string{"--cache-size", "32MiB"})
 	got := map[string]string{}
 	for i := 0; i+1 < len(args); i += 2 {
 		got[args[i]] = args[i+1]
 	}
-	for _, flag := range []string{"--grpc-addr", "--discovery-addr", "--producer-addr", "--consumer-addr", "--metrics-addr"} {
-		if !slices.Contains(a, got[flag]) {
-			t.Errorf("%s = %q, not one of the free addresses", flag, got[flag])
+	seen := map[string]bool{}
+	for _, f := range BrokerListenFlags {
+		v := got["--"+f]
+		if !slices.Contains(a, v) || seen[v] {
+			t.Errorf("--%s = %q: not a free address of its own", f, v)
 		}
+		seen[v] = true
 	}
 	if got["--data-dir"] != "/d" || got["--cache-size"] != "32MiB" {
 		t.Errorf("args %q", args)
 	}
-	// Every flag of the broker that ends in -addr is set.
-	out, err := exec.Command("go", "run", "../cmd/floe", "--help").CombinedOutput()
-	if err != nil {
-		t.Skipf("floe --help: %v", err)
+}
+
+// damagedPoll hands two events, then fails like a poll answer damaged after
+// them; later polls stop the loop.
+type damagedPoll struct {
+	r     *readers
+	evs   [][]byte
+	calls int
+}
+
+func (d *damagedPoll) register(context.Context) error { return nil }
+func (d *damagedPoll) goodbye(context.Context)        {}
+func (d *damagedPoll) poll(_ context.Context, fn func(ev []byte)) (int, int, error) {
+	d.calls++
+	if d.calls > 1 {
+		d.r.stop.Store(true)
+		return 0, 0, nil
 	}
-	listeners := 0
-	for _, f := range regexp.MustCompile(`--([a-z-]+-addr)\b`).FindAllStringSubmatch(string(out), -1) {
-		listeners++
-		if _, ok := got["--"+f[1]]; !ok && f[1] != "pprof-addr" { // pprof is off by default
-			t.Errorf("the broker's --%s is left at its default", f[1])
-		}
+	for _, ev := range d.evs {
+		fn(ev)
 	}
-	if listeners < 6 {
-		t.Errorf("floe --help lists %d -addr flags; the pattern is out of date", listeners)
+	return 0, 0, errors.New("answer cut short")
+}
+
+// The events a poll handed over before its answer turned out damaged are
+// verified all the same.
+func TestPollLoopVerifiesEventsBeforeADamagedAnswer(t *testing.T) {
+	v := newVerifier("0badcafe", nil)
+	c := &Config{API: "rest", Mode: "consume", Consumers: 1}
+	r := newReaders(c, v)
+	g := newEventGen("0badcafe", 200)
+	cl := &damagedPoll{r: r, evs: [][]byte{g.appendEvent(nil, 0, 1), g.appendEvent(nil, 1, 1)}}
+	r.pollLoop(context.Background(), cl)
+	if got := v.result(); got.Delivered != 2 || got.Malformed != 0 {
+		t.Errorf("verified %+v, want the 2 events delivered", got)
 	}
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -39,7 +40,11 @@ func (r *report) markdown() string {
 	} else {
 		p(" Each throughput case runs %s; the consume backlog is %s events.", r.Opts.CaseDuration, commas(r.Opts.Backlog))
 	}
-	if r.Opts.Repeat > 1 {
+	repeated := false
+	for _, rw := range r.Rows {
+		repeated = repeated || len(rw.Runs)+rw.FailedRuns > 1
+	}
+	if repeated {
 		p(" Each produce case and its baseline ran %d times in a row on the same broker: its row is the run of median events/s, and the result column lists every run.", r.Opts.Repeat)
 	}
 	if r.Opts.Only != "" {
@@ -95,6 +100,9 @@ func (r *report) markdown() string {
 			title = "*" + title + "*"
 		}
 		if rw.Err != "" {
+			if rw.FailedRuns > 1 {
+				rw.Err = fmt.Sprintf("all %d runs failed; the first: %s", rw.FailedRuns, rw.Err)
+			}
 			p("| %s | %s | | | | | | | | | | | | | error: %s |\n", title, dash(rw.Target), mdEscape(rw.Err))
 			passAll = false
 			continue
@@ -123,8 +131,11 @@ func (r *report) markdown() string {
 		if base, ok := baselines[strings.TrimPrefix(rw.ID, "rest-")]; ok && !rw.Baseline && base.Produce.EventsPerSec > 0 {
 			verdict += fmt.Sprintf("; %.0f %% of the baseline", 100*s.EventsPerSec/base.Produce.EventsPerSec)
 		}
-		if len(rw.Runs) > 1 {
+		if len(rw.Runs)+rw.FailedRuns > 1 {
 			runs := fmt.Sprintf("median of %d runs: %s events/s", len(rw.Runs), runsList(rw.Runs))
+			if rw.FailedRuns > 0 {
+				runs += fmt.Sprintf(" (%d more failed; the first: %s)", rw.FailedRuns, rw.FirstRunErr)
+			}
 			if rw.Pass == nil {
 				verdict = runs
 			} else {
@@ -138,7 +149,7 @@ func (r *report) markdown() string {
 			verdict += "; " + n
 		}
 		p("| %s | %s | %s | %.1f | %s | %s | %s%s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n",
-			title, dash(rw.Target), commas(uint64(s.EventsPerSec)), s.MBPerSec, commas(uint64(s.RequestsPerSec)),
+			title, dash(rw.Target), commas(uint64(math.Round(s.EventsPerSec))), s.MBPerSec, commas(uint64(math.Round(s.RequestsPerSec))),
 			fmtMS(lat.P50), fmtMS(lat.P99), latLabel, fmtMS(lat.P999), fmtMS(lat.Max), errorsCell(s.Errors),
 			rw.BrokerCPU, res.ToolCPU, rw.OtherCPU, mib(rw.BrokerRSS), mdEscape(verdict))
 	}
@@ -168,7 +179,11 @@ func (r *report) markdown() string {
 		p("Broker data directory at the end: %.2f GB.", float64(r.DiskBytes)/1e9)
 		var produced uint64
 		for _, rw := range r.Rows {
-			if !rw.Baseline && rw.Result != nil && rw.Result.Produce != nil {
+			switch {
+			case rw.Baseline:
+			case rw.ProducedBytes > 0:
+				produced += rw.ProducedBytes
+			case rw.Result != nil && rw.Result.Produce != nil:
 				produced += rw.Result.Produce.Bytes
 			}
 		}
@@ -202,7 +217,7 @@ func (r *report) markdown() string {
 func runsList(runs []float64) string {
 	parts := make([]string, len(runs))
 	for i, v := range runs {
-		parts[i] = commas(uint64(v))
+		parts[i] = commas(uint64(math.Round(v)))
 	}
 	return strings.Join(parts, " / ")
 }

@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/floe-streams/floe"
+	"github.com/floe-streams/floe/bench"
 )
 
 // env is a fake environment.
@@ -339,5 +341,25 @@ func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
 		if _, err := parseConfig(args, env{}.lookup, io.Discard); err != nil {
 			t.Errorf("%v: %v", args, err)
 		}
+	}
+}
+
+// The bench matrix starts its broker with every listener on a free port
+// (bench.BrokerListenFlags): a listener flag it does not know would stay on
+// its default port, where a broker already running stops the matrix's.
+func TestBenchMatrixSetsEveryListener(t *testing.T) {
+	fs := newFlagSet(&config{})
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.HasSuffix(f.Name, "-addr") || f.Name == "pprof-addr" { // pprof is off by default
+			return
+		}
+		n++
+		if !slices.Contains(bench.BrokerListenFlags, f.Name) {
+			t.Errorf("--%s (default %q) is not in bench.BrokerListenFlags", f.Name, f.DefValue)
+		}
+	})
+	if n != len(bench.BrokerListenFlags) {
+		t.Errorf("%d listener flags, bench.BrokerListenFlags has %d", n, len(bench.BrokerListenFlags))
 	}
 }
