@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/internal/bufpool"
 )
 
 // produceBatch is one ProduceStreamRequest or ProduceRequest, decoded by
@@ -257,7 +258,7 @@ type Codec struct {
 
 // NewCodec returns the server codec.
 func NewCodec() Codec {
-	return Codec{proto: encoding.GetCodecV2("proto"), pool: &sharedPool}
+	return Codec{proto: encoding.GetCodecV2("proto"), pool: &bufpool.Shared}
 }
 
 // Name is the content-subtype the codec serves.

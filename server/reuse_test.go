@@ -17,19 +17,20 @@ import (
 
 	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/internal/bufpool"
 	"github.com/floe-streams/floe/internal/testlog"
 	"github.com/floe-streams/floe/store"
 )
 
 // poisonPool is the server's buffer pool, except that a buffer coming back
 // is overwritten at once: a reader of a released message sees 'X'.
-type poisonPool struct{ bufferPool }
+type poisonPool struct{ bufpool.Pool }
 
 func (p *poisonPool) Put(b *[]byte) {
 	for i := range *b {
 		(*b)[i] = 'X'
 	}
-	p.bufferPool.Put(b)
+	p.Pool.Put(b)
 }
 
 // Events decoded without copies reach the store intact, while the server

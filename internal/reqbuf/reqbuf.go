@@ -11,18 +11,16 @@ package reqbuf
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
+
+	"github.com/floe-streams/floe/internal/bufpool"
 )
 
 // MaxPooled is the largest buffer kept for reuse: a larger one is used once
-// and left to the garbage collector.
-const MaxPooled = 8 << 20
-
-// minSize is the smallest buffer lent, so that small answers share one size.
-const minSize = 64 << 10
-
-var pool sync.Pool // of *[]byte
+// and left to the garbage collector. Buffers come from bufpool.Shared, by
+// power-of-two size class, so that the events of a poll (up to
+// --max-poll-bytes) and its slightly larger answer each find their own.
+const MaxPooled = 1 << bufpool.MaxShift
 
 // poison makes Release overwrite what it takes back (SetPoison).
 var poison atomic.Bool
@@ -43,14 +41,7 @@ func New() *Lender { return &Lender{} }
 
 // Get returns an empty buffer of capacity at least n, lent until Release.
 func (l *Lender) Get(n int) []byte {
-	if n > MaxPooled {
-		return make([]byte, 0, n)
-	}
-	p, _ := pool.Get().(*[]byte)
-	if p == nil || cap(*p) < n {
-		b := make([]byte, 0, max(n, minSize))
-		p = &b
-	}
+	p := bufpool.Shared.Get(n)
 	l.lent = append(l.lent, p)
 	return (*p)[:0]
 }
@@ -65,7 +56,7 @@ func (l *Lender) Release() {
 				b[j] = '#'
 			}
 		}
-		pool.Put(p)
+		bufpool.Shared.Put(p)
 		l.lent[i] = nil
 	}
 	l.lent = l.lent[:0]
