@@ -278,7 +278,6 @@ func BenchmarkProduceBatchDecode(b *testing.B) {
 	}
 }
 
-
 // fakeProducing records what it was asked to store.
 type fakeProducing struct {
 	first  []*byte  // the first byte of each event, as passed
