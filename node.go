@@ -139,7 +139,7 @@ func (n *Node) init() (err error) {
 	)
 	floev1.RegisterDiscoveryServer(n.grpc, discovery)
 	n.grpc.RegisterService(server.ProducerServiceDesc(), producer)
-	floev1.RegisterConsumerServer(n.grpc, consumer)
+	n.grpc.RegisterService(server.ConsumerServiceDesc(), consumer)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
 

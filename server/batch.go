@@ -248,7 +248,8 @@ func (b *produceBatch) unmarshal(data mem.BufferSlice, pool mem.BufferPool) erro
 
 // Codec is the server's gRPC codec: proto's, except that Produce and
 // ProduceStream requests are decoded without copying their events (see
-// produceBatch).
+// produceBatch), and that Poll replies give their lent buffers back once
+// encoded (see lentPoll).
 // Install it with grpc.ForceServerCodecV2.
 type Codec struct {
 	proto encoding.CodecV2
@@ -264,8 +265,16 @@ func NewCodec() Codec {
 // Name is the content-subtype the codec serves.
 func (Codec) Name() string { return "proto" }
 
-// Marshal encodes v with proto.
-func (c Codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
+// Marshal encodes v with proto. A Poll reply (*lentPoll) is encoded, which
+// copies its events, and then its lent buffers are taken back.
+func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if p, ok := v.(*lentPoll); ok {
+		out, err := c.proto.Marshal(p.resp)
+		p.lender.Release()
+		return out, err
+	}
+	return c.proto.Marshal(v)
+}
 
 // Unmarshal decodes data into v: a produceBatch without copying, anything
 // else with proto.

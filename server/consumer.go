@@ -3,7 +3,10 @@ package server
 import (
 	"cmp"
 	"context"
+	"slices"
 	"time"
+
+	"google.golang.org/grpc"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/group"
@@ -59,8 +62,8 @@ func (s *Consumer) Poll(ctx context.Context, req *floev1.PollRequest) (*floev1.P
 		Wait:       time.Duration(req.GetTimeout()) * time.Millisecond,
 	}
 	if l := reqbuf.From(ctx); l != nil {
-		// REST: the events are read into a buffer that the gateway takes
-		// back once it has written the answer.
+		// The events are read into a buffer taken back once the answer
+		// is written (REST: the gateway) or encoded (gRPC: Codec).
 		pr.Buffer = l.Get
 	}
 	batches, err := s.c.Poll(ctx, pr)
@@ -79,6 +82,56 @@ func (s *Consumer) Poll(ctx context.Context, req *floev1.PollRequest) (*floev1.P
 		}
 	}
 	return resp, nil
+}
+
+// ConsumerServiceDesc is floev1.Consumer_ServiceDesc with a Poll handler
+// that reads the events into buffers lent for the call (pollHandler).
+// Register s with it: grpcServer.RegisterService(ConsumerServiceDesc(), s),
+// and install Codec, which takes the buffers back.
+func ConsumerServiceDesc() *grpc.ServiceDesc {
+	desc := floev1.Consumer_ServiceDesc
+	desc.Methods = slices.Clone(desc.Methods)
+	for i := range desc.Methods {
+		if desc.Methods[i].MethodName == "Poll" {
+			desc.Methods[i].Handler = pollHandler
+		}
+	}
+	return &desc
+}
+
+// lentPoll is the reply of a gRPC Poll whose events live in buffers lent by
+// lender. Codec encodes resp, which copies the events into the message
+// sent, and then takes the buffers back: nothing reads them afterwards.
+type lentPoll struct {
+	resp   *floev1.PollResponse
+	lender *reqbuf.Lender
+}
+
+// pollHandler is the gRPC handler of Poll: Poll with a Lender in its
+// context, so that the events are read into pooled buffers instead of
+// memory allocated for each call. Interceptors see the reply as a
+// *lentPoll. On an error there is no reply to encode, and the buffers go
+// back at once.
+func pollHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	req := new(floev1.PollRequest)
+	if err := dec(req); err != nil {
+		return nil, err
+	}
+	s := srv.(*Consumer)
+	call := func(ctx context.Context, req any) (any, error) {
+		l := reqbuf.New()
+		resp, err := s.Poll(reqbuf.With(ctx, l), req.(*floev1.PollRequest))
+		if err != nil {
+			l.Release()
+			return nil, err
+		}
+		return &lentPoll{resp: resp, lender: l}, nil
+	}
+	if interceptor == nil {
+		return call(ctx, req)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: floev1.Consumer_Poll_FullMethodName}
+	return interceptor(ctx, req, info, call)
 }
 
 // Commit commits the position reached by the previous poll.
