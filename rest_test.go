@@ -297,6 +297,8 @@ func TestRESTErrors(t *testing.T) {
 		{"event too large", msgs, "application/x-ndjson", []byte(`{"a":"` + strings.Repeat("x", 600) + `"}`), 413, 1006, "line 1"},
 		{"invalid topic", p + "/v1/topic/bad%20topic/messages", "application/json", []byte(`{}`), 400, 1002, "bad topic"},
 		{"long topic", p + "/v1/topic/" + strings.Repeat("t", 250) + "/messages", "application/json", []byte(`{}`), 400, 1002, "249"},
+		{"topic beyond ASCII", p + "/v1/topic/%C3%A9t%C3%A9/messages", "application/json", []byte(`{}`), 400, 1002, "'é' (U+00E9) at position 0"},
+		{"event beyond ASCII", msgs, "application/json", []byte("\ufeff{}"), 400, 1004, "byte order mark (U+FEFF)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,9 +345,61 @@ func TestRESTErrors(t *testing.T) {
 	// Routing: 404 and 405 in the same shape, on every port.
 	errorShape(t, do(t, nil, "GET", k+"/nope", "", nil, "", nil), 404, 3001)
 	errorShape(t, do(t, nil, "GET", p+"/v1/brokers", "", nil, "", nil), 404, 3001)
-	errorShape(t, do(t, nil, "DELETE", k+"/v1/consumer/poll", "", nil, "", nil), 405, 3002)
-	errorShape(t, do(t, nil, "GET", msgs, "", nil, "", nil), 405, 3002)
-	errorShape(t, do(t, nil, "POST", "http://"+a.Discovery+"/v1/brokers", "", nil, "", nil), 405, 3002)
+	for _, tc := range []struct{ method, url, allow string }{
+		{"DELETE", k + "/v1/consumer/poll", "POST"},
+		{"GET", msgs, "POST"},
+		{"DELETE", k + "/v1/consumer/register", "PUT, POST"},
+		{"POST", "http://" + a.Discovery + "/v1/brokers", "GET, HEAD"},
+	} {
+		ex := do(t, nil, tc.method, tc.url, "", nil, "", nil)
+		errorShape(t, ex, 405, 3002)
+		if got := ex.resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: 405 with Allow %q, want %q", tc.method, tc.url, got, tc.allow)
+		}
+	}
+
+	// An encoded slash in a topic is an invalid topic, not a route of its own.
+	ex := do(t, nil, "POST", p+"/v1/topic/a%2Fb/messages", "", nil, "application/json", []byte(`{}`))
+	if e := errorShape(t, ex, 400, 1002); !strings.Contains(e["message"].(string), `"a/b" has '/' at position 1`) {
+		t.Errorf("topic a%%2Fb: %s", ex.body)
+	}
+	// Query parameters are named as the API documents them.
+	for _, q := range []string{"maxBytes=abc", "maxEvents=-1", "timeout=1e3"} {
+		ex := do(t, nil, "POST", k+"/v1/consumer/poll?consumerId=x&"+q, "", nil, "", nil)
+		name := strings.Split(q, "=")[0]
+		want := fmt.Sprintf("query parameter %s: %q is not a non-negative integer", name, strings.Split(q, "=")[1])
+		if e := errorShape(t, ex, 400, 1001); e["message"] != want {
+			t.Errorf("poll ?%s: message %q, want %q", q, e["message"], want)
+		}
+	}
+	// A register body over its limit is refused as too large, not cut.
+	big := `{"id":"big","topics":["` + strings.Repeat("t", 1<<20) + `"]}`
+	errorShape(t, do(t, nil, "POST", k+"/v1/consumer/register", "", nil, "application/json", []byte(big)), 413, 1005)
+}
+
+// HEAD is answered as GET without the body, on every GET route.
+func TestRESTHead(t *testing.T) {
+	_, a := startNode(t, nil)
+	for _, u := range []string{"http://" + a.Discovery + "/v1/brokers", "http://" + a.Discovery + "/status",
+		"http://" + a.Producer + "/status", "http://" + a.Consumer + "/status", "http://" + a.Discovery + "/openapi.json"} {
+		get, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(get.Body)
+		get.Body.Close()
+		head, err := http.Head(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, head.Body)
+		head.Body.Close()
+		if head.StatusCode != 200 || n != 0 || head.Header.Get("Content-Length") != strconv.Itoa(len(body)) ||
+			head.Header.Get("Content-Type") != get.Header.Get("Content-Type") {
+			t.Errorf("HEAD %s: %d, %d body bytes, Content-Length %q, Content-Type %q; GET: %d bytes of %q",
+				u, head.StatusCode, n, head.Header.Get("Content-Length"), head.Header.Get("Content-Type"), len(body), get.Header.Get("Content-Type"))
+		}
+	}
 }
 
 func TestRESTCompatibility(t *testing.T) {

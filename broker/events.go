@@ -143,6 +143,19 @@ func describeJSONError(ev []byte) string {
 	var v any
 	err := json.Unmarshal(ev, &v)
 	if se, ok := err.(*json.SyntaxError); ok {
+		// encoding/json names the offending byte, which for a character
+		// beyond ASCII prints as a wrong one ('ï' for a byte order mark):
+		// name the whole character instead.
+		if at := int(se.Offset) - 1; at >= 0 && at < len(ev) && ev[at] >= utf8.RuneSelf {
+			for at > 0 && !utf8.RuneStart(ev[at]) {
+				at--
+			}
+			r, _ := utf8.DecodeRune(ev[at:])
+			if r == '\uFEFF' && at == 0 {
+				return "the event starts with a byte order mark (U+FEFF), which JSON does not allow (at byte 0)"
+			}
+			return fmt.Sprintf("invalid character %q (U+%04X) (at byte %d)", r, r, at)
+		}
 		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
 	}
 	if err != nil {

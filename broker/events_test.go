@@ -105,6 +105,9 @@ func TestSplitBodyErrors(t *testing.T) {
 		{"invalid UTF-8 in a string", "application/json", "{\"a\":\"\xff\"}", broker.ErrInvalidJSON, "UTF-8"},
 		{"invalid UTF-8 on a line", "application/x-ndjson", "{}\n[\"\xed\xa0\x80\"]\n", broker.ErrInvalidJSON, "line 2: invalid JSON: invalid UTF-8 at byte 2"},
 		{"no-break space around an event", "application/json", "\u00a0{}", broker.ErrInvalidJSON, "invalid JSON"},
+		// encoding/json names a byte; the error names the character.
+		{"a character beyond ASCII", "application/json", `{"a":é}`, broker.ErrInvalidJSON, "invalid character 'é' (U+00E9) (at byte 5)"},
+		{"a byte order mark", "application/json", "\ufeff{}", broker.ErrInvalidJSON, "starts with a byte order mark (U+FEFF)"},
 		{"vertical tab before an event", "application/x-ndjson", "{}\n\v{}\n", broker.ErrInvalidJSON, "line 2"},
 		{"form feed after an event", "application/x-ndjson", "{}\f\n", broker.ErrInvalidJSON, "line 1"},
 	}

@@ -1,6 +1,9 @@
 package broker
 
-import "fmt"
+import (
+	"fmt"
+	"unicode/utf8"
+)
 
 // MaxTopicLen is the longest topic name.
 const MaxTopicLen = 249
@@ -16,8 +19,8 @@ func ValidateTopic(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		if !topicChar(name[i]) {
-			return fmt.Errorf("%w: %q has %q at position %d; use letters, digits, '.', '_' and '-'",
-				ErrInvalidTopic, name, rune(name[i]), i)
+			return fmt.Errorf("%w: %q has %s at position %d; use letters, digits, '.', '_' and '-'",
+				ErrInvalidTopic, name, describeChar(name[i:]), i)
 		}
 	}
 	return nil
@@ -25,4 +28,18 @@ func ValidateTopic(name string) error {
 
 func topicChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}
+
+// describeChar names the character s starts with: quoted, and with its code
+// point when it is not ASCII ('é' (U+00E9)); a byte that starts no valid
+// UTF-8 character is named as a byte (byte 0xff).
+func describeChar(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	switch {
+	case r == utf8.RuneError && n <= 1:
+		return fmt.Sprintf("byte 0x%02x, not UTF-8,", s[0])
+	case r >= utf8.RuneSelf:
+		return fmt.Sprintf("%q (U+%04X)", r, r)
+	}
+	return fmt.Sprintf("%q", r)
 }

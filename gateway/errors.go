@@ -35,12 +35,19 @@ func errorBodyOf(err error) *floev1.Error {
 	if !ok {
 		return server.ErrorOf(err)
 	}
-	return server.ErrorFromStatus(st)
+	e := server.ErrorFromStatus(st)
+	e.Message = restParameterNames(e.GetMessage())
+	return e
 }
 
 // handleRoutingError answers unknown paths with 404 and known paths with the
-// wrong method with 405, in the error shape.
+// wrong method with 405 and an Allow header, in the error shape.
 func handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	if httpStatus == http.StatusMethodNotAllowed {
+		if allow := allowedMethods(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+	}
 	writeError(w, routingError(httpStatus, r.Method+" "+r.URL.Path))
 }
 

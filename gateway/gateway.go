@@ -98,9 +98,9 @@ func New(svc Services, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 
-	g.discovery = g.wrap("discovery", dmux)
-	g.producer = g.wrap("producer", limitBody(opts.MaxRequestBytes, pmux))
-	g.consumer = g.wrap("consumer", lendPollBuffers(registerBodyToQuery(cmux)))
+	g.discovery = g.wrap("discovery", headAsGet(dmux))
+	g.producer = g.wrap("producer", headAsGet(checkTopicPath(limitBody(opts.MaxRequestBytes, pmux))))
+	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(registerBodyToQuery(cmux))))
 	return g, nil
 }
 

@@ -21,6 +21,10 @@ type registerBody struct {
 	OnNewGroup string   `json:"onNewGroup"`
 }
 
+// maxRegisterBody is the largest JSON body register accepts: tens of
+// thousands of topic names.
+const maxRegisterBody = 1 << 20
+
 // registerBodyToQuery accepts the JSON body form of register (PUT or POST)
 // by moving its fields to the query parameters, which the generated handler
 // reads. Parameters given in the query win.
@@ -30,9 +34,14 @@ func registerBodyToQuery(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		data, err := io.ReadAll(io.LimitReader(r.Body, maxRegisterBody+1))
 		if err != nil {
 			writeError(w, readError(err))
+			return
+		}
+		if len(data) > maxRegisterBody {
+			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("register body too large: the limit is %d bytes", maxRegisterBody)))
 			return
 		}
 		if len(bytes.TrimSpace(data)) > 0 {

@@ -73,7 +73,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(integer{&o.ConsumerRanges}, "consumer-ranges", "sub-ranges of the token range: the unit of ordering and of consumer assignment")
 	fs.Var(byteSize{&o.MaxRequestBytes}, "max-request-bytes", "largest produce request, e.g. 4MiB (413 beyond)")
 	fs.Var(byteSize{&o.MaxEventBytes}, "max-event-bytes", "largest event, e.g. 1MiB (413 beyond)")
-	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "largest poll answer, e.g. 2MiB")
+	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "most bytes of events in a poll answer (the JSON around them is extra), e.g. 2MiB")
 	fs.Var(duration{&o.MaxPollWait}, "max-poll-wait", "cap of the long-poll timeout")
 	fs.Var(duration{&o.MemberTimeout}, "member-timeout", "a consumer that has not polled for this long leaves its group")
 	fs.Var(duration{&o.RetentionMaxAge}, "retention-max-age", "delete events older than this (negative: keep forever)")
