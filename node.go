@@ -98,6 +98,9 @@ func (n *Node) init() (err error) {
 	if err != nil {
 		return err
 	}
+	if err := checkConsumerRanges(n.store, opts.DataDir, opts.ConsumerRanges); err != nil {
+		return err
+	}
 	ring := broker.NewRing(opts.ConsumerRanges)
 	n.groups, err = group.New(n.store, group.Options{
 		Streams:       ring.Streams,

@@ -45,6 +45,7 @@ package store
 //
 // meta: metaLayoutKey holds the layout version (i64 LE, 8B) of this file; Open
 // writes it into a new store and refuses a store with another version.
+// metaSettingKey holds the broker settings that the data depends on.
 
 import (
 	"encoding/binary"
@@ -67,6 +68,13 @@ const layoutVersion uint32 = 1
 // metaLayoutKey returns the key of the layout version record:
 // 0x01 | "layout".
 func metaLayoutKey() []byte { return append([]byte{prefixMeta}, "layout"...) }
+
+// metaSettingKey returns the key of a broker setting recorded with the data
+// (Store.RecordSetting): 0x01 | "setting/" | name. Its value is the
+// setting's text.
+func metaSettingKey(name string) []byte {
+	return append(append([]byte{prefixMeta}, "setting/"...), name...)
+}
 
 const (
 	streamFixedLen = 1 + 8 + 4 + 4 // terminator, token, rangeIndex, version

@@ -1,0 +1,90 @@
+package floe_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/floe-streams/floe"
+	"github.com/floe-streams/floe/store"
+)
+
+// A data directory is served only with the number of sub-ranges it was
+// written with: with another, the events of the sub-ranges beyond it would
+// be hidden and partition keys would move.
+func TestConsumerRangesMustNotChange(t *testing.T) {
+	dir := t.TempDir()
+	withRanges := func(n int) func(*floe.Options) {
+		return func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, n }
+	}
+	_, a, stop := runNode(t, withRanges(4))
+	c := restClient{t: t, producer: a.Producer, consumer: a.Consumer}
+	for i := range 8 {
+		c.produce("cr", fmt.Sprintf("k%d", i), fmt.Sprintf(`{"i":%d}`, i))
+	}
+	stop()
+
+	for _, n := range []int{2, 8} {
+		_, err := floe.New(nodeOptions(t, withRanges(n)))
+		if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "--consumer-ranges 4") {
+			t.Fatalf("restart with --consumer-ranges %d: %v, want ErrConsumerRangesChanged naming 4", n, err)
+		}
+	}
+	// The same number is served, with every event.
+	_, a, _ = runNode(t, withRanges(4))
+	c = restClient{t: t, producer: a.Producer, consumer: a.Consumer}
+	c.register("r", "g", "cr", "startFromEarliest")
+	got := 0
+	for range 10 {
+		code, byRange := c.poll("r")
+		if code == 204 {
+			break
+		}
+		for _, evs := range byRange {
+			got += len(evs)
+		}
+	}
+	if got != 8 {
+		t.Fatalf("after a restart with the same ranges, %d events of 8", got)
+	}
+}
+
+// A directory written before the number was recorded is checked against
+// the sub-ranges of its streams, then gets the number recorded.
+func TestConsumerRangesOfAnOlderDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.Stream{Topic: "old", Token: -1 << 63, RangeIndex: 3, Version: 1}
+	if _, err := s.Append(context.Background(), st, [][]byte{[]byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 2 }))
+	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "sub-range 3") {
+		t.Fatalf("older directory with sub-range 3, --consumer-ranges 2: %v", err)
+	}
+	_, _, stop := runNode(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 4 })
+	stop()
+	_, err = floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 5 }))
+	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "--consumer-ranges 4") {
+		t.Fatalf("after a start with 4 recorded it, --consumer-ranges 5: %v", err)
+	}
+}
+
+// nodeOptions are runNode's options, for tests that expect New to fail.
+func nodeOptions(t *testing.T, mod func(*floe.Options)) floe.Options {
+	o := floe.Options{
+		GRPCAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0", ProducerAddr: "127.0.0.1:0", ConsumerAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	mod(&o)
+	return o
+}
