@@ -69,8 +69,19 @@ func (c *Config) validate() error {
 	check(c.Topic != "", "--topic: must not be empty")
 	check(c.Count > 0 || c.Duration > 0 || c.Mode == "consume", "set --count or --duration")
 	check(c.Rate >= 0, "--rate: must not be negative")
-	return errors.Join(errs...)
+	check(c.Duration >= 0 && c.PollTimeout >= 0 && c.Idle >= 0 && c.Drain >= 0 && c.Progress >= 0,
+		"--duration, --poll-timeout, --idle, --drain and --progress must not be negative")
+	check(c.Mode != "consume" || c.Count > 0 || c.Duration > 0 || c.Idle > 0, "consume: set --count, --duration or --idle, or it never ends")
+	check(c.API == "grpc" || !c.GRPCStream && !c.GRPCBody, "--grpc-stream and --grpc-body need --api grpc")
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", errBadFlags, err)
+	}
+	return nil
 }
+
+// errBadFlags marks an error of the flags (exit status 2), as against one
+// of the run (1).
+var errBadFlags = errors.New("bad flags")
 
 const usage = `floe bench: load tool for a Floe broker.
 
@@ -125,18 +136,18 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	fs.IntVar(&c.EventsPerRequest, "events-per-request", 1, "events per request: 1 sends application/json, more application/x-ndjson (gRPC: events per batch)")
 	fs.IntVar(&c.EventSize, "event-size", 200, "bytes per event (100 to 1048576)")
 	fs.IntVar(&c.Keys, "keys", 0, "partition keys used, round robin (0: no key)")
-	fs.Uint64Var(&c.Count, "count", 0, "events to produce (consume: to receive); 0: no bound")
+	fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not (consume: to receive); 0: no bound")
 	fs.DurationVar(&c.Duration, "duration", 0, "time bound of the run (0: none; produce and e2e need --count or --duration)")
 	fs.Float64Var(&c.Rate, "rate", 0, "target events/s (0: as fast as possible); e2e default 20000")
-	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC: produce on ProduceStream instead of unary Produce")
-	fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC: send each batch as one NDJSON body instead of typed events")
+	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC (--api grpc): produce on ProduceStream instead of unary Produce")
+	fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC (--api grpc): send each batch as one NDJSON body instead of typed events")
 	fs.IntVar(&c.Inflight, "inflight", 4, "gRPC stream: batches in flight per stream")
 	fs.IntVar(&c.Consumers, "consumers", 1, "consumers (each a member of --group)")
 	fs.StringVar(&c.Group, "group", "", "consumer group (default: bench-<run>, a new group)")
 	fs.StringVar(&c.From, "from", "", "where a new group starts: earliest or latest (default: consume earliest, e2e latest)")
 	fs.DurationVar(&c.PollTimeout, "poll-timeout", 500*time.Millisecond, "long-poll timeout sent with each poll (?timeout=ms)")
 	fs.IntVar(&c.PollMaxBytes, "poll-max-bytes", 0, "maxBytes sent with each poll (0: the broker's limit)")
-	fs.DurationVar(&c.Idle, "idle", 5*time.Second, "consume: stop after this long without an event")
+	fs.DurationVar(&c.Idle, "idle", 5*time.Second, "consume: stop after this long without an event (0: never)")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "e2e: how long consumers may catch up after the producers stop")
 	fs.StringVar(&c.AckFile, "ack-file", "", "produce: write the acknowledged sequence ranges here; consume: verify against them")
 	fs.StringVar(&c.Run, "run", "", "run id, 8 hex digits (default: random)")
@@ -170,6 +181,9 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 	res, err := Run(ctx, c)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "floe bench %s: %v\n", mode, err)
+		if errors.Is(err, errBadFlags) {
+			return 2
+		}
 		return 1
 	}
 	if *jsonOut {
@@ -179,15 +193,34 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 	} else {
 		printSummary(os.Stdout, res)
 	}
-	if res.failed() {
+	if why := res.failed(); why != "" {
+		fmt.Fprintf(os.Stderr, "floe bench %s: failed: %s\n", mode, why)
 		return 1
 	}
 	return 0
 }
 
-// failed reports a run whose check failed: missing or malformed events.
-func (r *Result) failed() bool {
-	return r.Verify != nil && (r.Verify.Missing > 0 || r.Verify.Malformed > 0)
+// failed says why a run failed: requests that failed, missing or malformed
+// events; "" when it did not.
+func (r *Result) failed() string {
+	var why []string
+	for _, side := range []struct {
+		name string
+		s    *Side
+	}{{"produce", r.Produce}, {"poll", r.Consume}} {
+		if side.s == nil || len(side.s.Errors) == 0 {
+			continue
+		}
+		var n uint64
+		for _, c := range side.s.Errors {
+			n += c
+		}
+		why = append(why, fmt.Sprintf("%d %s requests failed", n, side.name))
+	}
+	if v := r.Verify; v != nil && (v.Missing > 0 || v.Malformed > 0) {
+		why = append(why, fmt.Sprintf("%d events missing, %d malformed", v.Missing, v.Malformed))
+	}
+	return strings.Join(why, "; ")
 }
 
 // Run runs c (produce, consume or e2e) and returns its result.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -83,7 +84,7 @@ func TestProduceConsumeE2E(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkVerify(t, res, 3000)
-			if res.Consume.Events != 3000 || res.failed() {
+			if res.Consume.Events != 3000 || res.failed() != "" {
 				t.Errorf("consume: %+v", res.Consume)
 			}
 		})
@@ -186,7 +187,7 @@ func TestConsumeFindsMissingEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := res.Verify; v.Missing != 100 || v.Delivered != 500 || !res.failed() {
+	if v := res.Verify; v.Missing != 100 || v.Delivered != 500 || res.failed() == "" {
 		t.Errorf("verify %+v, want 100 missing", *v)
 	}
 }
@@ -214,6 +215,46 @@ func TestBaselineServer(t *testing.T) {
 		}
 		if p := res.Produce; p.Events == 0 || p.Events%100 != 0 || len(p.Errors) > 0 || p.Bytes != p.Events*200 {
 			t.Errorf("%s: %+v", client, p)
+		}
+	}
+}
+
+// A run whose requests failed is a failed run (exit status 1), even when
+// it verified nothing: a produce run against no broker acknowledged nothing.
+func TestRunWithFailedRequestsFails(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there any more
+	c := testConfig("produce", floe.Addrs{Producer: addr}, t)
+	c.Count = 20
+	res, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := res.failed(); why != "20 produce requests failed" {
+		t.Fatalf("a run of 20 refused requests: failed() = %q", why)
+	}
+}
+
+// Flags that cannot work together are refused before anything runs, as
+// errors of the flags.
+func TestBadFlagsAreRefused(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"gRPC stream over REST":     func(c *Config) { c.GRPCStream = true },
+		"gRPC body over REST":       func(c *Config) { c.GRPCBody = true },
+		"negative duration":         func(c *Config) { c.Duration = -time.Second },
+		"consume that never ends":   func(c *Config) { c.Mode, c.Count, c.Duration, c.Idle = "consume", 0, 0, 0 },
+		"negative poll timeout":     func(c *Config) { c.PollTimeout = -1 },
+		"produce without any bound": func(c *Config) { c.Count, c.Duration = 0, 0 },
+	} {
+		c := testConfig("produce", floe.Addrs{Producer: "127.0.0.1:1"}, t)
+		c.Count = 10
+		mod(c)
+		if _, err := Run(context.Background(), c); !errors.Is(err, errBadFlags) {
+			t.Errorf("%s: %v, want a flag error", name, err)
 		}
 	}
 }

@@ -102,6 +102,24 @@ func runMatrixCommand(ctx context.Context, args []string) int {
 		}
 		return 2
 	}
+	bad := func(format string, args ...any) int {
+		fmt.Fprintf(os.Stderr, "floe bench matrix: "+format+"\n", args...)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return bad("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["repeat"] && o.Repeat < 1 {
+		return bad("--repeat: must be at least 1")
+	}
+	if o.CaseDuration < 0 || o.WaitIdle < 0 {
+		return bad("--case-duration and --wait-idle must not be negative")
+	}
+	if err := o.checkOnly(); err != nil {
+		return bad("%v", err)
+	}
 	if *brokerArgs != "" {
 		o.BrokerArgs = strings.Fields(*brokerArgs)
 	}
@@ -117,6 +135,31 @@ func runMatrixCommand(ctx context.Context, args []string) int {
 		_ = enc.Encode(rows)
 	}
 	return 0
+}
+
+// selected reports whether --only selects mc.
+func (o *MatrixOptions) selected(mc matrixCase) bool {
+	if o.Only == "" {
+		return true
+	}
+	if strings.Contains(mc.id, o.Only) {
+		return true
+	}
+	// Consume cases need their backlog.
+	return mc.id == "consume-fill" && strings.Contains("consume", o.Only)
+}
+
+// checkOnly fails when --only selects no case, naming the cases: the run
+// would otherwise write a report of nothing over the last one.
+func (o *MatrixOptions) checkOnly() error {
+	var ids []string
+	for _, mc := range o.cases() {
+		if o.selected(mc) && mc.id != "consume-fill" {
+			return nil
+		}
+		ids = append(ids, mc.id)
+	}
+	return fmt.Errorf("--only %q matches no case; the cases are %s", o.Only, strings.Join(ids, ", "))
 }
 
 func (o *MatrixOptions) defaults() {
@@ -385,6 +428,9 @@ func waitHTTP(ctx context.Context, url string, c *child) error {
 // RunMatrix runs the standard matrix and writes the report.
 func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 	o.defaults()
+	if err := o.checkOnly(); err != nil {
+		return nil, err
+	}
 	bin := o.BrokerBin
 	if bin == "" {
 		exe, err := os.Executable()
@@ -497,22 +543,11 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		return medianRow(runs)
 	}
 
-	selected := func(mc matrixCase) bool {
-		if o.Only == "" {
-			return true
-		}
-		if strings.Contains(mc.id, o.Only) {
-			return true
-		}
-		// Consume cases need their backlog.
-		return mc.id == "consume-fill" && strings.Contains("consume", o.Only)
-	}
-
 	for _, mc := range cases {
 		if ctx.Err() != nil {
 			break
 		}
-		if !selected(mc) {
+		if !o.selected(mc) {
 			continue
 		}
 		c := mc.cfg

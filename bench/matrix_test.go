@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -147,5 +149,24 @@ func TestPollLoopVerifiesEventsBeforeADamagedAnswer(t *testing.T) {
 	r.pollLoop(context.Background(), cl)
 	if got := v.result(); got.Delivered != 2 || got.Malformed != 0 {
 		t.Errorf("verified %+v, want the 2 events delivered", got)
+	}
+}
+
+// --only that selects nothing is refused before the machine is probed or
+// the report written, naming the cases.
+func TestMatrixOnlyMustSelectACase(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "B.md")
+	_, err := RunMatrix(context.Background(), MatrixOptions{Out: out, Only: "nothing-matches", DataDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "rest-1x200") {
+		t.Fatalf("--only nothing-matches: %v, want an error naming the cases", err)
+	}
+	if _, serr := os.Stat(out); !errors.Is(serr, os.ErrNotExist) {
+		t.Fatalf("the report was written: %v", serr)
+	}
+	for _, only := range []string{"e2e", "consume", "rest-1x200", "baseline"} {
+		o := MatrixOptions{Only: only}
+		if err := o.checkOnly(); err != nil {
+			t.Errorf("--only %s: %v", only, err)
+		}
 	}
 }
