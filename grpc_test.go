@@ -17,6 +17,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/floe-streams/floe"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
 
@@ -262,5 +263,40 @@ func TestGRPCProduceStreamBody(t *testing.T) {
 	}
 	if e := got[3].GetError(); e.GetCode() != int32(floev1.ErrorCode_ERROR_CODE_INVALID_JSON) || !strings.Contains(e.GetMessage(), "line 2") {
 		t.Errorf("invalid second line: %v, want INVALID_JSON naming line 2", got[3])
+	}
+}
+
+// A gRPC Poll without max_bytes fits the 4 MiB that gRPC clients receive by
+// default, even when --max-poll-bytes allows more: a larger answer failed on
+// the client after the broker counted its events as read, and the next poll
+// committed past them.
+func TestGRPCPollFitsTheDefaultReceiveLimit(t *testing.T) {
+	_, a := startNode(t, func(o *floe.Options) { o.MaxPollBytes = 8 << 20 })
+	c := restClient{t: t, producer: a.Producer, consumer: a.Consumer}
+	const events, size = 6, 1_000_000
+	for i := range events {
+		c.produce("big", "one-key", fmt.Sprintf(`{"i":%d,"pad":%q}`, i, strings.Repeat("x", size)))
+	}
+	cons := floev1.NewConsumerClient(dial(t, a.GRPC)) // the default receive limit
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cons.Register(ctx, &floev1.RegisterRequest{ConsumerId: "big", Topic: []string{"big"}, OnNewGroup: "startFromEarliest"}); err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	for polls := 0; next < events && polls < 10; polls++ {
+		resp, err := cons.Poll(ctx, &floev1.PollRequest{ConsumerId: "big", Timeout: 100})
+		if err != nil {
+			t.Fatalf("poll %d: %v", polls, err)
+		}
+		for _, b := range resp.GetBatches() {
+			if b.GetStartOffset() != next {
+				t.Fatalf("poll %d starts at offset %d, want %d: events were skipped", polls, b.GetStartOffset(), next)
+			}
+			next += int64(len(b.GetValues()))
+		}
+	}
+	if next != events {
+		t.Fatalf("received %d events of %d", next, events)
 	}
 }

@@ -120,7 +120,7 @@ func pollHandler(srv any, ctx context.Context, dec func(any) error, interceptor 
 	s := srv.(*Consumer)
 	call := func(ctx context.Context, req any) (any, error) {
 		l := reqbuf.New()
-		resp, err := s.Poll(reqbuf.With(ctx, l), req.(*floev1.PollRequest))
+		resp, err := s.Poll(reqbuf.With(ctx, l), fitDefaultReceiveLimit(req.(*floev1.PollRequest)))
 		if err != nil {
 			l.Release()
 			return nil, err
@@ -132,6 +132,33 @@ func pollHandler(srv any, ctx context.Context, dec func(any) error, interceptor 
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: floev1.Consumer_Poll_FullMethodName}
 	return interceptor(ctx, req, info, call)
+}
+
+// A gRPC client receives messages of at most 4 MiB unless it raises its
+// limit (grpc-go's MaxCallRecvMsgSize, and the same default in the other
+// languages' libraries). A Poll whose answer is larger fails on the client,
+// after the broker counted its events as read: the next poll commits past
+// them. So a gRPC Poll that sets no max_bytes reads at most
+// grpcPollBytes of events, and at most grpcPollEvents events (protobuf
+// frames each event in up to 4 bytes): with the batch headers, under 4 MiB.
+const (
+	grpcPollBytes  = 3 << 20
+	grpcPollEvents = 200_000
+)
+
+// fitDefaultReceiveLimit bounds a Poll without max_bytes so that its answer
+// fits the default receive limit of gRPC clients (unless one event is
+// larger). A client that sets max_bytes gets what it asks for, up to
+// --max-poll-bytes.
+func fitDefaultReceiveLimit(req *floev1.PollRequest) *floev1.PollRequest {
+	if req.GetMaxBytes() != 0 {
+		return req
+	}
+	req.MaxBytes = grpcPollBytes
+	if req.GetMaxEvents() == 0 || req.GetMaxEvents() > grpcPollEvents {
+		req.MaxEvents = grpcPollEvents
+	}
+	return req
 }
 
 // Commit commits the position reached by the previous poll.
