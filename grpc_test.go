@@ -300,3 +300,49 @@ func TestGRPCPollFitsTheDefaultReceiveLimit(t *testing.T) {
 		t.Fatalf("received %d events of %d", next, events)
 	}
 }
+
+// rawCodec sends and receives messages as the bytes given, so that a test
+// can send what no generated client would.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*[]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*[]byte) = append([]byte(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// A request message that does not decode is a bad request
+// (InvalidArgument, INVALID_PARAMETER), not an internal error that a client
+// would retry forever.
+func TestGRPCMessagesThatDoNotDecode(t *testing.T) {
+	_, a := startNode(t, nil)
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	badUTF8 := []byte{0x0a, 0x01, 0xff}  // field 1, a string of one byte 0xff
+	truncated := []byte{0x0a, 0x05, 'a'} // field 1 announces 5 bytes, has 1
+	for _, method := range []string{
+		floev1.Consumer_Register_FullMethodName, floev1.Consumer_Poll_FullMethodName,
+		floev1.Consumer_Commit_FullMethodName, floev1.Producer_Produce_FullMethodName,
+	} {
+		for _, msg := range [][]byte{badUTF8, truncated} {
+			var out []byte
+			err := conn.Invoke(ctx, method, &msg, &out, grpc.ForceCodec(rawCodec{}))
+			wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
+		}
+	}
+	// On a stream, the batch that does not decode ends it with the same
+	// error.
+	stream, err := conn.NewStream(ctx, &floev1.Producer_ServiceDesc.Streams[0], floev1.Producer_ProduceStream_FullMethodName, grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte{0x12, 0x05, 'a'} // field 2 (topic) announces 5 bytes, has 1
+	if err := stream.SendMsg(&msg); err != nil {
+		t.Fatal(err)
+	}
+	var out []byte
+	err = stream.RecvMsg(&out)
+	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
+}

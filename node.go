@@ -140,9 +140,9 @@ func (n *Node) init() (err error) {
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
 	)
-	floev1.RegisterDiscoveryServer(n.grpc, discovery)
-	n.grpc.RegisterService(server.ProducerServiceDesc(), producer)
-	n.grpc.RegisterService(server.ConsumerServiceDesc(), consumer)
+	n.grpc.RegisterService(server.WithDecodeErrors(&floev1.Discovery_ServiceDesc), discovery)
+	n.grpc.RegisterService(server.WithDecodeErrors(server.ProducerServiceDesc()), producer)
+	n.grpc.RegisterService(server.WithDecodeErrors(server.ConsumerServiceDesc()), consumer)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
 

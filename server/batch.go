@@ -277,8 +277,14 @@ func (c Codec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 // Unmarshal decodes data into v: a produceBatch without copying, anything
-// else with proto.
+// else with proto. Into a decodeTarget, it keeps the error in it and returns
+// nil.
 func (c Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if t, ok := v.(*decodeTarget); ok {
+		// The handler answers the error (see decodeTarget).
+		t.err = c.Unmarshal(data, t.msg)
+		return nil
+	}
 	if b, ok := v.(*produceBatch); ok {
 		return b.unmarshal(data, c.pool)
 	}

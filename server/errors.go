@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -127,4 +129,58 @@ func statusForCode(c codes.Code) (int32, int32) {
 		return 499, int32(floev1.ErrorCode_ERROR_CODE_TIMEOUT)
 	}
 	return http.StatusInternalServerError, int32(floev1.ErrorCode_ERROR_CODE_INTERNAL)
+}
+
+// decodeTarget carries a request message through Codec.Unmarshal. gRPC
+// answers a message that does not decode (invalid UTF-8 in a string, a
+// malformed encoding) with Internal before any handler runs, and a client
+// retrying an Internal error would send it forever. So the handlers of the
+// broker's services decode into a decodeTarget: Codec keeps the error in
+// it instead of returning it, and the handler answers InvalidArgument with
+// an ErrorInfo (badMessage).
+type decodeTarget struct {
+	msg any
+	err error
+}
+
+// badMessage is the error of a request message that does not decode.
+func badMessage(err error) error {
+	return newStatus(codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
+		"the request message does not decode: "+err.Error())
+}
+
+// recvMsg receives the next message of a stream into m (see decodeTarget).
+func recvMsg(stream grpc.ServerStream, m any) error {
+	t := decodeTarget{msg: m}
+	if err := stream.RecvMsg(&t); err != nil {
+		return err
+	}
+	if t.err != nil {
+		return badMessage(t.err)
+	}
+	return nil
+}
+
+// WithDecodeErrors returns desc with every unary handler answering a request
+// that does not decode with InvalidArgument (see decodeTarget). Register the
+// services with it, on a server that uses Codec.
+func WithDecodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+	out := *desc
+	out.Methods = slices.Clone(desc.Methods)
+	for i := range out.Methods {
+		h := out.Methods[i].Handler
+		out.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
+			return h(srv, ctx, func(v any) error {
+				t := decodeTarget{msg: v}
+				if err := dec(&t); err != nil {
+					return err
+				}
+				if t.err != nil {
+					return badMessage(t.err)
+				}
+				return nil
+			}, ic)
+		}
+	}
+	return &out
 }

@@ -144,7 +144,7 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	go func() {
 		for {
 			b := getBatch(&streamLayout)
-			if err := stream.RecvMsg(b); err != nil {
+			if err := recvMsg(stream, b); err != nil {
 				b.release()
 				recvErr <- err
 				return
