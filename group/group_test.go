@@ -76,8 +76,24 @@ func TestRegisterPollCommitGoodbye(t *testing.T) {
 			t.Errorf("%s after Goodbye: %v, want ErrNotRegistered", name, err)
 		}
 	}
-	if s := e.c.Stats(); s.Members != 0 || len(s.Groups) != 0 {
+	// The group has no members, and its committed offsets still show, and
+	// its lag grows while nobody reads.
+	e.produce("orders", 1, 3, "d")
+	s := e.c.Stats()
+	if s.Members != 0 || len(s.Groups) != 1 || s.Groups[0].Group != "g" || len(s.Groups[0].Members) != 0 {
 		t.Fatalf("stats after goodbye: %+v", s)
+	}
+	var found bool
+	for _, ss := range s.Groups[0].Streams {
+		if ss.Stream == e.stream("orders", 1) {
+			found = true
+			if ss.Committed != 4 || ss.HighWatermark != 7 || ss.Lag != 3 || ss.Owner != "" {
+				t.Errorf("stats of the memberless group in orders/1: %+v, want committed 4, high watermark 7, lag 3", ss)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("stats after goodbye lack orders/1: %+v", s.Groups[0].Streams)
 	}
 }
 
@@ -136,10 +152,12 @@ func TestRegisterIdempotent(t *testing.T) {
 	}
 	e.check()
 
-	// Moving to another group leaves the old one.
+	// Moving to another group leaves the old one, which keeps only its
+	// committed offsets.
 	e.register("c1", "h", group.StartFromEarliest, "b")
 	s = e.c.Stats()
-	if len(s.Groups) != 1 || s.Groups[0].Group != "h" || len(owners(e.c, "h")) != testRanges {
+	if len(s.Groups) != 2 || s.Groups[0].Group != "g" || len(s.Groups[0].Members) != 0 ||
+		s.Groups[1].Group != "h" || len(s.Groups[1].Members) != 1 || len(owners(e.c, "h")) != testRanges {
 		t.Fatalf("after moving: %+v", s)
 	}
 	e.check()

@@ -36,6 +36,8 @@ type Log interface {
 	// GroupOffset returns the committed position of group in st; ok is
 	// false if there is none.
 	GroupOffset(group string, st store.Stream) (int64, bool, error)
+	// GroupOffsets returns every committed position (for Stats).
+	GroupOffsets() ([]store.GroupOffset, error)
 }
 
 var _ Log = (*store.Store)(nil)

@@ -12,7 +12,9 @@ import (
 
 // Stats is a snapshot of the coordinator for metrics.
 type Stats struct {
-	Groups     []GroupStats // by name
+	// Groups by name: those with members, and those without members that
+	// have committed offsets (their lag grows while nobody reads).
+	Groups     []GroupStats
 	Members    int          // registered consumers
 	Rebalances uint64       // since New
 	Expired    uint64       // members dropped after MemberTimeout, since New
@@ -78,6 +80,8 @@ func (c *Coordinator) Stats() Stats {
 		s.Groups = append(s.Groups, gs)
 	}
 	c.mu.Unlock()
+	s.Groups = append(s.Groups, c.storedGroups(s.Groups)...)
+	slices.SortFunc(s.Groups, func(a, b GroupStats) int { return strings.Compare(a.Group, b.Group) })
 
 	for i := range s.Groups {
 		streams := s.Groups[i].Streams
@@ -94,3 +98,31 @@ func (c *Coordinator) Stats() Stats {
 	}
 	return s
 }
+
+// storedGroups returns the groups that have committed offsets in the store
+// but no members (after their consumers said goodbye or expired, or a
+// restart), with their committed positions; live is the groups in memory.
+func (c *Coordinator) storedGroups(live []GroupStats) []GroupStats {
+	offsets, err := c.log.GroupOffsets()
+	if err != nil {
+		c.logger.Warn("group stats: committed offsets", "err", err)
+		return nil
+	}
+	inMemory := make(map[string]bool, len(live))
+	for _, g := range live {
+		inMemory[g.Group] = true
+	}
+	var out []GroupStats
+	for _, o := range offsets {
+		if inMemory[o.Group] {
+			continue
+		}
+		if len(out) == 0 || out[len(out)-1].Group != o.Group {
+			out = append(out, GroupStats{Group: o.Group})
+		}
+		g := &out[len(out)-1]
+		g.Streams = append(g.Streams, StreamStats{Stream: o.Stream, Committed: o.Offset, ReadPosition: -1})
+	}
+	return out
+}
+

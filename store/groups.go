@@ -69,3 +69,45 @@ func (s *Store) GroupOffset(group string, st Stream) (offset int64, ok bool, err
 	}
 	return offset, true, nil
 }
+
+// GroupOffset is the committed position of a group in a stream.
+type GroupOffset struct {
+	Group  string
+	Stream Stream
+	Offset int64
+}
+
+// GroupOffsets returns every committed group position, by group name then
+// stream.
+func (s *Store) GroupOffsets() ([]GroupOffset, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	lower, upper := familyBounds(prefixGroupOffset)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("store: group offsets: %w", err)
+	}
+	defer it.Close()
+	var out []GroupOffset
+	for valid := it.First(); valid; valid = it.Next() {
+		group, st, err := decodeGroupOffsetKey(it.Key())
+		if err != nil {
+			return nil, fmt.Errorf("store: group offsets: %w", err)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("store: group offsets: %w", markCorrupt(err))
+		}
+		off, err := decodeInt64Value(v)
+		if err != nil {
+			return nil, fmt.Errorf("store: offset of group %q %s: %w", group, st, err)
+		}
+		out = append(out, GroupOffset{Group: group, Stream: st, Offset: off})
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("store: group offsets: %w", markCorrupt(err))
+	}
+	return out, nil
+}

@@ -321,6 +321,18 @@ func TestGroupOffsets(t *testing.T) {
 	if _, ok, _ := s.GroupOffset("grp2", st2); ok {
 		t.Fatal("GroupOffset of an uncommitted stream is ok")
 	}
+	// GroupOffsets lists them all, each group's together, in key order.
+	all, err := s.GroupOffsets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []GroupOffset{
+		{"\x00\xff\x01", st1, 14}, {"g\x00", st1, 13}, {"g\x00rp", st1, 12},
+		{"grp", st1, 12}, {"grp", st2, 7}, {"grp2", st1, 11},
+	}
+	if !slices.Equal(all, want) {
+		t.Fatalf("GroupOffsets = %+v\nwant %+v", all, want)
+	}
 }
 
 func TestClosed(t *testing.T) {
