@@ -15,9 +15,9 @@ type Stats struct {
 	// Groups by name: those with members, and those without members that
 	// have committed offsets (their lag grows while nobody reads).
 	Groups     []GroupStats
-	Members    int          // registered consumers
-	Rebalances uint64       // since New
-	Expired    uint64       // members dropped after MemberTimeout, since New
+	Members    int    // registered consumers
+	Rebalances uint64 // since New
+	Expired    uint64 // members dropped after MemberTimeout, since New
 }
 
 // GroupStats describes one consumer group.
@@ -125,4 +125,3 @@ func (c *Coordinator) storedGroups(live []GroupStats) []GroupStats {
 	}
 	return out
 }
-
