@@ -332,8 +332,7 @@ func (n *Node) logStarted() {
 	a := n.Addrs()
 	listening := slog.Group("listening", "grpc", a.GRPC, "discovery", a.Discovery, "producer", a.Producer,
 		"consumer", a.Consumer, "metrics", a.Metrics, "pprof", a.Pprof)
-	args := append([]any{listening, slog.Group("config", n.opts.logAttrs()...)}, attrsAny(n.opts.StartupAttrs)...)
-	n.log.Info("floe started", args...)
+	n.log.Info("floe started", listening, slog.Group("config", append(n.opts.logAttrs(), attrsAny(n.opts.StartupAttrs)...)...))
 }
 
 func attrsAny(attrs []slog.Attr) []any {

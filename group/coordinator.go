@@ -366,7 +366,7 @@ func (c *Coordinator) expireLocked(now time.Time) {
 			continue
 		}
 		c.logger.Info("consumer expired", "consumer", id, "group", m.group.name,
-			"lastSeen", m.lastSeen, "timeout", c.opts.MemberTimeout)
+			"lastSeen", m.lastSeen, "timeout", c.opts.MemberTimeout.String())
 		c.expired++
 		if !slices.Contains(affected, m.group) {
 			affected = append(affected, m.group)
@@ -384,7 +384,9 @@ func (c *Coordinator) expireLocked(now time.Time) {
 // move even when no request arrives.
 func (c *Coordinator) runExpiry() {
 	defer c.wg.Done()
-	interval := min(max(c.opts.MemberTimeout/4, 10*time.Millisecond), 30*time.Second)
+	// At most 5% of the timeout, and 1 s, late: a tick costs a lock and a
+	// comparison while no member is due.
+	interval := min(max(c.opts.MemberTimeout/20, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -317,11 +317,11 @@ func (o Options) pebbleOptions() *pebble.Options {
 type pebbleLogger struct{ l *slog.Logger }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	p.l.Debug(fmt.Sprintf(format, args...), "engine", "pebble")
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	p.l.Error(fmt.Sprintf(format, args...), "engine", "pebble")
 }
 
 // Fatalf is called by Pebble when its state is no longer consistent (for
@@ -329,6 +329,6 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 // process; a library must not, so it logs and panics with the message.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble", "fatal", true)
+	p.l.Error(msg, "engine", "pebble", "fatal", true)
 	panic(errors.New("pebble fatal: " + msg))
 }

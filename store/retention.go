@@ -90,7 +90,7 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	stats.StreamsTrimmed = len(cuts)
 	stats.Duration = time.Since(start)
 	s.log.Info("store: retention", "chunks", stats.ChunksDeleted, "events", stats.EventsDeleted,
-		"bytes", stats.BytesDeleted, "streams", stats.StreamsTrimmed, "took", stats.Duration)
+		"bytes", stats.BytesDeleted, "streams", stats.StreamsTrimmed, "took", stats.Duration.Round(time.Microsecond).String())
 	return stats, nil
 }
 

@@ -109,7 +109,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, errors.Join(err, db.Close())
 	}
 	s.log.Info("store opened", "dir", dir, "streams", len(s.streams),
-		"pebble_open", pebbleOpen, "recovery", time.Since(start)-pebbleOpen)
+		"pebble_open", pebbleOpen.Round(time.Microsecond).String(),
+		"recovery", (time.Since(start) - pebbleOpen).Round(time.Microsecond).String())
 
 	s.wg.Add(2)
 	go s.runCommitter()
