@@ -133,12 +133,18 @@ func TestConsumeWithoutAckFile(t *testing.T) {
 	}
 	cc := testConfig("consume", a, t)
 	cc.Topic, cc.Count = c.Topic, 700
+	// Long polls that outlive the run (waiting for events that will not
+	// come) are not measured: every poll measured returned events at once.
+	cc.Consumers, cc.PollTimeout = 3, 3*time.Second
 	res, err := Run(ctx, cc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v := res.Verify; v.Mode != "contiguity" || v.Runs != 1 || v.Delivered != 700 || v.Missing != 0 || v.Malformed != 0 || v.Duplicated != 0 {
 		t.Errorf("verify %+v", *v)
+	}
+	if l := res.Consume.Latency; l.Max >= 2000 {
+		t.Errorf("poll latency %+v: long polls after the last event were measured", l)
 	}
 }
 

@@ -246,6 +246,13 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 			rc.data = append(rc.data, ev...)
 			rc.ends = append(rc.ends, len(rc.data))
 		})
+		if r.stop.Load() && len(rc.ends) == 0 {
+			// A poll that outlived the run without events (a long poll
+			// waiting for events that will not come) is not measured: the
+			// run's time ends at its last event.
+			free <- rc
+			return
+		}
 		r.st.requests.Add(1)
 		if err != nil {
 			if len(rc.ends) > 0 {
