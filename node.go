@@ -98,7 +98,7 @@ func (n *Node) init() (err error) {
 	if err != nil {
 		return err
 	}
-	if err := checkConsumerRanges(n.store, opts.DataDir, opts.ConsumerRanges); err != nil {
+	if err := checkConsumerRanges(n.store, opts.DataDir, opts.ConsumerRanges, n.log); err != nil {
 		return err
 	}
 	ring := broker.NewRing(opts.ConsumerRanges)

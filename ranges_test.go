@@ -88,3 +88,55 @@ func nodeOptions(t *testing.T, mod func(*floe.Options)) floe.Options {
 	mod(&o)
 	return o
 }
+
+// A directory that holds no stream is bound to no number: a first start
+// that recorded one and then failed (a port in use) does not stop the next
+// start with another.
+func TestConsumerRangesOfAnEmptyDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordSetting("consumer-ranges", "16"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, a, stop := runNode(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 4 })
+	restClient{t: t, producer: a.Producer, consumer: a.Consumer}.produce("e", "k", `{}`)
+	stop()
+	_, err = floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 16 }))
+	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "--consumer-ranges 4") {
+		t.Fatalf("after events written with 4, --consumer-ranges 16: %v", err)
+	}
+}
+
+// An older directory that holds fewer sub-ranges than the broker has cannot
+// be checked: the start is allowed (with a warning) and nothing is
+// recorded, so that a start with the right number still works.
+func TestConsumerRangesOfAnOlderDirectoryCannotBeRaised(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		st := store.Stream{Topic: "old", Token: -1 << 63, RangeIndex: uint32(i), Version: 1}
+		if _, err := s.Append(context.Background(), st, [][]byte{[]byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, _, stop := runNode(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 16 })
+	stop()
+	_, _, stop = runNode(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 4 })
+	stop()
+	_, err = floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 16 }))
+	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "out of order") {
+		t.Fatalf("after a start with 4 recorded it, --consumer-ranges 16: %v", err)
+	}
+}

@@ -79,6 +79,10 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// errReRegistered is the error key of a poll answered 409 (the member had
+// expired): the tool registers again, and the run goes on.
+const errReRegistered = "not registered (re-register)"
+
 // errBadFlags marks an error of the flags (exit status 2), as against one
 // of the run (1).
 var errBadFlags = errors.New("bad flags")
@@ -212,8 +216,13 @@ func (r *Result) failed() string {
 			continue
 		}
 		var n uint64
-		for _, c := range side.s.Errors {
-			n += c
+		for k, c := range side.s.Errors {
+			if k != errReRegistered { // recovered: the member registered again
+				n += c
+			}
+		}
+		if n == 0 {
+			continue
 		}
 		why = append(why, fmt.Sprintf("%d %s requests failed", n, side.name))
 	}

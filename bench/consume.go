@@ -266,7 +266,7 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 				return
 			}
 			if _, ok := err.(errNotRegistered); ok {
-				r.st.addErr("not registered (re-register)")
+				r.st.addErr(errReRegistered)
 				_ = cl.register(ctx)
 				continue
 			}

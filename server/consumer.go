@@ -140,9 +140,11 @@ func pollHandler(srv any, ctx context.Context, dec func(any) error, interceptor 
 // after the broker counted its events as read: the next poll commits past
 // them. So a gRPC Poll that sets no max_bytes reads at most
 // grpcPollBytes of events, and at most grpcPollEvents events (protobuf
-// frames each event in up to 4 bytes): with the batch headers, under 4 MiB.
+// frames each event in up to 4 bytes: 0.8 MiB). That leaves 1.2 MiB for the
+// batches' headers (about 32 bytes and the topic name each, one per
+// sub-range read): over 4,000 sub-ranges with 249-character topics.
 const (
-	grpcPollBytes  = 3 << 20
+	grpcPollBytes  = 2 << 20
 	grpcPollEvents = 200_000
 )
 

@@ -159,7 +159,7 @@ type PollRequest struct {
 	// The consumer id used to register.
 	ConsumerId string `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	// Maximum bytes of events in the answer (0: the broker limit, 2 MiB by default;
-	// over gRPC 0 means at most 3 MiB, so that the answer fits the default receive limit of clients).
+	// over gRPC 0 means at most 2 MiB, so that the answer fits the default receive limit of clients).
 	MaxBytes uint32 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// Maximum events in the answer (0: no limit beyond max_bytes).
 	MaxEvents uint32 `protobuf:"varint,3,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"`
