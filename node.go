@@ -103,11 +103,12 @@ func (n *Node) init() (err error) {
 	}
 	ring := broker.NewRing(opts.ConsumerRanges)
 	n.groups, err = group.New(n.store, group.Options{
-		Streams:       ring.Streams,
-		MaxPollBytes:  opts.MaxPollBytes,
-		MaxPollWait:   opts.MaxPollWait,
-		MemberTimeout: opts.MemberTimeout,
-		Logger:        opts.Logger.With("component", "groups"),
+		Streams:         ring.Streams,
+		MaxPollBytes:    opts.MaxPollBytes,
+		MaxPollWait:     opts.MaxPollWait,
+		MemberTimeout:   opts.MemberTimeout,
+		OffsetRetention: opts.GroupOffsetRetention,
+		Logger:          opts.Logger.With("component", "groups"),
 	})
 	if err != nil {
 		return err

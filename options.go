@@ -49,6 +49,10 @@ type Options struct {
 	MaxPollBytes  int
 	MaxPollWait   time.Duration
 	MemberTimeout time.Duration
+	// GroupOffsetRetention: the committed offsets of a group without
+	// members are deleted this long after its last commit (default 7 days;
+	// negative: kept forever).
+	GroupOffsetRetention time.Duration
 
 	// RetentionMaxAge (default 7 days; negative: forever) and
 	// RetentionMaxBytes (per topic; default 0: unlimited).
@@ -110,6 +114,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MemberTimeout == 0 {
 		o.MemberTimeout = group.DefaultMemberTimeout
+	}
+	if o.GroupOffsetRetention == 0 {
+		o.GroupOffsetRetention = group.DefaultOffsetRetention
 	}
 	if o.RetentionMaxAge == 0 {
 		o.RetentionMaxAge = store.DefaultRetentionMaxAge
@@ -173,7 +180,8 @@ func (o Options) logAttrs() []any {
 		"data-dir", o.DataDir, "advertised-host", o.AdvertisedHost, "consumer-ranges", o.ConsumerRanges,
 		"max-request-bytes", o.MaxRequestBytes, "max-event-bytes", o.MaxEventBytes,
 		"max-poll-bytes", o.MaxPollBytes, "max-poll-wait", o.MaxPollWait.String(),
-		"member-timeout", o.MemberTimeout.String(), "retention-max-age", o.RetentionMaxAge.String(),
+		"member-timeout", o.MemberTimeout.String(), "group-offset-retention", o.GroupOffsetRetention.String(),
+		"retention-max-age", o.RetentionMaxAge.String(),
 		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
 		"page-cache-window", o.PageCacheWindow,
 		"shutdown-timeout", o.ShutdownTimeout.String(),

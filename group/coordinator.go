@@ -39,6 +39,9 @@ type Coordinator struct {
 	nextExpiry time.Time
 	rebalances uint64
 	expired    uint64
+	// started is when New ran: the commit time assumed for offsets written
+	// before the store recorded it.
+	started time.Time
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -109,6 +112,7 @@ func New(log Log, opts Options) (*Coordinator, error) {
 		groups:  make(map[string]*groupState),
 		done:    make(chan struct{}),
 		waiters: make(map[string]map[*waiter]struct{}),
+		started: opts.Now(),
 	}
 	c.wg.Add(1)
 	go c.runExpiry()
@@ -389,6 +393,12 @@ func (c *Coordinator) runExpiry() {
 	interval := min(max(c.opts.MemberTimeout/20, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// Offset retention scans every group's offsets: at most once a minute.
+	sweep := time.NewTicker(min(max(c.opts.OffsetRetention/20, 10*time.Millisecond), time.Minute))
+	defer sweep.Stop()
+	if c.opts.OffsetRetention < 0 {
+		sweep.Stop()
+	}
 	for {
 		select {
 		case <-c.done:
@@ -397,7 +407,46 @@ func (c *Coordinator) runExpiry() {
 			c.mu.Lock()
 			c.expireLocked(c.opts.Now())
 			c.mu.Unlock()
+		case <-sweep.C:
+			c.expireOffsets()
 		}
+	}
+}
+
+// expireOffsets deletes the committed offsets of the groups that have no
+// member and whose last commit is older than OffsetRetention. The lock is
+// held while a group is deleted, so that no member joins it meanwhile.
+func (c *Coordinator) expireOffsets() {
+	offsets, err := c.log.GroupOffsets()
+	if err != nil {
+		c.logger.Warn("offset retention: committed offsets", "err", err)
+		return
+	}
+	last := make(map[string]time.Time)
+	for _, o := range offsets {
+		t := o.Committed
+		if t.IsZero() {
+			t = c.started // written before commit times were recorded
+		}
+		if t.After(last[o.Group]) {
+			last[o.Group] = t
+		}
+	}
+	now := c.opts.Now()
+	for _, name := range slices.Sorted(maps.Keys(last)) {
+		if now.Sub(last[name]) < c.opts.OffsetRetention {
+			continue
+		}
+		c.mu.Lock()
+		if _, live := c.groups[name]; !live {
+			if err := c.log.DeleteGroup(name); err != nil {
+				c.logger.Warn("offset retention: delete group", "group", name, "err", err)
+			} else {
+				c.logger.Info("group offsets expired", "group", name, "lastCommit", last[name],
+					"retention", c.opts.OffsetRetention.String())
+			}
+		}
+		c.mu.Unlock()
 	}
 }
 

@@ -351,7 +351,7 @@ func TestCommittedOffsetSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	e.st = openStore(t, e.fs)
+	e.st = openStore(t, e.fs, e.clock.Now)
 	e.log = e.st
 	e.c = e.newCoordinator()
 	// Registration is in memory: the consumer must register again.
@@ -715,5 +715,59 @@ func TestRestartWithSameIDRedelivers(t *testing.T) {
 	e.register("w2", "g", group.StartFromEarliest, "t")
 	if n := countEvents(e.poll("w2")); n != 1 {
 		t.Fatalf("next member: %d events, want 1", n)
+	}
+}
+
+// The committed offsets of a group without members are deleted once its
+// last commit is older than OffsetRetention; a group with a member keeps
+// them however old, and a member that joins later starts as in a new group.
+func TestOffsetRetention(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.opts.OffsetRetention = 100 * time.Millisecond
+		e.opts.MemberTimeout = 100 * time.Hour // "here" stays a member
+	})
+	ctx := context.Background()
+	e.register("gone", "old", group.StartFromEarliest, "t")
+	e.register("here", "live", group.StartFromEarliest, "t")
+	e.produce("t", 0, 3, "a")
+	e.poll("gone")
+	e.poll("here")
+	if err := e.c.Goodbye(ctx, "gone", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Commit(ctx, "here"); err != nil {
+		t.Fatal(err)
+	}
+	st := e.stream("t", 0)
+	// The sweep runs every 10 ms of real time; the fake clock has not
+	// moved, so nothing is old enough.
+	time.Sleep(100 * time.Millisecond)
+	if off, ok := e.committed("old", st); !ok || off != 3 {
+		t.Fatalf("before retention: group old at %d, %v", off, ok)
+	}
+	e.clock.Advance(time.Hour)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := e.committed("old", st); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the offsets of a group without members outlived OffsetRetention")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if off, ok := e.committed("live", st); !ok || off != 3 {
+		t.Fatalf("the group with a member lost its offset: %d, %v", off, ok)
+	}
+	for _, g := range e.c.Stats().Groups {
+		if g.Group == "old" {
+			t.Fatalf("stats still list the expired group: %+v", g)
+		}
+	}
+	// Joining the expired group again starts from its onNewGroup.
+	e.register("back", "old", group.StartFromLatest, "t")
+	e.produce("t", 0, 2, "b")
+	if n := countEvents(e.poll("back")); n != 2 {
+		t.Fatalf("a member joining the expired group from latest read %d events, want 2", n)
 	}
 }

@@ -24,11 +24,11 @@ func newFakeClock() *testclock.Clock {
 // testLogger sends the logs of the code under test to t.Log.
 func testLogger(t testing.TB) *slog.Logger { return testlog.New(t) }
 
-// openStore opens a store in dir of fs, closed at the end of the test unless
-// the test closed it.
-func openStore(t testing.TB, fs vfs.FS) *store.Store {
+// openStore opens a store in dir of fs, on the clock now (commit times of
+// group offsets), closed at the end of the test unless the test closed it.
+func openStore(t testing.TB, fs vfs.FS, now func() time.Time) *store.Store {
 	t.Helper()
-	s, err := store.Open("data", store.Options{FS: fs, RetentionInterval: -1, Sync: store.SyncNever})
+	s, err := store.Open("data", store.Options{FS: fs, RetentionInterval: -1, Sync: store.SyncNever, Now: now})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -54,7 +54,7 @@ type env struct {
 func newEnv(t testing.TB, tune ...func(*env)) *env {
 	t.Helper()
 	e := &env{t: t, fs: vfs.NewMem(), ring: broker.NewRing(testRanges), clock: newFakeClock()}
-	e.st = openStore(t, e.fs)
+	e.st = openStore(t, e.fs, e.clock.Now)
 	e.log = e.st
 	e.opts = group.Options{
 		Streams:       e.ring.Streams,

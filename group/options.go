@@ -16,6 +16,9 @@ const (
 	DefaultMaxPollBytes  = 2 << 20
 	DefaultMaxPollWait   = 30 * time.Second
 	DefaultMemberTimeout = 2 * time.Minute
+	// DefaultOffsetRetention is how long the committed offsets of a group
+	// without members are kept (Kafka's offsets.retention.minutes).
+	DefaultOffsetRetention = 7 * 24 * time.Hour
 )
 
 // DefaultGroup is the group of a registration that names none.
@@ -36,8 +39,11 @@ type Log interface {
 	// GroupOffset returns the committed position of group in st; ok is
 	// false if there is none.
 	GroupOffset(group string, st store.Stream) (int64, bool, error)
-	// GroupOffsets returns every committed position (for Stats).
+	// GroupOffsets returns every committed position (for Stats and offset
+	// retention).
 	GroupOffsets() ([]store.GroupOffset, error)
+	// DeleteGroup durably deletes every committed position of a group.
+	DeleteGroup(group string) error
 }
 
 var _ Log = (*store.Store)(nil)
@@ -101,6 +107,11 @@ type Options struct {
 	// for this long is dropped and its streams go to the others. A member
 	// blocked in a long poll is never dropped. Default 2 minutes.
 	MemberTimeout time.Duration
+	// OffsetRetention: the committed offsets of a group that has had no
+	// member for this long (since its last commit) are deleted; a member
+	// that joins it later starts as in a new group (onNewGroup). Negative:
+	// kept forever. Default DefaultOffsetRetention.
+	OffsetRetention time.Duration
 	// Logger receives membership changes. Default: discards.
 	Logger *slog.Logger
 	// Now is the clock of member expiry. Default time.Now.
@@ -135,6 +146,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MemberTimeout == 0 {
 		o.MemberTimeout = DefaultMemberTimeout
+	}
+	if o.OffsetRetention == 0 {
+		o.OffsetRetention = DefaultOffsetRetention
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

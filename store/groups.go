@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -32,7 +33,7 @@ func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
 	// synced commits, so group commits need no queue of their own.
 	b := s.db.NewBatch()
 	defer b.Close()
-	_ = b.Set(groupOffsetKey(group, st), encodeInt64Value(offset), nil) // errors only for indexed batches
+	_ = b.Set(groupOffsetKey(group, st), encodeGroupOffsetValue(offset, s.opts.Now().UnixNano()), nil) // errors only for indexed batches
 	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
 		// The store is open (acquire), so Pebble failed to write or sync
 		// its WAL, and it keeps that error for every later write.
@@ -63,7 +64,7 @@ func (s *Store) GroupOffset(group string, st Stream) (offset int64, ok bool, err
 		return 0, false, fmt.Errorf("store: offset of group %q %s: %w", group, st, err)
 	}
 	defer closer.Close()
-	offset, err = decodeInt64Value(v)
+	offset, _, err = decodeGroupOffsetValue(v)
 	if err != nil {
 		return 0, false, fmt.Errorf("store: offset of group %q %s: %w", group, st, err)
 	}
@@ -75,6 +76,9 @@ type GroupOffset struct {
 	Group  string
 	Stream Stream
 	Offset int64
+	// Committed is when it was committed; zero if it was written before
+	// the store recorded the time.
+	Committed time.Time
 }
 
 // GroupOffsets returns every committed group position, by group name then
@@ -100,14 +104,41 @@ func (s *Store) GroupOffsets() ([]GroupOffset, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: group offsets: %w", markCorrupt(err))
 		}
-		off, err := decodeInt64Value(v)
+		off, nanos, err := decodeGroupOffsetValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("store: offset of group %q %s: %w", group, st, err)
 		}
-		out = append(out, GroupOffset{Group: group, Stream: st, Offset: off})
+		o := GroupOffset{Group: group, Stream: st, Offset: off}
+		if nanos != 0 {
+			o.Committed = time.Unix(0, nanos)
+		}
+		out = append(out, o)
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("store: group offsets: %w", markCorrupt(err))
 	}
 	return out, nil
+}
+
+// DeleteGroup durably deletes every committed position of group: a member
+// that joins it later starts as in a new group (onNewGroup).
+func (s *Store) DeleteGroup(group string) error {
+	if group == "" {
+		return fmt.Errorf("%w: empty name", ErrInvalidGroup)
+	}
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
+	if err := s.refusing(); err != nil {
+		return err
+	}
+	prefix := groupPrefix(group)
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange(prefix, prefixEnd(prefix), nil) // errors only for indexed batches
+	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
+		return fmt.Errorf("%w: delete group %q: %w", ErrWriteFailed, group, err)
+	}
+	return nil
 }

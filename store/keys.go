@@ -23,7 +23,7 @@ package store
 //	0x02    chunk           0x02 | streamEnc | first (8B BE)   chunk (chunk.go)
 //	0x03    chunk index     0x03 | streamEnc | first (8B BE)   count u32 | size u32 | unixNanos i64 (LE, 16B)
 //	0x04    stream meta     0x04 | streamEnc                   earliest retained offset i64 (LE, 8B)
-//	0x05    group offset    0x05 | groupEnc | streamEnc        committed offset i64 (LE, 8B)
+//	0x05    group offset    0x05 | groupEnc | streamEnc        committed offset i64 | commit time, Unix ns i64 (LE, 16B; 8B without the time)
 //
 // chunk: one key per Append. first is the offset of the chunk's first event;
 // the chunk holds offsets [first, first+count). Chunks of a stream are
@@ -193,6 +193,12 @@ func decodeStreamMetaKey(key []byte) (Stream, error) {
 	return st, nil
 }
 
+// groupPrefix returns 0x05 | groupEnc(group): the common prefix of a
+// group's offset keys.
+func groupPrefix(group string) []byte {
+	return appendGroupEnc(append(make([]byte, 0, 1+len(group)+2), prefixGroupOffset), group)
+}
+
 // groupOffsetKey returns 0x05 | groupEnc(group) | streamEnc(st).
 func groupOffsetKey(group string, st Stream) []byte {
 	b := make([]byte, 0, 1+len(group)+2+streamEncLen(st))
@@ -275,7 +281,35 @@ func decodeIndexEntry(b []byte) (indexEntry, error) {
 	return e, nil
 }
 
-// encodeInt64Value encodes the value of stream-meta and group-offset keys.
+// groupOffsetValueLen is the length of a group-offset value: the offset and
+// the time of the commit. Values written before the time was recorded have
+// only the offset (int64ValueLen).
+const groupOffsetValueLen = 16
+
+// encodeGroupOffsetValue encodes a group-offset value.
+func encodeGroupOffsetValue(offset, unixNanos int64) []byte {
+	b := make([]byte, groupOffsetValueLen)
+	binary.LittleEndian.PutUint64(b, uint64(offset))
+	binary.LittleEndian.PutUint64(b[8:], uint64(unixNanos))
+	return b
+}
+
+// decodeGroupOffsetValue decodes a group-offset value; unixNanos is 0 for a
+// value written without the time.
+func decodeGroupOffsetValue(b []byte) (offset, unixNanos int64, err error) {
+	switch len(b) {
+	case int64ValueLen:
+		offset, err = decodeInt64Value(b)
+		return offset, 0, err
+	case groupOffsetValueLen:
+		offset, err = decodeInt64Value(b[:int64ValueLen])
+		return offset, int64(binary.LittleEndian.Uint64(b[8:])), err
+	}
+	return 0, 0, fmt.Errorf("%w: group offset value has %d bytes", ErrCorrupt, len(b))
+}
+
+// encodeInt64Value encodes the value of stream-meta keys (and of
+// group-offset keys written before the commit time was recorded).
 func encodeInt64Value(v int64) []byte {
 	return binary.LittleEndian.AppendUint64(make([]byte, 0, int64ValueLen), uint64(v))
 }

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -327,11 +329,57 @@ func TestGroupOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []GroupOffset{
-		{"\x00\xff\x01", st1, 14}, {"g\x00", st1, 13}, {"g\x00rp", st1, 12},
-		{"grp", st1, 12}, {"grp", st2, 7}, {"grp2", st1, 11},
+		{"\x00\xff\x01", st1, 14, time.Time{}}, {"g\x00", st1, 13, time.Time{}}, {"g\x00rp", st1, 12, time.Time{}},
+		{"grp", st1, 12, time.Time{}}, {"grp", st2, 7, time.Time{}}, {"grp2", st1, 11, time.Time{}},
+	}
+	for i := range all {
+		if all[i].Committed.IsZero() {
+			t.Errorf("GroupOffsets[%d] has no commit time", i)
+		}
+		all[i].Committed = time.Time{}
 	}
 	if !slices.Equal(all, want) {
 		t.Fatalf("GroupOffsets = %+v\nwant %+v", all, want)
+	}
+
+	// DeleteGroup deletes one group's positions, not those of groups whose
+	// names it starts or that start with it.
+	if err := s.DeleteGroup("g\x00"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteGroup("grp"); err != nil {
+		t.Fatal(err)
+	}
+	all, err = s.GroupOffsets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, o := range all {
+		left = append(left, o.Group)
+	}
+	if !slices.Equal(left, []string{"\x00\xff\x01", "g\x00rp", "grp2"}) {
+		t.Fatalf("after deleting g\\x00 and grp: %q", left)
+	}
+	if _, ok, _ := s.GroupOffset("grp", st1); ok {
+		t.Fatal("GroupOffset of a deleted group is ok")
+	}
+}
+
+// A group offset written before the commit time was recorded (8 bytes)
+// still reads, without a time.
+func TestGroupOffsetWithoutTime(t *testing.T) {
+	s := openT(t, "db", memOpts(t, vfs.NewMem()))
+	st := testStream("g", 0)
+	if err := s.db.Set(groupOffsetKey("old", st), encodeInt64Value(42), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if off, ok, err := s.GroupOffset("old", st); off != 42 || !ok || err != nil {
+		t.Fatalf("GroupOffset = %d, %v, %v", off, ok, err)
+	}
+	all, err := s.GroupOffsets()
+	if err != nil || len(all) != 1 || all[0].Offset != 42 || !all[0].Committed.IsZero() {
+		t.Fatalf("GroupOffsets = %+v, %v", all, err)
 	}
 }
 

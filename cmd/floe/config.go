@@ -51,7 +51,7 @@ type config struct {
 var defaults = map[string]string{
 	"consumer-ranges":   "4",
 	"max-request-bytes": "4MiB", "max-event-bytes": "1MiB", "max-poll-bytes": "2MiB",
-	"max-poll-wait": "30s", "member-timeout": "2m", "retention-max-age": "168h",
+	"max-poll-wait": "30s", "member-timeout": "2m", "group-offset-retention": "168h", "retention-max-age": "168h",
 	"retention-max-bytes": "0", "cache-size": "64MiB", "page-cache-window": "1GiB", "shutdown-timeout": "30s",
 	"memory-limit": "200MiB",
 }
@@ -76,6 +76,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "most bytes of events in a poll answer (the JSON around them is extra), e.g. 2MiB")
 	fs.Var(duration{&o.MaxPollWait}, "max-poll-wait", "cap of the long-poll timeout")
 	fs.Var(duration{&o.MemberTimeout}, "member-timeout", "a consumer that has not polled for this long leaves its group")
+	fs.Var(duration{&o.GroupOffsetRetention}, "group-offset-retention", "delete the committed offsets of a group without members this long after its last commit (negative: keep forever)")
 	fs.Var(duration{&o.RetentionMaxAge}, "retention-max-age", "delete events older than this (negative: keep forever)")
 	fs.Var(byteSize64{&o.RetentionMaxBytes}, "retention-max-bytes", "keep at most this much per topic, e.g. 10GiB (0: unlimited)")
 	fs.Var(byteSize64{&o.CacheSize}, "cache-size", "block cache of the store, e.g. 64MiB")
@@ -167,16 +168,17 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), logOut io
 // for; the library would read 0 as "the default", so a 0 set by the user
 // is refused instead of silently replaced.
 var zeroMeaningless = map[string]string{
-	"consumer-ranges":   "use 1 to 1024",
-	"max-request-bytes": "use a size such as 4MiB",
-	"max-event-bytes":   "use a size such as 1MiB",
-	"max-poll-bytes":    "use a size such as 2MiB",
-	"max-poll-wait":     "use a duration such as 30s",
-	"member-timeout":    "use a duration such as 2m",
-	"retention-max-age": "it would delete every event at once; a negative value keeps events forever",
-	"cache-size":        "use a size such as 64MiB",
-	"page-cache-window": "use a size such as 1GiB, or off",
-	"shutdown-timeout":  "use a duration such as 30s",
+	"consumer-ranges":        "use 1 to 1024",
+	"max-request-bytes":      "use a size such as 4MiB",
+	"max-event-bytes":        "use a size such as 1MiB",
+	"max-poll-bytes":         "use a size such as 2MiB",
+	"max-poll-wait":          "use a duration such as 30s",
+	"member-timeout":         "use a duration such as 2m",
+	"group-offset-retention": "it would forget a group as soon as its last member leaves; a negative value keeps offsets forever",
+	"retention-max-age":      "it would delete every event at once; a negative value keeps events forever",
+	"cache-size":             "use a size such as 64MiB",
+	"page-cache-window":      "use a size such as 1GiB, or off",
+	"shutdown-timeout":       "use a duration such as 30s",
 }
 
 // checkZeros refuses 0 for the settings of zeroMeaningless that were set.
@@ -186,7 +188,8 @@ func (c *config) checkZeros() error {
 		"consumer-ranges": int64(o.ConsumerRanges), "max-request-bytes": int64(o.MaxRequestBytes),
 		"max-event-bytes": int64(o.MaxEventBytes), "max-poll-bytes": int64(o.MaxPollBytes),
 		"max-poll-wait": int64(o.MaxPollWait), "member-timeout": int64(o.MemberTimeout),
-		"retention-max-age": int64(o.RetentionMaxAge), "cache-size": o.CacheSize,
+		"group-offset-retention": int64(o.GroupOffsetRetention),
+		"retention-max-age":      int64(o.RetentionMaxAge), "cache-size": o.CacheSize,
 		"page-cache-window": o.PageCacheWindow,
 		"shutdown-timeout":  int64(o.ShutdownTimeout),
 	}
