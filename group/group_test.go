@@ -771,3 +771,48 @@ func TestOffsetRetention(t *testing.T) {
 		t.Fatalf("a member joining the expired group from latest read %d events, want 2", n)
 	}
 }
+
+// Lag counts the events a group has still to read: not those that retention
+// deleted after the group's committed offset.
+func TestLagSkipsDeletedEvents(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		s, err := store.Open("retained", store.Options{FS: e.fs, RetentionInterval: -1, Sync: store.SyncNever,
+			RetentionMaxAge: time.Hour, Now: e.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		e.st, e.log = s, s
+	})
+	e.register("c1", "g", group.StartFromEarliest, "t")
+	e.poll("c1") // commits the start, offset 0, of every sub-range
+	if err := e.c.Goodbye(context.Background(), "c1", true); err != nil {
+		t.Fatal(err)
+	}
+	e.produce("t", 0, 5, "old")
+	e.clock.Advance(2 * time.Hour)
+	e.produce("t", 0, 3, "new")
+	if _, err := e.st.ApplyRetention(); err != nil {
+		t.Fatal(err)
+	}
+	st := e.stream("t", 0)
+	if low := e.st.EarliestOffset(st); low != 5 {
+		t.Fatalf("retention kept from offset %d, want 5", low)
+	}
+	found := false
+	for _, g := range e.c.Stats().Groups {
+		for _, ss := range g.Streams {
+			if ss.Stream != st {
+				continue
+			}
+			found = true
+			if ss.Committed != 0 || ss.Lag != 3 {
+				t.Fatalf("group %s in %s: committed %d, lag %d; want committed 0, lag 3 (the 5 deleted events are not behind it)",
+					g.Group, st, ss.Committed, ss.Lag)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("stats lack %s: %+v", st, e.c.Stats())
+	}
+}

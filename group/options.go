@@ -34,6 +34,8 @@ type Log interface {
 	ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error)
 	// HighWatermark is the next offset to be assigned in st.
 	HighWatermark(st store.Stream) int64
+	// EarliestOffset is the earliest offset of st that retention kept.
+	EarliestOffset(st store.Stream) int64
 	// CommitGroupOffset durably records the position of group in st.
 	CommitGroupOffset(group string, st store.Stream, offset int64) error
 	// GroupOffset returns the committed position of group in st; ok is

@@ -46,8 +46,9 @@ type StreamStats struct {
 	// -1 when the owner has not started reading.
 	ReadPosition  int64
 	HighWatermark int64
-	// Lag is the number of events after the committed offset
-	// (HighWatermark - Committed, at least 0; 0 when Committed is unknown).
+	// Lag is the number of events the group has still to read: from the
+	// committed offset, or the earliest event retention kept if that is
+	// later, to HighWatermark; 0 when Committed is unknown.
 	Lag int64
 }
 
@@ -92,7 +93,9 @@ func (c *Coordinator) Stats() Stats {
 			ss := &streams[j]
 			ss.HighWatermark = c.log.HighWatermark(ss.Stream)
 			if ss.Committed >= 0 {
-				ss.Lag = max(ss.HighWatermark-ss.Committed, 0)
+				// Events that retention deleted are not behind the group:
+				// its next poll starts at the earliest one kept.
+				ss.Lag = max(ss.HighWatermark-max(ss.Committed, c.log.EarliestOffset(ss.Stream)), 0)
 			}
 		}
 	}

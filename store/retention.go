@@ -288,17 +288,22 @@ func (s *Store) runRetention() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.RetentionInterval)
 	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			if _, err := s.ApplyRetention(); err != nil {
-				if errors.Is(err, ErrClosed) {
-					return
-				}
-				s.log.Error("store: retention", "err", err)
+	// A pass at once: events that expired while the broker was down are
+	// not served for another interval (and a broker restarted more often
+	// than the interval would never apply retention).
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
 			}
+		}
+		if _, err := s.ApplyRetention(); err != nil {
+			if errors.Is(err, ErrClosed) {
+				return
+			}
+			s.log.Error("store: retention", "err", err)
 		}
 	}
 }

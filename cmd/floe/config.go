@@ -181,7 +181,8 @@ var zeroMeaningless = map[string]string{
 	"shutdown-timeout":       "use a duration such as 30s",
 }
 
-// checkZeros refuses 0 for the settings of zeroMeaningless that were set.
+// checkZeros refuses 0 for the settings of zeroMeaningless that were set,
+// and an empty data-dir.
 func (c *config) checkZeros() error {
 	o := c.opts
 	values := map[string]int64{
@@ -194,6 +195,11 @@ func (c *config) checkZeros() error {
 		"shutdown-timeout":  int64(o.ShutdownTimeout),
 	}
 	var errs []error
+	if where, set := c.from["data-dir"]; set && strings.TrimSpace(o.DataDir) == "" {
+		// The library would read "" as the default, ./floe-data: a
+		// mistyped variable would write events into the working directory.
+		errs = append(errs, fmt.Errorf("data-dir: an empty path is not allowed: name a directory (set by %s)", where))
+	}
 	for _, name := range sortedKeys(zeroMeaningless) {
 		if where, set := c.from[name]; set && values[name] == 0 {
 			errs = append(errs, fmt.Errorf("%s: 0 is not allowed: %s (set by %s)", name, zeroMeaningless[name], where))

@@ -330,6 +330,9 @@ func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
 		{nil, env{"FLOE_MAX_POLL_WAIT": "0s"}, "max-poll-wait: 0 is not allowed: use a duration such as 30s (set by FLOE_MAX_POLL_WAIT)"},
 		{[]string{"--shutdown-timeout", "0"}, nil, "shutdown-timeout: 0 is not allowed"},
 		{[]string{"--page-cache-window", "0"}, nil, "page-cache-window: 0 is not allowed: use a size such as 1GiB, or off"},
+		{[]string{"--group-offset-retention", "0"}, nil, "group-offset-retention: 0 is not allowed"},
+		{nil, env{"FLOE_DATA_DIR": ""}, "data-dir: an empty path is not allowed: name a directory (set by FLOE_DATA_DIR)"},
+		{[]string{"--data-dir", " "}, nil, "data-dir: an empty path is not allowed"},
 	} {
 		_, err := parseConfig(tc.args, tc.env.lookup, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.mention) {
