@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // TestCorruptChunkValue corrupts one chunk value in Pebble (bypassing the
@@ -133,5 +137,47 @@ func TestCorruptBlobFile(t *testing.T) {
 	t.Logf("Read: %v", err)
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), st.String()) {
 		t.Fatalf("Read of a corrupt blob file: %v", err)
+	}
+}
+
+// noSpace fails every write to a table file, as a full disk does. Not blob
+// files: Pebble v2.1.7 dereferences nil when a blob file's last write fails
+// (cockroachdb/pebble#6128, fixed in its release branches after v2.1.7).
+type noSpace struct{}
+
+func (noSpace) MaybeError(op errorfs.Op) error {
+	if op.Kind == errorfs.OpFileWrite && strings.HasSuffix(op.Path, ".sst") {
+		return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
+	}
+	return nil
+}
+
+func (noSpace) String() string { return "noSpace" }
+
+// Opening a store whose write-ahead log must be flushed, on a disk too full
+// for the flush, fails with ErrNoSpace: Pebble alone retried the flush
+// forever, and Open never returned.
+func TestOpenOnAFullDisk(t *testing.T) {
+	mem := vfs.NewMem()
+	s := openT(t, "db", memOpts(t, mem))
+	mustAppend(t, s, testStream("full", 0), makeEvents("e", 100))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		s, err := Open("db", memOpts(t, errorfs.Wrap(mem, noSpace{})))
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "free space") {
+			t.Fatalf("Open on a full disk: %v, want ErrNoSpace", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open on a full disk did not return in 30 s")
 	}
 }

@@ -48,4 +48,8 @@ var (
 	// error of a write refused because an earlier one failed: nothing of it
 	// was written, so a client may retry it elsewhere or after a reopen.
 	ErrWritesRefused = errors.New("store: refusing writes until reopened")
+
+	// ErrNoSpace is wrapped by the error of Open when the disk is too full
+	// to flush what Pebble replays from its write-ahead log.
+	ErrNoSpace = errors.New("store: no space left on the disk")
 )

@@ -298,7 +298,7 @@ func (o Options) pebbleOptions() *pebble.Options {
 		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy { return policy }
 	}
 	po.EventListener = &pebble.EventListener{
-		BackgroundError: func(err error) { o.Logger.Error("pebble background error", "err", err) },
+		// Open sets BackgroundError (backgroundErrors).
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
 			o.Logger.Error("pebble data corruption", "path", info.Path, "err", info.Details)
 		},

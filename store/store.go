@@ -80,9 +80,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		window.seed(dir)
 		po.FS = window
 	}
-	db, err := pebble.Open(dir, po)
+	bg := newBackgroundErrors(opts.Logger)
+	po.EventListener.BackgroundError = bg.report
+	db, err := openPebble(dir, po, bg)
 	if err != nil {
-		return nil, fmt.Errorf("store: open pebble in %s: %w", dir, err)
+		return nil, err
 	}
 	s := &Store{
 		opts:      opts,
@@ -120,6 +122,34 @@ func Open(dir string, opts Options) (*Store, error) {
 		go s.runRetention()
 	}
 	return s, nil
+}
+
+// openPebble opens Pebble in dir. Pebble's Open waits for the flush of the
+// events it replays from its WAL, and retries a flush that fails forever:
+// on a full disk it never returned, and the broker hung before listening.
+// A flush failing for want of space during the open fails it instead
+// (ErrNoSpace). Pebble's goroutines are then left to the process, which
+// exits: the directory stays locked until it does.
+func openPebble(dir string, po *pebble.Options, bg *backgroundErrors) (*pebble.DB, error) {
+	type result struct {
+		db  *pebble.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		db, err := pebble.Open(dir, po)
+		done <- result{db, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("store: open pebble in %s: %w", dir, r.err)
+		}
+		return r.db, nil
+	case err := <-bg.noSpace:
+		return nil, fmt.Errorf("store: open %s: %w: replaying the write-ahead log needs room to flush it (%v); "+
+			"free space on its volume and start again", dir, ErrNoSpace, err.Error())
+	}
 }
 
 // checkLayout writes the layout version into a new store and refuses a store
