@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -140,13 +142,14 @@ func TestCorruptBlobFile(t *testing.T) {
 	}
 }
 
-// noSpace fails every write to a table file, as a full disk does. Not blob
-// files: Pebble v2.1.7 dereferences nil when a blob file's last write fails
-// (cockroachdb/pebble#6128, fixed in its release branches after v2.1.7).
-type noSpace struct{}
+// noSpace fails every write to a table file while full is set, as a full
+// disk does. Not blob files: Pebble v2.1.7 dereferences nil when a blob
+// file's last write fails (cockroachdb/pebble#6128, fixed in its release
+// branches after v2.1.7).
+type noSpace struct{ full *atomic.Bool }
 
-func (noSpace) MaybeError(op errorfs.Op) error {
-	if op.Kind == errorfs.OpFileWrite && strings.HasSuffix(op.Path, ".sst") {
+func (n noSpace) MaybeError(op errorfs.Op) error {
+	if n.full.Load() && op.Kind == errorfs.OpFileWrite && strings.HasSuffix(op.Path, ".sst") {
 		return &os.PathError{Op: "write", Path: op.Path, Err: syscall.ENOSPC}
 	}
 	return nil
@@ -164,9 +167,16 @@ func TestOpenOnAFullDisk(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	var full atomic.Bool
+	full.Store(true)
+	// Space comes back at the end, so that the Open Pebble goes on retrying
+	// completes (and is closed) instead of outliving the test.
+	defer full.Store(false)
+	opts := memOpts(t, errorfs.Wrap(mem, noSpace{&full}))
+	opts.Logger = slog.New(slog.DiscardHandler) // Pebble may log after the test
 	done := make(chan error, 1)
 	go func() {
-		s, err := Open("db", memOpts(t, errorfs.Wrap(mem, noSpace{})))
+		s, err := Open("db", opts)
 		if err == nil {
 			s.Close()
 		}

@@ -128,8 +128,8 @@ func Open(dir string, opts Options) (*Store, error) {
 // events it replays from its WAL, and retries a flush that fails forever:
 // on a full disk it never returned, and the broker hung before listening.
 // A flush failing for want of space during the open fails it instead
-// (ErrNoSpace). Pebble's goroutines are then left to the process, which
-// exits: the directory stays locked until it does.
+// (ErrNoSpace). Pebble's Open goes on retrying in the background (the
+// process exits, in the broker), and is closed should it complete.
 func openPebble(dir string, po *pebble.Options, bg *backgroundErrors) (*pebble.DB, error) {
 	type result struct {
 		db  *pebble.DB
@@ -147,6 +147,12 @@ func openPebble(dir string, po *pebble.Options, bg *backgroundErrors) (*pebble.D
 		}
 		return r.db, nil
 	case err := <-bg.noSpace:
+		// Should space come back and Pebble's Open complete, close it.
+		go func() {
+			if r := <-done; r.db != nil {
+				_ = r.db.Close()
+			}
+		}()
 		return nil, fmt.Errorf("store: open %s: %w: replaying the write-ahead log needs room to flush it (%v); "+
 			"free space on its volume and start again", dir, ErrNoSpace, err.Error())
 	}
