@@ -50,8 +50,9 @@ type Options struct {
 	MaxPollWait   time.Duration
 	MemberTimeout time.Duration
 	// GroupOffsetRetention: the committed offsets of a group without
-	// members are deleted this long after its last commit (default 7 days;
-	// negative: kept forever).
+	// members are deleted this long after its last commit, the loss of its
+	// last member or the broker's start, whichever is latest (default 7
+	// days; negative: kept forever).
 	GroupOffsetRetention time.Duration
 
 	// RetentionMaxAge (default 7 days; negative: forever) and

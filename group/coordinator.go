@@ -39,9 +39,14 @@ type Coordinator struct {
 	nextExpiry time.Time
 	rebalances uint64
 	expired    uint64
-	// started is when New ran: the commit time assumed for offsets written
-	// before the store recorded it.
+	// started is when New ran. Offset retention counts from it at the
+	// earliest: before, the broker was down, and its groups' members had
+	// no way to be there.
 	started time.Time
+	// emptied is when each group dropped from memory lost its last member
+	// (offset retention counts from it, as Kafka's since 2.1); entries go
+	// when the group comes back or its offsets expire.
+	emptied map[string]time.Time
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -113,6 +118,7 @@ func New(log Log, opts Options) (*Coordinator, error) {
 		done:    make(chan struct{}),
 		waiters: make(map[string]map[*waiter]struct{}),
 		started: opts.Now(),
+		emptied: make(map[string]time.Time),
 	}
 	c.wg.Add(1)
 	go c.runExpiry()
@@ -214,6 +220,7 @@ func (c *Coordinator) joinLocked(m *member, name string) {
 	if g == nil {
 		g = &groupState{name: name, members: make(map[string]*member), positions: make(map[store.Stream]*position)}
 		c.groups[name] = g
+		delete(c.emptied, name)
 	}
 	m.group = g
 	g.members[m.id] = m
@@ -337,6 +344,7 @@ func (c *Coordinator) maybeDropGroupLocked(g *groupState) {
 		}
 	}
 	delete(c.groups, g.name)
+	c.emptied[g.name] = c.opts.Now()
 }
 
 // noteDeadlineLocked records that some member may expire at now+timeout.
@@ -413,9 +421,12 @@ func (c *Coordinator) runExpiry() {
 	}
 }
 
-// expireOffsets deletes the committed offsets of the groups that have no
-// member and whose last commit is older than OffsetRetention. The lock is
-// held while a group is deleted, so that no member joins it meanwhile.
+// expireOffsets deletes the committed offsets of the groups that have had
+// no member for OffsetRetention: counted from the latest of their last
+// commit, the moment they lost their last member, and the broker's start
+// (a group whose consumers are alive but idle commits nothing, and after a
+// restart has no member until they register again). The lock is held
+// while a group is deleted, so that no member joins it meanwhile.
 func (c *Coordinator) expireOffsets() {
 	offsets, err := c.log.GroupOffsets()
 	if err != nil {
@@ -424,9 +435,9 @@ func (c *Coordinator) expireOffsets() {
 	}
 	last := make(map[string]time.Time)
 	for _, o := range offsets {
-		t := o.Committed
-		if t.IsZero() {
-			t = c.started // written before commit times were recorded
+		t := o.Committed // zero if written before commit times were recorded
+		if t.Before(c.started) {
+			t = c.started
 		}
 		if t.After(last[o.Group]) {
 			last[o.Group] = t
@@ -434,17 +445,21 @@ func (c *Coordinator) expireOffsets() {
 	}
 	now := c.opts.Now()
 	for _, name := range slices.Sorted(maps.Keys(last)) {
-		if now.Sub(last[name]) < c.opts.OffsetRetention {
+		c.mu.Lock()
+		if e, ok := c.emptied[name]; ok && e.After(last[name]) {
+			last[name] = e
+		}
+		_, live := c.groups[name]
+		if live || now.Sub(last[name]) < c.opts.OffsetRetention {
+			c.mu.Unlock()
 			continue
 		}
-		c.mu.Lock()
-		if _, live := c.groups[name]; !live {
-			if err := c.log.DeleteGroup(name); err != nil {
-				c.logger.Warn("offset retention: delete group", "group", name, "err", err)
-			} else {
-				c.logger.Info("group offsets expired", "group", name, "lastCommit", last[name],
-					"retention", c.opts.OffsetRetention.String())
-			}
+		if err := c.log.DeleteGroup(name); err != nil {
+			c.logger.Warn("offset retention: delete group", "group", name, "err", err)
+		} else {
+			delete(c.emptied, name)
+			c.logger.Info("group offsets expired", "group", name, "inactiveSince", last[name],
+				"retention", c.opts.OffsetRetention.String())
 		}
 		c.mu.Unlock()
 	}

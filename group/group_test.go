@@ -816,3 +816,38 @@ func TestLagSkipsDeletedEvents(t *testing.T) {
 		t.Fatalf("stats lack %s: %+v", st, e.c.Stats())
 	}
 }
+
+// After a restart every group is without members until its consumers
+// register again: offset retention counts from the start at the earliest,
+// so that a group whose last commit is old (its consumers alive but idle)
+// keeps its offsets.
+func TestOffsetRetentionCountsFromTheStart(t *testing.T) {
+	e := newEnv(t, func(e *env) { e.opts.OffsetRetention = 100 * time.Millisecond })
+	e.register("c1", "idle", group.StartFromEarliest, "t")
+	e.produce("t", 0, 3, "a")
+	e.poll("c1")
+	if err := e.c.Commit(context.Background(), "c1"); err != nil {
+		t.Fatal(err)
+	}
+	st := e.stream("t", 0)
+	if err := e.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(10 * time.Hour) // the broker was down, or the group idle, for long
+	e.c = e.newCoordinator()
+	time.Sleep(100 * time.Millisecond) // ten sweeps, on a clock that does not move
+	if off, ok := e.committed("idle", st); !ok || off != 3 {
+		t.Fatalf("offsets of a group last committed long before the start were deleted at the start: %d, %v", off, ok)
+	}
+	e.clock.Advance(time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := e.committed("idle", st); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the offsets outlived OffsetRetention counted from the start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -110,9 +110,10 @@ type Options struct {
 	// blocked in a long poll is never dropped. Default 2 minutes.
 	MemberTimeout time.Duration
 	// OffsetRetention: the committed offsets of a group that has had no
-	// member for this long (since its last commit) are deleted; a member
-	// that joins it later starts as in a new group (onNewGroup). Negative:
-	// kept forever. Default DefaultOffsetRetention.
+	// member for this long are deleted, counted from the latest of its last
+	// commit, the loss of its last member and New; a member that joins it
+	// later starts as in a new group (onNewGroup). Negative: kept forever.
+	// Default DefaultOffsetRetention.
 	OffsetRetention time.Duration
 	// Logger receives membership changes. Default: discards.
 	Logger *slog.Logger
