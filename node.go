@@ -302,6 +302,16 @@ func (n *Node) Run(ctx context.Context) error {
 		n.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
 	}
 	n.logStarted()
+	// A retention pass now, not one interval later: events that expired
+	// while the broker was down are not served (and a broker restarted
+	// more often than the interval would never apply retention). Not at
+	// the store's Open: a start refused after it (another
+	// --consumer-ranges, a port in use) must not have deleted anything.
+	go func() {
+		if _, err := n.store.ApplyRetention(); err != nil && !errors.Is(err, store.ErrClosed) {
+			n.log.Error("store: retention", "err", err)
+		}
+	}()
 
 	var runErr error
 	select {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/floe-streams/floe"
 	"github.com/floe-streams/floe/store"
@@ -138,5 +139,60 @@ func TestConsumerRangesOfAnOlderDirectoryCannotBeRaised(t *testing.T) {
 	_, err = floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 16 }))
 	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "out of order") {
 		t.Fatalf("after a start with 4 recorded it, --consumer-ranges 16: %v", err)
+	}
+}
+
+// Retention makes a pass as the broker starts serving, not one interval
+// (a minute) later; and not before the broker accepted its data directory.
+func TestRetentionPassAtStart(t *testing.T) {
+	dir := t.TempDir()
+	_, a, stop := runNode(t, func(o *floe.Options) { o.DataDir = dir })
+	c := restClient{t: t, producer: a.Producer, consumer: a.Consumer}
+	for i := range 5 {
+		c.produce("rt", fmt.Sprint(i), `{}`)
+	}
+	stop()
+	time.Sleep(20 * time.Millisecond)
+
+	// A start refused after the store opened deletes nothing.
+	_, err := floe.New(nodeOptions(t, func(o *floe.Options) {
+		o.DataDir, o.ConsumerRanges, o.RetentionMaxAge = dir, 2, time.Millisecond
+	}))
+	if !errors.Is(err, floe.ErrConsumerRangesChanged) {
+		t.Fatalf("start with another --consumer-ranges: %v", err)
+	}
+	_, a, stop = runNode(t, func(o *floe.Options) { o.DataDir = dir })
+	c = restClient{t: t, producer: a.Producer, consumer: a.Consumer}
+	c.register("r1", "g1", "rt", "startFromEarliest")
+	got := 0
+	for range 10 {
+		code, byRange := c.poll("r1")
+		if code == 204 {
+			break
+		}
+		for _, evs := range byRange {
+			got += len(evs)
+		}
+	}
+	if got != 5 {
+		t.Fatalf("after a refused start with a 1 ms retention, %d events of 5", got)
+	}
+	stop()
+
+	// A start that serves deletes what expired at once.
+	_, a, _ = runNode(t, func(o *floe.Options) { o.DataDir, o.RetentionMaxAge = dir, time.Millisecond })
+	c = restClient{t: t, producer: a.Producer, consumer: a.Consumer}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		// A new group each time, from the earliest event kept.
+		id := fmt.Sprintf("r%d", i)
+		c.register(id, "fresh-"+id, "rt", "startFromEarliest")
+		if code, _ := c.poll(id); code == 204 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("events past their age were still served 10 s after the start")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -47,6 +47,10 @@ type Coordinator struct {
 	// (offset retention counts from it, as Kafka's since 2.1); entries go
 	// when the group comes back or its offsets expire.
 	emptied map[string]time.Time
+	// deleting holds the groups whose offsets offset retention is deleting,
+	// without the lock; Register waits for the channel before it recreates
+	// one.
+	deleting map[string]chan struct{}
 
 	done chan struct{} // closed by Close
 	wg   sync.WaitGroup
@@ -110,15 +114,16 @@ func New(log Log, opts Options) (*Coordinator, error) {
 	}
 	opts = opts.withDefaults()
 	c := &Coordinator{
-		log:     log,
-		opts:    opts,
-		logger:  opts.Logger,
-		members: make(map[string]*member),
-		groups:  make(map[string]*groupState),
-		done:    make(chan struct{}),
-		waiters: make(map[string]map[*waiter]struct{}),
-		started: opts.Now(),
-		emptied: make(map[string]time.Time),
+		log:      log,
+		opts:     opts,
+		logger:   opts.Logger,
+		members:  make(map[string]*member),
+		groups:   make(map[string]*groupState),
+		done:     make(chan struct{}),
+		waiters:  make(map[string]map[*waiter]struct{}),
+		started:  opts.Now(),
+		emptied:  make(map[string]time.Time),
+		deleting: make(map[string]chan struct{}),
 	}
 	c.wg.Add(1)
 	go c.runExpiry()
@@ -167,9 +172,24 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 		return err
 	}
 	c.mu.Lock()
-	if c.closed {
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return errUnavailable()
+		}
+		ch := c.deleting[name]
+		if ch == nil {
+			break
+		}
+		// Offset retention is deleting the group's offsets: join it once
+		// they are gone (it starts as a new group).
 		c.mu.Unlock()
-		return errUnavailable()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.mu.Lock()
 	}
 	now := c.opts.Now()
 	c.expireLocked(now)
@@ -344,7 +364,9 @@ func (c *Coordinator) maybeDropGroupLocked(g *groupState) {
 		}
 	}
 	delete(c.groups, g.name)
-	c.emptied[g.name] = c.opts.Now()
+	if c.opts.OffsetRetention > 0 {
+		c.emptied[g.name] = c.opts.Now()
+	}
 }
 
 // noteDeadlineLocked records that some member may expire at now+timeout.
@@ -425,8 +447,9 @@ func (c *Coordinator) runExpiry() {
 // no member for OffsetRetention: counted from the latest of their last
 // commit, the moment they lost their last member, and the broker's start
 // (a group whose consumers are alive but idle commits nothing, and after a
-// restart has no member until they register again). The lock is held
-// while a group is deleted, so that no member joins it meanwhile.
+// restart has no member until they register again). A group is deleted
+// without the lock (a synced write), marked in deleting so that Register
+// waits for it rather than join a group whose offsets are going.
 func (c *Coordinator) expireOffsets() {
 	offsets, err := c.log.GroupOffsets()
 	if err != nil {
@@ -443,25 +466,39 @@ func (c *Coordinator) expireOffsets() {
 			last[o.Group] = t
 		}
 	}
-	now := c.opts.Now()
 	for _, name := range slices.Sorted(maps.Keys(last)) {
 		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
 		if e, ok := c.emptied[name]; ok && e.After(last[name]) {
 			last[name] = e
 		}
 		_, live := c.groups[name]
-		if live || now.Sub(last[name]) < c.opts.OffsetRetention {
+		if live || c.opts.Now().Sub(last[name]) < c.opts.OffsetRetention {
 			c.mu.Unlock()
 			continue
 		}
-		if err := c.log.DeleteGroup(name); err != nil {
-			c.logger.Warn("offset retention: delete group", "group", name, "err", err)
-		} else {
+		done := make(chan struct{})
+		c.deleting[name] = done
+		c.mu.Unlock()
+
+		err := c.log.DeleteGroup(name)
+
+		c.mu.Lock()
+		delete(c.deleting, name)
+		close(done)
+		if err == nil {
 			delete(c.emptied, name)
-			c.logger.Info("group offsets expired", "group", name, "inactiveSince", last[name],
-				"retention", c.opts.OffsetRetention.String())
 		}
 		c.mu.Unlock()
+		if err != nil {
+			c.logger.Warn("offset retention: delete group", "group", name, "err", err)
+			continue
+		}
+		c.logger.Info("group offsets expired", "group", name, "inactiveSince", last[name],
+			"retention", c.opts.OffsetRetention.String())
 	}
 }
 

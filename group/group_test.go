@@ -851,3 +851,67 @@ func TestOffsetRetentionCountsFromTheStart(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// blockingDelete holds DeleteGroup until release is closed.
+type blockingDelete struct {
+	*store.Store
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingDelete) DeleteGroup(group string) error {
+	close(b.started)
+	<-b.release
+	return b.Store.DeleteGroup(group)
+}
+
+// Offset retention deletes a group without holding the coordinator's lock
+// (a synced write may be slow): polls of other groups and Stats go on, and
+// a Register into the group being deleted waits for the delete, then
+// starts it as a new group.
+func TestOffsetRetentionDeletesWithoutTheLock(t *testing.T) {
+	var bd *blockingDelete
+	e := newEnv(t, func(e *env) {
+		e.opts.OffsetRetention = 100 * time.Millisecond
+		e.opts.MemberTimeout = 100 * time.Hour
+		bd = &blockingDelete{Store: e.st, started: make(chan struct{}), release: make(chan struct{})}
+		e.log = bd
+	})
+	ctx := context.Background()
+	e.register("gone", "old", group.StartFromEarliest, "t")
+	e.register("here", "live", group.StartFromEarliest, "t")
+	e.produce("t", 0, 3, "a")
+	e.poll("gone")
+	if err := e.c.Goodbye(ctx, "gone", true); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Hour)
+	select {
+	case <-bd.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("offset retention did not start deleting the group without members")
+	}
+	// The delete is held: the live group polls, and Stats answers.
+	e.produce("t", 0, 2, "b")
+	if n := countEvents(e.poll("here")); n != 5 {
+		t.Fatalf("a live group's poll during the delete read %d events, want 5", n)
+	}
+	e.c.Stats()
+	registered := make(chan error, 1)
+	go func() {
+		registered <- e.c.Register(ctx, group.Registration{ConsumerID: "back", Group: "old", Topics: []string{"t"}, OnNewGroup: group.StartFromLatest})
+	}()
+	select {
+	case err := <-registered:
+		t.Fatalf("Register into the group being deleted returned before the delete: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(bd.release)
+	if err := <-registered; err != nil {
+		t.Fatal(err)
+	}
+	e.produce("t", 0, 1, "c")
+	if n := countEvents(e.poll("back")); n != 1 {
+		t.Fatalf("the group joined after its offsets expired read %d events, want 1 (from latest)", n)
+	}
+}

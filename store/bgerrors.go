@@ -12,15 +12,18 @@ import (
 // backgroundErrors receives Pebble's background errors (failed flushes and
 // compactions). Pebble retries a failed flush at once and reports each
 // failure, so a full disk gave one log line, with a stack trace, every few
-// milliseconds; the first error is logged, then at most one line per
-// backgroundLogEvery with the count of those not logged. The first error
-// that says the disk is full is also sent on noSpace.
+// milliseconds. An error is logged, and the same error again at most once
+// per backgroundLogEvery, with the count of those not logged (the
+// repetitions of the last window are counted in the next line, if any). The
+// first error that says the disk or a quota is full is also sent on
+// noSpace.
 type backgroundErrors struct {
 	log     *slog.Logger
 	noSpace chan error // capacity 1
 
 	mu         sync.Mutex
 	lastLog    time.Time
+	lastMsg    string
 	suppressed int
 }
 
@@ -37,21 +40,26 @@ func (b *backgroundErrors) report(err error) {
 		default:
 		}
 	}
+	msg := err.Error()
 	b.mu.Lock()
 	now := time.Now()
-	if !b.lastLog.IsZero() && now.Sub(b.lastLog) < backgroundLogEvery {
+	// The same error again within backgroundLogEvery is counted, not
+	// logged; another error is logged at once.
+	if msg == b.lastMsg && now.Sub(b.lastLog) < backgroundLogEvery {
 		b.suppressed++
 		b.mu.Unlock()
 		return
 	}
 	suppressed := b.suppressed
-	b.lastLog, b.suppressed = now, 0
+	b.lastLog, b.lastMsg, b.suppressed = now, msg, 0
 	b.mu.Unlock()
 	// err.Error(): the error's own %+v form carries a stack trace.
-	b.log.Error("pebble background error", "err", err.Error(), "not_logged_since_last", suppressed)
+	b.log.Error("pebble background error", "err", msg, "not_logged_since_last", suppressed)
 }
 
-// isNoSpace reports whether err says the disk (or the volume) is full.
+// isNoSpace reports whether err says the disk (or the volume, or a disk
+// quota) is full.
 func isNoSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), "no space left on device") || strings.Contains(err.Error(), "disk quota exceeded")
 }

@@ -43,7 +43,9 @@ func TestOnDiskFormat(t *testing.T) {
 			}(),
 			"02000000" + "28000000" + "0100000000000000",
 		},
-		"offset value": {encodeInt64Value(258), "0201000000000000"},
+		"offset value":       {encodeInt64Value(258), "0201000000000000"},
+		"group offset value": {encodeGroupOffsetValue(258, 0x0102030405060708), "0201000000000000" + "0807060504030201"},
+		"setting key":        {metaSettingKey("consumer-ranges"), "01" + hex.EncodeToString([]byte("setting/consumer-ranges"))},
 	} {
 		if got := hex.EncodeToString(tc.got); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", name, got, tc.want)

@@ -63,7 +63,16 @@ const (
 
 // layoutVersion is the version of the key layout and value encodings
 // declared here and in chunk.go.
-const layoutVersion uint32 = 1
+//
+// Version 2 added the commit time to group-offset values (16 bytes instead
+// of 8) and the setting keys. A version 1 store is upgraded when opened (its
+// 8-byte offsets still read), and a build that reads only version 1 refuses
+// a version 2 store, with a message, instead of failing every group-offset
+// read.
+const layoutVersion uint32 = 2
+
+// oldestLayoutVersion is the oldest layout this build opens (and upgrades).
+const oldestLayoutVersion = 1
 
 // metaLayoutKey returns the key of the layout version record:
 // 0x01 | "layout".

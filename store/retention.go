@@ -288,16 +288,14 @@ func (s *Store) runRetention() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.RetentionInterval)
 	defer t.Stop()
-	// A pass at once: events that expired while the broker was down are
-	// not served for another interval (and a broker restarted more often
-	// than the interval would never apply retention).
-	for first := true; ; first = false {
-		if !first {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-			}
+	// The first pass comes one interval after Open: the broker makes one
+	// as it starts serving (ApplyRetention), once it has accepted the data
+	// directory and its settings.
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
 		}
 		if _, err := s.ApplyRetention(); err != nil {
 			if errors.Is(err, ErrClosed) {

@@ -217,30 +217,3 @@ func TestRetentionReclaimsSpace(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-// The background retention makes a pass as the store opens, not one
-// interval later: events that expired while the broker was down are not
-// served for another interval.
-func TestRetentionRunsAtOpen(t *testing.T) {
-	fs := vfs.NewMem()
-	clock := newFakeClock()
-	opts := memOpts(t, fs)
-	opts.Now = clock.Now
-	opts.RetentionMaxAge = time.Hour
-	s := openT(t, "db", opts)
-	st := testStream("open", 0)
-	mustAppend(t, s, st, makeEvents("old", 3))
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	clock.Advance(2 * time.Hour)
-	opts.RetentionInterval = time.Hour
-	s = openT(t, "db", opts)
-	deadline := time.Now().Add(10 * time.Second)
-	for s.EarliestOffset(st) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("an hour-interval retention did not delete expired events at open: earliest %d", s.EarliestOffset(st))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

@@ -147,6 +147,16 @@ func openPebble(dir string, po *pebble.Options, bg *backgroundErrors) (*pebble.D
 		}
 		return r.db, nil
 	case err := <-bg.noSpace:
+		select {
+		case r := <-done:
+			// Open completed after all: a late flush or compaction ran out
+			// of space, which the store handles as any write failure.
+			if r.err != nil {
+				return nil, fmt.Errorf("store: open pebble in %s: %w", dir, r.err)
+			}
+			return r.db, nil
+		default:
+		}
 		// Should space come back and Pebble's Open complete, close it.
 		go func() {
 			if r := <-done; r.db != nil {
@@ -161,29 +171,35 @@ func openPebble(dir string, po *pebble.Options, bg *backgroundErrors) (*pebble.D
 // checkLayout writes the layout version into a new store and refuses a store
 // written with another layout.
 func (s *Store) checkLayout() error {
-	v, closer, err := s.db.Get(metaLayoutKey())
-	if errors.Is(err, pebble.ErrNotFound) {
-		val := encodeInt64Value(int64(layoutVersion))
+	write := func() error {
 		b := s.db.NewBatch()
 		defer b.Close()
-		_ = b.Set(metaLayoutKey(), val, nil)
+		_ = b.Set(metaLayoutKey(), encodeInt64Value(int64(layoutVersion)), nil)
 		if err := s.applyDurable(b, pebble.Sync, false); err != nil {
 			return fmt.Errorf("store: write layout version: %w", err)
 		}
 		return nil
 	}
+	v, closer, err := s.db.Get(metaLayoutKey())
+	if errors.Is(err, pebble.ErrNotFound) {
+		return write()
+	}
 	if err != nil {
 		return fmt.Errorf("store: read layout version: %w", err)
 	}
-	defer closer.Close()
 	got, err := decodeInt64Value(v)
+	closer.Close()
 	if err != nil {
 		return fmt.Errorf("store: layout version: %w", err)
 	}
-	if got != int64(layoutVersion) {
-		return fmt.Errorf("store: layout version %d, this build reads %d", got, layoutVersion)
+	switch {
+	case got == int64(layoutVersion):
+		return nil
+	case got >= oldestLayoutVersion && got < int64(layoutVersion):
+		s.log.Info("store: upgrading the layout", "from", got, "to", layoutVersion)
+		return write()
 	}
-	return nil
+	return fmt.Errorf("store: layout version %d, this build reads %d to %d", got, oldestLayoutVersion, layoutVersion)
 }
 
 // recover rebuilds the state of every stream from the chunk index without

@@ -453,6 +453,36 @@ func TestLayoutVersionChecked(t *testing.T) {
 	}
 }
 
+// A version 1 store (8-byte group offsets) opens, keeps its offsets, and is
+// upgraded, so that a build that reads only version 1 refuses it rather
+// than fail on its 16-byte offsets.
+func TestLayoutUpgrade(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openT(t, "db", memOpts(t, fs))
+	st := testStream("up", 0)
+	if err := s.db.Set(groupOffsetKey("g", st), encodeInt64Value(7), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Set(metaLayoutKey(), encodeInt64Value(1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, "db", memOpts(t, fs))
+	if off, ok, err := s.GroupOffset("g", st); off != 7 || !ok || err != nil {
+		t.Fatalf("offset of a version 1 store: %d, %v, %v", off, ok, err)
+	}
+	v, closer, err := s.db.Get(metaLayoutKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if got, _ := decodeInt64Value(v); got != int64(layoutVersion) {
+		t.Fatalf("layout after opening a version 1 store: %d, want %d", got, layoutVersion)
+	}
+}
+
 // ReadInto copies the events into the caller's buffer while its spare
 // capacity holds them, and into memory of their own beyond: the events are
 // those of Read either way, and those in the buffer share its memory.

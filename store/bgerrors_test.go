@@ -1,0 +1,43 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// A background error repeated is logged once per window with a count; a
+// different one at once. Disk-full errors (ENOSPC, EDQUOT) reach noSpace.
+func TestBackgroundErrorsAreRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	b := newBackgroundErrors(slog.New(slog.NewTextHandler(&buf, nil)))
+	full := &wrapErr{syscall.ENOSPC}
+	for range 100 {
+		b.report(full)
+	}
+	b.report(errors.New("compaction: checksum mismatch"))
+	b.report(full)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "checksum mismatch") || !strings.Contains(lines[1], "not_logged_since_last=99") {
+		t.Fatalf("logged:\n%s", buf.String())
+	}
+	select {
+	case err := <-b.noSpace:
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("noSpace got %v", err)
+		}
+	default:
+		t.Fatal("a disk-full error did not reach noSpace")
+	}
+	if !isNoSpace(&wrapErr{syscall.EDQUOT}) || isNoSpace(errors.New("boom")) {
+		t.Fatal("isNoSpace misclassifies")
+	}
+}
+
+type wrapErr struct{ err error }
+
+func (w *wrapErr) Error() string { return "write 000010.sst: " + w.err.Error() }
+func (w *wrapErr) Unwrap() error { return w.err }
