@@ -38,17 +38,7 @@ func TestConsumerRangesMustNotChange(t *testing.T) {
 	_, a, _ = runNode(t, withRanges(4))
 	c = restClient{t: t, producer: a.Producer, consumer: a.Consumer}
 	c.register("r", "g", "cr", "startFromEarliest")
-	got := 0
-	for range 10 {
-		code, byRange := c.poll("r")
-		if code == 204 {
-			break
-		}
-		for _, evs := range byRange {
-			got += len(evs)
-		}
-	}
-	if got != 8 {
+	if got := c.drain("r"); got != 8 {
 		t.Fatalf("after a restart with the same ranges, %d events of 8", got)
 	}
 }
@@ -78,6 +68,22 @@ func TestConsumerRangesOfAnOlderDirectory(t *testing.T) {
 	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "--consumer-ranges 4") {
 		t.Fatalf("after a start with 4 recorded it, --consumer-ranges 5: %v", err)
 	}
+}
+
+// drain polls as consumer id until a poll answers 204 (at most 10 polls)
+// and returns how many events it received.
+func (c restClient) drain(id string) int {
+	got := 0
+	for range 10 {
+		code, byRange := c.poll(id)
+		if code == 204 {
+			break
+		}
+		for _, evs := range byRange {
+			got += len(evs)
+		}
+	}
+	return got
 }
 
 // nodeOptions are runNode's options, for tests that expect New to fail.
@@ -164,17 +170,7 @@ func TestRetentionPassAtStart(t *testing.T) {
 	_, a, stop = runNode(t, func(o *floe.Options) { o.DataDir = dir })
 	c = restClient{t: t, producer: a.Producer, consumer: a.Consumer}
 	c.register("r1", "g1", "rt", "startFromEarliest")
-	got := 0
-	for range 10 {
-		code, byRange := c.poll("r1")
-		if code == 204 {
-			break
-		}
-		for _, evs := range byRange {
-			got += len(evs)
-		}
-	}
-	if got != 5 {
+	if got := c.drain("r1"); got != 5 {
 		t.Fatalf("after a refused start with a 1 ms retention, %d events of 5", got)
 	}
 	stop()

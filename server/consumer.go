@@ -89,14 +89,19 @@ func (s *Consumer) Poll(ctx context.Context, req *floev1.PollRequest) (*floev1.P
 // Register s with it: grpcServer.RegisterService(ConsumerServiceDesc(), s),
 // and install Codec, which takes the buffers back.
 func ConsumerServiceDesc() *grpc.ServiceDesc {
-	desc := floev1.Consumer_ServiceDesc
-	desc.Methods = slices.Clone(desc.Methods)
-	for i := range desc.Methods {
-		if desc.Methods[i].MethodName == "Poll" {
-			desc.Methods[i].Handler = pollHandler
+	return withHandler(&floev1.Consumer_ServiceDesc, "Poll", pollHandler)
+}
+
+// withHandler returns a copy of desc whose method handles with h.
+func withHandler(desc *grpc.ServiceDesc, method string, h grpc.MethodHandler) *grpc.ServiceDesc {
+	out := *desc
+	out.Methods = slices.Clone(desc.Methods)
+	for i := range out.Methods {
+		if out.Methods[i].MethodName == method {
+			out.Methods[i].Handler = h
 		}
 	}
-	return &desc
+	return &out
 }
 
 // lentPoll is the reply of a gRPC Poll whose events live in buffers lent by

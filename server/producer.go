@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"slices"
 	"sync"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
@@ -62,14 +61,7 @@ func (s *Producer) Produce(ctx context.Context, req *floev1.ProduceRequest) (*fl
 // events, as ProduceStream does. Register s with it:
 // grpcServer.RegisterService(ProducerServiceDesc(), s).
 func ProducerServiceDesc() *grpc.ServiceDesc {
-	desc := floev1.Producer_ServiceDesc
-	desc.Methods = slices.Clone(desc.Methods)
-	for i := range desc.Methods {
-		if desc.Methods[i].MethodName == "Produce" {
-			desc.Methods[i].Handler = produceHandler
-		}
-	}
-	return &desc
+	return withHandler(&floev1.Producer_ServiceDesc, "Produce", produceHandler)
 }
 
 // produceHandler is the gRPC handler of Produce. Interceptors see the

@@ -22,6 +22,21 @@ func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
 	if offset < 0 {
 		return fmt.Errorf("%w: group %q %s: negative offset %d", ErrOffsetOutOfRange, group, st, offset)
 	}
+	// Pebble's own commit pipeline shares one fsync among concurrent
+	// synced commits, so group commits need no queue of their own.
+	err := s.writeMeta(func() string { return fmt.Sprintf("commit offset of group %q %s", group, st) }, func(b *pebble.Batch) {
+		_ = b.Set(groupOffsetKey(group, st), encodeGroupOffsetValue(offset, s.opts.Now().UnixNano()), nil)
+	})
+	if err == nil {
+		s.stats.groupCommits.Add(1)
+	}
+	return err
+}
+
+// writeMeta durably applies one small batch that fill builds (a group
+// offset, a setting), outside the group commit of appends. what names the
+// write in its error (a function: it is formatted only then).
+func (s *Store) writeMeta(what func() string, fill func(b *pebble.Batch)) error {
 	if err := s.acquire(); err != nil {
 		return err
 	}
@@ -29,17 +44,14 @@ func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
 	if err := s.refusing(); err != nil {
 		return err
 	}
-	// Pebble's own commit pipeline shares one fsync among concurrent
-	// synced commits, so group commits need no queue of their own.
 	b := s.db.NewBatch()
 	defer b.Close()
-	_ = b.Set(groupOffsetKey(group, st), encodeGroupOffsetValue(offset, s.opts.Now().UnixNano()), nil) // errors only for indexed batches
+	fill(b) // Set and DeleteRange fail only for indexed batches
 	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
 		// The store is open (acquire), so Pebble failed to write or sync
 		// its WAL, and it keeps that error for every later write.
-		return fmt.Errorf("%w: commit offset of group %q %s: %w", ErrWriteFailed, group, st, err)
+		return fmt.Errorf("%w: %s: %w", ErrWriteFailed, what(), err)
 	}
-	s.stats.groupCommits.Add(1)
 	return nil
 }
 
@@ -126,19 +138,8 @@ func (s *Store) DeleteGroup(group string) error {
 	if group == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidGroup)
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	if err := s.refusing(); err != nil {
-		return err
-	}
 	prefix := groupPrefix(group)
-	b := s.db.NewBatch()
-	defer b.Close()
-	_ = b.DeleteRange(prefix, prefixEnd(prefix), nil) // errors only for indexed batches
-	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
-		return fmt.Errorf("%w: delete group %q: %w", ErrWriteFailed, group, err)
-	}
-	return nil
+	return s.writeMeta(func() string { return fmt.Sprintf("delete group %q", group) }, func(b *pebble.Batch) {
+		_ = b.DeleteRange(prefix, prefixEnd(prefix), nil)
+	})
 }

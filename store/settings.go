@@ -30,20 +30,9 @@ func (s *Store) Setting(name string) (value string, ok bool, err error) {
 // depends on (the number of sub-ranges, for one), so that a later start can
 // refuse a different one.
 func (s *Store) RecordSetting(name, value string) error {
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	if err := s.refusing(); err != nil {
-		return err
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	_ = b.Set(metaSettingKey(name), []byte(value), nil) // errors only for indexed batches
-	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
-		return fmt.Errorf("%w: record setting %q: %w", ErrWriteFailed, name, err)
-	}
-	return nil
+	return s.writeMeta(func() string { return fmt.Sprintf("record setting %q", name) }, func(b *pebble.Batch) {
+		_ = b.Set(metaSettingKey(name), []byte(value), nil)
+	})
 }
 
 // AllStreams returns every stream the store knows, with or without events,
