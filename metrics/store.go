@@ -61,7 +61,7 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		func(m *store.Metrics) float64 { return float64(m.ChunksDeleted) })
 	add("retention_bytes_deleted_total", "Chunk bytes deleted by retention.", counter,
 		func(m *store.Metrics) float64 { return float64(m.BytesDeleted) })
-	add("disk_bytes", "Size of all the store's files (WAL, sstables, blob files, manifest).", gauge,
+	add("disk_bytes", "What the store's files occupy on the disk, as du counts it (allocated blocks, on Linux).", gauge,
 		func(m *store.Metrics) float64 { return float64(m.DiskBytes) })
 	add("wal_written_bytes_total", "Physical bytes written to the WAL.", counter,
 		func(m *store.Metrics) float64 { return float64(m.WALBytesWritten) })

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -56,7 +57,7 @@ type Metrics struct {
 	RetentionRuns, ChunksDeleted, BytesDeleted int64
 
 	// Pebble.
-	DiskBytes       uint64 // all files of the store (WAL, sstables, blob files, manifest)
+	DiskBytes       uint64 // what all files of the store occupy (allocated blocks on the OS file system; else their sizes)
 	WALBytesWritten uint64 // physical bytes written to the WAL
 	FlushBytes      uint64 // sstable + blob bytes written by flushes
 	CompactionBytes uint64 // sstable + blob bytes written by compactions
@@ -125,6 +126,14 @@ func (s *Store) Metrics() Metrics {
 	m.DiskBytes = pm.WAL.PhysicalSize + pm.WAL.ObsoletePhysicalSize +
 		pm.Table.ObsoleteSize + pm.Table.ZombieSize +
 		pm.BlobFiles.LiveSize + pm.BlobFiles.ObsoleteSize + pm.BlobFiles.ZombieSize
+	// On the OS's file system, what the files occupy, as du counts it:
+	// Pebble preallocates WAL files beyond their size and keeps them for
+	// reuse, so their sizes fall short (by about 100 MB on a broker).
+	if s.opts.FS == vfs.Default {
+		if n, ok := allocatedBytes(s.dir); ok {
+			m.DiskBytes = n
+		}
+	}
 	m.WALBytesWritten = pm.WAL.BytesWritten
 	for i := range pm.Levels {
 		l := &pm.Levels[i]

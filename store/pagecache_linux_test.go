@@ -3,6 +3,7 @@
 package store
 
 import (
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,5 +111,33 @@ func TestPageCacheWindowDropsOldBlobFiles(t *testing.T) {
 	t.Logf("window off: blob files %d bytes, %d in the page cache", size, resident)
 	if s.Metrics().PageCacheDropped != 0 {
 		t.Errorf("window off, yet %d bytes dropped", s.Metrics().PageCacheDropped)
+	}
+}
+
+// On the OS's file system, DiskBytes is what the files occupy (du), which
+// counts the blocks Pebble preallocates for its WAL beyond the file's size.
+func TestDiskBytesCountsAllocatedBlocks(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{Logger: testLogger(t), RetentionInterval: -1})
+	mustAppend(t, s, testStream("du", 0), makeEvents("e", 10))
+	var want uint64
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil {
+			return err
+		}
+		want += uint64(st.Blocks) * 512
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Metrics().DiskBytes
+	// The store may write (its WAL, a manifest) between the two counts.
+	if got < want*9/10 || got > want*11/10+1<<20 {
+		t.Fatalf("DiskBytes %d, du counts %d", got, want)
 	}
 }

@@ -9,3 +9,6 @@ import "errors"
 const pageCacheDropSupported = false
 
 func dropPageCache(uintptr) error { return errors.ErrUnsupported }
+
+// allocatedBytes is supported on Linux only.
+func allocatedBytes(string) (uint64, bool) { return 0, false }

@@ -17,6 +17,7 @@ import (
 // for concurrent use.
 type Store struct {
 	opts Options
+	dir  string
 	log  *slog.Logger
 	db   *pebble.DB
 	// writeOpts is pebble.Sync or pebble.NoSync, from Options.Sync.
@@ -98,6 +99,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		inflight:  make(chan *commitGroup, opts.MaxInflightCommits),
 		stop:      make(chan struct{}),
 		window:    window,
+		dir:       dir,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.Sync == SyncNever {
