@@ -228,7 +228,7 @@ floe_store_wal_fsync_duration_seconds_count 3
 # HELP floe_store_retention_chunks_deleted_total Chunks deleted by retention.
 # TYPE floe_store_retention_chunks_deleted_total counter
 floe_store_retention_chunks_deleted_total 7
-# HELP floe_store_disk_bytes Size of all the store's files (WAL, sstables, blob files, manifest).
+# HELP floe_store_disk_bytes What the store's files occupy on the disk, as du counts it (allocated blocks, on Linux).
 # TYPE floe_store_disk_bytes gauge
 floe_store_disk_bytes 12345
 `, "floe_store_appends_total", "floe_store_commit_duration_seconds", "floe_store_wal_fsync_duration_seconds",
