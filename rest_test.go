@@ -574,3 +574,34 @@ func TestRESTConsumerIDRequired(t *testing.T) {
 		}
 	}
 }
+
+// The OpenAPI document says what the broker enforces on query parameters:
+// consumerId required where a poll, commit or goodbye needs it, the bounds
+// of the uint32 parameters, and the values of onNewGroup.
+func TestOpenAPIParameters(t *testing.T) {
+	_, a := startNode(t, nil)
+	c := loadContract(t, a.Discovery)
+	param := func(path, method, name string) *openapi3.Parameter {
+		t.Helper()
+		op := c.doc.Paths.Find(path).GetOperation(method)
+		if p := op.Parameters.GetByInAndName("query", name); p != nil {
+			return p
+		}
+		t.Fatalf("%s %s has no query parameter %s", method, path, name)
+		return nil
+	}
+	for _, path := range []string{"/v1/consumer/poll", "/v1/consumer/commit", "/v1/consumer/goodbye"} {
+		if !param(path, "POST", "consumerId").Required {
+			t.Errorf("%s: consumerId is not required", path)
+		}
+	}
+	for _, name := range []string{"maxBytes", "maxEvents", "timeout"} {
+		s := param("/v1/consumer/poll", "POST", name).Schema.Value
+		if s.Min == nil || *s.Min != 0 || s.Max == nil || *s.Max != 4294967295 {
+			t.Errorf("poll %s: bounds %v..%v, want 0..4294967295", name, s.Min, s.Max)
+		}
+	}
+	if e := param("/v1/consumer/register", "PUT", "onNewGroup").Schema.Value.Enum; len(e) != 2 {
+		t.Errorf("register onNewGroup enum %v", e)
+	}
+}

@@ -15,7 +15,9 @@ import (
 // encoding/json (plus the UTF-8 rule) on any input. The seeds include nesting
 // at encoding/json's limit and one level over it, of arrays and of objects.
 func FuzzValidJSONAgreesWithStdlib(f *testing.F) {
-	for _, depth := range []int{10000, 10001} {
+	// Shallow nesting only: seeds of 10000 levels (20 KB) stalled the
+	// fuzzer at 0 inputs/s. TestValidJSONDeepNesting covers the limit.
+	for _, depth := range []int{2, 64} {
 		f.Add(nestedArrays(depth))
 		f.Add(nestedObjects(depth))
 	}

@@ -182,7 +182,8 @@ var zeroMeaningless = map[string]string{
 }
 
 // checkZeros refuses 0 for the settings of zeroMeaningless that were set,
-// and an empty data-dir.
+// and an empty data-dir or API listener address (metrics-addr and
+// pprof-addr may be empty: off).
 func (c *config) checkZeros() error {
 	o := c.opts
 	values := map[string]int64{
@@ -195,10 +196,18 @@ func (c *config) checkZeros() error {
 		"shutdown-timeout":  int64(o.ShutdownTimeout),
 	}
 	var errs []error
-	if where, set := c.from["data-dir"]; set && strings.TrimSpace(o.DataDir) == "" {
-		// The library would read "" as the default, ./floe-data: a
-		// mistyped variable would write events into the working directory.
-		errs = append(errs, fmt.Errorf("data-dir: an empty path is not allowed: name a directory (set by %s)", where))
+	// The library reads "" as the default: a mistyped variable would write
+	// events into ./floe-data, or open a listener on every interface.
+	for _, e := range []struct{ name, value, use string }{
+		{"data-dir", o.DataDir, "an empty path is not allowed: name a directory"},
+		{"grpc-addr", o.GRPCAddr, "an empty address is not allowed: use host:port, e.g. :9249"},
+		{"discovery-addr", o.DiscoveryAddr, "an empty address is not allowed: use host:port, e.g. :9250"},
+		{"producer-addr", o.ProducerAddr, "an empty address is not allowed: use host:port, e.g. :9251"},
+		{"consumer-addr", o.ConsumerAddr, "an empty address is not allowed: use host:port, e.g. :9252"},
+	} {
+		if where, set := c.from[e.name]; set && strings.TrimSpace(e.value) == "" {
+			errs = append(errs, fmt.Errorf("%s: %s (set by %s)", e.name, e.use, where))
+		}
 	}
 	for _, name := range sortedKeys(zeroMeaningless) {
 		if where, set := c.from[name]; set && values[name] == 0 {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -333,6 +335,8 @@ func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
 		{[]string{"--group-offset-retention", "0"}, nil, "group-offset-retention: 0 is not allowed"},
 		{nil, env{"FLOE_DATA_DIR": ""}, "data-dir: an empty path is not allowed: name a directory (set by FLOE_DATA_DIR)"},
 		{[]string{"--data-dir", " "}, nil, "data-dir: an empty path is not allowed"},
+		{nil, env{"FLOE_PRODUCER_ADDR": ""}, "producer-addr: an empty address is not allowed: use host:port, e.g. :9251 (set by FLOE_PRODUCER_ADDR)"},
+		{[]string{"--grpc-addr="}, nil, "grpc-addr: an empty address is not allowed"},
 	} {
 		_, err := parseConfig(tc.args, tc.env.lookup, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.mention) {
@@ -340,7 +344,7 @@ func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
 		}
 	}
 	// 0 stays valid where it means something.
-	for _, args := range [][]string{{"--retention-max-bytes", "0"}, {"--memory-limit", "0"}, {"--retention-max-age", "-1s"}} {
+	for _, args := range [][]string{{"--retention-max-bytes", "0"}, {"--memory-limit", "0"}, {"--retention-max-age", "-1s"}, {"--metrics-addr="}} {
 		if _, err := parseConfig(args, env{}.lookup, io.Discard); err != nil {
 			t.Errorf("%v: %v", args, err)
 		}
@@ -364,5 +368,20 @@ func TestBenchMatrixSetsEveryListener(t *testing.T) {
 	})
 	if n != len(bench.BrokerListenFlags) {
 		t.Errorf("%d listener flags, bench.BrokerListenFlags has %d", n, len(bench.BrokerListenFlags))
+	}
+}
+
+// The startup line shows the memory limit in effect: GOMEMLIMIT's when it
+// is set, whatever --memory-limit says.
+func TestStartupLineShowsTheEffectiveMemoryLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(220 << 20)
+	defer debug.SetMemoryLimit(old)
+	attrs := []slog.Attr{slog.Int64("memory-limit", 100<<20)}
+	got := effectiveMemoryLimit(attrs, env{"GOMEMLIMIT": "220MiB"}.lookup)
+	if len(got) != 2 || got[0].Value.Int64() != 220<<20 || got[1].Value.String() != "GOMEMLIMIT" {
+		t.Fatalf("attrs %v", got)
+	}
+	if attrs[0].Value.Int64() != 100<<20 {
+		t.Fatal("the caller's attrs were changed")
 	}
 }

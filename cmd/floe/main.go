@@ -7,9 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"syscall"
 
 	"github.com/floe-streams/floe"
@@ -36,6 +39,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return 2
 	}
 	applyMemoryLimit(cfg.memoryLimit, lookupEnv)
+	cfg.opts.StartupAttrs = effectiveMemoryLimit(cfg.opts.StartupAttrs, lookupEnv)
 	n, err := floe.New(cfg.opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "floe:", err)
@@ -66,4 +70,24 @@ func applyMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) {
 		return
 	}
 	debug.SetMemoryLimit(limit)
+}
+
+// effectiveMemoryLimit makes the memory-limit of the startup line the limit
+// in effect, which GOMEMLIMIT decides when it is set (the line then says
+// so): 0 for none.
+func effectiveMemoryLimit(attrs []slog.Attr, lookupEnv func(string) (string, bool)) []slog.Attr {
+	limit := debug.SetMemoryLimit(-1) // reads it
+	if limit == math.MaxInt64 {
+		limit = 0
+	}
+	out := slices.Clone(attrs)
+	for i, a := range out {
+		if a.Key == "memory-limit" {
+			out[i] = slog.Int64("memory-limit", limit)
+		}
+	}
+	if _, set := lookupEnv("GOMEMLIMIT"); set {
+		out = append(out, slog.String("memory-limit-set-by", "GOMEMLIMIT"))
+	}
+	return out
 }

@@ -8,6 +8,10 @@
 //     or NDJSON), not as the {contentType, data} object the plugin describes;
 //   - a response documented as 204 has no body, and an operation whose
 //     response message is empty answers 204, not the plugin's default 200;
+//   - a query parameter marked in the proto with x-floe-required,
+//     x-floe-minimum, x-floe-maximum or x-floe-enum gets required, minimum,
+//     maximum or enum: the plugin copies a field's extensions to its query
+//     parameter, but not those properties;
 //   - definitions that nothing references any more are dropped.
 //
 // It is run by `make generate` after buf and rewrites the file in place. Its
@@ -82,9 +86,24 @@ func markRawJSON(o object) {
 	delete(o, "format")
 }
 
+// queryMarkers maps the extensions openapifix reads on query parameters to
+// the properties they set.
+var queryMarkers = map[string]string{
+	"x-floe-required": "required",
+	"x-floe-minimum":  "minimum",
+	"x-floe-maximum":  "maximum",
+	"x-floe-enum":     "enum",
+}
+
 func fixOperation(op object, defs object) {
 	for _, p := range asSlice(op["parameters"]) {
 		param := asObject(p)
+		for marker, property := range queryMarkers {
+			if v, ok := param[marker]; ok {
+				param[property] = v
+				delete(param, marker)
+			}
+		}
 		if param["in"] != "body" {
 			continue
 		}

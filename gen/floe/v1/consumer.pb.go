@@ -27,11 +27,13 @@ const (
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifies the consumer in the following requests. The query parameter
-	// consumer_id is accepted as an alias.
+	// consumer_id is accepted as an alias. Required, in the query or (POST) in
+	// a JSON body {"id":...,"group":...,"topics":[...],"onNewGroup":...}.
 	ConsumerId string `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	// Consumer group; defaults to "default".
 	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
-	// Topics to subscribe to (repeat the parameter for several).
+	// Topics to subscribe to (repeat the parameter for several); at least one,
+	// in the query or in the JSON body.
 	Topic []string `protobuf:"bytes,3,rep,name=topic,proto3" json:"topic,omitempty"`
 	// Where a group with no committed position starts: "startFromLatest"
 	// (default) or "startFromEarliest".
@@ -158,10 +160,10 @@ type PollRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The consumer id used to register.
 	ConsumerId string `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
-	// Maximum bytes of events in the answer (0: the broker limit, 2 MiB by default;
-	// over gRPC 0 means at most 2 MiB, so that the answer fits the default receive limit of clients).
+	// Maximum bytes of events in the answer (0: the broker's limit, 2 MiB by default; over gRPC at
+	// most 2 MiB unless set, so that the answer fits the clients' default receive limit).
 	MaxBytes uint32 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
-	// Maximum events in the answer (0: no limit beyond max_bytes).
+	// Maximum events in the answer (0: no limit beyond the bytes).
 	MaxEvents uint32 `protobuf:"varint,3,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"`
 	// Long poll: milliseconds to wait for data before answering 204 (capped by the broker).
 	Timeout       uint32 `protobuf:"varint,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
@@ -545,25 +547,36 @@ var File_floe_v1_consumer_proto protoreflect.FileDescriptor
 
 const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\n" +
-	"\x16floe/v1/consumer.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x80\x01\n" +
+	"\x16floe/v1/consumer.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xc1\x01\n" +
 	"\x0fRegisterRequest\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x14\n" +
-	"\x05topic\x18\x03 \x03(\tR\x05topic\x12 \n" +
-	"\fon_new_group\x18\x04 \x01(\tR\n" +
-	"onNewGroup\"I\n" +
-	"\x10RegisterResponse\x12\x1f\n" +
-	"\vconsumer_id\x18\x01 \x01(\tR\n" +
+	"\x05topic\x18\x03 \x03(\tR\x05topic\x12a\n" +
+	"\fon_new_group\x18\x04 \x01(\tB?\x92A<\x82\x039\n" +
+	"\vx-floe-enum\x12*2(\n" +
+	"\x11\x1a\x0fstartFromLatest\n" +
+	"\x13\x1a\x11startFromEarliestR\n" +
+	"onNewGroup\"f\n" +
+	"\x10RegisterResponse\x12<\n" +
+	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\n" +
 	"consumerId\x12\x14\n" +
-	"\x05group\x18\x02 \x01(\tR\x05group\"\x84\x01\n" +
-	"\vPollRequest\x12\x1f\n" +
-	"\vconsumer_id\x18\x01 \x01(\tR\n" +
-	"consumerId\x12\x1b\n" +
-	"\tmax_bytes\x18\x02 \x01(\rR\bmaxBytes\x12\x1d\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\"\xe4\x02\n" +
+	"\vPollRequest\x12<\n" +
+	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\n" +
+	"consumerId\x12\\\n" +
+	"\tmax_bytes\x18\x02 \x01(\rB?\x92A<\x82\x03\x1b\n" +
+	"\x0ex-floe-maximum\x12\t\x11\x00\x00\xe0\xff\xff\xff\xefA\x82\x03\x1b\n" +
+	"\x0ex-floe-minimum\x12\t\x11\x00\x00\x00\x00\x00\x00\x00\x00R\bmaxBytes\x12^\n" +
 	"\n" +
-	"max_events\x18\x03 \x01(\rR\tmaxEvents\x12\x18\n" +
-	"\atimeout\x18\x04 \x01(\rR\atimeout\"<\n" +
+	"max_events\x18\x03 \x01(\rB?\x92A<\x82\x03\x1b\n" +
+	"\x0ex-floe-maximum\x12\t\x11\x00\x00\xe0\xff\xff\xff\xefA\x82\x03\x1b\n" +
+	"\x0ex-floe-minimum\x12\t\x11\x00\x00\x00\x00\x00\x00\x00\x00R\tmaxEvents\x12Y\n" +
+	"\atimeout\x18\x04 \x01(\rB?\x92A<\x82\x03\x1b\n" +
+	"\x0ex-floe-maximum\x12\t\x11\x00\x00\xe0\xff\xff\xff\xefA\x82\x03\x1b\n" +
+	"\x0ex-floe-minimum\x12\t\x11\x00\x00\x00\x00\x00\x00\x00\x00R\atimeout\"<\n" +
 	"\fPollResponse\x12,\n" +
 	"\abatches\x18\x01 \x03(\v2\x12.floe.v1.PollBatchR\abatches\"\xc4\x02\n" +
 	"\tPollBatch\x12\x14\n" +
@@ -574,13 +587,15 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\aversion\x18\x04 \x01(\rR\aversion\x12!\n" +
 	"\fstart_offset\x18\x05 \x01(\x03R\vstartOffset\x12\xac\x01\n" +
 	"\x06values\x18\x06 \x03(\fB\x93\x01\x92A\x8f\x0128The events exactly as produced, embedded as JSON values.J;[{\"productId\":123,\"units\":-1},{\"productId\":123,\"units\":20}]\x82\x03\x15\n" +
-	"\x0fx-floe-raw-json\x12\x02 \x01R\x06values\"0\n" +
-	"\rCommitRequest\x12\x1f\n" +
-	"\vconsumer_id\x18\x01 \x01(\tR\n" +
+	"\x0fx-floe-raw-json\x12\x02 \x01R\x06values\"M\n" +
+	"\rCommitRequest\x12<\n" +
+	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\n" +
 	"consumerId\"\x10\n" +
-	"\x0eCommitResponse\"Y\n" +
-	"\x0eGoodbyeRequest\x12\x1f\n" +
-	"\vconsumer_id\x18\x01 \x01(\tR\n" +
+	"\x0eCommitResponse\"v\n" +
+	"\x0eGoodbyeRequest\x12<\n" +
+	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\n" +
 	"consumerId\x12\x1b\n" +
 	"\x06commit\x18\x02 \x01(\bH\x00R\x06commit\x88\x01\x01B\t\n" +
 	"\a_commit\"\x11\n" +
