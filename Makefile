@@ -17,7 +17,8 @@ PROTODEPS := .protodeps
 
 .PHONY: help
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=; r=; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' -v c="$$c" -v r="$$r" '{printf "  %s%-15s%s %s\n", c, $$1, r, $$2}'
 
 .PHONY: build
 build: ## Build the floe binary into bin/

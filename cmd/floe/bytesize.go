@@ -11,7 +11,7 @@ import (
 // expected.
 
 // byteSize is a flag of a size in bytes: a number with an optional unit
-// (B, KB, MB, GB, KiB, MiB, GiB).
+// (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB).
 type byteSize struct{ p *int }
 
 func (b byteSize) String() string {
@@ -71,7 +71,7 @@ func (b byteSizeOrOff) Set(s string) error {
 	}
 	v, err := parseBytes(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a size or off: use a number of bytes, optionally with KiB, MiB or GiB", s)
+		return fmt.Errorf("%q is not a size or off: use a number of bytes, optionally with a unit: B, KB, MB, GB, TB, KiB, MiB, GiB or TiB", s)
 	}
 	*b.p = v
 	return nil
@@ -96,7 +96,7 @@ func parseBytes(orig string) (int64, error) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || v < 0 {
-		return 0, fmt.Errorf("%q is not a size: use a number of bytes, optionally with KiB, MiB or GiB", orig)
+		return 0, fmt.Errorf("%q is not a size: use a number of bytes, optionally with a unit: B, KB, MB, GB, TB, KiB, MiB, GiB or TiB", orig)
 	}
 	if v > 0 && mult > (1<<62)/v {
 		return 0, fmt.Errorf("%q is too large", orig)

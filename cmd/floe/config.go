@@ -245,7 +245,7 @@ func (c *config) startupAttrs() []slog.Attr {
 		from = append(from, name, c.from[name])
 	}
 	return []slog.Attr{
-		slog.String("config-file", c.configFile),
+		slog.String("config", c.configFile),
 		slog.String("log-level", c.logLevel),
 		slog.String("log-format", c.logFormat),
 		slog.Int64("memory-limit", c.memoryLimit),

@@ -286,7 +286,7 @@ func TestStartupAttrsNameSources(t *testing.T) {
 	var buf bytes.Buffer
 	logger, _ := newLogger("info", "text", &buf)
 	logger.LogAttrs(t.Context(), 0, "x", c.opts.StartupAttrs...)
-	for _, want := range []string{"config-file=" + path, "log-format=json", "set-by.data-dir=FLOE_DATA_DIR",
+	for _, want := range []string{"config=" + path, "log-format=json", "set-by.data-dir=FLOE_DATA_DIR",
 		"set-by.cache-size=" + path + ":1", "set-by.log-format=--log-format"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("startup attrs %q lack %q", buf.String(), want)
