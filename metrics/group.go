@@ -28,7 +28,7 @@ func newGroupCollector(src GroupSource) *groupCollector {
 		rebalances: desc("rebalances_total", "Group rebalances since start."),
 		expired:    desc("members_expired_total", "Consumers dropped after member-timeout since start."),
 		members:    desc("members", "Members of the group.", "group"),
-		lag:        desc("lag_events", "Events after the group's committed offset in the sub-range (0 while no offset is known).", stream...),
+		lag:        desc("lag_events", "Events the group has still to read in the sub-range: after its committed offset, or after the earliest event kept if later (0 while no offset is known).", stream...),
 		committed:  desc("committed_offset", "The group's committed offset in the sub-range (absent while unknown).", stream...),
 		hwm:        desc("high_watermark", "Next offset to be written in the sub-range.", stream...),
 		owned:      desc("range_assigned", "1 when a member of the group reads the sub-range, else 0.", stream...),

@@ -254,7 +254,7 @@ func TestGroupCollector(t *testing.T) {
 # HELP floe_group_members Members of the group.
 # TYPE floe_group_members gauge
 floe_group_members{group="g1"} 2
-# HELP floe_group_lag_events Events after the group's committed offset in the sub-range (0 while no offset is known).
+# HELP floe_group_lag_events Events the group has still to read in the sub-range: after its committed offset, or after the earliest event kept if later (0 while no offset is known).
 # TYPE floe_group_lag_events gauge
 floe_group_lag_events{group="g1",range="0",topic="t"} 7
 floe_group_lag_events{group="g1",range="1",topic="t"} 0
