@@ -47,18 +47,8 @@ func TestConsumerRangesMustNotChange(t *testing.T) {
 // the sub-ranges of its streams, then gets the number recorded.
 func TestConsumerRangesOfAnOlderDirectory(t *testing.T) {
 	dir := t.TempDir()
-	s, err := store.Open(dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.Stream{Topic: "old", Token: -1 << 63, RangeIndex: 3, Version: 1}
-	if _, err := s.Append(context.Background(), st, [][]byte{[]byte(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 2 }))
+	writeOlderDirectory(t, dir, 3)
+	_, err := floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 2 }))
 	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "sub-range 3") {
 		t.Fatalf("older directory with sub-range 3, --consumer-ranges 2: %v", err)
 	}
@@ -84,6 +74,26 @@ func (c restClient) drain(id string) int {
 		}
 	}
 	return got
+}
+
+// writeOlderDirectory writes, with the store alone, a data directory as
+// floe wrote them before it recorded --consumer-ranges: one event in each
+// of the given sub-ranges.
+func writeOlderDirectory(t *testing.T, dir string, ranges ...uint32) {
+	t.Helper()
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ranges {
+		st := store.Stream{Topic: "old", Token: -1 << 63, RangeIndex: i, Version: 1}
+		if _, err := s.Append(context.Background(), st, [][]byte{[]byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // nodeOptions are runNode's options, for tests that expect New to fail.
@@ -125,24 +135,12 @@ func TestConsumerRangesOfAnEmptyDirectory(t *testing.T) {
 // recorded, so that a start with the right number still works.
 func TestConsumerRangesOfAnOlderDirectoryCannotBeRaised(t *testing.T) {
 	dir := t.TempDir()
-	s, err := store.Open(dir, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 4 {
-		st := store.Stream{Topic: "old", Token: -1 << 63, RangeIndex: uint32(i), Version: 1}
-		if _, err := s.Append(context.Background(), st, [][]byte{[]byte(`{}`)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeOlderDirectory(t, dir, 0, 1, 2, 3)
 	_, _, stop := runNode(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 16 })
 	stop()
 	_, _, stop = runNode(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 4 })
 	stop()
-	_, err = floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 16 }))
+	_, err := floe.New(nodeOptions(t, func(o *floe.Options) { o.DataDir, o.ConsumerRanges = dir, 16 }))
 	if !errors.Is(err, floe.ErrConsumerRangesChanged) || !strings.Contains(err.Error(), "out of order") {
 		t.Fatalf("after a start with 4 recorded it, --consumer-ranges 16: %v", err)
 	}

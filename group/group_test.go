@@ -746,16 +746,7 @@ func TestOffsetRetention(t *testing.T) {
 		t.Fatalf("before retention: group old at %d, %v", off, ok)
 	}
 	e.clock.Advance(time.Hour)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, ok := e.committed("old", st); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the offsets of a group without members outlived OffsetRetention")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitOffsetGone("old", st, "the offsets of a group without members outlived OffsetRetention")
 	if off, ok := e.committed("live", st); !ok || off != 3 {
 		t.Fatalf("the group with a member lost its offset: %d, %v", off, ok)
 	}
@@ -840,16 +831,7 @@ func TestOffsetRetentionCountsFromTheStart(t *testing.T) {
 		t.Fatalf("offsets of a group last committed long before the start were deleted at the start: %d, %v", off, ok)
 	}
 	e.clock.Advance(time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, ok := e.committed("idle", st); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the offsets outlived OffsetRetention counted from the start")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitOffsetGone("idle", st, "the offsets outlived OffsetRetention counted from the start")
 }
 
 // blockingDelete holds DeleteGroup until release is closed.

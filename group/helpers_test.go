@@ -115,6 +115,22 @@ func (e *env) poll(id string) []group.Batch {
 	return b
 }
 
+// waitOffsetGone waits up to 10 s for grp's committed offset in st to be
+// deleted (offset retention runs in the background), and fails with why.
+func (e *env) waitOffsetGone(grp string, st store.Stream, why string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := e.committed(grp, st); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatal(why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (e *env) committed(grp string, st store.Stream) (int64, bool) {
 	e.t.Helper()
 	off, ok, err := e.st.GroupOffset(grp, st)
