@@ -39,14 +39,20 @@ type Coordinator struct {
 	nextExpiry time.Time
 	rebalances uint64
 	expired    uint64
-	// started is when New ran. Offset retention counts from it at the
-	// earliest: before, the broker was down, and its groups' members had
-	// no way to be there.
+	// started is when New ran: a group that had members when the broker
+	// stopped became inactive then, at the latest.
 	started time.Time
-	// emptied is when each group dropped from memory lost its last member
-	// (offset retention counts from it, as Kafka's since 2.1); entries go
-	// when the group comes back or its offsets expire.
+	// emptied is when each group dropped from memory became inactive: lost
+	// its last member, or (for groups with committed offsets and no record)
+	// started. Offset retention counts from it, as Kafka's since 2.1.
+	// Entries go when the group comes back or its offsets expire.
 	emptied map[string]time.Time
+	// persisted is what the log records of emptied (Log.SetGroupInactive),
+	// so that restarts do not reset the count. syncMu serializes the
+	// writes that make the log follow emptied (syncInactive).
+	persisted map[string]time.Time
+	syncMu    sync.Mutex
+	sweepMu   sync.Mutex // one expireOffsets at a time
 	// deleting holds the groups whose offsets offset retention is deleting,
 	// without the lock; Register waits for the channel before it recreates
 	// one.
@@ -113,17 +119,28 @@ func New(log Log, opts Options) (*Coordinator, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
+	inactive, err := log.GroupsInactive()
+	if err != nil {
+		return nil, fmt.Errorf("group: %w", err)
+	}
 	c := &Coordinator{
-		log:      log,
-		opts:     opts,
-		logger:   opts.Logger,
-		members:  make(map[string]*member),
-		groups:   make(map[string]*groupState),
-		done:     make(chan struct{}),
-		waiters:  make(map[string]map[*waiter]struct{}),
-		started:  opts.Now(),
-		emptied:  make(map[string]time.Time),
-		deleting: make(map[string]chan struct{}),
+		log:       log,
+		opts:      opts,
+		logger:    opts.Logger,
+		members:   make(map[string]*member),
+		groups:    make(map[string]*groupState),
+		done:      make(chan struct{}),
+		waiters:   make(map[string]map[*waiter]struct{}),
+		started:   opts.Now(),
+		emptied:   maps.Clone(inactive),
+		persisted: inactive,
+		deleting:  make(map[string]chan struct{}),
+	}
+	if c.opts.OffsetRetention > 0 {
+		// Before anything else, so that a broker restarted more often than
+		// the sweep interval still records the groups that became inactive
+		// at its start.
+		c.expireOffsets()
 	}
 	c.wg.Add(1)
 	go c.runExpiry()
@@ -143,6 +160,23 @@ func (c *Coordinator) Close() error {
 	close(c.done)
 	c.mu.Unlock()
 	c.wg.Wait()
+	// Record the groups that became inactive since the last sweep, so that
+	// the next start counts from then rather than from itself.
+	c.mu.Lock()
+	var pending []string
+	for name, t := range c.emptied {
+		if p, ok := c.persisted[name]; !ok || !p.Equal(t) {
+			pending = append(pending, name)
+		}
+	}
+	c.mu.Unlock()
+	slices.Sort(pending)
+	for _, name := range pending {
+		if err := c.syncInactive(name); err != nil {
+			c.logger.Warn("offset retention: record inactive groups", "err", err)
+			break
+		}
+	}
 	return nil
 }
 
@@ -230,8 +264,17 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 	}
 	c.noteDeadlineLocked(now)
 	jobs := c.loadJobsLocked(m.group)
+	_, wasInactive := c.persisted[name]
 	c.mu.Unlock()
-	return c.runJobs(jobs)
+	err = c.runJobs(jobs)
+	if wasInactive {
+		// Durably, before the member counts on it: a stale record would
+		// make offset retention count from it after the next restart.
+		if serr := c.syncInactive(name); err == nil {
+			err = serr
+		}
+	}
+	return err
 }
 
 // joinLocked adds m to the group name (creating it) and rebalances it.
@@ -443,63 +486,124 @@ func (c *Coordinator) runExpiry() {
 	}
 }
 
-// expireOffsets deletes the committed offsets of the groups that have had
-// no member for OffsetRetention: counted from the latest of their last
-// commit, the moment they lost their last member, and the broker's start
-// (a group whose consumers are alive but idle commits nothing, and after a
-// restart has no member until they register again). A group is deleted
-// without the lock (a synced write), marked in deleting so that Register
-// waits for it rather than join a group whose offsets are going.
+// expireOffsets deletes the committed offsets of the groups that have been
+// inactive (without members) for OffsetRetention: counted from the latest of
+// their last commit and the moment they became inactive. A group that had
+// members when the broker stopped became inactive when it started again
+// (its consumers had no way to be there before), and a group idle for long
+// with consumers alive commits nothing. A group is deleted without the lock
+// (a synced write), marked in deleting so that Register waits for it rather
+// than join a group whose offsets are going. The sweep also records in the
+// log when groups became inactive (syncInactive).
 func (c *Coordinator) expireOffsets() {
+	c.sweepMu.Lock()
+	defer c.sweepMu.Unlock()
+	snapshot := c.opts.Now()
 	offsets, err := c.log.GroupOffsets()
 	if err != nil {
 		c.logger.Warn("offset retention: committed offsets", "err", err)
 		return
 	}
-	last := make(map[string]time.Time)
+	last := make(map[string]time.Time) // groups with offsets: latest commit time
 	for _, o := range offsets {
-		t := o.Committed // zero if written before commit times were recorded
-		if t.Before(c.started) {
-			t = c.started
-		}
-		if t.After(last[o.Group]) {
-			last[o.Group] = t
+		if t, ok := last[o.Group]; !ok || o.Committed.After(t) {
+			last[o.Group] = o.Committed // zero if written before commit times were recorded
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(last)) {
+	c.mu.Lock()
+	names := slices.Collect(maps.Keys(last))
+	for name := range c.emptied {
+		names = append(names, name)
+	}
+	for name := range c.persisted {
+		names = append(names, name)
+	}
+	c.mu.Unlock()
+	slices.Sort(names)
+	var recordErr error // the first failure to record: logged once, then no more tries
+	for _, name := range slices.Compact(names) {
 		c.mu.Lock()
 		if c.closed {
 			c.mu.Unlock()
 			return
 		}
-		if e, ok := c.emptied[name]; ok && e.After(last[name]) {
-			last[name] = e
-		}
+		committed, hasOffsets := last[name]
 		_, live := c.groups[name]
-		if live || c.opts.Now().Sub(last[name]) < c.opts.OffsetRetention {
+		since, inactive := c.emptied[name]
+		switch {
+		case live:
+		case hasOffsets && !inactive:
+			// Its members were there when the broker stopped.
+			since = c.started
+			c.emptied[name] = since
+		case !hasOffsets && inactive && since.Before(snapshot):
+			// It committed nothing: there is nothing to expire.
+			delete(c.emptied, name)
+		}
+		if committed.After(since) {
+			since = committed
+		}
+		if live || !hasOffsets || c.opts.Now().Sub(since) < c.opts.OffsetRetention {
 			c.mu.Unlock()
+			if recordErr == nil {
+				if recordErr = c.syncInactive(name); recordErr != nil {
+					c.logger.Warn("offset retention: record inactive group", "group", name, "err", recordErr)
+				}
+			}
 			continue
 		}
 		done := make(chan struct{})
 		c.deleting[name] = done
 		c.mu.Unlock()
 
-		err := c.log.DeleteGroup(name)
-
+		c.syncMu.Lock()
+		err := c.log.DeleteGroup(name) // and its inactive record
 		c.mu.Lock()
 		delete(c.deleting, name)
 		close(done)
 		if err == nil {
 			delete(c.emptied, name)
+			delete(c.persisted, name)
 		}
 		c.mu.Unlock()
+		c.syncMu.Unlock()
 		if err != nil {
 			c.logger.Warn("offset retention: delete group", "group", name, "err", err)
 			continue
 		}
-		c.logger.Info("group offsets expired", "group", name, "inactiveSince", last[name],
+		c.logger.Info("group offsets expired", "group", name, "inactiveSince", since,
 			"retention", c.opts.OffsetRetention.String())
 	}
+}
+
+// syncInactive makes the log's record of when group name became inactive
+// follow emptied: the time while the group has no members, no record while
+// it has. Writes are serialized by syncMu and each writes the state read
+// after taking it, so the last one written is the latest.
+func (c *Coordinator) syncInactive(name string) error {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	c.mu.Lock()
+	want, inactive := c.emptied[name]
+	if c.groups[name] != nil {
+		want, inactive = time.Time{}, false
+	}
+	have, recorded := c.persisted[name]
+	c.mu.Unlock()
+	if inactive == recorded && want.Equal(have) {
+		return nil
+	}
+	if err := c.log.SetGroupInactive(name, want); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if inactive {
+		c.persisted[name] = want
+	} else {
+		delete(c.persisted, name)
+	}
+	c.mu.Unlock()
+	return nil
 }
 
 func validateRegistration(r Registration) (id, group string, topics []string, err error) {

@@ -57,3 +57,6 @@ func CheckInvariants(c *Coordinator) error {
 
 // Waiters is the number of long polls waiting for events.
 func Waiters(c *Coordinator) int { return int(c.nwaiters.Load()) }
+
+// SweepOffsets runs one offset-retention sweep now.
+func SweepOffsets(c *Coordinator) { c.expireOffsets() }

@@ -834,6 +834,80 @@ func TestOffsetRetentionCountsFromTheStart(t *testing.T) {
 	e.waitOffsetGone("idle", st, "the offsets outlived OffsetRetention counted from the start")
 }
 
+// Restarts do not reset offset retention: when a group became inactive is
+// recorded in the log. A group that lost its members before a stop counts
+// from then; one that had members when the broker stopped counts from the
+// next start, and further restarts do not move that. A member that joins a
+// group recorded inactive clears the record before Register returns, so a
+// restart after it counts from the restart, not from the old time.
+func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		// Sweeps: one when the coordinator starts, then SweepOffsets (the
+		// periodic one, every minute, does not come in this test).
+		e.opts.OffsetRetention = time.Hour
+		e.opts.MemberTimeout = 100 * time.Hour
+	})
+	ctx := context.Background()
+	st := e.stream("t", 0)
+	e.produce("t", 0, 3, "a")
+	for _, g := range []string{"left", "busy", "back"} {
+		e.register(g+"-1", g, group.StartFromEarliest, "t")
+		e.poll(g + "-1")
+		if err := e.c.Commit(ctx, g+"-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// left and back lose their members now (T0), busy keeps its member
+	// until the broker stops.
+	for _, g := range []string{"left", "back"} {
+		if err := e.c.Goodbye(ctx, g+"-1", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restart := func(after time.Duration) {
+		t.Helper()
+		if err := e.c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(after)
+		e.c = e.newCoordinator()
+	}
+	kept := func(when string, groups ...string) {
+		t.Helper()
+		for _, g := range groups {
+			if off, ok := e.committed(g, st); !ok || off != 3 {
+				t.Fatalf("%s: group %s lost its offsets (%d, %v)", when, g, off, ok)
+			}
+		}
+	}
+	gone := func(when string, groups ...string) {
+		t.Helper()
+		for _, g := range groups {
+			if _, ok := e.committed(g, st); ok {
+				t.Fatalf("%s: group %s kept its offsets", when, g)
+			}
+		}
+	}
+
+	restart(40 * time.Minute) // T0+40: busy becomes inactive (S1)
+	kept("T0+40", "left", "busy", "back")
+	e.register("back-2", "back", group.StartFromEarliest, "t") // stays, idle
+	inactive, err := e.st.GroupsInactive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if since, ok := inactive["back"]; ok {
+		t.Fatalf("Register returned with its group still recorded inactive since %s", since)
+	}
+	restart(40 * time.Minute) // T0+80
+	gone("T0+80, after a restart, left inactive for 80 min", "left")
+	kept("T0+80, busy inactive for 40 min, back for 0", "busy", "back")
+	e.clock.Advance(30 * time.Minute) // T0+110 = S1+70
+	group.SweepOffsets(e.c)
+	gone("S1+70, busy inactive since S1 across a restart", "busy")
+	kept("30 min after the restart that took back's member", "back")
+}
+
 // blockingDelete holds DeleteGroup until release is closed.
 type blockingDelete struct {
 	*store.Store

@@ -132,8 +132,9 @@ func (s *Store) GroupOffsets() ([]GroupOffset, error) {
 	return out, nil
 }
 
-// DeleteGroup durably deletes every committed position of group: a member
-// that joins it later starts as in a new group (onNewGroup).
+// DeleteGroup durably deletes every committed position of group, and when
+// it became inactive: a member that joins it later starts as in a new group
+// (onNewGroup).
 func (s *Store) DeleteGroup(group string) error {
 	if group == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidGroup)
@@ -141,5 +142,61 @@ func (s *Store) DeleteGroup(group string) error {
 	prefix := groupPrefix(group)
 	return s.writeMeta(func() string { return fmt.Sprintf("delete group %q", group) }, func(b *pebble.Batch) {
 		_ = b.DeleteRange(prefix, prefixEnd(prefix), nil)
+		_ = b.Delete(groupInactiveKey(group), nil)
 	})
+}
+
+// SetGroupInactive durably records since as the time group became
+// inactive (lost its last member); a zero since deletes the record. The
+// store keeps it for the group coordinator's offset retention and does not
+// interpret it.
+func (s *Store) SetGroupInactive(group string, since time.Time) error {
+	if group == "" {
+		return fmt.Errorf("%w: empty name", ErrInvalidGroup)
+	}
+	what := func() string { return fmt.Sprintf("record group %q inactive since %s", group, since) }
+	if since.IsZero() {
+		what = func() string { return fmt.Sprintf("record group %q active", group) }
+	}
+	return s.writeMeta(what, func(b *pebble.Batch) {
+		if since.IsZero() {
+			_ = b.Delete(groupInactiveKey(group), nil)
+		} else {
+			_ = b.Set(groupInactiveKey(group), encodeInt64Value(since.UnixNano()), nil)
+		}
+	})
+}
+
+// GroupsInactive returns the records of SetGroupInactive, by group.
+func (s *Store) GroupsInactive() (map[string]time.Time, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	lower, upper := familyBounds(prefixGroupInactive)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("store: inactive groups: %w", err)
+	}
+	defer it.Close()
+	out := make(map[string]time.Time)
+	for valid := it.First(); valid; valid = it.Next() {
+		group, err := decodeGroupInactiveKey(it.Key())
+		if err != nil {
+			return nil, fmt.Errorf("store: inactive groups: %w", err)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("store: inactive groups: %w", markCorrupt(err))
+		}
+		nanos, err := decodeInt64Value(v)
+		if err != nil {
+			return nil, fmt.Errorf("store: group %q inactive since: %w", group, err)
+		}
+		out[group] = time.Unix(0, nanos)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("store: inactive groups: %w", markCorrupt(err))
+	}
+	return out, nil
 }

@@ -24,6 +24,7 @@ package store
 //	0x03    chunk index     0x03 | streamEnc | first (8B BE)   count u32 | size u32 | unixNanos i64 (LE, 16B)
 //	0x04    stream meta     0x04 | streamEnc                   earliest retained offset i64 (LE, 8B)
 //	0x05    group offset    0x05 | groupEnc | streamEnc        committed offset i64 | commit time, Unix ns i64 (LE, 16B; 8B without the time)
+//	0x06    group inactive  0x06 | groupEnc                    since, Unix ns i64 (LE, 8B)
 //
 // chunk: one key per Append. first is the offset of the chunk's first event;
 // the chunk holds offsets [first, first+count). Chunks of a stream are
@@ -43,6 +44,11 @@ package store
 // allowed and the encoding stays prefix-free and order-preserving:
 // each 0x00 byte becomes 0x00 0xFF, and the name ends with 0x00 0x01.
 //
+// group inactive: when a group with committed offsets last lost its last
+// member (or, for a group that had members when the broker stopped, when
+// the broker started again). Offset retention counts from it, so that
+// restarts do not reset the count. Absent while the group has members.
+//
 // meta: metaLayoutKey holds the layout version (i64 LE, 8B) of this file; Open
 // writes it into a new store and refuses a store with another version.
 // metaSettingKey holds the broker settings that the data depends on.
@@ -54,11 +60,12 @@ import (
 
 // Key family prefixes. See the table above.
 const (
-	prefixMeta        byte = 0x01
-	prefixChunk       byte = 0x02
-	prefixChunkIndex  byte = 0x03
-	prefixStreamMeta  byte = 0x04
-	prefixGroupOffset byte = 0x05
+	prefixMeta          byte = 0x01
+	prefixChunk         byte = 0x02
+	prefixChunkIndex    byte = 0x03
+	prefixStreamMeta    byte = 0x04
+	prefixGroupOffset   byte = 0x05
+	prefixGroupInactive byte = 0x06
 )
 
 // layoutVersion is the version of the key layout and value encodings
@@ -69,7 +76,12 @@ const (
 // 8-byte offsets still read), and a build that reads only version 1 refuses
 // a version 2 store, with a message, instead of failing every group-offset
 // read.
-const layoutVersion uint32 = 2
+//
+// Version 3 added the group-inactive family. Older stores are upgraded
+// when opened (they have none of its keys), and a version 2 build refuses a
+// version 3 store: it would leave those keys stale, and offset retention
+// would then count from a time the group was not inactive.
+const layoutVersion uint32 = 3
 
 // oldestLayoutVersion is the oldest layout this build opens (and upgrades).
 const oldestLayoutVersion = 1
@@ -226,16 +238,53 @@ func appendGroupEnc(dst []byte, group string) []byte {
 	return append(dst, 0x00, 0x01)
 }
 
+// groupInactiveKey returns 0x06 | groupEnc(group).
+func groupInactiveKey(group string) []byte {
+	return appendGroupEnc(append(make([]byte, 0, 1+len(group)+2), prefixGroupInactive), group)
+}
+
+// decodeGroupInactiveKey parses a group-inactive key.
+func decodeGroupInactiveKey(key []byte) (string, error) {
+	if len(key) == 0 || key[0] != prefixGroupInactive {
+		return "", fmt.Errorf("%w: key %x is not a group inactive key", ErrCorrupt, key)
+	}
+	group, rest, err := decodeGroupEnc(key)
+	if err != nil {
+		return "", err
+	}
+	if len(rest) != 0 {
+		return "", fmt.Errorf("%w: group inactive key %x has %d trailing bytes", ErrCorrupt, key, len(rest))
+	}
+	return group, nil
+}
+
 // decodeGroupOffsetKey parses a group-offset key.
 func decodeGroupOffsetKey(key []byte) (string, Stream, error) {
 	if len(key) == 0 || key[0] != prefixGroupOffset {
 		return "", Stream{}, fmt.Errorf("%w: key %x is not a group offset key", ErrCorrupt, key)
 	}
+	group, rest, err := decodeGroupEnc(key)
+	if err != nil {
+		return "", Stream{}, err
+	}
+	st, rest, err := decodeStreamEnc(rest)
+	if err != nil {
+		return "", Stream{}, err
+	}
+	if len(rest) != 0 {
+		return "", Stream{}, fmt.Errorf("%w: group key %x has %d trailing bytes", ErrCorrupt, key, len(rest))
+	}
+	return group, st, nil
+}
+
+// decodeGroupEnc parses the groupEnc that follows the prefix byte of key
+// and returns the group and the rest of key.
+func decodeGroupEnc(key []byte) (string, []byte, error) {
 	var group []byte
 	b := key[1:]
 	for i := 0; ; i++ {
 		if i+1 >= len(b) {
-			return "", Stream{}, fmt.Errorf("%w: unterminated group in key %x", ErrCorrupt, key)
+			return "", nil, fmt.Errorf("%w: unterminated group in key %x", ErrCorrupt, key)
 		}
 		if b[i] != 0 {
 			group = append(group, b[i])
@@ -248,16 +297,9 @@ func decodeGroupOffsetKey(key []byte) (string, Stream, error) {
 			continue
 		case 0x01:
 		default:
-			return "", Stream{}, fmt.Errorf("%w: bad group escape in key %x", ErrCorrupt, key)
+			return "", nil, fmt.Errorf("%w: bad group escape in key %x", ErrCorrupt, key)
 		}
-		st, rest, err := decodeStreamEnc(b[i+2:])
-		if err != nil {
-			return "", Stream{}, err
-		}
-		if len(rest) != 0 {
-			return "", Stream{}, fmt.Errorf("%w: group key %x has %d trailing bytes", ErrCorrupt, key, len(rest))
-		}
-		return string(group), st, nil
+		return string(group), b[i+2:], nil
 	}
 }
 

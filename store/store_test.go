@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -363,6 +364,54 @@ func TestGroupOffsets(t *testing.T) {
 	}
 	if _, ok, _ := s.GroupOffset("grp", st1); ok {
 		t.Fatal("GroupOffset of a deleted group is ok")
+	}
+}
+
+// SetGroupInactive records survive a reopen, a zero time deletes one, and
+// DeleteGroup deletes the group's record with its offsets, not those of
+// groups whose names it starts.
+func TestGroupInactive(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := memOpts(t, fs)
+	s := openT(t, "db", opts)
+	t1, t2 := time.Unix(100, 5), time.Unix(200, 0)
+	for g, since := range map[string]time.Time{"g": t1, "g\x00": t2, "gone": t1, "g2": t2} {
+		if err := s.SetGroupInactive(g, since); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SetGroupInactive("gone", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetGroupInactive("", t1); !errors.Is(err, ErrInvalidGroup) {
+		t.Fatalf("empty group: err = %v", err)
+	}
+	if err := s.CommitGroupOffset("g", testStream("t", 0), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, "db", opts)
+	got, err := s.GroupsInactive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{"g": t1, "g\x00": t2, "g2": t2}
+	if !maps.EqualFunc(got, want, time.Time.Equal) {
+		t.Fatalf("GroupsInactive after reopen = %v, want %v", got, want)
+	}
+	if err := s.DeleteGroup("g"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.GroupsInactive(); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]time.Time{"g\x00": t2, "g2": t2}; !maps.EqualFunc(got, want, time.Time.Equal) {
+		t.Fatalf("GroupsInactive after DeleteGroup(g) = %v, want %v", got, want)
+	}
+	if offs, _ := s.GroupOffsets(); len(offs) != 0 {
+		t.Fatalf("DeleteGroup left offsets: %+v", offs)
 	}
 }
 
