@@ -50,10 +50,10 @@ type Options struct {
 	MaxPollWait   time.Duration
 	MemberTimeout time.Duration
 	// GroupOffsetRetention: the committed offsets of a group without
-	// members are deleted this long after its last commit or the loss of
-	// its last member (for a group that had members when the broker
-	// stopped: its next start), whichever is later; restarts do not reset
-	// it (default 7 days; negative: kept forever).
+	// members are deleted this long after it lost its last member (for a
+	// group that had members when the broker stopped: after its next
+	// start); restarts do not reset the count (default 7 days; negative:
+	// kept forever).
 	GroupOffsetRetention time.Duration
 
 	// RetentionMaxAge (default 7 days; negative: forever) and

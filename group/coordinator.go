@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"slices"
@@ -45,14 +46,17 @@ type Coordinator struct {
 	// emptied is when each group dropped from memory became inactive: lost
 	// its last member, or (for groups with committed offsets and no record)
 	// started. Offset retention counts from it, as Kafka's since 2.1.
-	// Entries go when the group comes back or its offsets expire.
+	// Entries go when the group comes back, when its offsets expire, and
+	// for groups without offsets.
 	emptied map[string]time.Time
-	// persisted is what the log records of emptied (Log.SetGroupInactive),
-	// so that restarts do not reset the count. syncMu serializes the
-	// writes that make the log follow emptied (syncInactive).
-	persisted map[string]time.Time
-	syncMu    sync.Mutex
-	sweepMu   sync.Mutex // one expireOffsets at a time
+	// persisted is what the log may hold of emptied (recordInactive), so
+	// that restarts do not reset the count: an entry is set before its
+	// write, and a zero time means unknown (a write failed). recordLocks
+	// serialize the writes of each group's record, by a hash of its name.
+	persisted   map[string]time.Time
+	recordLocks [64]sync.Mutex
+	seed        maphash.Seed
+	sweepMu     sync.Mutex // one expireOffsets at a time
 	// deleting holds the groups whose offsets offset retention is deleting,
 	// without the lock; Register waits for the channel before it recreates
 	// one.
@@ -121,7 +125,10 @@ func New(log Log, opts Options) (*Coordinator, error) {
 	opts = opts.withDefaults()
 	inactive, err := log.GroupsInactive()
 	if err != nil {
-		return nil, fmt.Errorf("group: %w", err)
+		// Without the records, offset retention counts from this start
+		// (later, never earlier): better than refusing to start.
+		opts.Logger.Warn("offset retention: when groups became inactive is unreadable; counting from now", "err", err)
+		inactive = make(map[string]time.Time)
 	}
 	c := &Coordinator{
 		log:       log,
@@ -134,6 +141,7 @@ func New(log Log, opts Options) (*Coordinator, error) {
 		started:   opts.Now(),
 		emptied:   maps.Clone(inactive),
 		persisted: inactive,
+		seed:      maphash.MakeSeed(),
 		deleting:  make(map[string]chan struct{}),
 	}
 	if c.opts.OffsetRetention > 0 {
@@ -163,19 +171,13 @@ func (c *Coordinator) Close() error {
 	// Record the groups that became inactive since the last sweep, so that
 	// the next start counts from then rather than from itself.
 	c.mu.Lock()
-	var pending []string
-	for name, t := range c.emptied {
-		if p, ok := c.persisted[name]; !ok || !p.Equal(t) {
-			pending = append(pending, name)
-		}
+	names := slices.Collect(maps.Keys(c.emptied))
+	for name := range c.persisted {
+		names = append(names, name)
 	}
 	c.mu.Unlock()
-	slices.Sort(pending)
-	for _, name := range pending {
-		if err := c.syncInactive(name); err != nil {
-			c.logger.Warn("offset retention: record inactive groups", "err", err)
-			break
-		}
+	if err := c.recordInactive(names); err != nil {
+		c.logger.Warn("offset retention: record when groups became inactive", "err", err)
 	}
 	return nil
 }
@@ -270,8 +272,8 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 	if wasInactive {
 		// Durably, before the member counts on it: a stale record would
 		// make offset retention count from it after the next restart.
-		if serr := c.syncInactive(name); err == nil {
-			err = serr
+		if rerr := c.recordInactive([]string{name}); err == nil {
+			err = rerr
 		}
 	}
 	return err
@@ -487,14 +489,14 @@ func (c *Coordinator) runExpiry() {
 }
 
 // expireOffsets deletes the committed offsets of the groups that have been
-// inactive (without members) for OffsetRetention: counted from the latest of
-// their last commit and the moment they became inactive. A group that had
-// members when the broker stopped became inactive when it started again
-// (its consumers had no way to be there before), and a group idle for long
-// with consumers alive commits nothing. A group is deleted without the lock
-// (a synced write), marked in deleting so that Register waits for it rather
-// than join a group whose offsets are going. The sweep also records in the
-// log when groups became inactive (syncInactive).
+// inactive (without members) for OffsetRetention: counted from the moment
+// they became inactive (or their last commit, if later: a clock set back).
+// A group that had members when the broker stopped became inactive when it
+// started again (its consumers had no way to be there before), and a group
+// idle for long with consumers alive commits nothing. A group is deleted
+// without the lock (a synced write), marked in deleting so that Register
+// waits for it rather than join a group whose offsets are going. The sweep
+// then records in the log, in one write, when the others became inactive.
 func (c *Coordinator) expireOffsets() {
 	c.sweepMu.Lock()
 	defer c.sweepMu.Unlock()
@@ -520,7 +522,7 @@ func (c *Coordinator) expireOffsets() {
 	}
 	c.mu.Unlock()
 	slices.Sort(names)
-	var recordErr error // the first failure to record: logged once, then no more tries
+	var record []string
 	for _, name := range slices.Compact(names) {
 		c.mu.Lock()
 		if c.closed {
@@ -545,18 +547,15 @@ func (c *Coordinator) expireOffsets() {
 		}
 		if live || !hasOffsets || c.opts.Now().Sub(since) < c.opts.OffsetRetention {
 			c.mu.Unlock()
-			if recordErr == nil {
-				if recordErr = c.syncInactive(name); recordErr != nil {
-					c.logger.Warn("offset retention: record inactive group", "group", name, "err", recordErr)
-				}
-			}
+			record = append(record, name)
 			continue
 		}
 		done := make(chan struct{})
 		c.deleting[name] = done
 		c.mu.Unlock()
 
-		c.syncMu.Lock()
+		lock := c.recordLock(name)
+		lock.Lock()
 		err := c.log.DeleteGroup(name) // and its inactive record
 		c.mu.Lock()
 		delete(c.deleting, name)
@@ -566,7 +565,7 @@ func (c *Coordinator) expireOffsets() {
 			delete(c.persisted, name)
 		}
 		c.mu.Unlock()
-		c.syncMu.Unlock()
+		lock.Unlock()
 		if err != nil {
 			c.logger.Warn("offset retention: delete group", "group", name, "err", err)
 			continue
@@ -574,36 +573,79 @@ func (c *Coordinator) expireOffsets() {
 		c.logger.Info("group offsets expired", "group", name, "inactiveSince", since,
 			"retention", c.opts.OffsetRetention.String())
 	}
+	if err := c.recordInactive(record); err != nil {
+		c.logger.Warn("offset retention: record when groups became inactive", "err", err)
+	}
 }
 
-// syncInactive makes the log's record of when group name became inactive
-// follow emptied: the time while the group has no members, no record while
-// it has. Writes are serialized by syncMu and each writes the state read
-// after taking it, so the last one written is the latest.
-func (c *Coordinator) syncInactive(name string) error {
-	c.syncMu.Lock()
-	defer c.syncMu.Unlock()
-	c.mu.Lock()
-	want, inactive := c.emptied[name]
-	if c.groups[name] != nil {
-		want, inactive = time.Time{}, false
+// recordInactive makes the log's records of when the named groups became
+// inactive follow emptied, in one synced write: the time while a group has
+// no members, no record while it has. It holds the record locks of the
+// names and writes the state read after taking them, so the last record
+// written of a group is of its latest state. A name marked in persisted
+// before its write is seen by a Register that joins meanwhile, which then
+// clears the record once the write is done.
+func (c *Coordinator) recordInactive(names []string) error {
+	locks := make([]int, 0, len(names))
+	for _, name := range names {
+		locks = append(locks, c.recordLockIndex(name))
 	}
-	have, recorded := c.persisted[name]
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+	for _, i := range locks {
+		c.recordLocks[i].Lock()
+	}
+	defer func() {
+		for _, i := range locks {
+			c.recordLocks[i].Unlock()
+		}
+	}()
+
+	changes := make(map[string]time.Time)
+	c.mu.Lock()
+	for _, name := range names {
+		if _, busy := c.deleting[name]; busy {
+			continue // its record goes with its offsets
+		}
+		want, inactive := c.emptied[name]
+		if c.groups[name] != nil {
+			want, inactive = time.Time{}, false
+		}
+		have, recorded := c.persisted[name]
+		if inactive == recorded && want.Equal(have) {
+			continue
+		}
+		changes[name] = want // zero: delete
+		if inactive {
+			c.persisted[name] = want // may be on disk from now on
+		}
+	}
 	c.mu.Unlock()
-	if inactive == recorded && want.Equal(have) {
+	if len(changes) == 0 {
 		return nil
 	}
-	if err := c.log.SetGroupInactive(name, want); err != nil {
-		return err
-	}
+	err := c.log.SetGroupsInactive(changes)
 	c.mu.Lock()
-	if inactive {
-		c.persisted[name] = want
-	} else {
-		delete(c.persisted, name)
+	for name, want := range changes {
+		switch {
+		case err != nil:
+			c.persisted[name] = time.Time{} // unknown: written again, cleared by a Register
+		case want.IsZero():
+			delete(c.persisted, name)
+		}
 	}
 	c.mu.Unlock()
-	return nil
+	return err
+}
+
+// recordLockIndex is the index of the record lock of group name.
+func (c *Coordinator) recordLockIndex(name string) int {
+	return int(maphash.String(c.seed, name) % uint64(len(c.recordLocks)))
+}
+
+// recordLock is the record lock of group name.
+func (c *Coordinator) recordLock(name string) *sync.Mutex {
+	return &c.recordLocks[c.recordLockIndex(name)]
 }
 
 func validateRegistration(r Registration) (id, group string, topics []string, err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -809,9 +810,9 @@ func TestLagSkipsDeletedEvents(t *testing.T) {
 }
 
 // After a restart every group is without members until its consumers
-// register again: offset retention counts from the start at the earliest,
-// so that a group whose last commit is old (its consumers alive but idle)
-// keeps its offsets.
+// register again: a group that had members when the broker stopped counts
+// from the start, so that one whose last commit is old (its consumers
+// alive but idle) keeps its offsets.
 func TestOffsetRetentionCountsFromTheStart(t *testing.T) {
 	e := newEnv(t, func(e *env) { e.opts.OffsetRetention = 100 * time.Millisecond })
 	e.register("c1", "idle", group.StartFromEarliest, "t")
@@ -835,14 +836,14 @@ func TestOffsetRetentionCountsFromTheStart(t *testing.T) {
 }
 
 // Restarts do not reset offset retention: when a group became inactive is
-// recorded in the log. A group that lost its members before a stop counts
-// from then; one that had members when the broker stopped counts from the
-// next start, and further restarts do not move that. A member that joins a
-// group recorded inactive clears the record before Register returns, so a
-// restart after it counts from the restart, not from the old time.
+// recorded in the log, by each sweep and at Close. A group that lost its
+// members before a stop counts from then; one that had members when the
+// broker stopped counts from the next start, and later restarts do not move
+// that. A member that joins a group recorded inactive clears the record
+// before Register returns.
 func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
 	e := newEnv(t, func(e *env) {
-		// Sweeps: one when the coordinator starts, then SweepOffsets (the
+		// Sweeps: one when a coordinator starts, then SweepOffsets (the
 		// periodic one, every minute, does not come in this test).
 		e.opts.OffsetRetention = time.Hour
 		e.opts.MemberTimeout = 100 * time.Hour
@@ -850,48 +851,52 @@ func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
 	ctx := context.Background()
 	st := e.stream("t", 0)
 	e.produce("t", 0, 3, "a")
-	for _, g := range []string{"left", "busy", "back"} {
+	for _, g := range []string{"left", "busy", "back", "quit"} {
 		e.register(g+"-1", g, group.StartFromEarliest, "t")
 		e.poll(g + "-1")
 		if err := e.c.Commit(ctx, g+"-1"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// left and back lose their members now (T0), busy keeps its member
-	// until the broker stops.
-	for _, g := range []string{"left", "back"} {
-		if err := e.c.Goodbye(ctx, g+"-1", true); err != nil {
+	goodbye := func(id string) {
+		t.Helper()
+		if err := e.c.Goodbye(ctx, id, true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	restart := func(after time.Duration) {
+	crash := func() { e.c = e.newCoordinator() } // the old one writes nothing more
+	restart := func() {
 		t.Helper()
 		if err := e.c.Close(); err != nil {
 			t.Fatal(err)
 		}
-		e.clock.Advance(after)
 		e.c = e.newCoordinator()
 	}
-	kept := func(when string, groups ...string) {
+	after := func(d time.Duration) {
+		e.clock.Advance(d)
+		group.SweepOffsets(e.c)
+	}
+	check := func(when string, kept, gone []string) {
 		t.Helper()
-		for _, g := range groups {
+		for _, g := range kept {
 			if off, ok := e.committed(g, st); !ok || off != 3 {
 				t.Fatalf("%s: group %s lost its offsets (%d, %v)", when, g, off, ok)
 			}
 		}
-	}
-	gone := func(when string, groups ...string) {
-		t.Helper()
-		for _, g := range groups {
+		for _, g := range gone {
 			if _, ok := e.committed(g, st); ok {
 				t.Fatalf("%s: group %s kept its offsets", when, g)
 			}
 		}
 	}
 
-	restart(40 * time.Minute) // T0+40: busy becomes inactive (S1)
-	kept("T0+40", "left", "busy", "back")
-	e.register("back-2", "back", group.StartFromEarliest, "t") // stays, idle
+	goodbye("left-1") // T0
+	goodbye("back-1")
+	after(10 * time.Minute) // T0+10: the sweep records left and back
+	goodbye("quit-1")
+	e.clock.Advance(10 * time.Minute)
+	crash()                                                    // T0+20 = S1: quit's loss was not recorded, so it counts from S1, as busy does
+	e.register("back-2", "back", group.StartFromEarliest, "t") // stays
 	inactive, err := e.st.GroupsInactive()
 	if err != nil {
 		t.Fatal(err)
@@ -899,13 +904,82 @@ func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
 	if since, ok := inactive["back"]; ok {
 		t.Fatalf("Register returned with its group still recorded inactive since %s", since)
 	}
-	restart(40 * time.Minute) // T0+80
-	gone("T0+80, after a restart, left inactive for 80 min", "left")
-	kept("T0+80, busy inactive for 40 min, back for 0", "busy", "back")
-	e.clock.Advance(30 * time.Minute) // T0+110 = S1+70
-	group.SweepOffsets(e.c)
-	gone("S1+70, busy inactive since S1 across a restart", "busy")
-	kept("30 min after the restart that took back's member", "back")
+	e.register("quit-2", "quit", group.StartFromEarliest, "t")
+	e.clock.Advance(5 * time.Minute)
+	goodbye("quit-2") // T0+25
+	e.clock.Advance(5 * time.Minute)
+	restart() // T0+30 = S2: Close records quit at T0+25
+	check("T0+30", []string{"left", "busy", "back", "quit"}, nil)
+	after(35 * time.Minute) // T0+65
+	check("T0+65: left inactive since T0 across a crash", []string{"busy", "back", "quit"}, []string{"left"})
+	after(20 * time.Minute) // T0+85
+	check("T0+85: busy inactive since S1 and quit since T0+25, across a restart", []string{"back"}, []string{"busy", "quit"})
+	after(10 * time.Minute) // T0+95
+	check("T0+95: back inactive since S2", nil, []string{"back"})
+}
+
+// gatedRecords, once armed, holds SetGroupsInactive until release is
+// closed, and closes entered when it is called.
+type gatedRecords struct {
+	group.Log
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedRecords) SetGroupsInactive(records map[string]time.Time) error {
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Log.SetGroupsInactive(records)
+}
+
+// A member that joins a group while a sweep records it inactive waits for
+// that write and then clears it: the record of a group with a member must
+// not stay behind for the next start to count from.
+func TestRegisterDuringARecordClearsIt(t *testing.T) {
+	gr := &gatedRecords{entered: make(chan struct{}), release: make(chan struct{})}
+	e := newEnv(t, func(e *env) {
+		e.opts.OffsetRetention = time.Hour
+		e.opts.MemberTimeout = 100 * time.Hour
+		gr.Log = e.st
+		e.log = gr
+	})
+	ctx := context.Background()
+	e.register("c1", "g", group.StartFromEarliest, "t")
+	e.poll("c1")
+	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
+		t.Fatal(err)
+	}
+	gr.armed.Store(true)
+	swept := make(chan struct{})
+	go func() {
+		group.SweepOffsets(e.c)
+		close(swept)
+	}()
+	select {
+	case <-gr.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sweep did not record the group without members")
+	}
+	registered := make(chan error, 1)
+	go func() {
+		registered <- e.c.Register(ctx, group.Registration{ConsumerID: "c2", Group: "g", Topics: []string{"t"}})
+	}()
+	time.Sleep(50 * time.Millisecond) // Register is in, or waits for the write
+	close(gr.release)
+	if err := <-registered; err != nil {
+		t.Fatal(err)
+	}
+	<-swept
+	inactive, err := e.st.GroupsInactive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if since, ok := inactive["g"]; ok {
+		t.Fatalf("group g has a member and is recorded inactive since %s", since)
+	}
 }
 
 // blockingDelete holds DeleteGroup until release is closed.

@@ -47,9 +47,10 @@ type Log interface {
 	// DeleteGroup durably deletes every committed position of a group, and
 	// its inactive record.
 	DeleteGroup(group string) error
-	// SetGroupInactive durably records when a group became inactive (zero:
-	// deletes the record); GroupsInactive returns the records.
-	SetGroupInactive(group string, since time.Time) error
+	// SetGroupsInactive durably records, in one write, when groups became
+	// inactive (a zero time deletes a group's record); GroupsInactive
+	// returns the records.
+	SetGroupsInactive(records map[string]time.Time) error
 	GroupsInactive() (map[string]time.Time, error)
 }
 
@@ -115,11 +116,11 @@ type Options struct {
 	// blocked in a long poll is never dropped. Default 2 minutes.
 	MemberTimeout time.Duration
 	// OffsetRetention: the committed offsets of a group that has had no
-	// member for this long are deleted, counted from the later of its last
-	// commit and the moment it became inactive: the loss of its last member
-	// or, for a group with offsets and no such record in the Log (it had
-	// members when the previous coordinator stopped), New. That moment is
-	// recorded in the Log, so restarts do not reset it. A member that joins it
+	// member for this long are deleted, counted from the moment it became
+	// inactive: the loss of its last member or, for a group with offsets and
+	// no such record in the Log (it had members when the previous
+	// coordinator stopped), New. That moment is recorded in the Log, so
+	// restarts do not reset it. A member that joins it
 	// later starts as in a new group (onNewGroup). Negative: kept forever.
 	// Default DefaultOffsetRetention.
 	OffsetRetention time.Duration

@@ -34,8 +34,9 @@ func TestOnDiskFormat(t *testing.T) {
 			groupOffsetKey("g\x00", st),
 			"05" + "6700ff" + "0001" + hex.EncodeToString([]byte("t.x")) + "00" + "7ffffffffffffffe" + "00000003" + "00000001",
 		},
-		"group inactive key": {groupInactiveKey("g\x00"), "06" + "6700ff" + "0001"},
-		"layout key":         {metaLayoutKey(), "01" + hex.EncodeToString([]byte("layout"))},
+		"group inactive key":   {groupInactiveKey("g\x00"), "06" + "6700ff" + "0001"},
+		"group inactive value": {encodeInt64Value(0x0102030405060708), "0807060504030201"},
+		"layout key":           {metaLayoutKey(), "01" + hex.EncodeToString([]byte("layout"))},
 		"index value": {
 			func() []byte {
 				b := make([]byte, indexValueLen)

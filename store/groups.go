@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -146,28 +147,32 @@ func (s *Store) DeleteGroup(group string) error {
 	})
 }
 
-// SetGroupInactive durably records since as the time group became
-// inactive (lost its last member); a zero since deletes the record. The
-// store keeps it for the group coordinator's offset retention and does not
-// interpret it.
-func (s *Store) SetGroupInactive(group string, since time.Time) error {
-	if group == "" {
-		return fmt.Errorf("%w: empty name", ErrInvalidGroup)
+// SetGroupsInactive durably records, in one synced write, when each group
+// of records became inactive; a zero time deletes the group's record. The
+// store keeps them for the group coordinator's offset retention and does
+// not interpret them.
+func (s *Store) SetGroupsInactive(records map[string]time.Time) error {
+	if len(records) == 0 {
+		return nil
 	}
-	what := func() string { return fmt.Sprintf("record group %q inactive since %s", group, since) }
-	if since.IsZero() {
-		what = func() string { return fmt.Sprintf("record group %q active", group) }
+	for group := range records {
+		if group == "" {
+			return fmt.Errorf("%w: empty name", ErrInvalidGroup)
+		}
 	}
+	what := func() string { return fmt.Sprintf("record when %d groups became inactive", len(records)) }
 	return s.writeMeta(what, func(b *pebble.Batch) {
-		if since.IsZero() {
-			_ = b.Delete(groupInactiveKey(group), nil)
-		} else {
-			_ = b.Set(groupInactiveKey(group), encodeInt64Value(since.UnixNano()), nil)
+		for group, since := range records {
+			if since.IsZero() {
+				_ = b.Delete(groupInactiveKey(group), nil)
+			} else {
+				_ = b.Set(groupInactiveKey(group), encodeInt64Value(since.UnixNano()), nil)
+			}
 		}
 	})
 }
 
-// GroupsInactive returns the records of SetGroupInactive, by group.
+// GroupsInactive returns the records of SetGroupsInactive, by group.
 func (s *Store) GroupsInactive() (map[string]time.Time, error) {
 	if err := s.acquire(); err != nil {
 		return nil, err
@@ -189,11 +194,10 @@ func (s *Store) GroupsInactive() (map[string]time.Time, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: inactive groups: %w", markCorrupt(err))
 		}
-		nanos, err := decodeInt64Value(v)
-		if err != nil {
-			return nil, fmt.Errorf("store: group %q inactive since: %w", group, err)
+		if len(v) != int64ValueLen {
+			return nil, fmt.Errorf("store: group %q inactive since: %w: %d bytes, want %d", group, ErrCorrupt, len(v), int64ValueLen)
 		}
-		out[group] = time.Unix(0, nanos)
+		out[group] = time.Unix(0, int64(binary.LittleEndian.Uint64(v)))
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("store: inactive groups: %w", markCorrupt(err))

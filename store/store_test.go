@@ -367,7 +367,7 @@ func TestGroupOffsets(t *testing.T) {
 	}
 }
 
-// SetGroupInactive records survive a reopen, a zero time deletes one, and
+// SetGroupsInactive records survive a reopen, a zero time deletes one, and
 // DeleteGroup deletes the group's record with its offsets, not those of
 // groups whose names it starts.
 func TestGroupInactive(t *testing.T) {
@@ -375,15 +375,13 @@ func TestGroupInactive(t *testing.T) {
 	opts := memOpts(t, fs)
 	s := openT(t, "db", opts)
 	t1, t2 := time.Unix(100, 5), time.Unix(200, 0)
-	for g, since := range map[string]time.Time{"g": t1, "g\x00": t2, "gone": t1, "g2": t2} {
-		if err := s.SetGroupInactive(g, since); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.SetGroupInactive("gone", time.Time{}); err != nil {
+	if err := s.SetGroupsInactive(map[string]time.Time{"g": t1, "g\x00": t2, "gone": t1, "g2": t2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetGroupInactive("", t1); !errors.Is(err, ErrInvalidGroup) {
+	if err := s.SetGroupsInactive(map[string]time.Time{"gone": {}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetGroupsInactive(map[string]time.Time{"ok": t1, "": t1}); !errors.Is(err, ErrInvalidGroup) {
 		t.Fatalf("empty group: err = %v", err)
 	}
 	if err := s.CommitGroupOffset("g", testStream("t", 0), 3); err != nil {
@@ -399,7 +397,7 @@ func TestGroupInactive(t *testing.T) {
 	}
 	want := map[string]time.Time{"g": t1, "g\x00": t2, "g2": t2}
 	if !maps.EqualFunc(got, want, time.Time.Equal) {
-		t.Fatalf("GroupsInactive after reopen = %v, want %v", got, want)
+		t.Fatalf("GroupsInactive after reopen = %v, want %v (nothing of the refused write)", got, want)
 	}
 	if err := s.DeleteGroup("g"); err != nil {
 		t.Fatal(err)
@@ -412,6 +410,13 @@ func TestGroupInactive(t *testing.T) {
 	}
 	if offs, _ := s.GroupOffsets(); len(offs) != 0 {
 		t.Fatalf("DeleteGroup left offsets: %+v", offs)
+	}
+	// A record of the wrong size is reported as corrupt, naming the group.
+	if err := s.db.Set(groupInactiveKey("bad"), []byte{1, 2}, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GroupsInactive(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"bad"`) {
+		t.Fatalf("GroupsInactive with a 2-byte record: %v", err)
 	}
 }
 
@@ -502,33 +507,44 @@ func TestLayoutVersionChecked(t *testing.T) {
 	}
 }
 
-// A version 1 store (8-byte group offsets) opens, keeps its offsets, and is
-// upgraded, so that a build that reads only version 1 refuses it rather
-// than fail on its 16-byte offsets.
+// An older store opens, keeps its offsets, and is upgraded, so that a
+// build that reads only its version refuses it rather than misread it:
+// version 1 has 8-byte group offsets, version 2 no inactive-group records.
 func TestLayoutUpgrade(t *testing.T) {
-	fs := vfs.NewMem()
-	s := openT(t, "db", memOpts(t, fs))
-	st := testStream("up", 0)
-	if err := s.db.Set(groupOffsetKey("g", st), encodeInt64Value(7), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.db.Set(metaLayoutKey(), encodeInt64Value(1), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s = openT(t, "db", memOpts(t, fs))
-	if off, ok, err := s.GroupOffset("g", st); off != 7 || !ok || err != nil {
-		t.Fatalf("offset of a version 1 store: %d, %v, %v", off, ok, err)
-	}
-	v, closer, err := s.db.Get(metaLayoutKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
-	if got, _ := decodeInt64Value(v); got != int64(layoutVersion) {
-		t.Fatalf("layout after opening a version 1 store: %d, want %d", got, layoutVersion)
+	for _, version := range []int64{1, 2} {
+		t.Run(fmt.Sprint("version ", version), func(t *testing.T) {
+			fs := vfs.NewMem()
+			s := openT(t, "db", memOpts(t, fs))
+			st := testStream("up", 0)
+			value := encodeInt64Value(7)
+			if version >= 2 {
+				value = encodeGroupOffsetValue(7, 1)
+			}
+			if err := s.db.Set(groupOffsetKey("g", st), value, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.db.Set(metaLayoutKey(), encodeInt64Value(version), nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openT(t, "db", memOpts(t, fs))
+			if off, ok, err := s.GroupOffset("g", st); off != 7 || !ok || err != nil {
+				t.Fatalf("offset of a version %d store: %d, %v, %v", version, off, ok, err)
+			}
+			if inactive, err := s.GroupsInactive(); len(inactive) != 0 || err != nil {
+				t.Fatalf("inactive groups of a version %d store: %v, %v", version, inactive, err)
+			}
+			v, closer, err := s.db.Get(metaLayoutKey())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closer.Close()
+			if got, _ := decodeInt64Value(v); got != int64(layoutVersion) {
+				t.Fatalf("layout after opening a version %d store: %d, want %d", version, got, layoutVersion)
+			}
+		})
 	}
 }
 
