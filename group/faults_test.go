@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/floe-streams/floe/group"
 	"github.com/floe-streams/floe/store"
@@ -89,6 +90,43 @@ func TestLogFaults(t *testing.T) {
 		t.Fatalf("poll after recovery: %+v", b)
 	}
 	e.check()
+}
+
+// unreadableRecords fails GroupsInactive.
+type unreadableRecords struct{ group.Log }
+
+func (unreadableRecords) GroupsInactive() (map[string]time.Time, error) { return nil, errDisk }
+
+// Unreadable inactive-group records do not stop the coordinator: offset
+// retention then counts from its start, later than the records would.
+func TestUnreadableInactiveRecords(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.opts.OffsetRetention = time.Hour
+		e.opts.MemberTimeout = 100 * time.Hour
+	})
+	ctx := context.Background()
+	st := e.stream("t", 0)
+	e.register("c1", "g", group.StartFromEarliest, "t")
+	e.poll("c1")
+	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Close(); err != nil { // records g inactive now
+		t.Fatal(err)
+	}
+	e.clock.Advance(50 * time.Minute)
+	e.log = unreadableRecords{e.st}
+	e.c = e.newCoordinator()
+	e.clock.Advance(50 * time.Minute)
+	group.SweepOffsets(e.c)
+	if _, ok := e.committed("g", st); !ok {
+		t.Fatal("with its record unreadable, the group's offsets expired 100 min after its last member left, 50 min after the start")
+	}
+	e.clock.Advance(10 * time.Minute)
+	group.SweepOffsets(e.c)
+	if _, ok := e.committed("g", st); ok {
+		t.Fatal("the group's offsets outlived the retention counted from the start")
+	}
 }
 
 // cancelOnRead calls cancel during the next Read: the poll's caller goes
