@@ -126,14 +126,6 @@ func (s *Store) Metrics() Metrics {
 	m.DiskBytes = pm.WAL.PhysicalSize + pm.WAL.ObsoletePhysicalSize +
 		pm.Table.ObsoleteSize + pm.Table.ZombieSize +
 		pm.BlobFiles.LiveSize + pm.BlobFiles.ObsoleteSize + pm.BlobFiles.ZombieSize
-	// On the OS's file system, what the files occupy, as du counts it:
-	// Pebble preallocates WAL files beyond their size and keeps them for
-	// reuse, so their sizes fall short (by about 100 MB on a broker).
-	if s.opts.FS == vfs.Default {
-		if n, ok := allocatedBytes(s.dir); ok {
-			m.DiskBytes = n
-		}
-	}
 	m.WALBytesWritten = pm.WAL.BytesWritten
 	for i := range pm.Levels {
 		l := &pm.Levels[i]
@@ -143,6 +135,14 @@ func (s *Store) Metrics() Metrics {
 		m.CompactionBytes += l.TableBytesCompacted + l.BlobBytesCompacted - min(l.BlobBytesFlushed, l.BlobBytesCompacted)
 		m.Sstables += l.TablesCount
 		m.SstableBytes += l.TablesSize
+	}
+	// On the OS's file system, what the files occupy, as du counts it:
+	// Pebble preallocates WAL files beyond their size and keeps them for
+	// reuse, so their sizes fall short (by about 100 MB on a broker).
+	if s.opts.FS == vfs.Default {
+		if n, ok := allocatedBytes(s.dir); ok {
+			m.DiskBytes = n
+		}
 	}
 	m.PebbleWriteAmp = total.WriteAmp()
 	if m.WALBytesWritten > 0 {

@@ -3,6 +3,7 @@
 package store
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -117,27 +118,62 @@ func TestPageCacheWindowDropsOldBlobFiles(t *testing.T) {
 // On the OS's file system, DiskBytes is what the files occupy (du), which
 // counts the blocks Pebble preallocates for its WAL beyond the file's size.
 func TestDiskBytesCountsAllocatedBlocks(t *testing.T) {
-	dir := t.TempDir()
-	s := openT(t, dir, Options{Logger: testLogger(t), RetentionInterval: -1})
-	mustAppend(t, s, testStream("du", 0), makeEvents("e", 10))
-	var want uint64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(path, &st); err != nil {
-			return err
-		}
-		want += uint64(st.Blocks) * 512
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := s.Metrics().DiskBytes
-	// The store may write (its WAL, a manifest) between the two counts.
-	if got < want*9/10 || got > want*11/10+1<<20 {
-		t.Fatalf("DiskBytes %d, du counts %d", got, want)
+	for _, c := range []struct {
+		name string
+		opts Options
+		big  bool // flush 4 MB of events into sstables
+	}{
+		{"WAL only", Options{}, false},
+		// The sstables must not be counted twice (du's total, then again
+		// from Pebble's level sizes).
+		{"sstables", Options{DisableValueSeparation: true}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			c.opts.Logger, c.opts.RetentionInterval = testLogger(t), -1
+			s := openT(t, dir, c.opts)
+			st := testStream("du", 0)
+			var tables uint64
+			mustAppend(t, s, st, makeEvents("e", 10))
+			if c.big {
+				event := bytes.Repeat([]byte("x"), 5000)
+				for range 8 {
+					events := make([][]byte, 100)
+					for i := range events {
+						events[i] = event
+					}
+					mustAppend(t, s, st, events)
+				}
+				if err := s.db.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				if tables = uint64(s.Metrics().SstableBytes); tables < 3<<20 {
+					t.Fatalf("sstables hold %d bytes, want the 4 MB of events", tables)
+				}
+			}
+			var want uint64
+			err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				var st unix.Stat_t
+				if err := unix.Lstat(path, &st); err != nil {
+					return err
+				}
+				want += uint64(st.Blocks) * 512
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := s.Metrics().DiskBytes
+			// The store may write (its WAL, a manifest) between the two counts.
+			if got < want*9/10 || got > want*11/10+1<<20 {
+				t.Fatalf("DiskBytes %d, du counts %d", got, want)
+			}
+			if tables > 0 && got >= want+tables/2 {
+				t.Fatalf("DiskBytes %d, du counts %d: the %d bytes of sstables counted twice", got, want, tables)
+			}
+		})
 	}
 }
