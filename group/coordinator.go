@@ -125,10 +125,17 @@ func New(log Log, opts Options) (*Coordinator, error) {
 	opts = opts.withDefaults()
 	inactive, err := log.GroupsInactive()
 	if err != nil {
-		// Without the records, offset retention counts from this start
-		// (later, never earlier): better than refusing to start.
-		opts.Logger.Warn("offset retention: when groups became inactive is unreadable; counting from now", "err", err)
+		// Count from this start instead: better than refusing to start.
+		// The records go, or one left for a group that gets a member would
+		// not be cleared (Register clears the records it knows of), and a
+		// bad one would make every start ignore them all. If the delete
+		// fails, the store refuses writes until it is reopened, and the
+		// next start tries again.
+		opts.Logger.Warn("offset retention: when groups became inactive is unreadable; deleting the records and counting from now", "err", err)
 		inactive = make(map[string]time.Time)
+		if err := log.ClearGroupsInactive(); err != nil {
+			opts.Logger.Warn("offset retention: delete the unreadable records", "err", err)
+		}
 	}
 	c := &Coordinator{
 		log:       log,
@@ -196,9 +203,12 @@ type Registration struct {
 // the old group and not committed are discarded). The group's streams are
 // rebalanced over its members, and the group's start positions in streams it
 // has no committed offset for are fixed (and, for StartFromLatest,
-// committed) before Register returns. If that I/O fails, Register returns the
-// error with the consumer registered; registering again retries it (and a
-// poll would too).
+// committed) before Register returns, and so is the deletion of the log's
+// record of when the group became inactive. If that I/O fails, Register
+// returns the error with the consumer registered; registering again retries
+// it (and, for the start positions, a poll would too). A record that could
+// not be deleted (the store then refuses writes until it is reopened) stays
+// for the next start, which counts from it.
 func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -604,9 +614,6 @@ func (c *Coordinator) recordInactive(names []string) error {
 	changes := make(map[string]time.Time)
 	c.mu.Lock()
 	for _, name := range names {
-		if _, busy := c.deleting[name]; busy {
-			continue // its record goes with its offsets
-		}
 		want, inactive := c.emptied[name]
 		if c.groups[name] != nil {
 			want, inactive = time.Time{}, false

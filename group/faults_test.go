@@ -92,10 +92,21 @@ func TestLogFaults(t *testing.T) {
 	e.check()
 }
 
-// unreadableRecords fails GroupsInactive.
-type unreadableRecords struct{ group.Log }
+// unreadableRecords fails GroupsInactive, and GroupOffsets too if offsets
+// is set.
+type unreadableRecords struct {
+	group.Log
+	offsets bool
+}
 
 func (unreadableRecords) GroupsInactive() (map[string]time.Time, error) { return nil, errDisk }
+
+func (l unreadableRecords) GroupOffsets() ([]store.GroupOffset, error) {
+	if l.offsets {
+		return nil, errDisk
+	}
+	return l.Log.GroupOffsets()
+}
 
 // Unreadable inactive-group records do not stop the coordinator: offset
 // retention then counts from its start, later than the records would.
@@ -115,7 +126,7 @@ func TestUnreadableInactiveRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(50 * time.Minute)
-	e.log = unreadableRecords{e.st}
+	e.log = unreadableRecords{Log: e.st}
 	e.c = e.newCoordinator()
 	e.clock.Advance(50 * time.Minute)
 	group.SweepOffsets(e.c)
@@ -126,6 +137,39 @@ func TestUnreadableInactiveRecords(t *testing.T) {
 	group.SweepOffsets(e.c)
 	if _, ok := e.committed("g", st); ok {
 		t.Fatal("the group's offsets outlived the retention counted from the start")
+	}
+}
+
+// The records a start could not read are deleted: one left behind for a
+// group that then gets a member (nothing else rewrote it: here the start's
+// sweep failed too) would make a later start count from it.
+func TestUnreadableInactiveRecordsAreDeleted(t *testing.T) {
+	e := newEnv(t, func(e *env) {
+		e.opts.OffsetRetention = time.Hour
+		e.opts.MemberTimeout = 100 * time.Hour
+	})
+	ctx := context.Background()
+	st := e.stream("t", 0)
+	e.register("c1", "g", group.StartFromEarliest, "t")
+	e.poll("c1")
+	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Close(); err != nil { // records g inactive since T0
+		t.Fatal(err)
+	}
+	e.clock.Advance(30 * time.Minute)
+	e.log = unreadableRecords{Log: e.st, offsets: true}
+	e.c = e.newCoordinator()
+	e.register("c2", "g", group.StartFromEarliest, "t") // stays until the stop
+	if err := e.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(40 * time.Minute) // T0+70
+	e.log = e.st
+	e.c = e.newCoordinator()
+	if _, ok := e.committed("g", st); !ok {
+		t.Fatal("a group that had a member at the stop lost its offsets at the start, counted from a record of before")
 	}
 }
 

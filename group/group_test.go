@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -835,18 +836,58 @@ func TestOffsetRetentionCountsFromTheStart(t *testing.T) {
 	e.waitOffsetGone("idle", st, "the offsets outlived OffsetRetention counted from the start")
 }
 
+// frozenLog refuses writes once dead: the log of a coordinator that
+// crashed, which the test leaves running.
+type frozenLog struct {
+	group.Log
+	dead atomic.Bool
+}
+
+var errCrashed = errors.New("this coordinator crashed")
+
+func (l *frozenLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {
+	if l.dead.Load() {
+		return errCrashed
+	}
+	return l.Log.CommitGroupOffset(grp, st, offset)
+}
+
+func (l *frozenLog) DeleteGroup(grp string) error {
+	if l.dead.Load() {
+		return errCrashed
+	}
+	return l.Log.DeleteGroup(grp)
+}
+
+func (l *frozenLog) SetGroupsInactive(records map[string]time.Time) error {
+	if l.dead.Load() {
+		return errCrashed
+	}
+	return l.Log.SetGroupsInactive(records)
+}
+
+func (l *frozenLog) ClearGroupsInactive() error {
+	if l.dead.Load() {
+		return errCrashed
+	}
+	return l.Log.ClearGroupsInactive()
+}
+
 // Restarts do not reset offset retention: when a group became inactive is
-// recorded in the log, by each sweep and at Close. A group that lost its
-// members before a stop counts from then; one that had members when the
-// broker stopped counts from the next start, and later restarts do not move
-// that. A member that joins a group recorded inactive clears the record
-// before Register returns.
+// recorded in the log, by each sweep (the one at the start included) and at
+// Close. A group that lost its members before a stop counts from then; one
+// that had members when the broker stopped counts from the next start, and
+// later restarts, crashes included, do not move that. A member that joins a
+// group recorded inactive clears the record before Register returns.
 func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
+	var log *frozenLog
 	e := newEnv(t, func(e *env) {
 		// Sweeps: one when a coordinator starts, then SweepOffsets (the
 		// periodic one, every minute, does not come in this test).
 		e.opts.OffsetRetention = time.Hour
 		e.opts.MemberTimeout = 100 * time.Hour
+		log = &frozenLog{Log: e.st}
+		e.log = log
 	})
 	ctx := context.Background()
 	st := e.stream("t", 0)
@@ -864,7 +905,12 @@ func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	crash := func() { e.c = e.newCoordinator() } // the old one writes nothing more
+	crash := func() {
+		log.dead.Store(true) // the crashed coordinator writes nothing more
+		log = &frozenLog{Log: e.st}
+		e.log = log
+		e.c = e.newCoordinator()
+	}
 	restart := func() {
 		t.Helper()
 		if err := e.c.Close(); err != nil {
@@ -895,7 +941,9 @@ func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
 	after(10 * time.Minute) // T0+10: the sweep records left and back
 	goodbye("quit-1")
 	e.clock.Advance(10 * time.Minute)
-	crash()                                                    // T0+20 = S1: quit's loss was not recorded, so it counts from S1, as busy does
+	crash() // T0+20 = S1: quit's loss was not recorded; it and busy count from S1
+	e.clock.Advance(2 * time.Minute)
+	crash()                                                    // T0+22: nothing swept or closed since S1
 	e.register("back-2", "back", group.StartFromEarliest, "t") // stays
 	inactive, err := e.st.GroupsInactive()
 	if err != nil {
@@ -906,23 +954,27 @@ func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
 	}
 	e.register("quit-2", "quit", group.StartFromEarliest, "t")
 	e.clock.Advance(5 * time.Minute)
-	goodbye("quit-2") // T0+25
+	goodbye("quit-2") // T0+27
 	e.clock.Advance(5 * time.Minute)
-	restart() // T0+30 = S2: Close records quit at T0+25
-	check("T0+30", []string{"left", "busy", "back", "quit"}, nil)
-	after(35 * time.Minute) // T0+65
-	check("T0+65: left inactive since T0 across a crash", []string{"busy", "back", "quit"}, []string{"left"})
-	after(20 * time.Minute) // T0+85
-	check("T0+85: busy inactive since S1 and quit since T0+25, across a restart", []string{"back"}, []string{"busy", "quit"})
-	after(10 * time.Minute) // T0+95
-	check("T0+95: back inactive since S2", nil, []string{"back"})
+	restart() // T0+32 = S2: Close records quit at T0+27; back counts from S2
+	check("T0+32", []string{"left", "busy", "back", "quit"}, nil)
+	after(33 * time.Minute) // T0+65
+	check("T0+65: left inactive since T0 across two crashes", []string{"busy", "back", "quit"}, []string{"left"})
+	after(16 * time.Minute) // T0+81
+	check("T0+81: busy inactive since S1, recorded by its start", []string{"back", "quit"}, []string{"busy"})
+	after(7 * time.Minute) // T0+88
+	check("T0+88: quit inactive since T0+27, recorded by Close", []string{"back"}, []string{"quit"})
+	after(5 * time.Minute) // T0+93
+	check("T0+93: back inactive since S2", nil, []string{"back"})
 }
 
 // gatedRecords, once armed, holds SetGroupsInactive until release is
-// closed, and closes entered when it is called.
+// closed, and closes entered when it is called. With fail set, it writes
+// and then reports a failure, as a write whose fsync failed may have.
 type gatedRecords struct {
 	group.Log
 	armed   atomic.Bool
+	fail    atomic.Bool
 	entered chan struct{}
 	release chan struct{}
 }
@@ -932,7 +984,11 @@ func (g *gatedRecords) SetGroupsInactive(records map[string]time.Time) error {
 		close(g.entered)
 		<-g.release
 	}
-	return g.Log.SetGroupsInactive(records)
+	err := g.Log.SetGroupsInactive(records)
+	if err == nil && g.fail.Load() {
+		err = errors.New("fsync failed")
+	}
+	return err
 }
 
 // A member that joins a group while a sweep records it inactive waits for
@@ -946,6 +1002,9 @@ func TestRegisterDuringARecordClearsIt(t *testing.T) {
 		gr.Log = e.st
 		e.log = gr
 	})
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(gr.release) }) }
+	t.Cleanup(func() { gr.armed.Store(false); release() }) // before the coordinator's Close
 	ctx := context.Background()
 	e.register("c1", "g", group.StartFromEarliest, "t")
 	e.poll("c1")
@@ -967,12 +1026,50 @@ func TestRegisterDuringARecordClearsIt(t *testing.T) {
 	go func() {
 		registered <- e.c.Register(ctx, group.Registration{ConsumerID: "c2", Group: "g", Topics: []string{"t"}})
 	}()
-	time.Sleep(50 * time.Millisecond) // Register is in, or waits for the write
-	close(gr.release)
+	// Release the write only once c2 has joined (it then waits for the
+	// write to clear the record).
+	for deadline := time.Now().Add(10 * time.Second); e.c.Stats().Members == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("c2 did not join")
+		}
+	}
+	release()
 	if err := <-registered; err != nil {
 		t.Fatal(err)
 	}
 	<-swept
+	inactive, err := e.st.GroupsInactive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if since, ok := inactive["g"]; ok {
+		t.Fatalf("group g has a member and is recorded inactive since %s", since)
+	}
+}
+
+// A record whose write failed may be on disk all the same: a member that
+// joins the group then clears it.
+func TestRegisterClearsARecordWhoseWriteFailed(t *testing.T) {
+	gr := &gatedRecords{}
+	e := newEnv(t, func(e *env) {
+		e.opts.OffsetRetention = time.Hour
+		e.opts.MemberTimeout = 100 * time.Hour
+		gr.Log = e.st
+		e.log = gr
+	})
+	ctx := context.Background()
+	e.register("c1", "g", group.StartFromEarliest, "t")
+	e.poll("c1")
+	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
+		t.Fatal(err)
+	}
+	gr.fail.Store(true)
+	group.SweepOffsets(e.c) // writes g's record, reports a failure
+	gr.fail.Store(false)
+	if inactive, _ := e.st.GroupsInactive(); len(inactive) != 1 {
+		t.Fatalf("records after the failed write: %v", inactive)
+	}
+	e.register("c2", "g", group.StartFromEarliest, "t")
 	inactive, err := e.st.GroupsInactive()
 	if err != nil {
 		t.Fatal(err)

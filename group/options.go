@@ -52,6 +52,8 @@ type Log interface {
 	// returns the records.
 	SetGroupsInactive(records map[string]time.Time) error
 	GroupsInactive() (map[string]time.Time, error)
+	// ClearGroupsInactive durably deletes every such record.
+	ClearGroupsInactive() error
 }
 
 var _ Log = (*store.Store)(nil)

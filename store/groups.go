@@ -172,6 +172,14 @@ func (s *Store) SetGroupsInactive(records map[string]time.Time) error {
 	})
 }
 
+// ClearGroupsInactive durably deletes every record of SetGroupsInactive.
+func (s *Store) ClearGroupsInactive() error {
+	lower, upper := familyBounds(prefixGroupInactive)
+	return s.writeMeta(func() string { return "delete the records of inactive groups" }, func(b *pebble.Batch) {
+		_ = b.DeleteRange(lower, upper, nil)
+	})
+}
+
 // GroupsInactive returns the records of SetGroupsInactive, by group.
 func (s *Store) GroupsInactive() (map[string]time.Time, error) {
 	if err := s.acquire(); err != nil {

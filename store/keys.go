@@ -47,10 +47,11 @@ package store
 // group inactive: when a group with committed offsets last lost its last
 // member (or, for a group that had members when the broker stopped, when
 // the broker started again). Offset retention counts from it, so that
-// restarts do not reset the count. Absent while the group has members.
+// restarts do not reset the count. The first member that joins the group
+// deletes it.
 //
 // meta: metaLayoutKey holds the layout version (i64 LE, 8B) of this file; Open
-// writes it into a new store and refuses a store with another version.
+// writes it into a new store, upgrades an older one and refuses a newer one.
 // metaSettingKey holds the broker settings that the data depends on.
 
 import (

@@ -418,6 +418,13 @@ func TestGroupInactive(t *testing.T) {
 	if _, err := s.GroupsInactive(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"bad"`) {
 		t.Fatalf("GroupsInactive with a 2-byte record: %v", err)
 	}
+	// ClearGroupsInactive deletes them all, the bad one too.
+	if err := s.ClearGroupsInactive(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GroupsInactive(); len(got) != 0 || err != nil {
+		t.Fatalf("GroupsInactive after ClearGroupsInactive = %v, %v", got, err)
+	}
 }
 
 // A group offset written before the commit time was recorded (8 bytes)
