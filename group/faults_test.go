@@ -111,17 +111,9 @@ func (l unreadableRecords) GroupOffsets() ([]store.GroupOffset, error) {
 // Unreadable inactive-group records do not stop the coordinator: offset
 // retention then counts from its start, later than the records would.
 func TestUnreadableInactiveRecords(t *testing.T) {
-	e := newEnv(t, func(e *env) {
-		e.opts.OffsetRetention = time.Hour
-		e.opts.MemberTimeout = 100 * time.Hour
-	})
-	ctx := context.Background()
+	e := newEnv(t, sweptByHand)
 	st := e.stream("t", 0)
-	e.register("c1", "g", group.StartFromEarliest, "t")
-	e.poll("c1")
-	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
-		t.Fatal(err)
-	}
+	e.leave("c1", "g")
 	if err := e.c.Close(); err != nil { // records g inactive now
 		t.Fatal(err)
 	}
@@ -144,17 +136,9 @@ func TestUnreadableInactiveRecords(t *testing.T) {
 // group that then gets a member (nothing else rewrote it: here the start's
 // sweep failed too) would make a later start count from it.
 func TestUnreadableInactiveRecordsAreDeleted(t *testing.T) {
-	e := newEnv(t, func(e *env) {
-		e.opts.OffsetRetention = time.Hour
-		e.opts.MemberTimeout = 100 * time.Hour
-	})
-	ctx := context.Background()
+	e := newEnv(t, sweptByHand)
 	st := e.stream("t", 0)
-	e.register("c1", "g", group.StartFromEarliest, "t")
-	e.poll("c1")
-	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
-		t.Fatal(err)
-	}
+	e.leave("c1", "g")
 	if err := e.c.Close(); err != nil { // records g inactive since T0
 		t.Fatal(err)
 	}

@@ -881,11 +881,7 @@ func (l *frozenLog) ClearGroupsInactive() error {
 // group recorded inactive clears the record before Register returns.
 func TestOffsetRetentionSurvivesRestarts(t *testing.T) {
 	var log *frozenLog
-	e := newEnv(t, func(e *env) {
-		// Sweeps: one when a coordinator starts, then SweepOffsets (the
-		// periodic one, every minute, does not come in this test).
-		e.opts.OffsetRetention = time.Hour
-		e.opts.MemberTimeout = 100 * time.Hour
+	e := newEnv(t, sweptByHand, func(e *env) {
 		log = &frozenLog{Log: e.st}
 		e.log = log
 	})
@@ -996,21 +992,14 @@ func (g *gatedRecords) SetGroupsInactive(records map[string]time.Time) error {
 // not stay behind for the next start to count from.
 func TestRegisterDuringARecordClearsIt(t *testing.T) {
 	gr := &gatedRecords{entered: make(chan struct{}), release: make(chan struct{})}
-	e := newEnv(t, func(e *env) {
-		e.opts.OffsetRetention = time.Hour
-		e.opts.MemberTimeout = 100 * time.Hour
+	e := newEnv(t, sweptByHand, func(e *env) {
 		gr.Log = e.st
 		e.log = gr
 	})
 	var releaseOnce sync.Once
 	release := func() { releaseOnce.Do(func() { close(gr.release) }) }
 	t.Cleanup(func() { gr.armed.Store(false); release() }) // before the coordinator's Close
-	ctx := context.Background()
-	e.register("c1", "g", group.StartFromEarliest, "t")
-	e.poll("c1")
-	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
-		t.Fatal(err)
-	}
+	e.leave("c1", "g")
 	gr.armed.Store(true)
 	swept := make(chan struct{})
 	go func() {
@@ -1024,7 +1013,7 @@ func TestRegisterDuringARecordClearsIt(t *testing.T) {
 	}
 	registered := make(chan error, 1)
 	go func() {
-		registered <- e.c.Register(ctx, group.Registration{ConsumerID: "c2", Group: "g", Topics: []string{"t"}})
+		registered <- e.c.Register(context.Background(), group.Registration{ConsumerID: "c2", Group: "g", Topics: []string{"t"}})
 	}()
 	// Release the write only once c2 has joined (it then waits for the
 	// write to clear the record).
@@ -1051,18 +1040,11 @@ func TestRegisterDuringARecordClearsIt(t *testing.T) {
 // joins the group then clears it.
 func TestRegisterClearsARecordWhoseWriteFailed(t *testing.T) {
 	gr := &gatedRecords{}
-	e := newEnv(t, func(e *env) {
-		e.opts.OffsetRetention = time.Hour
-		e.opts.MemberTimeout = 100 * time.Hour
+	e := newEnv(t, sweptByHand, func(e *env) {
 		gr.Log = e.st
 		e.log = gr
 	})
-	ctx := context.Background()
-	e.register("c1", "g", group.StartFromEarliest, "t")
-	e.poll("c1")
-	if err := e.c.Goodbye(ctx, "c1", true); err != nil {
-		t.Fatal(err)
-	}
+	e.leave("c1", "g")
 	gr.fail.Store(true)
 	group.SweepOffsets(e.c) // writes g's record, reports a failure
 	gr.fail.Store(false)

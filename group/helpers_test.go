@@ -183,3 +183,23 @@ func assigned(c *group.Coordinator, grp string) map[string][]uint32 {
 	}
 	return out
 }
+
+// sweptByHand tunes an env for offset-retention tests: an hour of
+// retention, swept when a coordinator starts and by group.SweepOffsets
+// only (the periodic sweep, every minute, does not come in a test), and
+// members that do not expire.
+func sweptByHand(e *env) {
+	e.opts.OffsetRetention = time.Hour
+	e.opts.MemberTimeout = 100 * time.Hour
+}
+
+// leave registers consumer id in grp, polls (committing the group's start
+// offsets) and says goodbye: grp has offsets and no member.
+func (e *env) leave(id, grp string) {
+	e.t.Helper()
+	e.register(id, grp, group.StartFromEarliest, "t")
+	e.poll(id)
+	if err := e.c.Goodbye(context.Background(), id, true); err != nil {
+		e.t.Fatal(err)
+	}
+}
