@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/floe-streams/floe"
+	"github.com/floe-streams/floe/store"
 )
 
 // restClient drives the REST API of one node.
@@ -178,5 +179,50 @@ func TestConsumerGroupsSplitRebalanceAndRestart(t *testing.T) {
 	_, got := c.poll("c1")
 	if !maps.EqualFunc(got, want3, slices.Equal) {
 		t.Errorf("after restart, read %v, want only the events after the committed positions %v", got, want3)
+	}
+}
+
+// A broker restarted more often than --group-offset-retention still
+// expires the offsets of a group without members, on time: the moment the
+// group lost its member is stored, so restarts do not reset the count.
+func TestGroupOffsetsExpireAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	const retention = 1500 * time.Millisecond
+	opts := func(o *floe.Options) { o.DataDir = dir; o.GroupOffsetRetention = retention }
+	_, a, stop := runNode(t, opts)
+	c := restClient{t: t, producer: a.Producer, consumer: a.Consumer}
+	c.register("c1", "g", "orders", "startFromEarliest")
+	c.poll("c1") // commits the group's start
+	if code, body := c.call("POST", "goodbye", "consumerId=c1"); code != 200 {
+		t.Fatalf("goodbye: %d %s", code, body)
+	}
+	left := time.Now()
+	hasOffsets := func() bool {
+		s, err := store.Open(dir, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		offsets, err := s.GroupOffsets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(offsets) > 0
+	}
+	// Restart every 300 ms, well within the retention.
+	for {
+		stop()
+		gone, since := !hasOffsets(), time.Since(left)
+		if gone && since < retention {
+			t.Fatalf("the offsets expired %v after the group lost its member, before the retention of %v", since, retention)
+		}
+		if gone {
+			break
+		}
+		if since > 10*time.Second {
+			t.Fatalf("the offsets outlived a retention of %v by %v on a broker restarted every 300 ms", retention, since-retention)
+		}
+		_, _, stop = runNode(t, opts)
+		time.Sleep(300 * time.Millisecond)
 	}
 }
