@@ -148,7 +148,7 @@ func (s *Store) DeleteGroup(group string) error {
 }
 
 // SetGroupsInactive durably records, in one synced write, when each group
-// of records became inactive; a zero time deletes the group's record. The
+// in records became inactive; a zero time deletes the group's record. The
 // store keeps them for the group coordinator's offset retention and does
 // not interpret them.
 func (s *Store) SetGroupsInactive(records map[string]time.Time) error {
