@@ -97,40 +97,56 @@ type GroupOffset struct {
 // GroupOffsets returns every committed group position, by group name then
 // stream.
 func (s *Store) GroupOffsets() ([]GroupOffset, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	lower, upper := familyBounds(prefixGroupOffset)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, fmt.Errorf("store: group offsets: %w", err)
-	}
-	defer it.Close()
 	var out []GroupOffset
-	for valid := it.First(); valid; valid = it.Next() {
-		group, st, err := decodeGroupOffsetKey(it.Key())
+	err := s.scanFamily(prefixGroupOffset, "group offsets", func(key, v []byte) error {
+		group, st, err := decodeGroupOffsetKey(key)
 		if err != nil {
-			return nil, fmt.Errorf("store: group offsets: %w", err)
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, fmt.Errorf("store: group offsets: %w", markCorrupt(err))
+			return fmt.Errorf("store: group offsets: %w", err)
 		}
 		off, nanos, err := decodeGroupOffsetValue(v)
 		if err != nil {
-			return nil, fmt.Errorf("store: offset of group %q %s: %w", group, st, err)
+			return fmt.Errorf("store: offset of group %q %s: %w", group, st, err)
 		}
 		o := GroupOffset{Group: group, Stream: st, Offset: off}
 		if nanos != 0 {
 			o.Committed = time.Unix(0, nanos)
 		}
 		out = append(out, o)
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("store: group offsets: %w", markCorrupt(err))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// scanFamily calls fn with every key and value of a key family, in key
+// order, and returns its first error. what names the family in the errors
+// of the scan itself.
+func (s *Store) scanFamily(prefix byte, what string, fn func(key, value []byte) error) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
+	lower, upper := familyBounds(prefix)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", what, markCorrupt(err))
+		}
+		if err := fn(it.Key(), v); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("store: %s: %w", what, markCorrupt(err))
+	}
+	return nil
 }
 
 // DeleteGroup durably deletes every committed position of group, and when
@@ -182,33 +198,20 @@ func (s *Store) ClearGroupsInactive() error {
 
 // GroupsInactive returns the records of SetGroupsInactive, by group.
 func (s *Store) GroupsInactive() (map[string]time.Time, error) {
-	if err := s.acquire(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	lower, upper := familyBounds(prefixGroupInactive)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, fmt.Errorf("store: inactive groups: %w", err)
-	}
-	defer it.Close()
 	out := make(map[string]time.Time)
-	for valid := it.First(); valid; valid = it.Next() {
-		group, err := decodeGroupInactiveKey(it.Key())
+	err := s.scanFamily(prefixGroupInactive, "inactive groups", func(key, v []byte) error {
+		group, err := decodeGroupInactiveKey(key)
 		if err != nil {
-			return nil, fmt.Errorf("store: inactive groups: %w", err)
-		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return nil, fmt.Errorf("store: inactive groups: %w", markCorrupt(err))
+			return fmt.Errorf("store: inactive groups: %w", err)
 		}
 		if len(v) != int64ValueLen {
-			return nil, fmt.Errorf("store: group %q inactive since: %w: %d bytes, want %d", group, ErrCorrupt, len(v), int64ValueLen)
+			return fmt.Errorf("store: group %q inactive since: %w: %d bytes, want %d", group, ErrCorrupt, len(v), int64ValueLen)
 		}
 		out[group] = time.Unix(0, int64(binary.LittleEndian.Uint64(v)))
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("store: inactive groups: %w", markCorrupt(err))
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
