@@ -48,7 +48,8 @@ func lockDataDir(dir string) (*dirLock, error) {
 	if err := tryLock(f); err != nil {
 		defer f.Close()
 		if errors.Is(err, errLocked) {
-			return nil, &DataDirInUseError{Dir: dir, PID: holder(f), LockFile: path}
+			// Dir cleaned as path is, so that the lock reads as Dir/floe.lock.
+			return nil, &DataDirInUseError{Dir: filepath.Clean(dir), PID: holder(f), LockFile: path}
 		}
 		return nil, fmt.Errorf("data-dir: lock %s: %w", path, err)
 	}
