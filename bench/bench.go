@@ -31,9 +31,12 @@ type Config struct {
 	Count            uint64
 	Duration         time.Duration
 	Rate             float64 // events/s; 0: as fast as possible
-	GRPCStream       bool
-	GRPCBody         bool
-	Inflight         int // batches in flight per gRPC stream
+	// LateLimit: with Rate and Duration, how long after Duration the run
+	// may go on sending what was scheduled within it (--late-limit).
+	LateLimit  time.Duration
+	GRPCStream bool
+	GRPCBody   bool
+	Inflight   int // batches in flight per gRPC stream
 
 	Consumers    int
 	Group        string
@@ -69,6 +72,7 @@ func (c *Config) validate() error {
 	check(c.Topic != "", "--topic: must not be empty")
 	check(c.Count > 0 || c.Duration > 0 || c.Mode == "consume", "set --count or --duration")
 	check(c.Rate >= 0, "--rate: must not be negative")
+	check(c.LateLimit >= 0, "--late-limit must not be negative")
 	check(c.Duration >= 0 && c.PollTimeout >= 0 && c.Idle >= 0 && c.Drain >= 0 && c.Progress >= 0,
 		"--duration, --poll-timeout, --idle, --drain and --progress must not be negative")
 	check(c.Mode != "consume" || c.Count > 0 || c.Duration > 0 || c.Idle > 0, "consume: set --count, --duration or --idle, or it never ends")
@@ -145,6 +149,7 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not (consume: to receive); 0: no bound")
 	fs.DurationVar(&c.Duration, "duration", 0, "time bound of the run (0: none; produce and e2e need --count or --duration)")
 	fs.Float64Var(&c.Rate, "rate", 0, "target events/s (0: as fast as possible); e2e default 20000")
+	fs.DurationVar(&c.LateLimit, "late-limit", 5*time.Second, "with --rate: how long after --duration the run may go on sending what was scheduled within it; still unsent then, it fails")
 	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC (--api grpc): produce on ProduceStream instead of unary Produce")
 	fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC (--api grpc): send each batch as one NDJSON body instead of typed events")
 	fs.IntVar(&c.Inflight, "inflight", 4, "gRPC stream: batches in flight per stream")
@@ -206,8 +211,8 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 	return 0
 }
 
-// failed says why a run failed: requests that failed, missing or malformed
-// events; "" when it did not.
+// failed says why a run failed: requests that failed, missing, malformed or
+// phantom events; "" when it did not.
 func (r *Result) failed() string {
 	var why []string
 	for _, side := range []struct {
@@ -228,8 +233,15 @@ func (r *Result) failed() string {
 		}
 		why = append(why, fmt.Sprintf("%d %s requests failed", n, side.name))
 	}
-	if v := r.Verify; v != nil && (v.Missing > 0 || v.Malformed > 0) {
-		why = append(why, fmt.Sprintf("%d events missing, %d malformed", v.Missing, v.Malformed))
+	if p := r.Produce; p != nil && p.Unsent > 0 {
+		why = append(why, fmt.Sprintf("%d scheduled events not sent", p.Unsent))
+	}
+	if v := r.Verify; v != nil && (v.Missing > 0 || v.Malformed > 0 || v.Phantom > 0) {
+		msg := fmt.Sprintf("%d events missing, %d malformed", v.Missing, v.Malformed)
+		if v.Phantom > 0 {
+			msg += fmt.Sprintf(", %d never sent (phantom)", v.Phantom)
+		}
+		why = append(why, msg)
 	}
 	return strings.Join(why, "; ")
 }

@@ -209,6 +209,14 @@ type received struct {
 // broker. The loop copies each poll's events for the checker (up to two
 // polls ahead of it) and counts them; the checker verifies them and ends the
 // run once every acknowledged event arrived.
+// countPolls adds polls that succeeded, with their latencies.
+func (r *readers) countPolls(lat []time.Duration) {
+	for _, d := range lat {
+		r.st.lat.Record(d)
+	}
+	r.st.requests.Add(uint64(len(lat)))
+}
+
 func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 	free := make(chan *received, 3)
 	for range cap(free) {
@@ -235,6 +243,12 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 		close(work)
 		checker.Wait()
 	}()
+	// Polls without events are counted (requests, latency) only once a poll
+	// with events follows: the empty long polls that end a run, waiting for
+	// --idle or for events that will not come, are not part of it. Past
+	// maxEmpty in a row they are counted anyway.
+	const maxEmpty = 4096
+	var empty []time.Duration
 	for !r.stop.Load() {
 		rc := <-free
 		rc.data, rc.ends, rc.now = rc.data[:0], rc.ends[:0], 0
@@ -253,8 +267,8 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 			free <- rc
 			return
 		}
-		r.st.requests.Add(1)
 		if err != nil {
+			r.st.requests.Add(1)
 			if len(rc.ends) > 0 {
 				// A damaged answer: the events before the damage are
 				// verified all the same.
@@ -283,11 +297,18 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		r.st.lat.Record(time.Since(start))
+		lat := time.Since(start)
 		if n == 0 {
+			empty = append(empty, lat)
+			if len(empty) == maxEmpty {
+				r.countPolls(empty)
+				empty = empty[:0]
+			}
 			free <- rc
 			continue
 		}
+		r.countPolls(append(empty, lat))
+		empty = empty[:0]
 		r.st.events.Add(uint64(n))
 		r.st.bytes.Add(uint64(size))
 		r.lastData.Store(time.Now().UnixNano())
@@ -345,11 +366,14 @@ wait:
 	}
 	idle.Stop()
 	r.stop.Store(true)
-	// Count the time until the last event, not the idle wait.
+	// Count the time until the last event, not the idle wait, and what
+	// arrived until then: polls still running now end after it.
 	end := time.Now()
 	if last := time.Unix(0, r.lastData.Load()); note != "" && note != "interrupted" && last.After(r.start) {
 		end = last
 	}
+	elapsed := end.Sub(r.start)
+	side := r.st.side(elapsed)
 	wg.Wait()
 	close(stopProgress)
 	pwg.Wait()
@@ -359,10 +383,8 @@ wait:
 	}
 	cancel()
 
-	elapsed := end.Sub(r.start)
 	res := c.result()
 	res.Seconds = elapsed.Seconds()
-	side := r.st.side(elapsed)
 	res.Consume = &side
 	vr := v.result()
 	res.Verify = &vr

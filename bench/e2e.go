@@ -17,9 +17,10 @@ import (
 // producers stop, the consumers get up to --drain to receive every
 // acknowledged event; what they have not received then is missing.
 func runE2E(ctx context.Context, c *Config) (*Result, error) {
-	l := &load{c: c, st: newStats(), acks: &acks{}}
+	l := newLoad(c)
 	v := newVerifier(c.Run, l.acks)
 	v.e2e = &Histogram{}
+	l.e2e = v.e2e
 	r := newReaders(c, v)
 	cls, closeAll, err := r.clients(ctx)
 	if err != nil {
@@ -64,6 +65,12 @@ wait:
 	}
 	tick.Stop()
 	r.stop.Store(true)
+	// The consuming side's rate is over the time until its last event.
+	cElapsed := elapsed
+	if last := time.Unix(0, r.lastData.Load()); last.After(r.start) {
+		cElapsed = last.Sub(r.start)
+	}
+	cs := r.st.side(cElapsed)
 	wg.Wait()
 	gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	for _, cl := range cls {
@@ -74,7 +81,6 @@ wait:
 	res := c.result()
 	res.Seconds = elapsed.Seconds()
 	ps := l.st.side(elapsed)
-	cs := r.st.side(elapsed)
 	res.Produce, res.Consume = &ps, &cs
 	e2e := v.e2e.Snapshot().Summary()
 	res.E2E = &e2e
@@ -84,8 +90,6 @@ wait:
 	if note != "" {
 		res.Notes = append(res.Notes, note)
 	}
-	if c.Rate > 0 && ps.EventsPerSec < 0.95*c.Rate {
-		res.Notes = append(res.Notes, fmt.Sprintf("produced %.0f events/s, below the target rate %.0f", ps.EventsPerSec, c.Rate))
-	}
+	res.Notes = append(res.Notes, l.rateNotes(ps)...)
 	return res, nil
 }

@@ -108,9 +108,14 @@ func (l *load) grpcUnaryWorker(ctx context.Context, i int, cc *grpc.ClientConn) 
 	var b batch
 	req := &floev1.ProduceRequest{Topic: c.Topic}
 	for r := uint64(i); ; r += uint64(c.Connections) {
-		sendAt := p.wait(l)
-		base, n, ok := l.alloc(c.EventsPerRequest)
+		sendAt, ok := p.wait(l)
+		var base uint64
+		var n int
+		if ok {
+			base, n, ok = l.alloc(c.EventsPerRequest)
+		}
 		if !ok {
+			l.missed(p)
 			return nil
 		}
 		req.Events, req.Body = b.fill(g, base, n, sendAt.UnixNano(), c.GRPCBody)
@@ -122,15 +127,17 @@ func (l *load) grpcUnaryWorker(ctx context.Context, i int, cc *grpc.ClientConn) 
 			lat = time.Since(start)
 		}
 		l.st.requests.Add(1)
+		l.st.lat.Record(lat) // failed requests too
 		if err == nil {
 			l.acks.ack(base, base+uint64(n))
 			l.st.events.Add(uint64(n))
 			l.st.bytes.Add(uint64(b.size))
-			l.st.lat.Record(lat)
 			continue
 		}
 		l.acks.fail(base, base+uint64(n))
 		if ctx.Err() != nil {
+			l.gaveUpOn()
+			l.missed(p)
 			return nil
 		}
 		l.st.addErr(grpcErrKey(err))
@@ -161,8 +168,10 @@ type inflight struct {
 
 // grpcStreamWorker produces on one ProduceStream with up to --inflight
 // batches unanswered. A slot (its request and buffers) is reused only after
-// its answer arrived. A broken stream fails its unanswered batches and is
-// opened again.
+// its answer arrived. A stream that breaks, or ends, with batches unanswered
+// fails them (each an error) and is opened again. When a paced run gives up
+// on its schedule (--late-limit), the stream is cancelled: its unanswered
+// batches fail with the latency they had reached.
 func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn) error {
 	c := l.c
 	client := floev1.NewProducerClient(cc)
@@ -176,7 +185,8 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 		free <- s
 	}
 	r := uint64(i)
-	for !l.stop.Load() {
+	finished := false // the worker's share of the run is sent
+	for !finished && !l.stop.Load() {
 		sctx, cancel := context.WithCancel(ctx)
 		stream, err := client.ProduceStream(sctx)
 		if err != nil {
@@ -211,6 +221,7 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 					lat = time.Since(f.start)
 				}
 				l.st.requests.Add(1)
+				l.st.lat.Record(lat) // failed batches too
 				if e := resp.GetError(); e != nil {
 					l.acks.fail(f.base, f.base+uint64(f.n))
 					l.st.addErr(fmt.Sprintf("grpc %s", e.GetError()))
@@ -218,7 +229,6 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 					l.acks.ack(f.base, f.base+uint64(f.n))
 					l.st.events.Add(uint64(f.n))
 					l.st.bytes.Add(uint64(f.b.size))
-					l.st.lat.Record(lat)
 				}
 				free <- s
 			}
@@ -231,11 +241,19 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 			case s = <-free:
 			case sendErr = <-recvDone:
 				break send
+			case <-l.stopped:
+				break send
 			}
-			sendAt := p.wait(l)
-			base, n, ok := l.alloc(c.EventsPerRequest)
+			sendAt, ok := p.wait(l)
+			var base uint64
+			var n int
+			if ok {
+				base, n, ok = l.alloc(c.EventsPerRequest)
+			}
 			if !ok {
+				l.missed(p)
 				free <- s
+				finished = true
 				break
 			}
 			f := &slots[s]
@@ -254,28 +272,54 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 			}
 		}
 		if sendErr == nil {
+			// When the run gives up on its schedule, ctx is cancelled and
+			// so is the stream: Recv does not wait for a broker that far
+			// behind.
 			_ = stream.CloseSend()
 			sendErr = <-recvDone
 		}
 		cancel()
-		// Whatever is unanswered failed.
+		gaveUp := l.abortAt.Load() != 0
+		// Whatever is unanswered failed, each batch an error, except when
+		// the run was interrupted.
+		var key string
+		switch {
+		case gaveUp:
+			key = errGaveUp
+		case ctx.Err() != nil:
+		case errors.Is(sendErr, io.EOF):
+			key = "grpc stream ended with the batch unanswered"
+		default:
+			key = grpcErrKey(sendErr)
+		}
 		mu.Lock()
+		unanswered := len(pending)
 		for id, s := range pending {
 			f := &slots[s]
+			lat := time.Since(f.sendAt)
+			if p == nil {
+				lat = time.Since(f.start)
+			}
 			l.acks.fail(f.base, f.base+uint64(f.n))
 			l.st.requests.Add(1)
+			l.st.lat.Record(lat)
+			if key != "" {
+				l.st.addErr(key)
+			}
 			delete(pending, id)
 			free <- s
 		}
 		mu.Unlock()
-		if errors.Is(sendErr, io.EOF) || ctx.Err() != nil {
-			if l.stop.Load() || ctx.Err() != nil {
-				return nil
-			}
-			continue
+		if unanswered == 0 && key != "" && !gaveUp && !errors.Is(sendErr, io.EOF) {
+			l.st.addErr(key) // the stream broke with nothing in flight
 		}
-		l.st.addErr(grpcErrKey(sendErr))
-		time.Sleep(100 * time.Millisecond)
+		if finished || l.stop.Load() || ctx.Err() != nil {
+			l.missed(p)
+			return nil
+		}
+		if !errors.Is(sendErr, io.EOF) {
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	return nil
 }

@@ -78,6 +78,16 @@ type row struct {
 	// ProducedBytes is the event bytes acknowledged over all the runs of
 	// the case (the median run's alone is Result.Produce.Bytes).
 	ProducedBytes uint64 `json:"produced_bytes_all_runs,omitempty"`
+	// Errors are the failed requests of all the runs of the case added up
+	// (keys as in Side.Errors; an e2e case's failed polls as "poll ..."),
+	// ErrorRuns the runs that had any. Failed says why runs failed
+	// (Result.failed(), as floe bench fails a run: failed requests,
+	// missing or malformed events),
+	// "run 2: ..." for a repeated case. A row with Failed or FailedRuns
+	// does not pass, whatever its median run measured.
+	Errors    map[string]uint64 `json:"errors_all_runs,omitempty"`
+	ErrorRuns int               `json:"runs_with_errors,omitempty"`
+	Failed    string            `json:"failed,omitempty"`
 }
 
 func runMatrixCommand(ctx context.Context, args []string) int {
@@ -309,6 +319,7 @@ type child struct {
 
 func startChild(bin string, args []string, log io.Writer) (*child, error) {
 	cmd := exec.Command(bin, args...)
+	cmd.Env, _ = childEnv(os.Environ())
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -381,6 +392,56 @@ func (c *child) stop() error {
 	return nil
 }
 
+// runtimeEnvVars are the Go runtime's variables that change how the broker
+// runs: GOGC and GOMEMLIMIT its memory, which the matrix's RSS target
+// measures (GOMEMLIMIT, even empty, overrides the broker's --memory-limit),
+// GOMAXPROCS its cores, GODEBUG its runtime.
+var runtimeEnvVars = []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG"}
+
+// childEnv is the environment of the matrix's children (the broker and the
+// no-op server): environ without its FLOE_* variables, which would set the
+// broker's settings (FLOE_CONFIG: from a file) unseen by the report, which
+// says the broker ran with its defaults and its command line; dropped are
+// their names. The Go runtime's variables stay: GOGC has no broker flag,
+// so the matrix is how a GOGC is measured, and the load tool (this
+// process) runs under them anyway; the report lists them (runtimeEnv).
+func childEnv(environ []string) (env, dropped []string) {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "FLOE_") {
+			dropped = append(dropped, name)
+			continue
+		}
+		env = append(env, kv)
+	}
+	slices.Sort(dropped)
+	return env, dropped
+}
+
+// runtimeEnv are the variables of runtimeEnvVars that env sets, as
+// NAME=value (quoted for a shell when it must be), in runtimeEnvVars order.
+func runtimeEnv(env []string) []string {
+	var out []string
+	for _, name := range runtimeEnvVars {
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok {
+				out = append(out, name+"="+shellQuote(v))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// shellQuote is v as a shell word: as is when it is plain, else in single
+// quotes.
+func shellQuote(v string) string {
+	if v != "" && strings.Trim(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.,:=/+-") == "" {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}
+
 // freeAddrs returns n loopback addresses with free ports (they could be
 // taken again before the child binds them; unlikely on a bench machine).
 func freeAddrs(n int) ([]string, error) {
@@ -451,6 +512,14 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 	}
 	fmt.Fprintf(o.Log, "floe bench matrix: measuring the machine (data dir %s)\n", dataDir)
 	m := readMachine(dataDir)
+	env, dropped := childEnv(os.Environ())
+	if len(dropped) > 0 {
+		fmt.Fprintf(o.Log, "floe bench matrix: not passing %s to the broker: it runs with its defaults and --broker-args\n", strings.Join(dropped, ", "))
+	}
+	goEnv := runtimeEnv(env)
+	if len(goEnv) > 0 {
+		fmt.Fprintf(o.Log, "floe bench matrix: %s set: the broker and the load tool run with it, the report says so\n", strings.Join(goEnv, " "))
+	}
 	started := time.Now()
 	load0 := loadAvg()
 	cases := o.cases()
@@ -518,14 +587,18 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 			ok, why := mc.check(res)
 			rw.Pass, rw.Why = &ok, why
 		}
+		if why := res.failed(); why != "" {
+			fmt.Fprintf(o.Log, "failed: %s\n", why)
+		}
 		return rw
 	}
 
 	// repeat runs a produce case o.Repeat times (other cases once: the
-	// consume cases read their backlog once, and e2e is paced).
+	// consume cases read their backlog once, and e2e is paced); medianRow
+	// judges the runs, a single one too.
 	repeat := func(mc matrixCase, once func() row) row {
 		if mc.mode != "produce" || o.Repeat == 1 {
-			return once()
+			return medianRow([]row{once()})
 		}
 		var runs []row
 		for i := range o.Repeat {
@@ -604,6 +677,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		Machine: m, Opts: o, Rows: rows, Started: started, Took: time.Since(started),
 		BrokerCmd: brokerCmd, BrokerRSS: rssAll, DiskBytes: disk, StopErr: stopErr,
 		Interrupted: ctx.Err() != nil, LoadBefore: load0, LoadAfter: loadAvg(), Command: o.command(),
+		Env: goEnv, DroppedEnv: dropped,
 	}
 	met, total := 0, 0
 	for _, rw := range rows {
@@ -646,10 +720,12 @@ func brokerArgs(a []string, dataDir string, extra []string) []string {
 // the two middle ones for an even count), with every successful run's
 // events/s in Runs, the failed runs counted in FailedRuns, the highest RSS
 // of all, and the event bytes acknowledged by all. The row is an error only
-// when every run failed.
+// when every run failed. The median measures the case; the verdict answers
+// for every run (settle): a failed run, or failed requests, missing or
+// malformed events in any run, and the case does not pass.
 func medianRow(runs []row) row {
 	if len(runs) == 1 {
-		return runs[0]
+		return settle(runs[0], runs)
 	}
 	var ok []row
 	var eps []float64
@@ -675,7 +751,7 @@ func medianRow(runs []row) row {
 	if len(ok) == 0 {
 		med := runs[0]
 		med.FailedRuns, med.BrokerRSS = failed, rss
-		return med
+		return settle(med, runs)
 	}
 	order := make([]int, len(ok))
 	for i := range order {
@@ -685,7 +761,61 @@ func medianRow(runs []row) row {
 	med := ok[order[(len(ok)-1)/2]]
 	med.Runs, med.FailedRuns, med.FirstRunErr = eps, failed, firstErr
 	med.BrokerRSS, med.ProducedBytes = rss, produced
+	return settle(med, runs)
+}
+
+// settle makes med, the row chosen among runs, answer for all of them: the
+// request errors of every run added up in Errors (ErrorRuns: the runs that
+// had any), why runs failed in Failed (Result.failed() of each), and no
+// pass when any run failed, outright (FailedRuns) or by Result.failed().
+func settle(med row, runs []row) row {
+	var errs map[string]uint64
+	var errRuns int
+	var why []string
+	for i, rw := range runs {
+		if rw.Result == nil {
+			continue
+		}
+		if e := runErrors(rw.Result); len(e) > 0 {
+			if errs == nil {
+				errs = map[string]uint64{}
+			}
+			for k, n := range e {
+				errs[k] += n
+			}
+			errRuns++
+		}
+		if f := rw.Result.failed(); f != "" {
+			if len(runs) > 1 {
+				f = fmt.Sprintf("run %d: %s", i+1, f)
+			}
+			why = append(why, f)
+		}
+	}
+	med.Errors, med.ErrorRuns, med.Failed = errs, errRuns, strings.Join(why, "; ")
+	if med.Pass != nil && (med.Failed != "" || med.FailedRuns > 0) {
+		fail := false
+		med.Pass = &fail
+	}
 	return med
+}
+
+// runErrors are the failed requests of r: those of its main side as they
+// are, and, when it has both, its consumers' failed polls as "poll ...".
+func runErrors(r *Result) map[string]uint64 {
+	errs := map[string]uint64{}
+	add := func(s *Side, prefix string) {
+		if s != nil {
+			for k, n := range s.Errors {
+				errs[prefix+k] += n
+			}
+		}
+	}
+	add(r.main(), "")
+	if r.Produce != nil {
+		add(r.Consume, "poll ")
+	}
+	return errs
 }
 
 // waitIdle waits until the machine's processes other than this one and the

@@ -11,15 +11,37 @@ import (
 	"time"
 )
 
+// A paced run (--rate with --duration) sends every request scheduled within
+// --duration, even after it, for up to --late-limit (Config.LateLimit).
+// Then it gives up: requests still unanswered are cancelled (each an
+// error), and the sends still unmade count as unsent (the run fails), each
+// recorded with the latency it had reached. A broker that stalls at the end
+// of a run cannot hide it by leaving scheduled sends unmade.
+
 // load is the producing side of a run: it hands out sequence numbers,
 // paces the workers and records acks.
 type load struct {
-	c     *Config
-	st    *stats
-	acks  *acks
-	next  atomic.Uint64
-	stop  atomic.Bool // no new request once set
-	start time.Time
+	c        *Config
+	st       *stats
+	acks     *acks
+	e2e      *Histogram // e2e runs: unsent events are recorded here too
+	next     atomic.Uint64
+	stop     atomic.Bool   // no new request once set (halt)
+	stopped  chan struct{} // closed by halt
+	stopOnce sync.Once
+	abortAt  atomic.Int64 // Unix ns at which a paced run gave up on its schedule; 0 if it did not
+	start    time.Time
+	end      time.Time // paced runs with --duration: the schedule ends here
+}
+
+func newLoad(c *Config) *load {
+	return &load{c: c, st: newStats(), acks: &acks{}, stopped: make(chan struct{})}
+}
+
+// halt stops the run: no request starts after it.
+func (l *load) halt() {
+	l.stop.Store(true)
+	l.stopOnce.Do(func() { close(l.stopped) })
 }
 
 // alloc reserves the sequence numbers of one request: n of them from base;
@@ -32,7 +54,7 @@ func (l *load) alloc(want int) (base uint64, n int, ok bool) {
 	n = want
 	if l.c.Count > 0 {
 		if base >= l.c.Count {
-			l.stop.Store(true)
+			l.halt()
 			return 0, 0, false
 		}
 		n = int(min(uint64(want), l.c.Count-base))
@@ -64,20 +86,59 @@ func newPacer(l *load, worker int) *pacer {
 	return &pacer{next: l.start.Add(iv * time.Duration(worker) / time.Duration(l.c.Connections)), interval: iv}
 }
 
-// wait sleeps until the next scheduled send and returns its time.
-func (p *pacer) wait(l *load) time.Time {
+// wait sleeps until the next scheduled send and returns its time (without
+// a pacer, now). ok is false when the run stopped, or when the schedule is
+// over: the next send would be at or after the end of --duration.
+func (p *pacer) wait(l *load) (t time.Time, ok bool) {
 	if p == nil {
-		return time.Now()
+		return time.Now(), !l.stop.Load()
 	}
-	t := p.next
-	p.next = p.next.Add(p.interval)
-	for d := time.Until(t); d > 0; d = time.Until(t) {
-		if l.stop.Load() {
-			break
+	t = p.next
+	if l.stop.Load() || (!l.end.IsZero() && !t.Before(l.end)) {
+		return t, false
+	}
+	if d := time.Until(t); d > 0 {
+		tm := time.NewTimer(d)
+		defer tm.Stop()
+		select {
+		case <-tm.C:
+		case <-l.stopped:
+			return t, false
 		}
-		time.Sleep(min(d, 100*time.Millisecond))
 	}
-	return t
+	p.next = p.next.Add(p.interval)
+	return t, true
+}
+
+// gaveUpOn counts a request cancelled because the run gave up on its
+// schedule as an error; one cancelled by an interrupt is not.
+func (l *load) gaveUpOn() {
+	if l.abortAt.Load() != 0 {
+		l.st.addErr(errGaveUp)
+	}
+}
+
+const errGaveUp = "unanswered when the run gave up on its schedule"
+
+// missed accounts for the sends of a paced worker still to make, up to the
+// end of the run, when the run gave up on its schedule (--late-limit): each
+// counts as unsent, with the latency it had reached then. It consumes them:
+// a second call counts nothing.
+func (l *load) missed(p *pacer) {
+	at := l.abortAt.Load()
+	if p == nil || at == 0 || l.end.IsZero() {
+		return
+	}
+	abort := time.Unix(0, at)
+	n := uint64(l.c.EventsPerRequest)
+	for ; p.next.Before(l.end); p.next = p.next.Add(p.interval) {
+		lat := abort.Sub(p.next)
+		l.st.lat.Record(lat)
+		l.st.unsent.Add(n)
+		if l.e2e != nil {
+			l.e2e.RecordN(lat, n)
+		}
+	}
 }
 
 // buildBody writes the events [base, base+n) as one JSON event or NDJSON
@@ -103,7 +164,12 @@ func runProduce(ctx context.Context, c *Config) (*Result, error) {
 
 // produce runs c and returns its result and acks.
 func produce(ctx context.Context, c *Config) (*Result, *acks, error) {
-	l := &load{c: c, st: newStats(), acks: &acks{}}
+	l := newLoad(c)
+	// A run that does not finish leaves an ack file marked incomplete,
+	// which consume refuses, not the file of an earlier run.
+	if err := prepareAckFile(c.AckFile); err != nil {
+		return nil, nil, fmt.Errorf("--ack-file: %w", err)
+	}
 	cpu := startCPU()
 	elapsed, err := l.run(ctx, nil)
 	if err != nil {
@@ -122,6 +188,7 @@ func produce(ctx context.Context, c *Config) (*Result, *acks, error) {
 	if fails := l.st.errCount(); fails > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d requests failed: their events are not counted as acknowledged", fails))
 	}
+	res.Notes = append(res.Notes, l.rateNotes(side)...)
 	return res, l.acks, nil
 }
 
@@ -140,6 +207,18 @@ func (c *Config) result() *Result {
 		r.API = "grpc-stream"
 	}
 	return r
+}
+
+// rateNotes tells how a paced run kept to its schedule.
+func (l *load) rateNotes(side Side) []string {
+	var notes []string
+	if side.Unsent > 0 {
+		notes = append(notes, fmt.Sprintf("%d scheduled events were not sent: the run was still behind its schedule %v after --duration (--late-limit)", side.Unsent, l.c.LateLimit))
+	}
+	if r := l.c.Rate; r > 0 && side.EventsPerSec < 0.95*r {
+		notes = append(notes, fmt.Sprintf("produced %.0f events/s, below the target rate %.0f", side.EventsPerSec, r))
+	}
+	return notes
 }
 
 // run produces until --count or --duration (or ctx), showing progress with
@@ -168,6 +247,9 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	}
 	defer closeAll()
 
+	// wctx ends the workers' requests when the run gives up on its schedule.
+	wctx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
 	l.start = time.Now()
 	stopProgress := make(chan struct{})
 	var pwg sync.WaitGroup
@@ -176,26 +258,36 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	})
 	done := make(chan struct{})
 	if c.Duration > 0 {
+		limit, paced := c.Duration, c.Rate > 0
+		if paced {
+			// The schedule ends at --duration; sending it may take longer.
+			l.end = l.start.Add(c.Duration)
+			limit += c.LateLimit
+		}
 		go func() {
 			select {
-			case <-time.After(c.Duration):
+			case <-time.After(limit):
+				if paced {
+					l.abortAt.Store(time.Now().UnixNano())
+					giveUp()
+				}
 			case <-done:
 			case <-ctx.Done():
 			}
-			l.stop.Store(true)
+			l.halt()
 		}()
 	}
 	go func() {
 		select {
 		case <-ctx.Done():
-			l.stop.Store(true)
+			l.halt()
 		case <-done:
 		}
 	}()
 	var wg sync.WaitGroup
 	errs := make([]error, c.Connections)
 	for i := range c.Connections {
-		wg.Go(func() { errs[i] = worker(ctx, i) })
+		wg.Go(func() { errs[i] = worker(wctx, i) })
 	}
 	wg.Wait()
 	elapsed := time.Since(l.start)
@@ -237,9 +329,14 @@ func (l *load) restWorker(ctx context.Context, i int, tr *http.Transport) error 
 	p := newPacer(l, i)
 	var body []byte
 	for req := uint64(i); ; req += uint64(c.Connections) {
-		sendAt := p.wait(l)
-		base, n, ok := l.alloc(c.EventsPerRequest)
+		sendAt, ok := p.wait(l)
+		var base uint64
+		var n int
+		if ok {
+			base, n, ok = l.alloc(c.EventsPerRequest)
+		}
 		if !ok {
+			l.missed(p)
 			return nil
 		}
 		var size int
@@ -251,15 +348,17 @@ func (l *load) restWorker(ctx context.Context, i int, tr *http.Transport) error 
 			lat = time.Since(start)
 		}
 		l.st.requests.Add(1)
+		l.st.lat.Record(lat) // failed requests too: a stall that ends in an error is still a stall
 		if err == nil && status == http.StatusOK {
 			l.acks.ack(base, base+uint64(n))
 			l.st.events.Add(uint64(n))
 			l.st.bytes.Add(uint64(size))
-			l.st.lat.Record(lat)
 			continue
 		}
 		l.acks.fail(base, base+uint64(n))
 		if ctx.Err() != nil {
+			l.gaveUpOn()
+			l.missed(p)
 			return nil
 		}
 		l.st.addErr(httpErrKey(status, err))

@@ -24,6 +24,11 @@ type report struct {
 	LoadBefore  string
 	LoadAfter   string
 	Command     string
+	// Env are the Go runtime's variables set for the broker (and the load
+	// tool), NAME=value; DroppedEnv the names of the FLOE_* variables of
+	// the environment not passed to the broker.
+	Env        []string
+	DroppedEnv []string
 }
 
 const rssTarget = 256 << 20
@@ -65,6 +70,10 @@ func (r *report) markdown() string {
 		p("(column *other CPU*). The broker's numbers below are lower bounds of what it does on an idle machine; ")
 		p("run `make bench` again on a quiet machine before reading them against the targets.\n\n")
 	}
+	if len(r.Env) > 0 {
+		p("> **Not the Go runtime's defaults**: the matrix, its broker and its load tool ran with `%s` from the environment ", mdEscape(strings.Join(r.Env, " ")))
+		p("(GOMEMLIMIT, even empty, overrides the broker's `--memory-limit`). The rows measure that, not the defaults.\n\n")
+	}
 
 	p("## Machine\n\n")
 	p("| | |\n|---|---|\n")
@@ -79,10 +88,25 @@ func (r *report) markdown() string {
 	if len(m.Deps) > 0 {
 		p("| dependencies | %s |\n", strings.Join(m.Deps, "<br>"))
 	}
-	p("| broker | `%s` (defaults otherwise), a child process of the matrix |\n", r.BrokerCmd)
+	p("| broker | `%s` (defaults otherwise), a child process of the matrix", mdEscape(withEnv(r.Env, r.BrokerCmd)))
+	if len(r.DroppedEnv) > 0 {
+		p("; %s of the environment not passed to it", strings.Join(r.DroppedEnv, ", "))
+	}
+	p(" |\n")
+	var set []string
+	if len(r.Opts.BrokerArgs) > 0 {
+		set = append(set, "`"+strings.Join(r.Opts.BrokerArgs, " ")+"` (--broker-args)")
+	}
+	if len(r.Env) > 0 {
+		set = append(set, "`"+strings.Join(r.Env, " ")+"` (environment)")
+	}
+	if len(set) == 0 {
+		set = append(set, "none but the listeners, data directory and log level of its command line")
+	}
+	p("| broker settings not at their default | %s |\n", mdEscape(strings.Join(set, "; ")))
 	p("| load | REST client `%s`; events of random incompressible padding |\n", r.Opts.HTTPClient)
 	p("| load average (1, 5, 15 min) | %s before, %s after |\n", r.LoadBefore, r.LoadAfter)
-	p("| command | `%s` |\n\n", r.Command)
+	p("| command | `%s` |\n\n", mdEscape(withEnv(r.Env, r.Command)))
 
 	p("## Results\n\n")
 	p("| case | target | events/s | MB/s | requests/s | p50 | p99 | p99.9 | max | errors | broker CPU | tool CPU | other CPU | broker RSS | result |\n")
@@ -118,14 +142,30 @@ func (r *report) markdown() string {
 			lat = *res.E2E
 			latLabel = " (e2e)"
 		}
+		// A run that failed, or failed requests, missing or malformed
+		// events in any run, and the case does not pass (medianRow).
+		failed := rw.Failed
+		if failed == "" {
+			failed = res.failed() // a row medianRow did not settle
+		}
+		bad := failed != "" || rw.FailedRuns > 0
 		verdict := ""
 		switch {
-		case rw.Pass == nil:
+		case rw.Pass == nil && !bad:
 			verdict = "—"
-		case *rw.Pass:
+		case rw.Pass != nil && *rw.Pass && !bad:
 			verdict = "**pass**: " + rw.Why
-		default:
+		case rw.Pass != nil:
 			verdict = "**FAIL**: " + rw.Why
+			if failed != "" {
+				verdict += "; " + failed
+			}
+			passAll = false
+		default: // no target, but the case failed
+			verdict = "**FAIL**"
+			if failed != "" {
+				verdict += ": " + failed
+			}
 			passAll = false
 		}
 		if base, ok := baselines[strings.TrimPrefix(rw.ID, "rest-")]; ok && !rw.Baseline && base.Produce.EventsPerSec > 0 {
@@ -136,9 +176,12 @@ func (r *report) markdown() string {
 			if rw.FailedRuns > 0 {
 				runs += fmt.Sprintf(" (%d more failed; the first: %s)", rw.FailedRuns, rw.FirstRunErr)
 			}
-			if rw.Pass == nil {
+			switch verdict {
+			case "—":
 				verdict = runs
-			} else {
+			case "**FAIL**":
+				verdict += ": " + runs
+			default:
 				verdict += "; " + runs
 			}
 		}
@@ -148,9 +191,18 @@ func (r *report) markdown() string {
 		for _, n := range res.Notes {
 			verdict += "; " + n
 		}
+		// The errors of every run of the case, added up.
+		errs := rw.Errors
+		if errs == nil {
+			errs = runErrors(res) // a row medianRow did not settle
+		}
+		errCell := errorsCell(errs)
+		if len(rw.Runs) > 1 && rw.ErrorRuns > 0 {
+			errCell += fmt.Sprintf(" (in %d of %d runs)", rw.ErrorRuns, len(rw.Runs))
+		}
 		p("| %s | %s | %s | %.1f | %s | %s | %s%s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n",
 			title, dash(rw.Target), commas(uint64(math.Round(s.EventsPerSec))), s.MBPerSec, commas(uint64(math.Round(s.RequestsPerSec))),
-			fmtMS(lat.P50), fmtMS(lat.P99), latLabel, fmtMS(lat.P999), fmtMS(lat.Max), errorsCell(s.Errors),
+			fmtMS(lat.P50), fmtMS(lat.P99), latLabel, fmtMS(lat.P999), fmtMS(lat.Max), errCell,
 			rw.BrokerCPU, res.ToolCPU, rw.OtherCPU, mib(rw.BrokerRSS), mdEscape(verdict))
 	}
 	if r.BrokerRSS > 0 {
@@ -171,7 +223,10 @@ func (r *report) markdown() string {
 	p("Columns: events/s and MB/s count event bytes (not HTTP framing), MB = 10^6 bytes; latency is per produce request ")
 	p("(from send to the durable acknowledgement), per poll for consume rows, and end to end (from the scheduled send time to ")
 	p("the consumer receiving the event) for e2e; broker CPU and tool CPU are cores used on average during the case ")
-	p("(2.00 = both cores); other CPU is what the rest of the machine used meanwhile (other builds and tests: ")
+	p("(2.00 = both cores); errors are the failed requests of all the runs of the case added up (an e2e case's failed polls as *poll*), ")
+	p("with how many runs had any when it ran more than once; a case passes only if no run of it failed, outright or as `floe bench` ")
+	p("fails a run (a failed request, a missing or malformed event; a consumer registering again after a 409 recovers, and counts only ")
+	p("in the errors column), whatever its median run measured; other CPU is what the rest of the machine used meanwhile (other builds and tests: ")
 	p("on a shared machine the numbers are only as good as this column is small); broker RSS is the peak VmRSS sampled every 50 ms during the case. BASELINE rows are a no-op ")
 	p("net/http server (`floe bench noop-server`: reads the body, answers 200) under the same request shapes, with the same ")
 	p("client: the machine's HTTP ceiling.\n\n")
@@ -220,6 +275,11 @@ func runsList(runs []float64) string {
 		parts[i] = commas(uint64(math.Round(v)))
 	}
 	return strings.Join(parts, " / ")
+}
+
+// withEnv is cmd after the variables of env, as a shell runs it.
+func withEnv(env []string, cmd string) string {
+	return strings.Join(append(slices.Clone(env), cmd), " ")
 }
 
 func dash(s string) string {

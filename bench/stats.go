@@ -18,7 +18,8 @@ type stats struct {
 	events   atomic.Uint64
 	bytes    atomic.Uint64 // of events, without framing
 	requests atomic.Uint64
-	lat      Histogram // per request (produce) or per poll (consume)
+	lat      Histogram     // per request (produce) or per poll (consume)
+	unsent   atomic.Uint64 // paced produce: events scheduled and never sent (--late-limit)
 
 	mu   sync.Mutex
 	errs map[string]uint64
@@ -107,6 +108,9 @@ type Side struct {
 	RequestsPerSec float64           `json:"requests_per_sec"`
 	Latency        Latency           `json:"latency"`
 	Errors         map[string]uint64 `json:"errors,omitempty"`
+	// Unsent counts the events of a paced run (--rate) scheduled within
+	// --duration and still not sent when it gave up on its schedule.
+	Unsent uint64 `json:"unsent,omitempty"`
 }
 
 func (s *stats) side(elapsed time.Duration) Side {
@@ -117,6 +121,7 @@ func (s *stats) side(elapsed time.Duration) Side {
 		Requests: s.requests.Load(),
 		Latency:  s.lat.Snapshot().Summary(),
 		Errors:   s.errors(),
+		Unsent:   s.unsent.Load(),
 	}
 	if len(out.Errors) == 0 {
 		out.Errors = nil
@@ -220,8 +225,8 @@ func printSummary(w io.Writer, r *Result) {
 			fmtMS(r.E2E.P50), fmtMS(r.E2E.P99), fmtMS(r.E2E.P999), fmtMS(r.E2E.Max), fmtMS(r.E2E.Mean))
 	}
 	if v := r.Verify; v != nil {
-		fmt.Fprintf(w, "verify (%s): expected %s, delivered %s, missing %d, duplicated %d, malformed %d, unacked delivered %d, foreign %d\n",
-			v.Mode, commas(v.Expected), commas(v.Delivered), v.Missing, v.Duplicated, v.Malformed, v.Unacked, v.Foreign)
+		fmt.Fprintf(w, "verify (%s): expected %s, delivered %s, missing %d, duplicated %d, malformed %d, unacked delivered %d, phantom %d, foreign %d\n",
+			v.Mode, commas(v.Expected), commas(v.Delivered), v.Missing, v.Duplicated, v.Malformed, v.Unacked, v.Phantom, v.Foreign)
 	}
 	fmt.Fprintf(w, "tool cost: %.2f CPU cores, %.2f allocations/event\n", r.ToolCPU, r.ToolAllocsPerEvent)
 	for _, n := range r.Notes {

@@ -13,9 +13,14 @@ import (
 // With the acks of the run (an ack file, or the producer of the same
 // process in e2e): an acknowledged event received once is delivered; twice or
 // more, duplicated (at-least-once delivery allows it; it is reported, not a
-// failure); never, missing. An event whose request failed is "unacked" when
-// received: allowed either way. Events of other runs are "foreign" (the topic
-// had older data) and ignored.
+// failure); never, missing. An event whose request failed (answered with an
+// error, or its answer lost) is "unacked" when received: the broker may have
+// stored it, so it is allowed either way. An event of the run that was
+// neither acknowledged nor in a failed request was never sent: "phantom", a
+// failure. In e2e an event may arrive before its ack: the count is settled
+// once the producers have stopped, when every event sent is acknowledged or
+// failed. Events of other runs are "foreign" (the topic had older data) and
+// ignored.
 //
 // Without acks (consume of a topic that a produce run of another process,
 // without --ack-file, filled): every run id seen is checked for contiguity
@@ -31,7 +36,8 @@ type verifier struct {
 	dup       atomic.Uint64
 	malformed atomic.Uint64
 	foreign   atomic.Uint64
-	unacked   atomic.Uint64
+	unacked   atomic.Uint64 // not acknowledged when received: maybe not yet
+	beyond    atomic.Uint64 // seq too high for any run: phantom, not tracked
 
 	// Without acks: per run.
 	mu   sync.Mutex
@@ -65,6 +71,10 @@ func (v *verifier) check(ev []byte, now int64) {
 		v.foreign.Add(1)
 		return
 	}
+	if p.seq >= seqLimit {
+		v.beyond.Add(1)
+		return
+	}
 	if v.e2e != nil {
 		v.e2e.Record(time.Duration(now - p.ts))
 	}
@@ -75,13 +85,17 @@ func (v *verifier) check(ev []byte, now int64) {
 	if v.acks.acked.has(p.seq) {
 		v.delivered.Add(1)
 	} else {
-		// Not acked (yet: in e2e the ack may still be on its way; the
-		// final count settles it).
+		// Not acked (yet: in e2e the ack may still be on its way; result
+		// settles it: unacked if its request failed, else phantom).
 		v.unacked.Add(1)
 	}
 }
 
 func (v *verifier) checkRun(p parsedEvent) {
+	if p.seq >= seqLimit {
+		v.beyond.Add(1)
+		return
+	}
 	v.mu.Lock()
 	r := v.runs[string(p.run)]
 	if r == nil {
@@ -114,7 +128,10 @@ func (v *verifier) complete() bool {
 	return v.result().Missing == 0
 }
 
-// Verify is the outcome of a consume check.
+// Verify is the outcome of a consume check. Unacked counts the events
+// received whose request failed (allowed); Phantom those of the run received
+// and never sent: neither acknowledged nor of a failed request, or numbered
+// beyond what any run can number. The run fails on them.
 type Verify struct {
 	Mode       string `json:"mode"` // "acks" or "contiguity"
 	Expected   uint64 `json:"expected"`
@@ -123,15 +140,19 @@ type Verify struct {
 	Duplicated uint64 `json:"duplicated"`
 	Malformed  uint64 `json:"malformed"`
 	Unacked    uint64 `json:"unacked_delivered"`
+	Phantom    uint64 `json:"phantom"`
 	Foreign    uint64 `json:"foreign"`
 	Runs       int    `json:"runs,omitempty"`
 }
 
-// result counts missing events: acked and never seen.
+// result counts missing events (acked and never seen), and sorts the events
+// seen that were not acked into unacked (of a failed request) and phantom
+// (neither).
 func (v *verifier) result() Verify {
 	out := Verify{
 		Duplicated: v.dup.Load(),
 		Malformed:  v.malformed.Load(),
+		Phantom:    v.beyond.Load(),
 		Foreign:    v.foreign.Load(),
 	}
 	if v.acks == nil {
@@ -147,17 +168,19 @@ func (v *verifier) result() Verify {
 		return out
 	}
 	out.Mode = "acks"
-	lim := v.acks.limit.Load()
 	out.Expected = v.acks.nAcked.Load()
 	// Recount from the sets: an event received before its ack arrived was
-	// counted unacked by check.
-	var delivered, unacked uint64
-	for seq := uint64(0); seq < lim; seq += 64 {
-		a, s := v.acks.acked.word(seq), v.seen.word(seq)
-		delivered += uint64(bits.OnesCount64(a & s))
-		unacked += uint64(bits.OnesCount64(^a & s))
-	}
+	// counted unacked by check. Every event seen counts, however high its
+	// seq: one beyond the highest sent is a phantom too.
+	var delivered, unacked, phantom uint64
+	v.seen.eachWord(func(seq, s uint64) {
+		a, f := v.acks.acked.word(seq), v.acks.failed.word(seq)
+		delivered += uint64(bits.OnesCount64(s & a))
+		unacked += uint64(bits.OnesCount64(s &^ a & f))
+		phantom += uint64(bits.OnesCount64(s &^ a &^ f))
+	})
 	out.Delivered, out.Unacked = delivered, unacked
+	out.Phantom += phantom
 	out.Missing = out.Expected - delivered
 	return out
 }
