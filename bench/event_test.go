@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -46,6 +47,36 @@ func TestParseEventRejectsDamage(t *testing.T) {
 // TestPadsDifferBySeq checks that each event's pad is its own slice of the
 // pool: consecutive seqs take adjacent slices, and an event carrying its
 // neighbour's pad is rejected.
+// Padding is as incompressible as JSON text can be: every printable ASCII
+// character but '"' and '\\', equally often, and gzip at its best level
+// saves no more than the entropy bound allows (log2(93)/8 = 81.7% of the
+// size at the least).
+func TestPaddingIsIncompressible(t *testing.T) {
+	pool := padPool([]byte("0badc0de"))
+	counts := map[byte]int{}
+	for _, c := range pool {
+		counts[c]++
+	}
+	if len(counts) != 93 || counts['"'] != 0 || counts['\\'] != 0 {
+		t.Fatalf("%d distinct characters (quote %d, backslash %d), want the 93 others of printable ASCII", len(counts), counts['"'], counts['\\'])
+	}
+	for c, n := range counts {
+		// Each expected len/93 = 45,100 times; 5 sigma is about 1,050.
+		if want := len(pool) / 93; n < want-1500 || n > want+1500 {
+			t.Errorf("%q appears %d times, want about %d", c, n, want)
+		}
+	}
+	var z bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+	_, _ = w.Write(pool)
+	_ = w.Close()
+	if ratio := float64(z.Len()) / float64(len(pool)); ratio < 0.81 {
+		t.Errorf("gzip shrinks padding to %.1f%% of its size", ratio*100)
+	} else {
+		t.Logf("gzip -9 keeps %.1f%% of the padding", ratio*100)
+	}
+}
+
 func TestPadsDifferBySeq(t *testing.T) {
 	g := newEventGen("0badcafe", 200)
 	ev1, ev2 := g.appendEvent(nil, 100, 1), g.appendEvent(nil, 101, 1)
