@@ -18,7 +18,7 @@ import (
 // the ts and the pad's length (eventSum), and the pad must equal its slice of
 // the run's pool, so a consumer detects corrupted or truncated events; pad is
 // random printable ASCII, every character but '"' and '\' (93 of them, the
-// most a JSON string holds without escapes), that fills the event to
+// most ASCII a JSON string holds without escapes), that fills the event to
 // --event-size.
 //
 // The padding is cut from one random buffer, each event's pad following the
