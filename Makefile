@@ -22,7 +22,9 @@ help: ## Show this help
 
 .PHONY: build
 build: ## Build the floe binary into bin/
-	$(GO) build -trimpath -o $(BIN) ./cmd/floe
+# -buildvcs=auto stamps the commit (floe --version) when git is there, even
+# where GOFLAGS turns it off.
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/floe
 
 .PHONY: run
 run: build ## Run a broker with the embedded defaults (data in ./floe-data)

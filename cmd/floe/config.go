@@ -16,6 +16,7 @@ const usageHeader = `floe: a durable event-streaming broker.
 Usage:
   floe [flags]          run a broker
   floe bench --help     the load tool
+  floe --version        the version, commit and Go version of this binary
 
 Every setting can be given, from highest to lowest precedence:
   1. as a flag: --data-dir /var/lib/floe

@@ -29,6 +29,10 @@ func main() {
 // It returns the exit code: 0 after a clean shutdown (or --help), 2 for an
 // invalid setting, 1 when the broker cannot start or stop cleanly.
 func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	if slices.Contains(args, "--version") || slices.Contains(args, "-version") {
+		fmt.Fprintln(stdout, version())
+		return 0
+	}
 	cfg, err := parseConfig(args, lookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		printUsage(stdout)
@@ -40,6 +44,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	}
 	applyMemoryLimit(cfg.memoryLimit, lookupEnv)
 	cfg.opts.StartupAttrs = effectiveMemoryLimit(cfg.opts.StartupAttrs, lookupEnv)
+	cfg.opts.StartupAttrs = append(cfg.opts.StartupAttrs, slog.String("version", version()))
 	n, err := floe.New(cfg.opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "floe:", err)
