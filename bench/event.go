@@ -75,17 +75,21 @@ func padPool(run []byte) []byte {
 	var seed [32]byte
 	copy(seed[:], "floe-bench-pad/")
 	copy(seed[16:], run)
-	b := make([]byte, 0, padPoolSize)
+	b := make([]byte, padPoolSize)
 	rng := mrand.NewChaCha8(seed)
 	var chunk [4096]byte
 	// Rejection sampling keeps the characters equally likely: a random byte
 	// below 2*93 picks one, any other is drawn again.
-	limit := byte(2 * len(padAlphabet))
-	for len(b) < padPoolSize {
+	var pick [256]byte // random byte -> character, 0 for a draw again
+	for r := range 2 * len(padAlphabet) {
+		pick[r] = padAlphabet[r%len(padAlphabet)]
+	}
+	for n := 0; n < len(b); {
 		_, _ = rng.Read(chunk[:])
 		for _, r := range chunk {
-			if r < limit && len(b) < padPoolSize {
-				b = append(b, padAlphabet[int(r)%len(padAlphabet)])
+			if c := pick[r]; c != 0 && n < len(b) {
+				b[n] = c
+				n++
 			}
 		}
 	}

@@ -250,6 +250,7 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	// wctx ends the workers' requests when the run gives up on its schedule.
 	wctx, giveUp := context.WithCancel(ctx)
 	defer giveUp()
+	padPool([]byte(c.Run)) // made once per run, before its clock starts
 	l.start = time.Now()
 	stopProgress := make(chan struct{})
 	var pwg sync.WaitGroup
