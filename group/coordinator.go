@@ -253,12 +253,14 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 		delete(old.members, id)
 		c.rebalanceLocked(old)
 		c.maybeDropGroupLocked(old)
+		c.wakeLeft(m.topics, topics)
 		m.topics = topics
 		c.joinLocked(m, name)
 		c.logger.Info("consumer moved", "consumer", id, "from", old.name, "group", name, "topics", topics)
 	default:
 		m.lastSeen, m.onNew = now, r.OnNewGroup
 		if !slices.Equal(m.topics, topics) {
+			c.wakeLeft(m.topics, topics)
 			m.topics = topics
 			c.rebalanceLocked(m.group)
 			c.logger.Info("consumer changed topics", "consumer", id, "group", name, "topics", topics)
@@ -287,6 +289,16 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 		}
 	}
 	return err
+}
+
+// wakeLeft wakes the long polls waiting on the topics of old that a member
+// leaves for topics: its own poll then waits on its new topics.
+func (c *Coordinator) wakeLeft(old, topics []string) {
+	for _, t := range old {
+		if _, ok := slices.BinarySearch(topics, t); !ok {
+			c.wake(t)
+		}
+	}
 }
 
 // joinLocked adds m to the group name (creating it) and rebalances it.

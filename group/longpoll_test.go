@@ -211,3 +211,36 @@ func TestPollLendsItsBufferOnlyToRead(t *testing.T) {
 		t.Fatalf("the poll lent %d buffers, want 1", lends)
 	}
 }
+
+// A long poll follows its consumer's topics: registered again with another
+// topic while the poll waits, the consumer gets that topic's events in the
+// same poll.
+func TestLongPollFollowsNewTopics(t *testing.T) {
+	for _, move := range []bool{false, true} {
+		e := newEnv(t)
+		e.register("c", "g", group.StartFromLatest, "t")
+		ch := startPoll(t, e, context.Background(), group.PollRequest{ConsumerID: "c", Wait: 10 * time.Second})
+		g := "g"
+		if move {
+			g = "g2" // another group, another topic
+		}
+		e.register("c", g, group.StartFromLatest, "u")
+		// The poll wakes, and waits again on the new topic (an event
+		// produced before that would be seen by its read anyway).
+		deadline := time.Now().Add(5 * time.Second)
+		for group.WaitersOn(e.c, "u") != 1 || group.WaitersOn(e.c, "t") != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("moved to another group %v: the poll does not wait on the new topic", move)
+			}
+			runtime.Gosched()
+		}
+		e.produce("u", 2, 1, "x")
+		r := awaitPoll(t, ch)
+		if r.err != nil || countEvents(r.batches) != 1 || r.batches[0].Stream != e.stream("u", 2) {
+			t.Fatalf("moved to another group %v: poll %+v", move, r)
+		}
+		if n := group.Waiters(e.c); n != 0 {
+			t.Fatalf("%d waiters left", n)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/floe-streams/floe/broker"
@@ -67,6 +68,11 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 	defer c.leave(m)
 
 	var w *waiter
+	defer func() {
+		if w != nil {
+			c.removeWaiter(w)
+		}
+	}()
 	var timer *time.Timer
 	rb := readBuffer{lend: r.Buffer, size: maxBytes}
 	for {
@@ -85,7 +91,6 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 			// durable before the registration is seen by that read, one
 			// made durable after it wakes us.
 			w = c.addWaiter(topics)
-			defer c.removeWaiter(w)
 			timer = time.NewTimer(wait)
 			defer timer.Stop()
 			continue
@@ -99,7 +104,21 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 		case <-c.done:
 			return nil, errUnavailable()
 		}
+		// Registered again with other topics meanwhile (Register wakes the
+		// topics it leaves): wait on the new ones, after one more read.
+		if now := c.topicsOf(m); !slices.Equal(now, topics) {
+			c.removeWaiter(w)
+			topics = now
+			w = c.addWaiter(topics)
+		}
 	}
+}
+
+// topicsOf is m's topics as they are now.
+func (c *Coordinator) topicsOf(m *member) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return m.topics
 }
 
 // readJob is the read of one stream by a poll.
