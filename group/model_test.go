@@ -677,16 +677,10 @@ func (h *harness) poll(id string, maxBytes, maxEvents int) {
 		desc = append(desc, fmt.Sprintf("%s/%d[%d,%d)", b.Stream.Topic, b.Stream.RangeIndex, b.Start, b.Start+int64(len(b.Events))))
 	}
 	h.logf("poll %s maxBytes %d maxEvents %d: %v %v", id, maxBytes, maxEvents, desc, err)
-	mm := h.m.members[id]
-	if mm == nil {
-		if !isNotRegistered(err) {
-			h.fail("poll of unregistered %s: %v, want ErrNotRegistered", id, err)
-		}
+	if !h.answered("poll", id, err) {
 		return
 	}
-	if err != nil {
-		h.fail("poll of %s: %v", id, err)
-	}
+	mm := h.m.members[id]
 	mm.lastSeen = h.clock.Now()
 	h.m.settle(id, true)
 	h.m.ack(id)
@@ -726,17 +720,10 @@ func (h *harness) poll(id string, maxBytes, maxEvents int) {
 func (h *harness) commit(id string) {
 	err := h.c.Commit(h.ctx, id)
 	h.logf("commit %s: %v", id, err)
-	mm := h.m.members[id]
-	if mm == nil {
-		if !isNotRegistered(err) {
-			h.fail("commit of unregistered %s: %v", id, err)
-		}
+	if !h.answered("commit", id, err) {
 		return
 	}
-	if err != nil {
-		h.fail("commit of %s: %v", id, err)
-	}
-	mm.lastSeen = h.clock.Now()
+	h.m.members[id].lastSeen = h.clock.Now()
 	h.m.settle(id, false)
 	h.m.ack(id)
 }
@@ -744,16 +731,26 @@ func (h *harness) commit(id string) {
 func (h *harness) goodbye(id string, commit bool) {
 	err := h.c.Goodbye(h.ctx, id, commit)
 	h.logf("goodbye %s commit=%v: %v", id, commit, err)
-	if h.m.members[id] == nil {
-		if !isNotRegistered(err) {
-			h.fail("goodbye of unregistered %s: %v", id, err)
-		}
+	if !h.answered("goodbye", id, err) {
 		return
 	}
-	if err != nil {
-		h.fail("goodbye of %s: %v", id, err)
-	}
 	h.m.goodbye(id, commit)
+}
+
+// answered checks the error of call op by id against the model: a
+// consumer the model does not know must get ErrNotRegistered, a member no
+// error. It says whether id is a member.
+func (h *harness) answered(op, id string, err error) bool {
+	if h.m.members[id] == nil {
+		if !isNotRegistered(err) {
+			h.fail("%s of unregistered %s: %v, want ErrNotRegistered", op, id, err)
+		}
+		return false
+	}
+	if err != nil {
+		h.fail("%s of %s: %v", op, id, err)
+	}
+	return true
 }
 
 // probe makes the coordinator run its expiry check now (any call does).
