@@ -45,6 +45,15 @@ func newStoreCollector(src StoreSource) *storeCollector {
 			}
 			return 0
 		})
+	add("disk_full", "1 while the broker refuses events because the volume of its data directory has less free space than --min-free-disk.", gauge,
+		func(m *store.Metrics) float64 {
+			if m.DiskFull {
+				return 1
+			}
+			return 0
+		})
+	add("disk_free_bytes", "Free space of the volume of the data directory at the last measure (every 100 ms); -1 when unknown.", gauge,
+		func(m *store.Metrics) float64 { return float64(m.DiskFreeBytes) })
 	add("events_total", "Events in acknowledged appends.", counter,
 		func(m *store.Metrics) float64 { return float64(m.Events) })
 	add("event_bytes_total", "Payload bytes of the events in acknowledged appends.", counter,

@@ -124,6 +124,11 @@ func (s *Store) Append(ctx context.Context, st Stream, events [][]byte) (first i
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	if s.disk != nil {
+		if err := s.disk.refusing(); err != nil {
+			return 0, err
+		}
+	}
 	if err := s.budget.acquire(ctx, size); err != nil {
 		return 0, err
 	}

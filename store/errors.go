@@ -49,6 +49,11 @@ var (
 	// was written, so a client may retry it elsewhere or after a reopen.
 	ErrWritesRefused = errors.New("store: refusing writes until reopened")
 
+	// ErrDiskFull is wrapped by the error of an Append refused because the
+	// volume of the store has less than Options.MinFreeDiskBytes free.
+	// Nothing of it was written; it may be retried once space comes back.
+	ErrDiskFull = errors.New("store: the disk is nearly full, refusing events")
+
 	// ErrNoSpace is wrapped by the error of Open when the disk is too full
 	// to flush what Pebble replays from its write-ahead log.
 	ErrNoSpace = errors.New("store: no space left on the disk")

@@ -37,6 +37,11 @@ type Metrics struct {
 	// WriteFailed is true once a commit failed inside Pebble: the store
 	// refuses writes until reopened (see WriteErr).
 	WriteFailed bool
+	// DiskFull is true while the store refuses events for want of space
+	// (Options.MinFreeDiskBytes); DiskFreeBytes is the free space of its
+	// volume at the last measure, -1 when the guard is off.
+	DiskFull      bool
+	DiskFreeBytes int64
 	// Commits counts group commits (Pebble batches made durable); Appends /
 	// Commits is the average coalescing.
 	Commits int64
@@ -98,6 +103,7 @@ func (s *Store) Metrics() Metrics {
 		ChunkBytes:         c.chunkBytes.Load(),
 		AppendErrors:       c.appendErrors.Load(),
 		WriteFailed:        s.failure.Load() != nil,
+		DiskFreeBytes:      -1,
 		Commits:            c.commits.Load(),
 		CommitLatency:      time.Duration(c.commitNanos.Load()),
 		AckLatency:         time.Duration(c.ackNanos.Load()),
@@ -105,6 +111,10 @@ func (s *Store) Metrics() Metrics {
 		RetentionRuns:      c.retentionRuns.Load(),
 		ChunksDeleted:      c.chunksDeleted.Load(),
 		BytesDeleted:       c.bytesDeleted.Load(),
+	}
+	if s.disk != nil {
+		m.DiskFull = s.disk.refusing() != nil
+		m.DiskFreeBytes = s.disk.free.Load()
 	}
 	if s.window != nil {
 		m.PageCacheDropped = s.window.dropped.Load()

@@ -61,6 +61,7 @@ const (
 	DefaultValueSeparationMin = 1024
 	DefaultCommitLinger       = 200 * time.Microsecond
 	DefaultPageCacheWindow    = 1 << 30
+	DefaultMinFreeDisk        = 256 << 20
 )
 
 // Options configures a Store. The zero value is valid: Open fills every zero
@@ -84,6 +85,13 @@ type Options struct {
 	// older ones are dropped from it (see pagecache.go). Default 1 GiB;
 	// negative: the kernel alone manages the page cache. Linux only.
 	PageCacheWindow int64
+	// MinFreeDiskBytes is the free space the store keeps on the volume of
+	// its directory: below it, Append refuses events (ErrDiskFull) until
+	// space comes back (see diskguard.go). Default 256 MiB; never less than
+	// twice what the memtables may hold (8 × MemTableSize), which Pebble
+	// needs to flush them; negative: no guard. Only on the OS's file system
+	// (FS vfs.Default) on Unix.
+	MinFreeDiskBytes int64
 	// CacheSize is the Pebble block cache size in bytes. Default 64 MiB.
 	CacheSize int64
 
@@ -196,6 +204,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PageCacheWindow == 0 {
 		o.PageCacheWindow = DefaultPageCacheWindow
+	}
+	if o.MinFreeDiskBytes == 0 {
+		o.MinFreeDiskBytes = DefaultMinFreeDisk
+	}
+	if o.MinFreeDiskBytes > 0 {
+		o.MinFreeDiskBytes = max(o.MinFreeDiskBytes, 2*memTableStopWritesThreshold*o.MemTableSize)
 	}
 	return o
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Store is the Pebble-backed event log of one broker. All methods are safe
@@ -52,6 +53,9 @@ type Store struct {
 	stats counters
 	// window drops old blob files from the page cache; nil when off.
 	window *cacheWindowFS
+	// disk refuses appends while the volume is short of space; nil when
+	// off (MinFreeDiskBytes negative, or not the OS's file system).
+	disk *diskGuard
 }
 
 // streamState is the in-memory state of one stream.
@@ -116,6 +120,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		"pebble_open", pebbleOpen.Round(time.Microsecond).String(),
 		"recovery", (time.Since(start) - pebbleOpen).Round(time.Microsecond).String())
 
+	if opts.MinFreeDiskBytes > 0 && opts.FS == vfs.Default {
+		s.disk = newDiskGuard(dir, opts.MinFreeDiskBytes)
+		if entered, _ := s.disk.check(); entered {
+			s.log.Warn("store: refusing events until the disk has space again", "err", s.disk.refusing().Error())
+		}
+		s.wg.Add(1)
+		go s.runDiskGuard()
+	}
 	s.wg.Add(2)
 	go s.runCommitter()
 	go s.runSyncer()

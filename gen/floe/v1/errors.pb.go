@@ -60,6 +60,10 @@ const (
 	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 5002
 	// The request was cancelled or its deadline passed (HTTP 504 or 499).
 	ErrorCode_ERROR_CODE_TIMEOUT ErrorCode = 5003
+	// The volume of the broker's data directory has less free space than it
+	// keeps (--min-free-disk): it takes no events until space comes back
+	// (HTTP 507). Nothing of the request was stored.
+	ErrorCode_ERROR_CODE_DISK_FULL ErrorCode = 5004
 )
 
 // Enum value maps for ErrorCode.
@@ -80,6 +84,7 @@ var (
 		5001: "ERROR_CODE_INTERNAL",
 		5002: "ERROR_CODE_UNAVAILABLE",
 		5003: "ERROR_CODE_TIMEOUT",
+		5004: "ERROR_CODE_DISK_FULL",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":                  0,
@@ -97,6 +102,7 @@ var (
 		"ERROR_CODE_INTERNAL":                     5001,
 		"ERROR_CODE_UNAVAILABLE":                  5002,
 		"ERROR_CODE_TIMEOUT":                      5003,
+		"ERROR_CODE_DISK_FULL":                    5004,
 	}
 )
 
@@ -268,7 +274,7 @@ const file_floe_v1_errors_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage*\xfa\x03\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage*\x95\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1cERROR_CODE_INVALID_PARAMETER\x10\xe9\a\x12\x1d\n" +
@@ -284,7 +290,8 @@ const file_floe_v1_errors_proto_rawDesc = "" +
 	"\x1dERROR_CODE_METHOD_NOT_ALLOWED\x10\xba\x17\x12\x18\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\x89'\x12\x1b\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x8a'\x12\x17\n" +
-	"\x12ERROR_CODE_TIMEOUT\x10\x8b'B\x88\x01\n" +
+	"\x12ERROR_CODE_TIMEOUT\x10\x8b'\x12\x19\n" +
+	"\x14ERROR_CODE_DISK_FULL\x10\x8c'B\x88\x01\n" +
 	"\vcom.floe.v1B\vErrorsProtoP\x01Z/github.com/floe-streams/floe/gen/floe/v1;floev1\xa2\x02\x03FXX\xaa\x02\aFloe.V1\xca\x02\aFloe\\V1\xe2\x02\x13Floe\\V1\\GPBMetadata\xea\x02\bFloe::V1b\x06proto3"
 
 var (
