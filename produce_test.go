@@ -772,7 +772,7 @@ func TestProduceAtomicity(t *testing.T) {
 		{"unknown content type", "text/plain", "", lines(2, valid(1)), false, 415, 1007, "text/plain"},
 		{"json with two documents", "application/json", "", lines(2, valid(1)), false, 400, 1004, "invalid JSON"},
 		{"blank ndjson", "application/x-ndjson", "", []byte("\n \n\r\n"), false, 400, 1003, "no non-empty line"},
-		{"invalid UTF-8 on the last line", "application/x-ndjson", "", lines(3, "{\"s\":\"\xff\"}"), false, 400, 1004, "line 3: invalid JSON: invalid UTF-8 at byte 6"},
+		{"invalid UTF-8 on the last line", "application/x-ndjson", "", lines(3, "{\"s\":\"\xff\"}"), false, 400, 1004, "line 3: invalid JSON: invalid UTF-8 at byte 7"},
 	} {
 		t.Run(r.name, func(t *testing.T) {
 			for _, key := range []string{"k", ""} {

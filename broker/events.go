@@ -46,7 +46,7 @@ func splitBody(dst [][]byte, contentType string, body []byte, lim Limits) ([][]b
 		if len(ev) == 0 {
 			return nil, fmt.Errorf("%w: the request has no event", ErrEmptyBody)
 		}
-		if err := checkEvent(ev, lim); err != nil {
+		if err := checkEvent(ev, lim, leadingJSONSpace(body)); err != nil {
 			return nil, err
 		}
 		return append(dst[:0], ev), nil
@@ -62,11 +62,12 @@ func splitBody(dst [][]byte, contentType string, body []byte, lim Limits) ([][]b
 		} else {
 			ev, body = body, nil
 		}
+		lead := leadingJSONSpace(ev)
 		ev = trimJSONSpace(ev) // also drops the \r of CRLF
 		if len(ev) == 0 {
 			continue
 		}
-		if err := checkEvent(ev, lim); err != nil {
+		if err := checkEvent(ev, lim, lead); err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
 		events = append(events, ev)
@@ -89,7 +90,7 @@ func ValidateEvents(events [][]byte, lim Limits) error {
 		if len(trimJSONSpace(ev)) == 0 {
 			return fmt.Errorf("event %d: %w: the event is empty", i, ErrEmptyBody)
 		}
-		if err := checkEvent(ev, lim); err != nil {
+		if err := checkEvent(ev, lim, 0); err != nil {
 			return fmt.Errorf("event %d: %w", i, err)
 		}
 	}
@@ -99,14 +100,73 @@ func ValidateEvents(events [][]byte, lim Limits) error {
 	return nil
 }
 
-func checkEvent(ev []byte, lim Limits) error {
+// MaxEventDepth is how deeply an event may nest arrays and objects. A REST
+// poll answer embeds each event three levels down (the answer's array, a
+// batch object, its values), and common JSON decoders refuse documents
+// nested deeper than 1,000 levels (Python's json, Jackson) or 10,000 (Go's
+// encoding/json): a deeper event would make the whole answer, its
+// neighbours included, undecodable.
+const MaxEventDepth = 512
+
+// checkEvent checks one event, trimmed or not. lead is how many bytes of
+// its line or body precede it, so that error positions count from the
+// start of what the client sent; positions count from 1.
+func checkEvent(ev []byte, lim Limits, lead int) error {
 	if lim.MaxEventBytes > 0 && len(ev) > lim.MaxEventBytes {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrEventTooLarge, len(ev), lim.MaxEventBytes)
 	}
 	if !validJSON(ev) {
-		return fmt.Errorf("%w: %s", ErrInvalidJSON, describeJSONError(ev))
+		return fmt.Errorf("%w: %s", ErrInvalidJSON, describeJSONError(ev, lead))
+	}
+	if at := tooDeepAt(ev); at >= 0 {
+		return fmt.Errorf("%w: nests deeper than %d levels (at byte %d)", ErrInvalidJSON, MaxEventDepth, lead+at+1)
 	}
 	return nil
+}
+
+// tooDeepAt returns the index of the bracket that opens level
+// MaxEventDepth+1 of the valid JSON document ev, or -1. A document shorter
+// than two brackets per level cannot be that deep, and one with fewer
+// opening brackets (in strings or not) neither: only such documents are
+// scanned.
+func tooDeepAt(ev []byte) int {
+	if len(ev) < 2*(MaxEventDepth+1) ||
+		bytes.Count(ev, []byte{'['})+bytes.Count(ev, []byte{'{'}) <= MaxEventDepth {
+		return -1
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(ev); i++ {
+		c := ev[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++ // the escaped character
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			if depth++; depth > MaxEventDepth {
+				return i
+			}
+		case ']', '}':
+			depth--
+		}
+	}
+	return -1
+}
+
+// leadingJSONSpace counts the JSON whitespace at the start of b.
+func leadingJSONSpace(b []byte) int {
+	n := 0
+	for n < len(b) && isJSONSpace(b[n]) {
+		n++
+	}
+	return n
 }
 
 // parseContentType reports whether contentType is NDJSON, JSON, or neither.
@@ -126,9 +186,10 @@ func parseContentType(contentType string) (ndjson bool, err error) {
 	return false, fmt.Errorf("%w: %q; use %s or %s", ErrUnsupportedContentType, mt, ContentTypeJSON, ContentTypeNDJSON)
 }
 
-// describeJSONError says where an invalid document breaks. It is only called
-// on the error path.
-func describeJSONError(ev []byte) string {
+// describeJSONError says where an invalid document breaks, counting bytes
+// from 1 after the lead bytes that precede ev. It is only called on the
+// error path.
+func describeJSONError(ev []byte, lead int) string {
 	if !utf8.Valid(ev) {
 		i := 0
 		for i < len(ev) {
@@ -138,7 +199,7 @@ func describeJSONError(ev []byte) string {
 			}
 			i += n
 		}
-		return fmt.Sprintf("invalid UTF-8 at byte %d", i)
+		return fmt.Sprintf("invalid UTF-8 at byte %d", lead+i+1)
 	}
 	var v any
 	err := json.Unmarshal(ev, &v)
@@ -152,11 +213,11 @@ func describeJSONError(ev []byte) string {
 			}
 			r, _ := utf8.DecodeRune(ev[at:])
 			if r == '\uFEFF' && at == 0 {
-				return "the event starts with a byte order mark (U+FEFF), which JSON does not allow (at byte 0)"
+				return fmt.Sprintf("the event starts with a byte order mark (U+FEFF), which JSON does not allow (at byte %d)", lead+1)
 			}
-			return fmt.Sprintf("invalid character %q (U+%04X) (at byte %d)", r, r, at)
+			return fmt.Sprintf("invalid character %q (U+%04X) (at byte %d)", r, r, lead+at+1)
 		}
-		return fmt.Sprintf("%v (at byte %d)", se, se.Offset)
+		return fmt.Sprintf("%v (at byte %d)", se, lead+int(se.Offset)) // Offset: the bytes read, the offending one included
 	}
 	if err != nil {
 		return err.Error()

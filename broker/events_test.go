@@ -103,11 +103,17 @@ func TestSplitBodyErrors(t *testing.T) {
 		// CR and LF only. A poll answer embeds events raw: one invalid
 		// byte would make the whole answer unreadable to strict clients.
 		{"invalid UTF-8 in a string", "application/json", "{\"a\":\"\xff\"}", broker.ErrInvalidJSON, "UTF-8"},
-		{"invalid UTF-8 on a line", "application/x-ndjson", "{}\n[\"\xed\xa0\x80\"]\n", broker.ErrInvalidJSON, "line 2: invalid JSON: invalid UTF-8 at byte 2"},
+		{"invalid UTF-8 on a line", "application/x-ndjson", "{}\n[\"\xed\xa0\x80\"]\n", broker.ErrInvalidJSON, "line 2: invalid JSON: invalid UTF-8 at byte 3"},
 		{"no-break space around an event", "application/json", "\u00a0{}", broker.ErrInvalidJSON, "invalid JSON"},
 		// encoding/json names a byte; the error names the character.
-		{"a character beyond ASCII", "application/json", `{"a":é}`, broker.ErrInvalidJSON, "invalid character 'é' (U+00E9) (at byte 5)"},
+		{"a character beyond ASCII", "application/json", `{"a":é}`, broker.ErrInvalidJSON, "invalid character 'é' (U+00E9) (at byte 6)"},
 		{"a byte order mark", "application/json", "\ufeff{}", broker.ErrInvalidJSON, "starts with a byte order mark (U+FEFF)"},
+		// Positions count from 1, from the start of the line or body as
+		// sent, whitespace included, whatever the error.
+		{"position of a syntax error", "application/x-ndjson", "{}\n   nope\n", broker.ErrInvalidJSON, "line 2: invalid JSON: invalid character 'o' in literal null (expecting 'u') (at byte 5)"},
+		{"position of invalid UTF-8", "application/json", "  \xff", broker.ErrInvalidJSON, "invalid UTF-8 at byte 3"},
+		{"position of a character", "application/json", " \u00e9", broker.ErrInvalidJSON, "(U+00E9) (at byte 2)"},
+		{"position of a byte order mark", "application/x-ndjson", "{}\n \ufeff{}", broker.ErrInvalidJSON, "line 2: invalid JSON: the event starts with a byte order mark (U+FEFF), which JSON does not allow (at byte 2)"},
 		{"vertical tab before an event", "application/x-ndjson", "{}\n\v{}\n", broker.ErrInvalidJSON, "line 2"},
 		{"form feed after an event", "application/x-ndjson", "{}\f\n", broker.ErrInvalidJSON, "line 1"},
 	}
@@ -382,6 +388,31 @@ func BenchmarkJSONValid(b *testing.B) {
 	for b.Loop() {
 		if !json.Valid(ev) {
 			b.Fatal("invalid")
+		}
+	}
+}
+
+// A poll answer nests each event 3 levels deeper: past
+// broker.MaxEventDepth levels it would not decode in common clients.
+func TestSplitBodyNestingLimit(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	for _, tc := range []struct {
+		name, ct, body, want string
+	}{
+		{"at the limit", "application/json", deep(broker.MaxEventDepth), ""},
+		{"one over", "application/json", deep(broker.MaxEventDepth + 1), "invalid JSON: nests deeper than 512 levels (at byte 513)"},
+		{"one over on a line", "application/x-ndjson", "{}\n " + strings.Repeat(`{"a":[`, 257) + strings.Repeat("]}", 257),
+			"line 2: invalid JSON: nests deeper than 512 levels (at byte 1538)"},
+	} {
+		events, err := broker.SplitBody(tc.ct, []byte(tc.body), broker.Limits{})
+		if tc.want == "" {
+			if err != nil || len(events) != 1 {
+				t.Errorf("%s: %d events, %v", tc.name, len(events), err)
+			}
+			continue
+		}
+		if !errors.Is(err, broker.ErrInvalidJSON) || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

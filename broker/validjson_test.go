@@ -153,8 +153,39 @@ func TestValidJSONDeepNesting(t *testing.T) {
 			t.Errorf("%s: validJSON allocated %d bytes for a %d-byte event", tc.name, got, len(tc.ev))
 		}
 	}
-	err := checkEvent(nestedArrays(10001), Limits{})
+	err := checkEvent(nestedArrays(10001), Limits{}, 0)
 	if !errors.Is(err, ErrInvalidJSON) || !strings.Contains(err.Error(), "exceeded max depth") {
 		t.Errorf("checkEvent of 10001 levels: %v, want %v naming the depth", err, ErrInvalidJSON)
+	}
+}
+
+// Events may nest MaxEventDepth levels, and brackets in strings do not
+// count; the scan follows escapes.
+func TestEventDepthLimit(t *testing.T) {
+	deepString := `{"s":"` + strings.Repeat("[", 2000) + `\\\"` + strings.Repeat("{", 2000) + `"}`
+	for _, tc := range []struct {
+		name string
+		ev   []byte
+		at   int // -1: within the limit
+	}{
+		{"arrays at the limit", nestedArrays(MaxEventDepth), -1},
+		{"arrays one over", nestedArrays(MaxEventDepth + 1), MaxEventDepth},
+		{"objects at the limit", nestedObjects(MaxEventDepth), -1},
+		// An odd depth would leave the innermost {"a": without a value.
+		{"objects two over", nestedObjects(MaxEventDepth + 2), 5*(MaxEventDepth/2) + MaxEventDepth/2},
+		{"brackets in a string", []byte(deepString), -1},
+		{"wide, not deep", []byte("[" + strings.Repeat("[],", 3000) + "[]]"), -1},
+		{"an escaped quote does not end the string", []byte(`["\"` + strings.Repeat("[", 600) + `"]`), -1},
+	} {
+		if !validJSON(tc.ev) {
+			t.Fatalf("%s: not valid JSON", tc.name)
+		}
+		if got := tooDeepAt(tc.ev); got != tc.at {
+			t.Errorf("%s: tooDeepAt = %d, want %d", tc.name, got, tc.at)
+		}
+		err := checkEvent(tc.ev, Limits{}, 0)
+		if (err != nil) != (tc.at >= 0) {
+			t.Errorf("%s: checkEvent = %v", tc.name, err)
+		}
 	}
 }
