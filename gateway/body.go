@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
@@ -28,7 +32,9 @@ func (*rawBody) Close() error { return nil }
 // it: it checks the content type (415), undoes Content-Encoding gzip (415 for
 // other encodings, 400 for a corrupt stream), and enforces the request size
 // limit (413) both on the wire and decompressed. Chunked bodies are accepted.
-func limitBody(limit int64, next http.Handler) http.Handler {
+// readTimeout is the server's (Options.ReadTimeout), for the message of a
+// body that does not arrive in time (408).
+func limitBody(limit int64, readTimeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			next.ServeHTTP(w, r)
@@ -39,7 +45,7 @@ func limitBody(limit int64, next http.Handler) http.Handler {
 			writeError(w, e)
 			return
 		}
-		data, e := readBody(r, limit)
+		data, e := readBody(r, limit, readTimeout)
 		if e != nil {
 			writeError(w, e)
 			return
@@ -82,13 +88,19 @@ func putBuf(b []byte) {
 }
 
 // produceContentType accepts application/json (the default) and
-// application/x-ndjson, with parameters such as charset.
+// application/x-ndjson. Events are UTF-8 (JSON is, RFC 8259 section 8.1), so
+// a charset parameter other than utf-8 is refused rather than ignored: the
+// body would be read as UTF-8 whatever it says.
 func produceContentType(header string) (string, *floev1.Error) {
 	if header == "" {
 		return "application/json", nil
 	}
-	mt, _, err := mime.ParseMediaType(header)
+	mt, params, err := mime.ParseMediaType(header)
 	if err == nil && (mt == "application/json" || mt == "application/x-ndjson") {
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+			return "", newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType,
+				fmt.Sprintf("unsupported charset %q in content type %q: events are JSON in UTF-8; send charset=utf-8 or no charset", cs, header))
+		}
 		return mt, nil
 	}
 	msg := fmt.Sprintf("unsupported content type %q: use application/json or application/x-ndjson", header)
@@ -98,7 +110,7 @@ func produceContentType(header string) (string, *floev1.Error) {
 	return "", newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType, msg)
 }
 
-func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
+func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, *floev1.Error) {
 	tooLarge := func() *floev1.Error {
 		return newError(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body too large: the limit is %d bytes", limit))
@@ -116,7 +128,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 		case errors.Is(err, errWireTooLarge):
 			return tooLarge()
 		case wire.err != nil:
-			return readError(wire.err)
+			return readError(wire.err, readTimeout)
 		}
 		return badEncoding(err)
 	}
@@ -142,7 +154,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 		data = getBuf(int(r.ContentLength))
 		if _, err := io.ReadFull(body, data); err != nil {
 			putBuf(data)
-			return nil, readError(err)
+			return nil, readError(err, readTimeout)
 		}
 		return data, nil
 	}
@@ -151,7 +163,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *floev1.Error) {
 		if wire != nil {
 			return nil, decodeError(err)
 		}
-		return nil, readError(err)
+		return nil, readError(err, readTimeout)
 	}
 	if int64(len(data)) > limit {
 		return nil, tooLarge()
@@ -195,7 +207,21 @@ func badEncoding(err error) *floev1.Error {
 		fmt.Sprintf("the gzip body does not decode: %v", err))
 }
 
-func readError(err error) *floev1.Error {
+// readError is the answer to a request body that could not be read. The
+// server's read timeout (a deadline on the connection, which net/http sets
+// for HTTP/1.x and HTTP/2 alike) is a timeout of the client's upload: 408.
+// Other errors are the connection's (the client is usually gone): their
+// message leaves out the socket addresses net.OpError adds.
+func readError(err error, readTimeout time.Duration) *floev1.Error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return newError(floev1.ErrorCode_ERROR_CODE_TIMEOUT, http.StatusRequestTimeout,
+			fmt.Sprintf("the request body did not arrive within %s s, the server's read timeout for a whole request",
+				strconv.FormatFloat(readTimeout.Seconds(), 'f', -1, 64)))
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+	}
 	return newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
 		fmt.Sprintf("reading the request body: %v", err))
 }

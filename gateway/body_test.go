@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
@@ -31,6 +34,9 @@ type bodyReq struct {
 	body            io.Reader
 	length          int64 // Content-Length; -1: unknown (chunked)
 }
+
+// testReadTimeout is the server's read timeout the handlers under test name.
+const testReadTimeout = DefaultReadTimeout
 
 func runLimitBody(t testing.TB, limit int64, br bodyReq) bodyResult {
 	t.Helper()
@@ -66,7 +72,7 @@ func runLimitBody(t testing.TB, limit int64, br bodyReq) bodyResult {
 		req.Header.Set("Content-Encoding", br.enc)
 	}
 	rec := httptest.NewRecorder()
-	limitBody(limit, next).ServeHTTP(rec, req)
+	limitBody(limit, testReadTimeout, next).ServeHTTP(rec, req)
 	res.status = rec.Code
 	if !res.called {
 		if err := json.Unmarshal(rec.Body.Bytes(), &res.err); err != nil {
@@ -116,6 +122,8 @@ func TestLimitBodyPassesBodies(t *testing.T) {
 		{"json", bodyReq{ct: "application/json", body: bytes.NewReader(body), length: int64(len(body))}, "application/json"},
 		{"no content type", bodyReq{body: bytes.NewReader(body), length: int64(len(body))}, "application/json"},
 		{"charset", bodyReq{ct: "application/x-ndjson; charset=utf-8", body: bytes.NewReader(body), length: int64(len(body))}, "application/x-ndjson"},
+		{"charset UTF-8, quoted", bodyReq{ct: `application/json; charset="UTF-8"`, body: bytes.NewReader(body), length: int64(len(body))}, "application/json"},
+		{"charset utf8", bodyReq{ct: "application/json;charset=Utf8", body: bytes.NewReader(body), length: int64(len(body))}, "application/json"},
 		{"chunked", bodyReq{ct: "application/x-ndjson", body: bytes.NewReader(body), length: -1}, "application/x-ndjson"},
 		{"identity", bodyReq{ct: "application/x-ndjson", enc: "identity", body: bytes.NewReader(body), length: int64(len(body))}, "application/x-ndjson"},
 		{"gzip", bodyReq{ct: "application/x-ndjson", enc: "gzip", body: bytes.NewReader(gz(t, body)), length: int64(len(gz(t, body)))}, "application/x-ndjson"},
@@ -207,6 +215,12 @@ func TestLimitBodyRejects(t *testing.T) {
 		{"text/plain", bodyReq{ct: "text/plain", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, "text/plain"},
 		{"curl -d without -H", bodyReq{ct: "application/x-www-form-urlencoded", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, "curl -d"},
 		{"malformed content type", bodyReq{ct: "application/json;;;", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, "application/json"},
+		// JSON is UTF-8 (RFC 8259): a body said to be in another charset
+		// would be read as UTF-8 all the same.
+		{"charset iso-8859-1", bodyReq{ct: "application/json; charset=iso-8859-1", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE,
+			`unsupported charset "iso-8859-1" in content type "application/json; charset=iso-8859-1": events are JSON in UTF-8; send charset=utf-8 or no charset`},
+		{"charset utf-16", bodyReq{ct: "application/x-ndjson; charset=UTF-16", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, `charset "UTF-16"`},
+		{"empty charset", bodyReq{ct: `application/json; charset=""`, body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, `charset ""`},
 		{"brotli", bodyReq{enc: "br", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, `"br"`},
 		{"two encodings", bodyReq{enc: "gzip, gzip", body: bytes.NewReader(good), length: -1}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "gzip, gzip"},
 		{"gzip, empty body", bodyReq{enc: "gzip", length: 0}, 400, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, "does not decode"},
@@ -218,11 +232,31 @@ func TestLimitBodyRejects(t *testing.T) {
 		{"body read error", bodyReq{body: failingReader{}, length: -1}, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, "connection reset"},
 		{"body read error under gzip", bodyReq{enc: "gzip", body: io.MultiReader(bytes.NewReader(good[:12]), failingReader{}), length: -1}, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, "connection reset"},
 		{"body shorter than its length", bodyReq{body: strings.NewReader("{}"), length: 10}, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, "reading the request body"},
+		// The server's read timeout: a timeout (408), not a bad parameter.
+		{"body read timeout", bodyReq{body: io.MultiReader(strings.NewReader(`{"a":`), connError{os.ErrDeadlineExceeded}), length: 100}, 408, floev1.ErrorCode_ERROR_CODE_TIMEOUT,
+			"the request body did not arrive within 60 s, the server's read timeout for a whole request"},
+		{"body read timeout, chunked", bodyReq{body: connError{os.ErrDeadlineExceeded}, length: -1}, 408, floev1.ErrorCode_ERROR_CODE_TIMEOUT, "did not arrive within 60 s"},
+		{"body read timeout under gzip", bodyReq{enc: "gzip", body: io.MultiReader(bytes.NewReader(good[:12]), connError{os.ErrDeadlineExceeded}), length: -1}, 408, floev1.ErrorCode_ERROR_CODE_TIMEOUT, "did not arrive within 60 s"},
+		{"connection error", bodyReq{body: connError{syscall.ECONNRESET}, length: -1}, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, "reading the request body: connection reset by peer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wantError(t, runLimitBody(t, limit, tc.br), tc.status, tc.code, tc.mention)
+			res := runLimitBody(t, limit, tc.br)
+			wantError(t, res, tc.status, tc.code, tc.mention)
+			if msg, _ := res.err["message"].(string); strings.Contains(msg, "127.0.0.1") {
+				t.Errorf("message %q gives socket addresses", msg)
+			}
 		})
 	}
+}
+
+// connError fails as a read of a TCP connection does: a *net.OpError that
+// names both ends.
+type connError struct{ err error }
+
+func (c connError) Read([]byte) (int, error) {
+	return 0, &net.OpError{Op: "read", Net: "tcp",
+		Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9251},
+		Addr:   &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50806}, Err: c.err}
 }
 
 type failingReader struct{}
@@ -309,7 +343,7 @@ func BenchmarkReadBody(b *testing.B) {
 				if bc.enc != "" {
 					req.Header.Set("Content-Encoding", bc.enc)
 				}
-				if _, e := readBody(req, DefaultMaxRequestBytes); e != nil {
+				if _, e := readBody(req, DefaultMaxRequestBytes, testReadTimeout); e != nil {
 					b.Fatal(e)
 				}
 			}
@@ -326,7 +360,7 @@ func TestReadBodyDoesNotTrustLargeContentLength(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, e := readBody(req, announced)
+	_, e := readBody(req, announced, testReadTimeout)
 	runtime.ReadMemStats(&after)
 	if e == nil {
 		t.Fatal("a truncated body was accepted")

@@ -36,8 +36,21 @@ func errorBodyOf(err error) *floev1.Error {
 		return server.ErrorOf(err)
 	}
 	e := server.ErrorFromStatus(st)
-	e.Message = restParameterNames(e.GetMessage())
+	if !hasErrorInfo(st) {
+		e.Message = restParameterNames(e.GetMessage())
+	}
 	return e
+}
+
+// hasErrorInfo tells Floe's own errors (server.Status) from those of
+// grpc-gateway's runtime, such as its query parser.
+func hasErrorInfo(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if _, ok := d.(*floev1.ErrorInfo); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // handleRoutingError answers unknown paths with 404 and known paths with the

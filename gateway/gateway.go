@@ -28,6 +28,11 @@ type Options struct {
 	// MaxRequestBytes bounds produce bodies, on the wire and decompressed
 	// (413 beyond). Default 4 MiB.
 	MaxRequestBytes int64
+	// ReadTimeout bounds the reading of a whole request, headers and body
+	// (4 MiB at 70 KB/s in the default): a stalled upload does not hold its
+	// buffer forever, and gets 408. Long polls have no body and are not
+	// affected. Default DefaultReadTimeout.
+	ReadTimeout time.Duration
 	// OpenAPI is the document served at GET /openapi.json on the discovery
 	// port.
 	OpenAPI []byte
@@ -38,8 +43,11 @@ type Options struct {
 	Wrap func(api string, h http.Handler) http.Handler
 }
 
-// DefaultMaxRequestBytes is the default produce body limit.
-const DefaultMaxRequestBytes = 4 << 20
+// Defaults of Options.
+const (
+	DefaultMaxRequestBytes = 4 << 20
+	DefaultReadTimeout     = 60 * time.Second
+)
 
 // Gateway serves the three REST APIs.
 type Gateway struct {
@@ -59,6 +67,12 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	}
 	if opts.MaxRequestBytes < 0 {
 		return nil, fmt.Errorf("gateway: MaxRequestBytes %d is negative", opts.MaxRequestBytes)
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.ReadTimeout < 0 {
+		return nil, fmt.Errorf("gateway: ReadTimeout %v is negative", opts.ReadTimeout)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -83,7 +97,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	}
 
 	pmux := newMux()
-	if err := floev1.RegisterProducerHandlerServer(ctx, pmux, svc.Producer); err != nil {
+	if err := floev1.RegisterProducerHandlerServer(ctx, pmux, utf8Producer{svc.Producer}); err != nil {
 		return nil, err
 	}
 	if err := pmux.HandlePath(http.MethodGet, "/status", status); err != nil {
@@ -99,8 +113,8 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	}
 
 	g.discovery = g.wrap("discovery", headAsGet(dmux))
-	g.producer = g.wrap("producer", headAsGet(checkTopicPath(limitBody(opts.MaxRequestBytes, pmux))))
-	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(registerBodyToQuery(cmux))))
+	g.producer = g.wrap("producer", headAsGet(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux))))
+	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(registerBodyToForm(opts.ReadTimeout, cmux))))
 	return g, nil
 }
 
@@ -181,14 +195,11 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Bounds the reading of a request body (4 MiB at 70 KB/s): a
-		// stalled upload does not hold its buffer forever. Long polls have
-		// no body and are not affected.
-		ReadTimeout:    60 * time.Second,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: min(10*time.Second, g.opts.ReadTimeout),
+		ReadTimeout:       g.opts.ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
 	}
 }
 

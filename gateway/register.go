@@ -3,9 +3,13 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"reflect"
+	"time"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
@@ -21,14 +25,25 @@ type registerBody struct {
 	OnNewGroup string   `json:"onNewGroup"`
 }
 
-// maxRegisterBody is the largest JSON body register accepts: tens of
-// thousands of topic names.
+// registerBodyShape is the body register expects, for error messages.
+const registerBodyShape = `{"id":...,"group":...,"topics":[...],"onNewGroup":...}`
+
+// maxRegisterBody is the largest JSON body register accepts: thousands of
+// topic names, more than a registration may name (group.MaxTopics), so that
+// the limit on topics is the one a client meets.
 const maxRegisterBody = 1 << 20
 
-// registerBodyToQuery accepts the JSON body form of register (PUT or POST)
-// by moving its fields to the query parameters, which the generated handler
-// reads. Parameters given in the query win.
-func registerBodyToQuery(next http.Handler) http.Handler {
+// registerBodyToForm accepts the JSON body form of register (PUT or POST)
+// by moving its fields to the request's parameters, which the generated
+// handler reads. Parameters given in the query win. readTimeout is the
+// server's, for the message of a body that does not arrive in time.
+//
+// The parameters go to r.Form, which the generated handler's ParseForm
+// leaves as it is once set, rather than back into the URL: encoded there, a
+// body of 10,000 topics or more would exceed net/url's limit on query
+// parameters, and the client would get an error about a query it did not
+// send instead of the limit on topics.
+func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/consumer/register" || (r.Method != http.MethodPost && r.Method != http.MethodPut) {
 			next.ServeHTTP(w, r)
@@ -36,7 +51,7 @@ func registerBodyToQuery(next http.Handler) http.Handler {
 		}
 		data, err := io.ReadAll(io.LimitReader(r.Body, maxRegisterBody+1))
 		if err != nil {
-			writeError(w, readError(err))
+			writeError(w, readError(err, readTimeout))
 			return
 		}
 		if len(data) > maxRegisterBody {
@@ -44,31 +59,74 @@ func registerBodyToQuery(next http.Handler) http.Handler {
 				fmt.Sprintf("register body too large: the limit is %d bytes", maxRegisterBody)))
 			return
 		}
-		if len(bytes.TrimSpace(data)) > 0 {
-			var rb registerBody
-			if err := json.Unmarshal(data, &rb); err != nil {
-				writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
-					fmt.Sprintf("register body: %v; expected {\"id\":...,\"group\":...,\"topics\":[...],\"onNewGroup\":...}", err)))
-				return
-			}
-			q := r.URL.Query()
-			setIfAbsent := func(key, v string) {
-				if v != "" && q.Get(key) == "" && (key != "consumerId" || q.Get("consumer_id") == "") {
-					q.Set(key, v)
-				}
-			}
-			setIfAbsent("consumerId", rb.ID)
-			setIfAbsent("consumerId", rb.ConsumerID)
-			setIfAbsent("group", rb.Group)
-			setIfAbsent("onNewGroup", rb.OnNewGroup)
-			if len(q["topic"]) == 0 {
-				q["topic"] = append(rb.Topics, rb.Topic...)
-			}
-			r.URL.RawQuery = q.Encode()
-		}
 		r.Body = http.NoBody
 		r.ContentLength = 0
 		r.Header.Del("Content-Type")
+		if len(bytes.TrimSpace(data)) == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var rb registerBody
+		if err := json.Unmarshal(data, &rb); err != nil {
+			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
+				registerBodyError(err)+"; expected "+registerBodyShape))
+			return
+		}
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			// The generated handler answers the query's own error.
+			next.ServeHTTP(w, r)
+			return
+		}
+		setIfAbsent := func(key, v string) {
+			if v != "" && q.Get(key) == "" && (key != "consumerId" || q.Get("consumer_id") == "") {
+				q.Set(key, v)
+			}
+		}
+		setIfAbsent("consumerId", rb.ID)
+		setIfAbsent("consumerId", rb.ConsumerID)
+		setIfAbsent("group", rb.Group)
+		setIfAbsent("onNewGroup", rb.OnNewGroup)
+		if topics := append(rb.Topics, rb.Topic...); len(q["topic"]) == 0 && len(topics) > 0 {
+			q["topic"] = topics
+		}
+		r.Form, r.PostForm = q, url.Values{}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// registerBodyError says what is wrong with a register body that does not
+// decode, in the API's terms: the JSON field and the type it must have, not
+// encoding/json's Go types.
+func registerBodyError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("the register body is not valid JSON: %v (at byte %d)", syntax, syntax.Offset)
+	case !errors.As(err, &typ):
+		return "the register body does not decode: " + err.Error()
+	case typ.Field == "":
+		return "the register body must be a JSON object, not " + jsonKind(typ.Value)
+	case typ.Field == "topics" || typ.Field == "topic":
+		if typ.Type != nil && typ.Type.Kind() == reflect.String {
+			return fmt.Sprintf("register body: %s must be an array of strings: it holds %s", typ.Field, jsonKind(typ.Value))
+		}
+		return fmt.Sprintf("register body: %s must be an array of strings, not %s", typ.Field, jsonKind(typ.Value))
+	}
+	return fmt.Sprintf("register body: %s must be a string, not %s", typ.Field, jsonKind(typ.Value))
+}
+
+// jsonKind names a kind of JSON value as encoding/json's errors give it
+// ("number", "bool", ...) with its article.
+func jsonKind(v string) string {
+	switch v {
+	case "array", "object":
+		return "an " + v
+	case "bool":
+		return "a boolean"
+	case "":
+		return "this value"
+	}
+	return "a " + v
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,15 +12,16 @@ import (
 	"testing"
 )
 
-// registerResult is what registerBodyToQuery passed on, or answered.
+// registerResult is what registerBodyToForm passed on, or answered.
 type registerResult struct {
-	called bool
-	query  url.Values
-	body   []byte
-	ct     string
-	length int64
-	status int
-	answer []byte
+	called  bool
+	query   url.Values // the parameters, as the generated handler reads them
+	formErr error      // ParseForm's error, which the generated handler answers
+	body    []byte
+	ct      string
+	length  int64
+	status  int
+	answer  []byte
 }
 
 func runRegister(t testing.TB, method, target, ct, body string) registerResult {
@@ -27,7 +29,9 @@ func runRegister(t testing.TB, method, target, ct, body string) registerResult {
 	var res registerResult
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		res.called = true
-		res.query = r.URL.Query()
+		// As the generated handler: ParseForm, then r.Form.
+		res.formErr = r.ParseForm()
+		res.query = r.Form
 		res.ct = r.Header.Get("Content-Type")
 		res.length = r.ContentLength
 		res.body, _ = io.ReadAll(r.Body)
@@ -40,12 +44,12 @@ func runRegister(t testing.TB, method, target, ct, body string) registerResult {
 		req.Header.Set("Content-Type", ct)
 	}
 	rec := httptest.NewRecorder()
-	registerBodyToQuery(next).ServeHTTP(rec, req)
+	registerBodyToForm(testReadTimeout, next).ServeHTTP(rec, req)
 	res.status, res.answer = rec.Code, rec.Body.Bytes()
 	return res
 }
 
-func TestRegisterBodyToQuery(t *testing.T) {
+func TestRegisterBodyToForm(t *testing.T) {
 	const reg = "/v1/consumer/register"
 	for _, tc := range []struct {
 		name, method, target, body string
@@ -76,24 +80,62 @@ func TestRegisterBodyToQuery(t *testing.T) {
 			if !res.called {
 				t.Fatalf("answered %d %s", res.status, res.answer)
 			}
-			if !equalValues(res.query, tc.want) {
-				t.Errorf("query %v, want %v", res.query, tc.want)
+			if res.formErr != nil || !equalValues(res.query, tc.want) {
+				t.Errorf("query %v (%v), want %v", res.query, res.formErr, tc.want)
 			}
 			if len(res.body) != 0 || res.length != 0 || res.ct != "" {
 				t.Errorf("the body reached the handler: %q (length %d, type %q)", res.body, res.length, res.ct)
 			}
 		})
 	}
-	// Invalid JSON: 400 in the error shape, naming the expected form.
-	for _, body := range []string{`{"id":`, `{"topics":"a"}`, `[1]`, `{"id":1}`} {
-		res := runRegister(t, "PUT", reg, "application/json", body)
+	// Invalid JSON: 400 in the error shape, saying what is wrong in the
+	// API's terms (not encoding/json's Go types) and the expected form.
+	for _, tc := range []struct{ body, want string }{
+		{`{"id":`, "the register body is not valid JSON: unexpected end of JSON input (at byte 6)"},
+		{`{"id":"a"} x`, "the register body is not valid JSON: invalid character 'x' after top-level value (at byte 12)"},
+		{`{"topics":"a"}`, "register body: topics must be an array of strings, not a string"},
+		{`{"topics":{"a":1}}`, "register body: topics must be an array of strings, not an object"},
+		{`{"topics":["a",1]}`, "register body: topics must be an array of strings: it holds a number"},
+		{`{"topic":[["a"]]}`, "register body: topic must be an array of strings: it holds an array"},
+		{`{"id":1}`, "register body: id must be a string, not a number"},
+		{`{"consumerId":true}`, "register body: consumerId must be a string, not a boolean"},
+		{`{"group":["g"]}`, "register body: group must be a string, not an array"},
+		{`{"onNewGroup":{}}`, "register body: onNewGroup must be a string, not an object"},
+		{`[1]`, "the register body must be a JSON object, not an array"},
+		{`"c1"`, "the register body must be a JSON object, not a string"},
+	} {
+		res := runRegister(t, "PUT", reg, "application/json", tc.body)
 		if res.called || res.status != 400 {
-			t.Errorf("body %s: called %v, %d %s; want 400", body, res.called, res.status, res.answer)
+			t.Errorf("body %s: called %v, %d %s; want 400", tc.body, res.called, res.status, res.answer)
 			continue
 		}
 		var e map[string]any
-		if err := json.Unmarshal(res.answer, &e); err != nil || e["code"] != float64(1001) || !strings.Contains(e["message"].(string), `"topics"`) {
-			t.Errorf("body %s: error %s", body, res.answer)
+		if err := json.Unmarshal(res.answer, &e); err != nil || e["code"] != float64(1001) {
+			t.Errorf("body %s: error %s", tc.body, res.answer)
+			continue
+		}
+		want := tc.want + `; expected {"id":...,"group":...,"topics":[...],"onNewGroup":...}`
+		if msg := e["message"].(string); msg != want {
+			t.Errorf("body %s: message\n %s\nwant\n %s", tc.body, msg, want)
+		}
+	}
+	// More topics than net/url parses in a query (10,000): they reach the
+	// handler, which says how many a registration may name, rather than
+	// an error about a query the client did not send.
+	topics := make([]string, 20_000)
+	for i := range topics {
+		topics[i] = fmt.Sprintf("t%d", i)
+	}
+	body, _ := json.Marshal(map[string]any{"id": "c", "topics": topics})
+	if res := runRegister(t, "POST", reg, "application/json", string(body)); !res.called || res.formErr != nil ||
+		!slices.Equal(res.query["topic"], topics) || res.query.Get("consumerId") != "c" {
+		t.Errorf("a body of %d topics: called %v, %d %s, form error %v, %d topics", len(topics), res.called, res.status, res.answer, res.formErr, len(res.query["topic"]))
+	}
+	// A query that does not parse is left to the generated handler, which
+	// answers its error, body or not.
+	for _, body := range []string{"", `{"id":"c","topics":["t"]}`} {
+		if res := runRegister(t, "POST", reg+"?consumerId=%zz", "application/json", body); !res.called || res.formErr == nil {
+			t.Errorf("query consumerId=%%zz, body %q: called %v, form error %v", body, res.called, res.formErr)
 		}
 	}
 	// Other routes and methods are untouched.
@@ -134,12 +176,15 @@ func FuzzRegisterBody(f *testing.F) {
 	f.Add("", `{"id":`)
 	f.Add("", `null`)
 	f.Fuzz(func(t *testing.T, rawQuery, body string) {
-		orig, _ := url.ParseQuery(rawQuery) // what the handler sees
+		orig, queryErr := url.ParseQuery(rawQuery) // what the handler sees
 		res := runRegister(t, "POST", "/v1/consumer/register?"+rawQuery, "application/json", body)
 		if !res.called {
 			var e map[string]any
 			if res.status != 400 || json.Unmarshal(res.answer, &e) != nil || e["code"] != float64(1001) {
 				t.Fatalf("answered %d %s, want 400 INVALID_PARAMETER", res.status, res.answer)
+			}
+			if msg, _ := e["message"].(string); strings.Contains(msg, "registerBody") || strings.Contains(msg, "Go ") {
+				t.Fatalf("message %q names Go types", msg)
 			}
 			var rb registerBody
 			if strings.TrimSpace(body) == "" || json.Unmarshal([]byte(body), &rb) == nil {
@@ -149,6 +194,16 @@ func FuzzRegisterBody(f *testing.F) {
 		}
 		if len(res.body) != 0 || res.length != 0 {
 			t.Fatalf("the body reached the handler: %q", res.body)
+		}
+		if queryErr != nil {
+			// The handler answers the query's error.
+			if res.formErr == nil {
+				t.Fatalf("query %q does not parse (%v), and the handler got no error", rawQuery, queryErr)
+			}
+			return
+		}
+		if res.formErr != nil {
+			t.Fatalf("query %q parses, and the handler got %v", rawQuery, res.formErr)
 		}
 		if len(strings.TrimSpace(body)) == 0 {
 			if !equalValues(res.query, orig) {

@@ -1,13 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/floe-streams/floe/broker"
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/server"
 )
 
@@ -58,26 +61,56 @@ func checkTopicPath(next http.Handler) http.Handler {
 	})
 }
 
-// queryParseError matches grpc-gateway's error for a query parameter that
-// does not parse, which names the protobuf field (max_bytes) and Go's parser.
-var queryParseError = regexp.MustCompile(`^parsing field "([a-z0-9_]+)": strconv\.Parse(Uint|Int|Bool|Float)?: parsing ("[^"]*"): (.*)$`)
+// grpc-gateway's query parser names the protobuf field (max_bytes) in its
+// errors:
+var (
+	// a value that does not parse, with Go's parser;
+	queryParseError = regexp.MustCompile(`^parsing field "([a-z0-9_]+)": strconv\.Parse(Uint|Int|Bool|Float)?: parsing ("[^"]*"): (.*)$`)
+	// a parameter of one value given more than once, with its values;
+	queryRepeatedError = regexp.MustCompile(`^too many values for field "([a-z0-9_]+)": (.*)$`)
+	// any other error of a field or list (a repeated field).
+	queryFieldError = regexp.MustCompile(`^parsing (?:field|list) "([a-z0-9_]+)": (.*)$`)
+)
 
 // restParameterNames rewrites grpc-gateway's query parameter errors in the
 // REST API's terms: the parameter as the API documents it (maxBytes), and
-// what its value should be.
+// what its value should be. errorBodyOf calls it on errors without ErrorInfo
+// only: Floe's own messages already name parameters as documented, and may
+// quote values that look like grpc-gateway's messages.
 func restParameterNames(msg string) string {
-	m := queryParseError.FindStringSubmatch(msg)
-	if m == nil {
-		return msg
+	if m := queryParseError.FindStringSubmatch(msg); m != nil {
+		kind := map[string]string{"Uint": "a non-negative integer", "Int": "an integer", "Bool": "true or false", "Float": "a number"}[m[2]]
+		if kind == "" {
+			kind = "a valid value"
+		}
+		if m[4] == "value out of range" {
+			return fmt.Sprintf("query parameter %s: %s is out of range", lowerCamel(m[1]), m[3])
+		}
+		return fmt.Sprintf("query parameter %s: %s is not %s", lowerCamel(m[1]), m[3], kind)
 	}
-	kind := map[string]string{"Uint": "a non-negative integer", "Int": "an integer", "Bool": "true or false", "Float": "a number"}[m[2]]
-	if kind == "" {
-		kind = "a valid value"
+	if m := queryRepeatedError.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("query parameter %s: more than one value (%s); give it once", lowerCamel(m[1]), m[2])
 	}
-	if m[4] == "value out of range" {
-		return fmt.Sprintf("query parameter %s: %s is out of range", lowerCamel(m[1]), m[3])
+	if m := queryFieldError.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("query parameter %s: %s", lowerCamel(m[1]), m[2])
 	}
-	return fmt.Sprintf("query parameter %s: %s is not %s", lowerCamel(m[1]), m[3], kind)
+	return msg
+}
+
+// utf8Producer checks what gRPC's decoding checks of a produce request and
+// grpc-gateway's query parser does not: that its partition key is UTF-8, as
+// every protobuf string must be. gRPC refuses such a request before it
+// reaches the service (InvalidArgument); over REST it would be stored under
+// a key no gRPC client can send. The topic is checked by the producer.
+type utf8Producer struct {
+	floev1.ProducerServer
+}
+
+func (p utf8Producer) Produce(ctx context.Context, req *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
+	if key := req.GetPartitionKey(); !utf8.ValidString(key) {
+		return nil, server.Status(fmt.Errorf("%w: partitionKey %q is not valid UTF-8", broker.ErrInvalidParameter, key))
+	}
+	return p.ProducerServer.Produce(ctx, req)
 }
 
 // lowerCamel turns a protobuf field name into its JSON name: max_bytes →

@@ -192,8 +192,8 @@ func (c *Coordinator) Close() error {
 // Registration is the register request of a consumer.
 type Registration struct {
 	ConsumerID string
-	Group      string // default DefaultGroup
-	Topics     []string
+	Group      string   // default DefaultGroup
+	Topics     []string // 1 to MaxTopics names
 	OnNewGroup StartPosition
 }
 
@@ -362,9 +362,10 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 // consumer as seen (and as polling, if polling). It returns the consumer's
 // topics as they are now.
 func (c *Coordinator) enter(id string, polling bool) (*member, []string, error) {
-	if id == "" {
-		// A missing parameter, not an unknown consumer.
-		return nil, nil, validateName("consumerId", id)
+	// An id that Register refuses is a bad parameter, not an unknown
+	// consumer: "register it again" would send the client in a loop.
+	if err := validateName("consumerId", id); err != nil {
+		return nil, nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -678,8 +679,12 @@ func validateRegistration(r Registration) (id, group string, topics []string, er
 	if err := validateName("group", group); err != nil {
 		return "", "", nil, err
 	}
-	if len(r.Topics) == 0 {
+	switch n := len(r.Topics); {
+	case n == 0:
 		return "", "", nil, fmt.Errorf("%w: topic is required (at least one)", broker.ErrInvalidParameter)
+	case n > MaxTopics:
+		return "", "", nil, fmt.Errorf("%w: topic: %d topics in one registration, the maximum is %d",
+			broker.ErrInvalidParameter, n, MaxTopics)
 	}
 	for _, t := range r.Topics {
 		if err := broker.ValidateTopic(t); err != nil {

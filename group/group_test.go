@@ -3,6 +3,8 @@ package group_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,6 +186,11 @@ func TestRegisterValidation(t *testing.T) {
 		{"invalid topic", group.Registration{ConsumerID: "c", Topics: []string{"ok", "bad/name"}}, broker.ErrInvalidTopic, "topic: "},
 		{"empty topic", group.Registration{ConsumerID: "c", Topics: []string{""}}, broker.ErrInvalidTopic, "topic: "},
 		{"bad start", group.Registration{ConsumerID: "c", Topics: []string{"t"}, OnNewGroup: 7}, broker.ErrInvalidParameter, "onNewGroup"},
+		{"too many topics", group.Registration{ConsumerID: "c", Topics: topicNames(group.MaxTopics + 1)}, broker.ErrInvalidParameter,
+			fmt.Sprintf("topic: %d topics in one registration, the maximum is %d", group.MaxTopics+1, group.MaxTopics)},
+		// Counted as named: the limit bounds the request's work too.
+		{"too many topics, repeated", group.Registration{ConsumerID: "c", Topics: slices.Repeat([]string{"t"}, 10_000)}, broker.ErrInvalidParameter,
+			"10000 topics in one registration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,14 +203,26 @@ func TestRegisterValidation(t *testing.T) {
 			}
 		})
 	}
-	if s := e.c.Stats(); s.Members != 0 {
+	if s := e.c.Stats(); s.Members != 0 || len(s.Groups) != 0 {
 		t.Fatalf("an invalid registration registered: %+v", s)
 	}
+	if offsets, err := e.st.GroupOffsets(); err != nil || len(offsets) != 0 {
+		t.Fatalf("an invalid registration committed offsets: %v %v", offsets, err)
+	}
 	// Limits are inclusive; the group defaults to "default".
-	e.register(strings.Repeat("é", group.MaxIDLen/2), "", group.StartFromLatest, "t")
+	e.register(strings.Repeat("é", group.MaxIDLen/2), "", group.StartFromLatest, topicNames(group.MaxTopics)...)
 	if s := e.c.Stats(); len(s.Groups) != 1 || s.Groups[0].Group != group.DefaultGroup {
 		t.Fatalf("default group: %+v", s.Groups)
 	}
+}
+
+// topicNames is n distinct topic names.
+func topicNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%d", i)
+	}
+	return names
 }
 
 func TestParseStartPosition(t *testing.T) {
@@ -272,6 +291,41 @@ func TestPollValidation(t *testing.T) {
 	}
 	if err := e.c.Goodbye(ctx, "nobody", true); !errors.Is(err, broker.ErrNotRegistered) {
 		t.Fatalf("Goodbye of unknown: %v", err)
+	}
+}
+
+// An id that Register refuses can never be registered: poll, commit and
+// goodbye refuse it as Register does, naming the problem, instead of
+// answering "not registered; register it again", which would loop.
+func TestCallsRefuseIDsRegisterRefuses(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	calls := map[string]func(id string) error{
+		"Poll": func(id string) error {
+			_, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: id})
+			return err
+		},
+		"Commit":  func(id string) error { return e.c.Commit(ctx, id) },
+		"Goodbye": func(id string) error { return e.c.Goodbye(ctx, id, true) },
+	}
+	for _, tc := range []struct{ name, id, mention string }{
+		{"empty", "", "consumerId is required"},
+		{"long", strings.Repeat("x", group.MaxIDLen+1), fmt.Sprintf("consumerId is %d bytes, the maximum is %d", group.MaxIDLen+1, group.MaxIDLen)},
+		{"invalid UTF-8", "a\xffb", "consumerId is not valid UTF-8"},
+		{"unprintable", "a\nb", "unprintable character U+000A"},
+	} {
+		regErr := e.c.Register(ctx, group.Registration{ConsumerID: tc.id, Topics: []string{"t"}})
+		if !errors.Is(regErr, broker.ErrInvalidParameter) {
+			t.Fatalf("%s: Register: %v, want ErrInvalidParameter", tc.name, regErr)
+		}
+		for name, call := range calls {
+			err := call(tc.id)
+			if !errors.Is(err, broker.ErrInvalidParameter) || errors.Is(err, broker.ErrNotRegistered) {
+				t.Errorf("%s of a %s id: %v, want ErrInvalidParameter as Register's %v", name, tc.name, err, regErr)
+			} else if !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("%s of a %s id: %q does not say %q", name, tc.name, err, tc.mention)
+			}
+		}
 	}
 }
 

@@ -27,6 +27,15 @@ const DefaultGroup = "default"
 // MaxIDLen is the longest consumer id and group name, in bytes.
 const MaxIDLen = 256
 
+// MaxTopics is the most topics one registration may name, counted as named.
+// A group keeps a position, a committed start offset and four metric series
+// per sub-range of each of its topics: with the default 4 sub-ranges, a
+// registration of 1,000 topics commits 4,000 offsets and took 0.1 s and kept
+// 2 MB (on an in-memory store); one of 10,000 took 1 s and 16 MB, and added
+// 160,000 series to every scrape. Consumers read a handful of topics; an
+// application with more spreads them over several consumer ids.
+const MaxTopics = 1000
+
 // Log is what the coordinator needs of the store. *store.Store satisfies it.
 type Log interface {
 	// ReadInto returns events of st from offset from on, copied into buf

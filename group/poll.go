@@ -44,7 +44,9 @@ type Batch struct {
 // different stream each poll, and returns one Batch per stream that had
 // events. An empty result and a nil error mean that nothing is available
 // (after waiting up to r.Wait). An unknown consumer gets an error wrapping
-// broker.ErrNotRegistered; after Close, broker.ErrUnavailable.
+// broker.ErrNotRegistered, and an id that Register refuses one wrapping
+// broker.ErrInvalidParameter (as Commit and Goodbye do); after Close,
+// broker.ErrUnavailable.
 func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

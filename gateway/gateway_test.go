@@ -1,0 +1,327 @@
+package gateway_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/gateway"
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/testlog"
+	"github.com/floe-streams/floe/server"
+	"github.com/floe-streams/floe/store"
+)
+
+// countingProducer acknowledges produce requests without storing them and
+// counts those that reach it.
+type countingProducer struct {
+	floev1.UnimplementedProducerServer
+	calls atomic.Int64
+}
+
+func (p *countingProducer) Produce(_ context.Context, r *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
+	p.calls.Add(1)
+	return &floev1.ProduceResponse{Topic: r.GetTopic(), Count: 1}, nil
+}
+
+// testGateway is a gateway served on port 0: its consumer API over the real
+// Consumer service and coordinator (a store in memory), its producer API
+// over countingProducer.
+type testGateway struct {
+	producer, consumer string // base URLs
+	c                  *group.Coordinator
+	st                 *store.Store
+	produced           *countingProducer
+}
+
+func serveGateway(t *testing.T, opts gateway.Options) *testGateway {
+	t.Helper()
+	st, err := store.Open("data", store.Options{FS: vfs.NewMem(), RetentionInterval: -1, Sync: store.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	c, err := group.New(st, group.Options{Streams: broker.NewRing(4).Streams, Logger: testlog.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	tg := &testGateway{c: c, st: st, produced: &countingProducer{}}
+	g, err := gateway.New(gateway.Services{
+		Discovery: floev1.UnimplementedDiscoveryServer{},
+		Producer:  tg.produced,
+		Consumer:  server.NewConsumer(c),
+	}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls [3]net.Listener
+	for i := range ls {
+		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	tg.producer, tg.consumer = "http://"+ls[1].Addr().String(), "http://"+ls[2].Addr().String()
+	return tg
+}
+
+// restError is the error shape of the REST API.
+type restError struct {
+	Status  int    `json:"status"`
+	Code    int    `json:"code"`
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// call sends a request and returns the status and, for an error, its body.
+func call(t *testing.T, method, url, contentType, body string) (int, restError) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e restError
+	if resp.StatusCode >= 400 {
+		if err := json.Unmarshal(data, &e); err != nil || e.Status != resp.StatusCode {
+			t.Fatalf("%s %s: %d %s is not in the error shape", method, url, resp.StatusCode, data)
+		}
+	}
+	return resp.StatusCode, e
+}
+
+func wantRESTError(t *testing.T, what string, status int, e restError, wantStatus int, wantCode floev1.ErrorCode, wantMessage string) {
+	t.Helper()
+	if status != wantStatus || e.Code != int(wantCode) || e.Error != server.ErrorName(wantCode) {
+		t.Errorf("%s: %d %+v, want %d %s", what, status, e, wantStatus, server.ErrorName(wantCode))
+	} else if e.Message != wantMessage {
+		t.Errorf("%s: message\n %s\nwant\n %s", what, e.Message, wantMessage)
+	}
+}
+
+func topicNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%d", i)
+	}
+	return names
+}
+
+// One limit on the topics of a registration, in one place (the
+// coordinator), for the query and the JSON body alike: a body of more
+// topics than net/url parses in a query gets it too, and nothing of a
+// refused registration is kept.
+func TestRESTRegisterTopicLimit(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	reg := tg.consumer + "/v1/consumer/register"
+	limitMessage := func(n int) string {
+		return fmt.Sprintf("invalid parameter: topic: %d topics in one registration, the maximum is %d", n, group.MaxTopics)
+	}
+	for _, n := range []int{group.MaxTopics + 1, 10_000, 100_000} {
+		body, _ := json.Marshal(map[string]any{"id": "c", "group": "g", "topics": topicNames(n)})
+		status, e := call(t, "POST", reg, "application/json", string(body))
+		wantRESTError(t, fmt.Sprintf("a body of %d topics", n), status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, limitMessage(n))
+	}
+	q := url.Values{"consumerId": {"c"}, "topic": topicNames(group.MaxTopics + 1)}
+	status, e := call(t, "PUT", reg+"?"+q.Encode(), "", "")
+	wantRESTError(t, "a query of too many topics", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, limitMessage(group.MaxTopics+1))
+
+	if s := tg.c.Stats(); s.Members != 0 || len(s.Groups) != 0 {
+		t.Fatalf("a refused registration was kept: %+v", s)
+	}
+	if offsets, err := tg.st.GroupOffsets(); err != nil || len(offsets) != 0 {
+		t.Fatalf("a refused registration committed %d offsets (%v)", len(offsets), err)
+	}
+	body, _ := json.Marshal(map[string]any{"id": "c", "topics": topicNames(group.MaxTopics)})
+	if status, e := call(t, "POST", reg, "application/json", string(body)); status != 200 {
+		t.Fatalf("a body of %d topics: %d %+v", group.MaxTopics, status, e)
+	}
+}
+
+// Parameters given twice are named as the API documents them, whatever
+// the route.
+func TestRESTRepeatedParameters(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	for _, tc := range []struct{ method, url, param, values string }{
+		{"POST", c + "/poll?consumerId=x&maxBytes=1&maxBytes=2", "maxBytes", "1, 2"},
+		{"POST", c + "/poll?consumerId=x&maxEvents=1&maxEvents=2", "maxEvents", "1, 2"},
+		{"POST", c + "/poll?consumerId=x&timeout=1&timeout=2", "timeout", "1, 2"},
+		{"POST", c + "/poll?consumerId=x&consumerId=y", "consumerId", "x, y"},
+		{"POST", c + "/poll?consumer_id=x&consumer_id=y", "consumerId", "x, y"},
+		{"POST", c + "/commit?consumerId=x&consumerId=y", "consumerId", "x, y"},
+		{"POST", c + "/goodbye?consumerId=x&commit=true&commit=false", "commit", "true, false"},
+		{"PUT", c + "/register?consumerId=x&topic=t&group=a&group=b", "group", "a, b"},
+		{"PUT", c + "/register?consumerId=x&topic=t&onNewGroup=startFromLatest&onNewGroup=startFromEarliest", "onNewGroup", "startFromLatest, startFromEarliest"},
+		{"POST", tg.producer + "/v1/topic/t/messages?partitionKey=a&partitionKey=b", "partitionKey", "a, b"},
+	} {
+		status, e := call(t, tc.method, tc.url, "application/json", "{}")
+		wantRESTError(t, tc.url, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+			fmt.Sprintf("query parameter %s: more than one value (%s); give it once", tc.param, tc.values))
+	}
+	if n := tg.produced.calls.Load(); n != 0 {
+		t.Errorf("%d refused produce requests reached the producer", n)
+	}
+}
+
+// An id that register refuses can never be registered: poll, commit and
+// goodbye answer 400 naming the problem, as register does, not 409 "register
+// it again", which would send the README's consuming loop round forever.
+func TestRESTConsumerIDRegisterRefuses(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	long := strings.Repeat("x", group.MaxIDLen+1)
+	for _, tc := range []struct{ name, id, message string }{
+		{"long", long, fmt.Sprintf("invalid parameter: consumerId is %d bytes, the maximum is %d", group.MaxIDLen+1, group.MaxIDLen)},
+		{"invalid UTF-8", "a%ffb", "invalid parameter: consumerId is not valid UTF-8"},
+		{"unprintable", "a%0Ab", `invalid parameter: consumerId "a\nb" has the unprintable character U+000A at byte 1`},
+	} {
+		status, e := call(t, "PUT", c+"/register?topic=t&consumerId="+tc.id, "", "")
+		wantRESTError(t, tc.name+" id: register", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, tc.message)
+		for _, route := range []string{"poll", "commit", "goodbye"} {
+			status, e := call(t, "POST", c+"/"+route+"?consumerId="+tc.id, "", "")
+			wantRESTError(t, tc.name+" id: "+route, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, tc.message)
+		}
+	}
+}
+
+// A partition key that is not UTF-8 is refused over REST as gRPC refuses it
+// (a protobuf string is UTF-8), and nothing is stored.
+func TestRESTPartitionKeyUTF8(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	p := tg.producer + "/v1/topic/t/messages"
+	for _, key := range []string{"%ff", "a%C3", "%ED%A0%80"} { // a lone byte, a truncated character, a surrogate
+		raw, _ := url.QueryUnescape(key)
+		status, e := call(t, "POST", p+"?partitionKey="+key, "application/json", "{}")
+		wantRESTError(t, "partitionKey="+key, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+			fmt.Sprintf("invalid parameter: partitionKey %q is not valid UTF-8", raw))
+	}
+	if n := tg.produced.calls.Load(); n != 0 {
+		t.Fatalf("%d produce requests with invalid keys reached the producer", n)
+	}
+	for _, key := range []string{"%C3%A9t%C3%A9", "123", "partition_key"} {
+		if status, e := call(t, "POST", p+"?partitionKey="+key, "application/json", "{}"); status != 200 {
+			t.Errorf("partitionKey=%s: %d %+v", key, status, e)
+		}
+	}
+}
+
+// A charset other than UTF-8 is refused through the whole producer API.
+func TestRESTProduceCharset(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	p := tg.producer + "/v1/topic/t/messages"
+	status, e := call(t, "POST", p, "application/json; charset=iso-8859-1", `{"a":"\xe9"}`)
+	wantRESTError(t, "charset=iso-8859-1", status, e, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE,
+		`unsupported charset "iso-8859-1" in content type "application/json; charset=iso-8859-1": events are JSON in UTF-8; send charset=utf-8 or no charset`)
+	if status, e := call(t, "POST", p, "application/json; charset=UTF-8", `{"a":"é"}`); status != 200 {
+		t.Errorf("charset=UTF-8: %d %+v", status, e)
+	}
+	if n := tg.produced.calls.Load(); n != 1 {
+		t.Errorf("%d requests reached the producer, want the one in UTF-8", n)
+	}
+}
+
+// A request body that stalls gets 408 TIMEOUT once the server's read
+// timeout passes, over a real connection, with a message that gives no
+// socket address; the connection closes.
+func TestRESTBodyReadTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	tg := serveGateway(t, gateway.Options{ReadTimeout: timeout})
+	for _, tc := range []struct{ base, path string }{
+		{tg.producer, "/v1/topic/t/messages"},
+		{tg.consumer, "/v1/consumer/register"},
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(tc.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		// 100 bytes announced, 5 sent.
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":", tc.path)
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if took := time.Since(start); took < timeout {
+			t.Errorf("%s: answered after %v, before the read timeout", tc.path, took)
+		}
+		var e restError
+		if err := json.Unmarshal(data, &e); err != nil {
+			t.Fatalf("%s: %d %s", tc.path, resp.StatusCode, data)
+		}
+		wantRESTError(t, tc.path, resp.StatusCode, e, http.StatusRequestTimeout, floev1.ErrorCode_ERROR_CODE_TIMEOUT,
+			"the request body did not arrive within 0.3 s, the server's read timeout for a whole request")
+		if !resp.Close {
+			t.Errorf("%s: the connection stays open after a body that did not arrive", tc.path)
+		}
+	}
+	// HTTP/2 (without TLS, as PolarStreams clients use it) times out the
+	// body of a stream alike.
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte(`{"a":`)) }()
+	req, err := http.NewRequest("POST", tg.producer+"/v1/topic/t/messages", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("HTTP/2: %v", err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var e restError
+	if resp.ProtoMajor != 2 || json.Unmarshal(data, &e) != nil {
+		t.Fatalf("HTTP/2: %s %d %s", resp.Proto, resp.StatusCode, data)
+	}
+	wantRESTError(t, "HTTP/2", resp.StatusCode, e, http.StatusRequestTimeout, floev1.ErrorCode_ERROR_CODE_TIMEOUT,
+		"the request body did not arrive within 0.3 s, the server's read timeout for a whole request")
+	if n := tg.produced.calls.Load(); n != 0 {
+		t.Errorf("%d stalled requests reached the producer", n)
+	}
+}
