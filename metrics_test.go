@@ -91,6 +91,46 @@ func TestMetricsEndpointPerNode(t *testing.T) {
 	}
 }
 
+// The metrics and pprof ports answer unknown routes and methods in the
+// error shape of the REST API, as every port does.
+func TestMetricsPortErrors(t *testing.T) {
+	_, a := startNode(t, func(o *floe.Options) { o.MetricsAddr, o.PprofAddr = "127.0.0.1:0", "127.0.0.1:0" })
+	for _, tc := range []struct {
+		method, url  string
+		status, code int
+		allow        string
+	}{
+		{http.MethodGet, "http://" + a.Metrics + "/foo", http.StatusNotFound, 3001, ""},
+		{http.MethodGet, "http://" + a.Metrics + "/", http.StatusNotFound, 3001, ""},
+		{http.MethodGet, "http://" + a.Metrics + "/metrics/x", http.StatusNotFound, 3001, ""},
+		{http.MethodGet, "http://" + a.Metrics + "/debug/pprof/", http.StatusNotFound, 3001, ""},
+		{http.MethodPost, "http://" + a.Metrics + "/metrics", http.StatusMethodNotAllowed, 3002, "GET, HEAD"},
+		{http.MethodDelete, "http://" + a.Metrics + "/metrics", http.StatusMethodNotAllowed, 3002, "GET, HEAD"},
+		{http.MethodGet, "http://" + a.Pprof + "/metrics", http.StatusNotFound, 3001, ""},
+		{http.MethodGet, "http://" + a.Pprof + "/debug/pprof/no-such-profile", http.StatusNotFound, 3001, ""},
+	} {
+		ex := do(t, nil, tc.method, tc.url, "", nil, "", nil)
+		errorShape(t, ex, tc.status, tc.code)
+		if got := ex.resp.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.url, got, tc.allow)
+		}
+	}
+	// What the ports serve is unchanged.
+	for _, url := range []string{
+		"http://" + a.Metrics + "/metrics",
+		"http://" + a.Pprof + "/debug/pprof/",
+		"http://" + a.Pprof + "/debug/pprof/heap?debug=1",
+		"http://" + a.Pprof + "/debug/pprof/cmdline",
+	} {
+		if code := statusOf(t, http.MethodGet, url, "", ""); code != http.StatusOK {
+			t.Errorf("GET %s: %d", url, code)
+		}
+	}
+	if code := statusOf(t, http.MethodHead, "http://"+a.Metrics+"/metrics", "", ""); code != http.StatusOK {
+		t.Errorf("HEAD /metrics: %d", code)
+	}
+}
+
 // Every route of the OpenAPI document has its own route label: a new
 // route in proto/ must be added to metrics.Route (or it is "other").
 func TestMetricsRouteCoversOpenAPI(t *testing.T) {

@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	runtimepprof "runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +45,10 @@ type Node struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	gateway  *gateway.Gateway
-	// produceSrv is drained at shutdown so open produce streams end.
+	// produceSrv and watches are drained at shutdown so that open produce
+	// and health Watch streams end.
 	produceSrv *server.Producer
+	watches    *server.HealthWatches
 	registry   *prometheus.Registry
 	// admin serves /metrics and /debug/pprof on their own listeners.
 	admin []adminServer
@@ -133,13 +137,14 @@ func (n *Node) init() (err error) {
 	producer := server.NewProducer(m.Producing(n.producer))
 	n.produceSrv = producer
 	consumer := server.NewConsumer(m.Consuming(n.groups))
+	n.watches = server.NewHealthWatches()
 
 	n.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+1<<20),
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), n.watches.StreamServerInterceptor()),
 	)
 	n.grpc.RegisterService(server.WithDecodeErrors(&floev1.Discovery_ServiceDesc), discovery)
 	n.grpc.RegisterService(server.WithDecodeErrors(server.ProducerServiceDesc()), producer)
@@ -193,7 +198,8 @@ func (n *Node) listen() error {
 }
 
 // adminServers are the HTTP servers of the metrics and pprof listeners
-// that are on, each on a mux of its own (never http.DefaultServeMux).
+// that are on, each on a mux of its own (never http.DefaultServeMux). Their
+// 404 and 405 answers have the error shape of the REST API.
 func (n *Node) adminServers() []adminServer {
 	var out []adminServer
 	newServer := func(l net.Listener, h http.Handler) {
@@ -206,16 +212,29 @@ func (n *Node) adminServers() []adminServer {
 	}
 	mmux := http.NewServeMux()
 	mmux.Handle("GET /metrics", metrics.Handler(n.registry))
+	mmux.Handle("/metrics", gateway.MethodNotAllowed("GET, HEAD"))
+	mmux.HandleFunc("/", gateway.NotFound)
 	newServer(n.lis.metrics, mmux)
 
 	pmux := http.NewServeMux()
-	pmux.HandleFunc("/debug/pprof/", pprof.Index)
+	pmux.HandleFunc("/debug/pprof/", pprofIndex)
 	pmux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	pmux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	pmux.HandleFunc("/", gateway.NotFound)
 	newServer(n.lis.pprof, pmux)
 	return out
+}
+
+// pprofIndex is pprof.Index, with an unknown profile answered as an
+// unknown route.
+func pprofIndex(w http.ResponseWriter, r *http.Request) {
+	if name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name != "" && runtimepprof.Lookup(name) == nil {
+		gateway.NotFound(w, r)
+		return
+	}
+	pprof.Index(w, r)
 }
 
 // Registry is the node's Prometheus registry: every metric of the node,
@@ -358,7 +377,9 @@ func attrsAny(attrs []slog.Attr) []any {
 //  1. readiness turns false (GET /status 503, gRPC health NOT_SERVING), so
 //     balancers stop sending;
 //  2. the consumer groups close: long polls end at once (with 503 /
-//     Unavailable), as do later consumer calls;
+//     Unavailable), as do later consumer calls; open produce streams and
+//     gRPC health Watch streams end (with Unavailable; a Watch once it sent
+//     NOT_SERVING);
 //  3. the REST servers and the gRPC server stop accepting and drain, in
 //     parallel: every request in flight is answered (a produce only after
 //     its durable write, or with an error), within ShutdownTimeout; past it,
@@ -378,8 +399,10 @@ func (n *Node) shutdown() error {
 
 	n.groups.Close()
 	// Open produce streams stop taking batches and end once those they took
-	// are answered: GracefulStop waits for streams.
+	// are answered, and health Watch streams end once they sent NOT_SERVING:
+	// GracefulStop waits for streams.
 	n.produceSrv.Drain()
+	n.watches.Drain()
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -472,6 +495,7 @@ func storeOptions(opts Options) store.Options {
 		Logger:            opts.Logger.With("component", "store"),
 		CacheSize:         opts.CacheSize,
 		PageCacheWindow:   opts.PageCacheWindow,
+		MinFreeDiskBytes:  opts.MinFreeDisk,
 		RetentionMaxAge:   opts.RetentionMaxAge,
 		RetentionMaxBytes: opts.RetentionMaxBytes,
 		MaxAppendBytes:    int(maxAppend),

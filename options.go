@@ -66,6 +66,11 @@ type Options struct {
 	// store leaves in the OS page cache (store.Options.PageCacheWindow).
 	// Default 1 GiB; negative: the kernel alone manages the page cache.
 	PageCacheWindow int64
+	// MinFreeDisk is the free space the broker keeps on the volume of its
+	// data directory: below it, produce requests are refused (HTTP 507,
+	// gRPC ResourceExhausted, DISK_FULL) until space comes back
+	// (store.Options.MinFreeDiskBytes). Default 256 MiB; negative: off.
+	MinFreeDisk int64
 
 	// ShutdownTimeout bounds the drain of a graceful shutdown (requests in
 	// flight); closing the store then gets at most storeCloseGrace more.
@@ -185,7 +190,7 @@ func (o Options) logAttrs() []any {
 		"member-timeout", o.MemberTimeout.String(), "group-offset-retention", o.GroupOffsetRetention.String(),
 		"retention-max-age", o.RetentionMaxAge.String(),
 		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
-		"page-cache-window", o.PageCacheWindow,
+		"page-cache-window", o.PageCacheWindow, "min-free-disk", o.MinFreeDisk,
 		"shutdown-timeout", o.ShutdownTimeout.String(),
 	}
 }

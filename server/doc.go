@@ -3,5 +3,6 @@
 // calls one domain interface, converts the error, and returns. Errors are
 // converted to gRPC statuses in exactly one place (errors.go), with an
 // ErrorInfo detail that carries the stable error code and the HTTP status the
-// REST gateway answers with.
+// REST gateway answers with. HealthWatches ends the gRPC health service's
+// Watch streams at shutdown, as Producer.Drain ends the produce streams.
 package server

@@ -44,6 +44,9 @@ var errorTable = []errorKind{
 	// failed (store.ErrWriteFailed alone) stays internal: its outcome is
 	// unknown.
 	{store.ErrWritesRefused, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
+	// Short of disk space the store takes no events until space comes back;
+	// nothing of a refused request was stored.
+	{store.ErrDiskFull, codes.ResourceExhausted, floev1.ErrorCode_ERROR_CODE_DISK_FULL, http.StatusInsufficientStorage},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, floev1.ErrorCode_ERROR_CODE_TIMEOUT, http.StatusGatewayTimeout},
 	{context.Canceled, codes.Canceled, floev1.ErrorCode_ERROR_CODE_TIMEOUT, 499},
 }
@@ -129,6 +132,13 @@ func statusForCode(c codes.Code) (int32, int32) {
 		return 499, int32(floev1.ErrorCode_ERROR_CODE_TIMEOUT)
 	}
 	return http.StatusInternalServerError, int32(floev1.ErrorCode_ERROR_CODE_INTERNAL)
+}
+
+// shuttingDown is the error of a call or stream that the broker ends at
+// shutdown: Unavailable with its ErrorInfo, so the client retries elsewhere
+// or after the restart.
+func shuttingDown(msg string) error {
+	return newStatus(codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable, msg)
 }
 
 // decodeTarget carries a request message through Codec.Unmarshal. gRPC

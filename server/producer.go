@@ -169,7 +169,7 @@ loop:
 			case <-s.draining:
 				// Not taken: the client gets no answer for it, so it was not stored.
 				b.release()
-				end = status.Error(codes.Unavailable, "the broker is shutting down: batches not answered were not stored")
+				end = errStreamDrained
 				break loop
 			case <-ctx.Done():
 				b.release()
@@ -182,7 +182,7 @@ loop:
 			}
 			break loop
 		case <-s.draining:
-			end = status.Error(codes.Unavailable, "the broker is shutting down: batches not answered were not stored")
+			end = errStreamDrained
 			break loop
 		case <-ctx.Done():
 			end = ctx.Err()
@@ -205,6 +205,9 @@ loop:
 	}
 	return nil
 }
+
+// errStreamDrained ends a produce stream at shutdown.
+var errStreamDrained = shuttingDown("the broker is shutting down: batches not answered were not stored")
 
 // Drain makes produce streams stop taking batches and end once the batches
 // they took are answered, so that a graceful stop does not wait for clients

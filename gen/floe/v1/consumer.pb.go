@@ -599,30 +599,42 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"consumerId\x12\x1b\n" +
 	"\x06commit\x18\x02 \x01(\bH\x00R\x06commit\x88\x01\x01B\t\n" +
 	"\a_commit\"\x11\n" +
-	"\x0fGoodbyeResponse2\x81\b\n" +
-	"\bConsumer\x12\xc3\x02\n" +
-	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\x81\x02\x92A\xc7\x01\n" +
-	"\bConsumer\x12\x13Register a consumer\x1aOIdempotent. POST also accepts a JSON body {\"id\",\"group\",\"topics\",\"onNewGroup\"}.JU\n" +
-	"\x03400\x12N\n" +
-	"8A parameter is missing or invalid; the message names it.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\x99\x02\n" +
-	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xe3\x01\x92A\xbd\x01\n" +
+	"\x0fGoodbyeResponse2\xf0\v\n" +
+	"\bConsumer\x12\xe5\x03\n" +
+	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\xa3\x03\x92A\xe9\x02\n" +
+	"\bConsumer\x12\x13Register a consumer\x1avIdempotent. POST also accepts a JSON body {\"id\",\"group\",\"topics\",\"onNewGroup\"}. At most 1,000 topics per registration.Jp\n" +
+	"\x03400\x12i\n" +
+	"SA parameter is missing or invalid, or more than 1,000 topics; the message names it.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ^\n" +
+	"\x03408\x12W\n" +
+	"AThe request body did not arrive within the server's read timeout.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\x87\x03\n" +
+	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xd1\x02\x92A\xab\x02\n" +
 	"\bConsumer\x12\vRead events:\x10application/jsonJ@\n" +
 	"\x03204\x129\n" +
-	"7No data available; Retry-After says when to poll again.JP\n" +
+	"7No data available; Retry-After says when to poll again.Jl\n" +
+	"\x03400\x12e\n" +
+	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJP\n" +
 	"\x03409\x12I\n" +
 	"3The consumer is not registered: register and retry.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xd3\x01\n" +
-	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\x97\x01\x92Ay\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xc2\x02\n" +
+	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\x86\x02\x92A\xe7\x01\n" +
 	"\bConsumer\x12\x1aCommit the reader positionJ\x13\n" +
 	"\x03204\x12\f\n" +
 	"\n" +
-	"Committed.J<\n" +
+	"Committed.Jl\n" +
+	"\x03400\x12e\n" +
+	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ<\n" +
 	"\x03409\x125\n" +
 	"\x1fThe consumer is not registered.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xbc\x01\n" +
-	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"~\x92A_\n" +
-	"\bConsumer\x12\x15Commit and unregisterJ<\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xac\x02\n" +
+	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xed\x01\x92A\xcd\x01\n" +
+	"\bConsumer\x12\x15Commit and unregisterJl\n" +
+	"\x03400\x12e\n" +
+	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ<\n" +
 	"\x03409\x125\n" +
 	"\x1fThe consumer is not registered.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x16\"\x14/v1/consumer/goodbyeB\x8a\x01\n" +

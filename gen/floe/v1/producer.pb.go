@@ -448,18 +448,24 @@ const file_floe_v1_producer_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12,\n" +
 	"\x03ack\x18\x02 \x01(\v2\x18.floe.v1.ProduceResponseH\x00R\x03ack\x12&\n" +
 	"\x05error\x18\x03 \x01(\v2\x0e.floe.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result2\x81\x06\n" +
-	"\bProducer\x12\xa0\x05\n" +
-	"\aProduce\x12\x17.floe.v1.ProduceRequest\x1a\x18.floe.v1.ProduceResponse\"\xe1\x04\x92A\xb5\x04\n" +
+	"\x06result2\x8a\b\n" +
+	"\bProducer\x12\xa9\a\n" +
+	"\aProduce\x12\x17.floe.v1.ProduceRequest\x1a\x18.floe.v1.ProduceResponse\"\xea\x06\x92A\xbe\x06\n" +
 	"\bProducer\x12\fStore events\x1a\xdb\x01The body is one JSON event (application/json, the default) or one JSON event per non-empty line (application/x-ndjson). The request is atomic: every event is stored, or none. 200 is answered once the events are durable.2\x10application/json2\x14application/x-ndjson:\x10application/jsonJk\n" +
 	"\x03400\x12d\n" +
 	"NInvalid topic, empty body or invalid JSON (the message names the NDJSON line).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJV\n" +
+	"\x03408\x12O\n" +
+	"9The body did not arrive within the server's read timeout.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJJ\n" +
 	"\x03413\x12C\n" +
 	"-The body or one event is over its size limit.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJJ\n" +
 	"\x03415\x12C\n" +
 	"-Unsupported Content-Type or Content-Encoding.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ\xae\x01\n" +
+	"\x03507\x12\xa6\x01\n" +
+	"\x8f\x01The volume of the broker's data directory has less free space than it keeps (--min-free-disk): nothing was stored; retry once space comes back.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\":\x04body\"\x1a/v1/topic/{topic}/messages\x12R\n" +
 	"\rProduceStream\x12\x1d.floe.v1.ProduceStreamRequest\x1a\x1e.floe.v1.ProduceStreamResponse(\x010\x01B\x8a\x01\n" +
 	"\vcom.floe.v1B\rProducerProtoP\x01Z/github.com/floe-streams/floe/gen/floe/v1;floev1\xa2\x02\x03FXX\xaa\x02\aFloe.V1\xca\x02\aFloe\\V1\xe2\x02\x13Floe\\V1\\GPBMetadata\xea\x02\bFloe::V1b\x06proto3"
