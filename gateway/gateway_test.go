@@ -14,13 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
-	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/gateway"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/group"
-	"github.com/floe-streams/floe/internal/testlog"
+	"github.com/floe-streams/floe/internal/testgroup"
 	"github.com/floe-streams/floe/server"
 	"github.com/floe-streams/floe/store"
 )
@@ -49,16 +46,7 @@ type testGateway struct {
 
 func serveGateway(t *testing.T, opts gateway.Options) *testGateway {
 	t.Helper()
-	st, err := store.Open("data", store.Options{FS: vfs.NewMem(), RetentionInterval: -1, Sync: store.SyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	c, err := group.New(st, group.Options{Streams: broker.NewRing(4).Streams, Logger: testlog.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, st := testgroup.New(t)
 	tg := &testGateway{c: c, st: st, produced: &countingProducer{}}
 	g, err := gateway.New(gateway.Services{
 		Discovery: floev1.UnimplementedDiscoveryServer{},

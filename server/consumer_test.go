@@ -6,14 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/group"
-	"github.com/floe-streams/floe/internal/testlog"
+	"github.com/floe-streams/floe/internal/testgroup"
 	"github.com/floe-streams/floe/server"
 	"github.com/floe-streams/floe/store"
 )
@@ -22,16 +20,7 @@ import (
 // memory.
 func newConsumer(t *testing.T) (*server.Consumer, *group.Coordinator, *store.Store) {
 	t.Helper()
-	st, err := store.Open("data", store.Options{FS: vfs.NewMem(), RetentionInterval: -1, Sync: store.SyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	c, err := group.New(st, group.Options{Streams: broker.NewRing(4).Streams, Logger: testlog.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	c, st := testgroup.New(t)
 	return server.NewConsumer(c), c, st
 }
 

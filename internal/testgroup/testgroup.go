@@ -1,0 +1,30 @@
+// Package testgroup gives tests a consumer-group coordinator over a store
+// in memory, both closed when the test ends.
+package testgroup
+
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/floe-streams/floe/broker"
+	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/testlog"
+	"github.com/floe-streams/floe/store"
+)
+
+// New returns a coordinator of 4 sub-ranges per topic and its store.
+func New(t testing.TB) (*group.Coordinator, *store.Store) {
+	t.Helper()
+	st, err := store.Open("data", store.Options{FS: vfs.NewMem(), RetentionInterval: -1, Sync: store.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	c, err := group.New(st, group.Options{Streams: broker.NewRing(4).Streams, Logger: testlog.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c, st
+}
