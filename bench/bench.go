@@ -152,7 +152,7 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	fs.DurationVar(&c.LateLimit, "late-limit", 5*time.Second, "with --rate: how long after --duration the run may go on sending what was scheduled within it; still unsent then, it fails")
 	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC (--api grpc): produce on ProduceStream instead of unary Produce")
 	fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC (--api grpc): send each batch as one NDJSON body instead of typed events")
-	fs.IntVar(&c.Inflight, "inflight", 4, "gRPC stream: batches in flight per stream")
+	fs.IntVar(&c.Inflight, "inflight", 16, "gRPC stream: batches in flight per stream")
 	fs.IntVar(&c.Consumers, "consumers", 1, "consumers (each a member of --group)")
 	fs.StringVar(&c.Group, "group", "", "consumer group (default: bench-<run>, a new group)")
 	fs.StringVar(&c.From, "from", "", "where a new group starts: earliest or latest (default: consume earliest, e2e latest)")

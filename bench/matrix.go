@@ -234,7 +234,7 @@ func (o *MatrixOptions) cases() []matrixCase {
 	d := o.CaseDuration
 	base := Config{
 		API: "rest", HTTPClient: o.HTTPClient, Topic: "bench", Connections: 16, EventsPerRequest: 1,
-		EventSize: 200, Consumers: 1, Inflight: 4, From: "earliest", PollTimeout: 500 * time.Millisecond,
+		EventSize: 200, Consumers: 1, Inflight: 16, From: "earliest", PollTimeout: 500 * time.Millisecond,
 		Idle: 10 * time.Second, Drain: 10 * time.Second, Progress: 2 * time.Second,
 	}
 	with := func(f func(c *Config)) Config {
@@ -267,11 +267,11 @@ func (o *MatrixOptions) cases() []matrixCase {
 			mode: "produce", cfg: rest1k, check: func(r *Result) (bool, string) {
 				return eps(r) >= 220000 && r.Produce.MBPerSec >= 220, fmt.Sprintf("%.0f events/s, %.0f MB/s", eps(r), r.Produce.MBPerSec)
 			}},
-		{id: "grpc-stream-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B, 16 streams × 4 in flight", target: "≥ 1,000,000 events/s",
+		{id: "grpc-stream-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B, 16 streams × 16 in flight", target: "≥ 1,000,000 events/s",
 			mode: "produce", cfg: with(func(c *Config) {
 				c.Mode, c.API, c.GRPCStream, c.Topic, c.Duration, c.EventsPerRequest = "produce", "grpc", true, "bench-grpc-100x200", d, 100
 			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
-		{id: "grpc-stream-body-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B as one NDJSON body, 16 streams × 4 in flight", target: "≥ 1,000,000 events/s",
+		{id: "grpc-stream-body-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B as one NDJSON body, 16 streams × 16 in flight", target: "≥ 1,000,000 events/s",
 			mode: "produce", cfg: with(func(c *Config) {
 				c.Mode, c.API, c.GRPCStream, c.GRPCBody, c.Topic, c.Duration, c.EventsPerRequest = "produce", "grpc", true, true, "bench-grpc-body-100x200", d, 100
 			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
