@@ -112,9 +112,9 @@ func New(svc Services, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 
-	g.discovery = g.wrap("discovery", headAsGet(dmux))
-	g.producer = g.wrap("producer", headAsGet(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux))))
-	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(registerBodyToForm(opts.ReadTimeout, cmux))))
+	g.discovery = g.wrap("discovery", headAsGet(checkQueryAliases(dmux)))
+	g.producer = g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux)))))
+	g.consumer = g.wrap("consumer", headAsGet(checkQueryAliases(lendPollBuffers(registerBodyToForm(opts.ReadTimeout, cmux)))))
 	return g, nil
 }
 

@@ -188,6 +188,40 @@ func TestRESTRepeatedParameters(t *testing.T) {
 	}
 }
 
+// A parameter given under both of its names (the documented one and the
+// protobuf field's) is refused, whatever the route: grpc-gateway would take
+// one of them at random.
+func TestRESTParameterUnderTwoNames(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	for _, tc := range []struct{ method, url, message string }{
+		{"POST", c + "/poll?consumerId=a&consumer_id=b", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"POST", c + "/poll?consumer_id=a&consumerId=a", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"POST", c + "/poll?consumerId=a&max_bytes=1&maxBytes=2", "maxBytes is given twice, as maxBytes and as max_bytes"},
+		{"POST", c + "/commit?consumer_id=a&consumerId=b", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"POST", c + "/goodbye?consumerId=a&consumer_id=b", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"PUT", c + "/register?consumerId=a&consumer_id=b&topic=t", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"PUT", c + "/register?consumerId=a&topic=t&onNewGroup=startFromLatest&on_new_group=startFromEarliest", "onNewGroup is given twice, as onNewGroup and as on_new_group"},
+		{"POST", tg.producer + "/v1/topic/t/messages?partitionKey=a&partition_key=b", "partitionKey is given twice, as partitionKey and as partition_key"},
+	} {
+		status, e := call(t, tc.method, tc.url, "application/json", "{}")
+		wantRESTError(t, tc.url, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+			"invalid parameter: query parameter "+tc.message+"; give it once")
+	}
+	if n := tg.produced.calls.Load(); n != 0 {
+		t.Errorf("%d refused produce requests reached the producer", n)
+	}
+	if s := tg.c.Stats(); s.Members != 0 {
+		t.Errorf("a refused registration was kept: %+v", s)
+	}
+	// Either name alone still works.
+	for _, q := range []string{"consumerId=a", "consumer_id=b"} {
+		if status, e := call(t, "PUT", c+"/register?topic=t&"+q, "", ""); status != 200 {
+			t.Errorf("register ?%s: %d %+v", q, status, e)
+		}
+	}
+}
+
 // An id that register refuses can never be registered: poll, commit and
 // goodbye answer 400 naming the problem, as register does, not 409 "register
 // it again", which would send the README's consuming loop round forever.

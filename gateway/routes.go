@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -59,6 +61,42 @@ func checkTopicPath(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// checkQueryAliases answers 400 when a query gives one parameter under two
+// names, as documented and as its protobuf field (consumerId and
+// consumer_id): grpc-gateway's parser takes both, and which one wins would
+// depend on map order. Only a query with an underscore can hold such a pair.
+func checkQueryAliases(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.IndexByte(r.URL.RawQuery, '_') >= 0 {
+			if err := queryAliasError(r.URL.RawQuery); err != nil {
+				writeError(w, server.ErrorOf(err))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// queryAliasError names the first parameter, in sorted order, that raw gives
+// under two spellings.
+func queryAliasError(raw string) error {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil // the generated handler answers the query's own error
+	}
+	keys := slices.Sorted(maps.Keys(q))
+	seen := make(map[string]string, len(keys))
+	for _, k := range keys {
+		name := lowerCamel(k)
+		if other, ok := seen[name]; ok {
+			return fmt.Errorf("%w: query parameter %s is given twice, as %s and as %s; give it once",
+				broker.ErrInvalidParameter, name, other, k)
+		}
+		seen[name] = k
+	}
+	return nil
 }
 
 // grpc-gateway's query parser names the protobuf field (max_bytes) in its
