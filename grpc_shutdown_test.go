@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
 	"github.com/floe-streams/floe"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
@@ -114,5 +116,46 @@ func TestGRPCShutdownErrorsHaveErrorInfo(t *testing.T) {
 	wantCode(t, <-polled, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, 503)
 	if d := <-took; d > 5*time.Second {
 		t.Errorf("the stop took %v", d)
+	}
+}
+
+// An open server reflection stream (grpcui and other browsing tools keep
+// one for as long as their connection) does not hold a graceful stop: it
+// answers its requests until then, and ends with Unavailable, v1 and
+// v1alpha alike.
+func TestGRPCShutdownEndsReflectionStreams(t *testing.T) {
+	_, a, stop := runNode(t, func(o *floe.Options) { o.ShutdownTimeout = 10 * time.Second })
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	v1, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := v1.Recv(); err != nil || len(resp.GetListServicesResponse().GetService()) == 0 {
+		t.Fatalf("v1 list services: %v %v", resp, err)
+	}
+	alpha, err := reflectionv1alpha.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alpha.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := alpha.Recv(); err != nil || len(resp.GetListServicesResponse().GetService()) == 0 {
+		t.Fatalf("v1alpha list services: %v %v", resp, err)
+	}
+
+	took := stopTimed(stop)
+	_, err = v1.Recv()
+	wantCode(t, err, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, 503)
+	_, err = alpha.Recv()
+	wantCode(t, err, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, 503)
+	if d := <-took; d > 5*time.Second {
+		t.Errorf("the stop took %v: the reflection streams held it", d)
 	}
 }

@@ -45,11 +45,12 @@ type Node struct {
 	grpc     *grpc.Server
 	health   *health.Server
 	gateway  *gateway.Gateway
-	// produceSrv and watches are drained at shutdown so that open produce
-	// and health Watch streams end.
-	produceSrv *server.Producer
-	watches    *server.HealthWatches
-	registry   *prometheus.Registry
+	// produceSrv, watches and reflections are drained at shutdown so that
+	// open produce, health Watch and server reflection streams end.
+	produceSrv  *server.Producer
+	watches     *server.HealthWatches
+	reflections *server.ReflectionStreams
+	registry    *prometheus.Registry
 	// admin serves /metrics and /debug/pprof on their own listeners.
 	admin []adminServer
 
@@ -138,13 +139,15 @@ func (n *Node) init() (err error) {
 	n.produceSrv = producer
 	consumer := server.NewConsumer(m.Consuming(n.groups))
 	n.watches = server.NewHealthWatches()
+	n.reflections = server.NewReflectionStreams()
 
 	n.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+1<<20),
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), n.watches.StreamServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), n.watches.StreamServerInterceptor(),
+			n.reflections.StreamServerInterceptor()),
 	)
 	n.grpc.RegisterService(server.WithDecodeErrors(&floev1.Discovery_ServiceDesc), discovery)
 	n.grpc.RegisterService(server.WithDecodeErrors(server.ProducerServiceDesc()), producer)
@@ -399,10 +402,12 @@ func (n *Node) shutdown() error {
 
 	n.groups.Close()
 	// Open produce streams stop taking batches and end once those they took
-	// are answered, and health Watch streams end once they sent NOT_SERVING:
-	// GracefulStop waits for streams.
+	// are answered, health Watch streams end once they sent NOT_SERVING, and
+	// reflection streams end while they wait for a request: GracefulStop
+	// waits for streams.
 	n.produceSrv.Drain()
 	n.watches.Drain()
+	n.reflections.Drain()
 	var (
 		mu   sync.Mutex
 		errs []error
