@@ -346,3 +346,36 @@ func TestGRPCMessagesThatDoNotDecode(t *testing.T) {
 	err = stream.RecvMsg(&out)
 	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
 }
+
+// A call of a method the broker does not serve gets Unimplemented with its
+// ErrorInfo and the list of the services it does serve; the metrics count
+// such calls under one label, whatever the names clients send.
+func TestGRPCUnknownMethod(t *testing.T) {
+	_, a := startNode(t, func(o *floe.Options) { o.MetricsAddr = "127.0.0.1:0" })
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, method := range []string{"/floe.v1.Producer/Nope", "/no.such.Service/Call", "/x/y"} {
+		err := conn.Invoke(ctx, method, &floev1.BrokersRequest{}, &floev1.BrokersResponse{})
+		wantCode(t, err, codes.Unimplemented, floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND, 404)
+		want := "unknown method " + method + ": this port serves floe.v1.Consumer, floe.v1.Discovery, floe.v1.Producer, grpc.health.v1.Health, grpc.reflection.v1.ServerReflection, grpc.reflection.v1alpha.ServerReflection"
+		if msg := status.Convert(err).Message(); msg != want {
+			t.Errorf("%s: %q, want %q", method, msg, want)
+		}
+	}
+	// A stream call too.
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, "/floe.v1.Producer/NopeStream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = stream.RecvMsg(&floev1.BrokersResponse{})
+	wantCode(t, err, codes.Unimplemented, floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND, 404)
+
+	m := scrape(t, a.Metrics)
+	if want := `floe_grpc_request_duration_seconds_count{code="Unimplemented",method="unknown"} 4`; !strings.Contains(m, want) {
+		t.Errorf("metrics lack %s:\n%s", want, grep(m, "floe_grpc_request_duration_seconds_count"))
+	}
+	if strings.Contains(m, "Nope") || strings.Contains(m, "no.such") {
+		t.Errorf("metrics carry a client's method name:\n%s", grep(m, "floe_grpc_request_duration_seconds_count"))
+	}
+}

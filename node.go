@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	runtimepprof "runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,6 +148,9 @@ func (n *Node) init() (err error) {
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
+		grpc.UnknownServiceHandler(server.UnknownMethod(func() []string {
+			return slices.Sorted(maps.Keys(n.grpc.GetServiceInfo()))
+		})),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), n.watches.StreamServerInterceptor(),
 			n.reflections.StreamServerInterceptor()),
 	)

@@ -25,13 +25,24 @@ func (m *Metrics) StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		start := time.Now()
 		err := handler(srv, ss)
-		m.observeGRPC(info.FullMethod, err, start)
+		method := info.FullMethod
+		if srv == nil {
+			// The server's unknown-method handler (grpc.UnknownServiceHandler):
+			// the name is the client's, of any number of values.
+			method = UnknownMethod
+		}
+		m.observeGRPC(method, err, start)
 		return err
 	}
 }
 
+// UnknownMethod is the method label of calls of methods the server does not
+// serve.
+const UnknownMethod = "unknown"
+
 // observeGRPC records a call. The method set is bounded: the server invokes
-// interceptors only for registered methods.
+// interceptors only for registered methods and its unknown-method handler,
+// which StreamServerInterceptor labels UnknownMethod.
 func (m *Metrics) observeGRPC(fullMethod string, err error, start time.Time) {
 	m.grpcDuration.WithLabelValues(fullMethod, code(err).String()).Observe(time.Since(start).Seconds())
 }

@@ -131,15 +131,22 @@ func TestGRPCInterceptors(t *testing.T) {
 	})
 	_, _ = unary(context.Background(), nil, info, func(context.Context, any) (any, error) { return nil, context.Canceled })
 	stream := m.StreamServerInterceptor()
-	_ = stream(nil, nil, &grpc.StreamServerInfo{FullMethod: "/floe.v1.Producer/ProduceStream"}, func(any, grpc.ServerStream) error {
+	producer := struct{}{} // the service: gRPC passes none (nil) to its unknown-method handler
+	_ = stream(producer, nil, &grpc.StreamServerInfo{FullMethod: "/floe.v1.Producer/ProduceStream"}, func(any, grpc.ServerStream) error {
 		time.Sleep(time.Millisecond)
 		return nil
 	})
+	for _, method := range []string{"/floe.v1.Producer/Nope", "/no.such.Service/Call"} {
+		_ = stream(nil, nil, &grpc.StreamServerInfo{FullMethod: method}, func(any, grpc.ServerStream) error {
+			return status.Error(codes.Unimplemented, "unknown method")
+		})
+	}
 	want := map[string]uint64{
 		`code="OK",method="/floe.v1.Producer/Produce"`:              1,
 		`code="InvalidArgument",method="/floe.v1.Producer/Produce"`: 1,
 		`code="Canceled",method="/floe.v1.Producer/Produce"`:        1,
 		`code="OK",method="/floe.v1.Producer/ProduceStream"`:        1,
+		`code="Unimplemented",method="unknown"`:                     2,
 	}
 	got := histogramCounts(t, reg, "floe_grpc_request_duration_seconds")
 	if len(got) != len(want) {

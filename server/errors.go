@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -139,6 +141,19 @@ func statusForCode(c codes.Code) (int32, int32) {
 // or after the restart.
 func shuttingDown(msg string) error {
 	return newStatus(codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable, msg)
+}
+
+// UnknownMethod answers the calls of methods the server does not serve
+// with Unimplemented and its ErrorInfo (ROUTE_NOT_FOUND, 404), naming the
+// services that services lists (called per call, so it may read the
+// server's registry, e.g. grpc.Server.GetServiceInfo). Install it with
+// grpc.UnknownServiceHandler: gRPC's own answer has no ErrorInfo.
+func UnknownMethod(services func() []string) grpc.StreamHandler {
+	return func(_ any, stream grpc.ServerStream) error {
+		method, _ := grpc.MethodFromServerStream(stream)
+		return newStatus(codes.Unimplemented, floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND, http.StatusNotFound,
+			fmt.Sprintf("unknown method %s: this port serves %s", method, strings.Join(services(), ", ")))
+	}
 }
 
 // decodeTarget carries a request message through Codec.Unmarshal. gRPC
