@@ -148,12 +148,15 @@ func (n *Node) init() (err error) {
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
 		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
-		grpc.UnknownServiceHandler(server.UnknownMethod(func() []string {
+		// The services are all registered below before the server serves.
+		grpc.UnknownServiceHandler(server.UnknownMethod(sync.OnceValue(func() []string {
 			return slices.Sorted(maps.Keys(n.grpc.GetServiceInfo()))
-		})),
+		}))),
 		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), n.watches.StreamServerInterceptor(),
 			n.reflections.StreamServerInterceptor()),
 	)
+	// Every service is registered with its implementation: the metrics
+	// count a call without one (srv == nil) as one of an unknown method.
 	n.grpc.RegisterService(server.WithDecodeErrors(&floev1.Discovery_ServiceDesc), discovery)
 	n.grpc.RegisterService(server.WithDecodeErrors(server.ProducerServiceDesc()), producer)
 	n.grpc.RegisterService(server.WithDecodeErrors(server.ConsumerServiceDesc()), consumer)

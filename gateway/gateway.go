@@ -114,7 +114,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 
 	g.discovery = g.wrap("discovery", headAsGet(checkQueryAliases(dmux)))
 	g.producer = g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux)))))
-	g.consumer = g.wrap("consumer", headAsGet(checkQueryAliases(lendPollBuffers(registerBodyToForm(opts.ReadTimeout, cmux)))))
+	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(registerBodyToForm(opts.ReadTimeout, checkFormAliases(cmux)))))
 	return g, nil
 }
 

@@ -203,19 +203,38 @@ func TestRESTParameterUnderTwoNames(t *testing.T) {
 		{"PUT", c + "/register?consumerId=a&consumer_id=b&topic=t", "consumerId is given twice, as consumerId and as consumer_id"},
 		{"PUT", c + "/register?consumerId=a&topic=t&onNewGroup=startFromLatest&on_new_group=startFromEarliest", "onNewGroup is given twice, as onNewGroup and as on_new_group"},
 		{"POST", tg.producer + "/v1/topic/t/messages?partitionKey=a&partition_key=b", "partitionKey is given twice, as partitionKey and as partition_key"},
+		// An encoded underscore is an underscore.
+		{"PUT", c + "/register?consumerId=a&consumer%5Fid=b&topic=t", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"POST", tg.producer + "/v1/topic/t/messages?partitionKey=a&partition%5fkey=b", "partitionKey is given twice, as partitionKey and as partition_key"},
 	} {
 		status, e := call(t, tc.method, tc.url, "application/json", "{}")
 		wantRESTError(t, tc.url, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
 			"invalid parameter: query parameter "+tc.message+"; give it once")
 	}
+	// A form body fills the same parameters as the query.
+	for _, tc := range []struct{ method, url, body, message string }{
+		{"POST", c + "/goodbye?consumerId=a", "consumer_id=b", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"POST", c + "/poll", "consumerId=a&consumer_id=b", "consumerId is given twice, as consumerId and as consumer_id"},
+		{"POST", c + "/commit?consumer_id=a", "consumerId=b", "consumerId is given twice, as consumerId and as consumer_id"},
+	} {
+		status, e := call(t, tc.method, tc.url, "application/x-www-form-urlencoded", tc.body)
+		wantRESTError(t, tc.url+" with the form body "+tc.body, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+			"invalid parameter: query parameter "+tc.message+"; give it once")
+	}
+	// A register's JSON body never adds a parameter that the query gives
+	// under either name: the query wins.
+	status, e := call(t, "POST", c+"/register?consumerId=a&topic=t&on_new_group=bogus", "application/json", `{"onNewGroup":"startFromLatest"}`)
+	wantRESTError(t, "on_new_group in the query, onNewGroup in the body", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+		`invalid parameter: onNewGroup must be startFromLatest or startFromEarliest, not "bogus"`)
 	if n := tg.produced.calls.Load(); n != 0 {
 		t.Errorf("%d refused produce requests reached the producer", n)
 	}
 	if s := tg.c.Stats(); s.Members != 0 {
 		t.Errorf("a refused registration was kept: %+v", s)
 	}
-	// Either name alone still works.
-	for _, q := range []string{"consumerId=a", "consumer_id=b"} {
+	// Either name alone still works, and keys that name no parameter are
+	// ignored, whatever they look like.
+	for _, q := range []string{"consumerId=a", "consumer_id=b", "consumerId=c&consumer_Id=x&foo_bar=1&fooBar=2"} {
 		if status, e := call(t, "PUT", c+"/register?topic=t&"+q, "", ""); status != 200 {
 			t.Errorf("register ?%s: %d %+v", q, status, e)
 		}

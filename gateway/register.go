@@ -78,8 +78,9 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 			next.ServeHTTP(w, r)
 			return
 		}
+		// A parameter given in the query, under either of its names, wins.
 		setIfAbsent := func(key, v string) {
-			if v != "" && q.Get(key) == "" && (key != "consumerId" || q.Get("consumer_id") == "") {
+			if v != "" && q.Get(key) == "" && q.Get(snakeCase(key)) == "" {
 				q.Set(key, v)
 			}
 		}

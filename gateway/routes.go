@@ -11,6 +11,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/server"
@@ -63,33 +67,86 @@ func checkTopicPath(next http.Handler) http.Handler {
 	})
 }
 
-// checkQueryAliases answers 400 when a query gives one parameter under two
-// names, as documented and as its protobuf field (consumerId and
+// checkQueryAliases answers 400 when a query gives one parameter under both
+// of its names, as documented and as its protobuf field (consumerId and
 // consumer_id): grpc-gateway's parser takes both, and which one wins would
-// depend on map order. Only a query with an underscore can hold such a pair.
+// depend on map order. Only a query with an underscore, plain or encoded,
+// can hold such a pair. It serves the routes whose parameters come from the
+// query alone; the consumer routes, which also take form bodies, use
+// checkFormAliases.
 func checkQueryAliases(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.IndexByte(r.URL.RawQuery, '_') >= 0 {
-			if err := queryAliasError(r.URL.RawQuery); err != nil {
-				writeError(w, server.ErrorOf(err))
-				return
+		if raw := r.URL.RawQuery; strings.IndexByte(raw, '_') >= 0 || strings.Contains(raw, "%5") {
+			// A query that does not parse gets the generated handler's error.
+			if q, err := url.ParseQuery(raw); err == nil {
+				if err := aliasError(q); err != nil {
+					writeError(w, server.ErrorOf(err))
+					return
+				}
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// queryAliasError names the first parameter, in sorted order, that raw gives
-// under two spellings.
-func queryAliasError(raw string) error {
-	q, err := url.ParseQuery(raw)
-	if err != nil {
-		return nil // the generated handler answers the query's own error
+// checkFormAliases is checkQueryAliases for the routes whose parameters are
+// r.Form: the query, a form body (application/x-www-form-urlencoded), and
+// for register what registerBodyToForm moved there from a JSON body. It
+// parses the form of a served route and method as the generated handler
+// would (ParseForm, whose second call changes nothing), and answers a form
+// that does not parse with the generated handler's error.
+func checkFormAliases(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(allowedMethods(r.URL.Path), r.Method) {
+			next.ServeHTTP(w, r) // a routing error
+			return
+		}
+		if err := r.ParseForm(); err != nil {
+			writeError(w, errorBodyOf(status.Errorf(codes.InvalidArgument, "%v", err)))
+			return
+		}
+		if err := aliasError(r.Form); err != nil {
+			writeError(w, server.ErrorOf(err))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// paramNames maps both names of each field of the REST API's requests, the
+// protobuf one (consumer_id) and the JSON one (consumerId), to the JSON
+// name: grpc-gateway's parser takes either. Other keys it ignores.
+var paramNames = func() map[string]string {
+	names := map[string]string{}
+	for _, file := range []protoreflect.FileDescriptor{
+		floev1.File_floe_v1_consumer_proto, floev1.File_floe_v1_producer_proto, floev1.File_floe_v1_discovery_proto,
+	} {
+		services := file.Services()
+		for i := range services.Len() {
+			methods := services.Get(i).Methods()
+			for j := range methods.Len() {
+				fields := methods.Get(j).Input().Fields()
+				for k := range fields.Len() {
+					f := fields.Get(k)
+					names[string(f.Name())] = f.JSONName()
+					names[f.JSONName()] = f.JSONName()
+				}
+			}
+		}
 	}
-	keys := slices.Sorted(maps.Keys(q))
+	return names
+}()
+
+// aliasError names the first parameter, in sorted order, that form gives
+// under both of its names.
+func aliasError(form url.Values) error {
+	keys := slices.Sorted(maps.Keys(form))
 	seen := make(map[string]string, len(keys))
 	for _, k := range keys {
-		name := lowerCamel(k)
+		name, ok := paramNames[k]
+		if !ok {
+			continue
+		}
 		if other, ok := seen[name]; ok {
 			return fmt.Errorf("%w: query parameter %s is given twice, as %s and as %s; give it once",
 				broker.ErrInvalidParameter, name, other, k)
@@ -167,6 +224,20 @@ func lowerCamel(field string) string {
 			b.WriteRune(c)
 			up = false
 		}
+	}
+	return b.String()
+}
+
+// snakeCase turns a JSON name into its protobuf field name: onNewGroup →
+// on_new_group.
+func snakeCase(name string) string {
+	var b strings.Builder
+	for _, c := range name {
+		if c >= 'A' && c <= 'Z' {
+			b.WriteByte('_')
+			c += 'a' - 'A'
+		}
+		b.WriteRune(c)
 	}
 	return b.String()
 }
