@@ -14,13 +14,12 @@ import (
 // Drain, each stop would last the whole shutdown timeout. Install
 // StreamServerInterceptor on the server that serves the health service.
 type HealthWatches struct {
-	draining  chan struct{}
-	drainOnce sync.Once
+	draining *drainSignal
 }
 
 // NewHealthWatches returns a HealthWatches that has not drained.
 func NewHealthWatches() *HealthWatches {
-	return &HealthWatches{draining: make(chan struct{})}
+	return &HealthWatches{draining: newDrainSignal()}
 }
 
 // errWatchDrained ends a health Watch stream at shutdown.
@@ -31,7 +30,7 @@ var errWatchDrained = shuttingDown("the broker is shutting down")
 // health server's Shutdown (which turns every service NOT_SERVING), so
 // that watchers learn it before their stream ends.
 func (h *HealthWatches) Drain() {
-	h.drainOnce.Do(func() { close(h.draining) })
+	h.draining.Drain()
 }
 
 // StreamServerInterceptor ties the Watch streams to Drain; other streams
@@ -46,7 +45,7 @@ func (h *HealthWatches) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		w := &watchStream{ServerStream: ss, ctx: ctx, cancel: cancel}
 		go func() {
 			select {
-			case <-h.draining:
+			case <-h.draining.Done():
 				w.drain()
 			case <-ctx.Done():
 			}

@@ -34,15 +34,14 @@ type Producer struct {
 	// at once (batches of one partition key always share a worker, in order).
 	streamWorkers int
 	seed          maphash.Seed
-	draining      chan struct{}
-	drainOnce     sync.Once
+	draining      *drainSignal
 }
 
 var _ floev1.ProducerServer = (*Producer)(nil)
 
 // NewProducer serves p.
 func NewProducer(p Producing) *Producer {
-	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed(), draining: make(chan struct{})}
+	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed(), draining: newDrainSignal()}
 }
 
 // Produce stores a batch of events: the raw body (REST, or gRPC clients that
@@ -166,7 +165,7 @@ loop:
 			}
 			select {
 			case workers[w%uint64(len(workers))] <- b:
-			case <-s.draining:
+			case <-s.draining.Done():
 				// Not taken: the client gets no answer for it, so it was not stored.
 				b.release()
 				end = errStreamDrained
@@ -181,7 +180,7 @@ loop:
 				end = err
 			}
 			break loop
-		case <-s.draining:
+		case <-s.draining.Done():
 			end = errStreamDrained
 			break loop
 		case <-ctx.Done():
@@ -213,7 +212,7 @@ var errStreamDrained = shuttingDown("the broker is shutting down: batches not an
 // they took are answered, so that a graceful stop does not wait for clients
 // to close their streams. Unary calls are not affected.
 func (s *Producer) Drain() {
-	s.drainOnce.Do(func() { close(s.draining) })
+	s.draining.Drain()
 }
 
 // produceOne produces a batch of a stream and releases it.

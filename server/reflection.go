@@ -1,7 +1,6 @@
 package server
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc"
@@ -17,13 +16,12 @@ import (
 // return instead. Install StreamServerInterceptor on the server that serves
 // reflection.
 type ReflectionStreams struct {
-	draining  chan struct{}
-	drainOnce sync.Once
+	draining *drainSignal
 }
 
 // NewReflectionStreams returns a ReflectionStreams that has not drained.
 func NewReflectionStreams() *ReflectionStreams {
-	return &ReflectionStreams{draining: make(chan struct{})}
+	return &ReflectionStreams{draining: newDrainSignal()}
 }
 
 // errReflectionDrained ends a reflection stream at shutdown.
@@ -33,7 +31,7 @@ var errReflectionDrained = shuttingDown("the broker is shutting down")
 // Unavailable the next time it waits for a request. A request being
 // answered is answered first.
 func (r *ReflectionStreams) Drain() {
-	r.drainOnce.Do(func() { close(r.draining) })
+	r.draining.Drain()
 }
 
 // StreamServerInterceptor ties the reflection streams (v1 and v1alpha) to
@@ -46,7 +44,7 @@ func (r *ReflectionStreams) StreamServerInterceptor() grpc.StreamServerIntercept
 		default:
 			return handler(srv, ss)
 		}
-		rs := &reflectionStream{ServerStream: ss, draining: r.draining}
+		rs := &reflectionStream{ServerStream: ss, draining: r.draining.Done()}
 		err := handler(srv, rs)
 		if rs.drained.Load() {
 			return errReflectionDrained
