@@ -140,6 +140,18 @@ var paramNames = func() map[string]string {
 // aliasError names the first parameter, in sorted order, that form gives
 // under both of its names.
 func aliasError(form url.Values) error {
+	// Without a protobuf name (clients use the documented ones) there is no
+	// pair: skip the sorting.
+	protoName := false
+	for k := range form {
+		if name, ok := paramNames[k]; ok && name != k {
+			protoName = true
+			break
+		}
+	}
+	if !protoName {
+		return nil
+	}
 	keys := slices.Sorted(maps.Keys(form))
 	seen := make(map[string]string, len(keys))
 	for _, k := range keys {
