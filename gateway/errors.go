@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc/status"
@@ -53,15 +54,44 @@ func hasErrorInfo(st *status.Status) bool {
 	return false
 }
 
-// handleRoutingError answers unknown paths with 404 and known paths with the
-// wrong method with 405 and an Allow header, in the error shape.
-func handleRoutingError(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
-	if httpStatus == http.StatusMethodNotAllowed {
-		if allow := allowedMethods(r.URL.Path); allow != "" {
-			w.Header().Set("Allow", allow)
+// routingErrorHandler answers, on a port that serves the paths of routes,
+// unknown paths with 404 and known paths with the wrong method with 405 and
+// an Allow header, in the error shape. A served path with a trailing slash
+// added is redirected to the path without it, as PolarStreams' router does:
+// 301 for GET and HEAD, 308 (which keeps the method and body) for the others.
+func routingErrorHandler(routes served) runtime.RoutingErrorHandlerFunc {
+	return func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+		switch httpStatus {
+		case http.StatusMethodNotAllowed:
+			if allow := routes(r.URL.Path); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+		case http.StatusNotFound:
+			if path, ok := strings.CutSuffix(r.URL.Path, "/"); ok && routes(path) != "" {
+				redirect(w, r)
+				return
+			}
 		}
+		writeError(w, routingError(httpStatus, r.Method+" "+r.URL.Path))
 	}
-	writeError(w, routingError(httpStatus, r.Method+" "+r.URL.Path))
+}
+
+// redirect answers r with a redirect to its path without the trailing
+// slash, keeping its query. Only served paths get here, so the Location is
+// always one of this port's routes.
+func redirect(w http.ResponseWriter, r *http.Request) {
+	location := strings.TrimSuffix(r.URL.EscapedPath(), "/")
+	if r.URL.RawQuery != "" {
+		location += "?" + r.URL.RawQuery
+	}
+	code := http.StatusPermanentRedirect
+	if r.Method == http.MethodGet {
+		code = http.StatusMovedPermanently // HEAD is served as GET
+	}
+	h := w.Header()
+	h.Set("Location", location)
+	h.Set("Content-Length", "0")
+	w.WriteHeader(code)
 }
 
 func routingError(httpStatus int, what string) *floev1.Error {

@@ -82,13 +82,13 @@ func New(svc Services, opts Options) (*Gateway, error) {
 
 	// Every port answers GET /status with the generated Discovery.Status
 	// handler, from a mux that serves nothing else.
-	statusMux := newMux()
+	statusMux := newMux(statusRoutes)
 	if err := floev1.RegisterDiscoveryHandlerServer(ctx, statusMux, svc.Discovery); err != nil {
 		return nil, err
 	}
 	status := func(w http.ResponseWriter, r *http.Request, _ map[string]string) { statusMux.ServeHTTP(w, r) }
 
-	dmux := newMux()
+	dmux := newMux(discoveryRoutes)
 	if err := floev1.RegisterDiscoveryHandlerServer(ctx, dmux, svc.Discovery); err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 
-	pmux := newMux()
+	pmux := newMux(producerRoutes)
 	if err := floev1.RegisterProducerHandlerServer(ctx, pmux, utf8Producer{svc.Producer}); err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 
-	cmux := newMux(runtime.WithForwardResponseRewriter(lendPollAnswer))
+	cmux := newMux(consumerRoutes, runtime.WithForwardResponseRewriter(lendPollAnswer))
 	if err := floev1.RegisterConsumerHandlerServer(ctx, cmux, svc.Consumer); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 
 	g.discovery = g.wrap("discovery", headAsGet(checkQueryAliases(dmux)))
 	g.producer = g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux)))))
-	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(registerBodyToForm(opts.ReadTimeout, checkFormAliases(cmux)))))
+	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux))))))
 	return g, nil
 }
 
@@ -125,12 +125,13 @@ func (g *Gateway) wrap(api string, h http.Handler) http.Handler {
 	return h
 }
 
-func newMux(opts ...runtime.ServeMuxOption) *runtime.ServeMux {
+// newMux returns a ServeMux for the API that serves routes.
+func newMux(routes served, opts ...runtime.ServeMuxOption) *runtime.ServeMux {
 	m := newMarshaler()
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, m),
 		runtime.WithErrorHandler(handleError),
-		runtime.WithRoutingErrorHandler(handleRoutingError),
+		runtime.WithRoutingErrorHandler(routingErrorHandler(routes)),
 		runtime.WithForwardResponseOption(setStatus),
 		runtime.WithWriteContentLength(),
 		// Server metadata is not echoed as Grpc-Metadata-* headers.

@@ -366,3 +366,152 @@ func TestRESTBodyReadTimeout(t *testing.T) {
 		t.Errorf("%d stalled requests reached the producer", n)
 	}
 }
+
+// send sends a request with headers and returns the answer with its body
+// read.
+func send(t *testing.T, method, url string, header http.Header, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	// Redirects are answers to check, not to follow.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, data
+}
+
+// A poll is answered in JSON only: an Accept header that does not allow it
+// gets 406 at once, and one that does (or none) gets the poll's answer.
+func TestRESTPollAccept(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	if status, e := call(t, "PUT", c+"/register?consumerId=a&topic=t", "", ""); status != 200 {
+		t.Fatalf("register: %d %+v", status, e)
+	}
+	poll := c + "/poll?consumerId=a&timeout=0"
+	for _, accept := range [][]string{
+		nil,
+		{"application/json"},
+		{"Application/JSON; charset=utf-8"},
+		{"*/*"},
+		{"application/*"},
+		{"text/html, application/xhtml+xml, */*;q=0.8"},
+		{"text/plain", "application/json"}, // two header fields
+		{"application/json;q=0.1, */*;q=0"},
+		{""},
+	} {
+		if resp, body := send(t, "POST", poll, http.Header{"Accept": accept}, ""); resp.StatusCode != 204 {
+			t.Errorf("Accept %q: %d %s, want 204", accept, resp.StatusCode, body)
+		}
+	}
+	for _, accept := range []string{
+		"application/octet-stream",
+		"application/vnd.barco.consumermessage",
+		"application/json;q=0",
+		"application/json; q=0, */*", // the most specific range decides
+		"text/plain, application/*;q=0",
+		"application/x-ndjson",
+	} {
+		resp, body := send(t, "POST", poll, http.Header{"Accept": {accept}}, "")
+		var e restError
+		if err := json.Unmarshal(body, &e); err != nil {
+			t.Fatalf("Accept %q: %d %s", accept, resp.StatusCode, body)
+		}
+		wantRESTError(t, "Accept "+accept, resp.StatusCode, e, 406, floev1.ErrorCode_ERROR_CODE_NOT_ACCEPTABLE,
+			fmt.Sprintf("a poll is answered in application/json only, which the Accept header %q does not allow", accept))
+	}
+	// Only polls are concerned: commit answers no body.
+	if resp, body := send(t, "POST", c+"/commit?consumerId=a", http.Header{"Accept": {"text/plain"}}, ""); resp.StatusCode != 204 {
+		t.Errorf("commit with Accept text/plain: %d %s", resp.StatusCode, body)
+	}
+}
+
+// The consumer API reads form bodies up to a limit, and names the part of a
+// request that does not parse.
+func TestRESTConsumerFormErrors(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	const form = "application/x-www-form-urlencoded"
+	big := "consumerId=a&x=" + strings.Repeat("y", 1<<20)
+	for _, route := range []string{"register", "poll", "commit", "goodbye"} {
+		status, e := call(t, "POST", c+"/"+route, form, big)
+		what := "form"
+		if route == "register" {
+			what = "register"
+		}
+		wantRESTError(t, route+" with a form body over 1 MiB", status, e, 413, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE,
+			what+" body too large: the limit is 1048576 bytes")
+	}
+	for _, tc := range []struct{ what, url, ct, body, message string }{
+		{"an escape in the query", c + "/poll?consumerId=%zz", "", "", `the query string does not parse: invalid URL escape "%zz"`},
+		{"a semicolon in the query", c + "/commit?consumerId=a;b", "", "", "the query string does not parse: invalid semicolon separator in query"},
+		{"an escape in the body", c + "/goodbye", form, "consumerId=%zz", `the form body does not parse: invalid URL escape "%zz"`},
+		{"an escape in the register body", c + "/register?topic=t", form, "consumerId=a%", `the form body does not parse: invalid URL escape "%"`},
+		{"a Content-Type that does not parse", c + "/poll?consumerId=a", "application/x-www-form-urlencoded; =", "", "the Content-Type header does not parse: mime: invalid media parameter"},
+		{"an escape in a produce query", tg.producer + "/v1/topic/t/messages?partitionKey=%zz", "application/json", "{}", `the query string does not parse: invalid URL escape "%zz"`},
+		{"a value out of range", c + "/poll?consumerId=a&timeout=4294967296", "", "", `query parameter timeout: "4294967296" is out of range: it must be at most 4294967295`},
+	} {
+		status, e := call(t, "POST", tc.url, tc.ct, tc.body)
+		wantRESTError(t, tc.what, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, tc.message)
+	}
+	if s := tg.c.Stats(); s.Members != 0 {
+		t.Errorf("a refused registration was kept: %+v", s)
+	}
+	if n := tg.produced.calls.Load(); n != 0 {
+		t.Errorf("%d refused produce requests reached the producer", n)
+	}
+	// A form body within the limit registers, with the query.
+	status, e := call(t, "PUT", c+"/register?group=g", form, "consumerId=f&topic=a&topic=b")
+	if status != 200 {
+		t.Fatalf("register with a form body: %d %+v", status, e)
+	}
+	if s := tg.c.Stats(); s.Members != 1 {
+		t.Errorf("register with a form body: %+v", s)
+	}
+}
+
+// A served path with a trailing slash is redirected to the path without
+// it, keeping the query, on its own port only.
+func TestRESTTrailingSlash(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	for _, tc := range []struct{ method, url, location string }{
+		{"GET", tg.consumer + "/status/", "/status"},
+		{"HEAD", tg.producer + "/status/", "/status"},
+		{"POST", tg.consumer + "/v1/consumer/poll/?consumerId=a&timeout=0", "/v1/consumer/poll?consumerId=a&timeout=0"},
+		{"PUT", tg.consumer + "/v1/consumer/register/?consumerId=a&topic=t", "/v1/consumer/register?consumerId=a&topic=t"},
+		{"POST", tg.producer + "/v1/topic/t%20x/messages/", "/v1/topic/t%20x/messages"},
+	} {
+		header := http.Header{}
+		if tc.method == "POST" && strings.HasPrefix(tc.url, tg.producer) {
+			header.Set("Content-Type", "application/json")
+		}
+		resp, body := send(t, tc.method, tc.url, header, "{}")
+		want := http.StatusPermanentRedirect
+		if tc.method == "GET" || tc.method == "HEAD" {
+			want = http.StatusMovedPermanently
+		}
+		if resp.StatusCode != want || resp.Header.Get("Location") != tc.location {
+			t.Errorf("%s %s: %d Location %q %s, want %d to %s", tc.method, tc.url, resp.StatusCode, resp.Header.Get("Location"), body, want, tc.location)
+		}
+	}
+	// Another port's path, or a path served with no slash, is not found.
+	for _, u := range []string{tg.producer + "/v1/consumer/poll/", tg.consumer + "/v1/topic/t/messages/", tg.consumer + "/v1/consumer/", tg.consumer + "/v1/consumer/poll//"} {
+		status, e := call(t, "POST", u, "application/json", "{}")
+		wantRESTError(t, u, status, e, 404, floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND, "no route for POST "+strings.TrimPrefix(strings.TrimPrefix(u, tg.producer), tg.consumer)+" on this port")
+	}
+	if n := tg.produced.calls.Load(); n != 0 {
+		t.Errorf("%d redirected produce requests reached the producer", n)
+	}
+}

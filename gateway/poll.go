@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -56,4 +59,72 @@ func lendPollAnswer(ctx context.Context, resp proto.Message) (any, error) {
 		}
 	}
 	return resp, nil
+}
+
+// acceptJSON answers a poll whose Accept header does not allow
+// application/json with 406 NOT_ACCEPTABLE: a poll is answered in JSON only.
+// A client that asks for another format, such as PolarStreams' binary poll
+// format, learns it at once instead of failing to read a JSON answer.
+// Without an Accept header any format is acceptable.
+func acceptJSON(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/consumer/poll" && r.Method == http.MethodPost {
+			if accept := r.Header.Values("Accept"); len(accept) > 0 && !acceptsJSON(accept) {
+				writeError(w, newError(floev1.ErrorCode_ERROR_CODE_NOT_ACCEPTABLE, http.StatusNotAcceptable,
+					fmt.Sprintf("a poll is answered in application/json only, which the Accept header %q does not allow",
+						strings.Join(accept, ", "))))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// acceptsJSON reports whether the Accept header fields allow
+// application/json: whether the most specific media range that matches it
+// (application/json, application/*, */*) has a quality above 0 (RFC 9110,
+// section 12.5.1). Fields that hold no media range at all accept anything.
+func acceptsJSON(fields []string) bool {
+	best, quality := -1, 1.0
+	for _, field := range fields {
+		for elem := range strings.SplitSeq(field, ",") {
+			mediaRange, params, _ := strings.Cut(elem, ";")
+			specificity := -1
+			switch strings.ToLower(strings.TrimSpace(mediaRange)) {
+			case "application/json":
+				specificity = 2
+			case "application/*":
+				specificity = 1
+			case "*/*":
+				specificity = 0
+			case "":
+				continue
+			}
+			if specificity == -1 {
+				if best == -1 {
+					best = -2 // a media range was given, and it is not JSON's
+				}
+				continue
+			}
+			if specificity <= best {
+				continue
+			}
+			best, quality = specificity, 1.0
+			for param := range strings.SplitSeq(params, ";") {
+				name, value, _ := strings.Cut(param, "=")
+				if strings.EqualFold(strings.TrimSpace(name), "q") {
+					if q, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+						quality = q
+					}
+				}
+			}
+		}
+	}
+	switch best {
+	case -1:
+		return true // no media range at all: "Accept: " or ","
+	case -2:
+		return false
+	}
+	return quality > 0
 }

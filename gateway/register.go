@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -59,6 +60,14 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 				fmt.Sprintf("register body too large: the limit is %d bytes", maxRegisterBody)))
 			return
 		}
+		if isFormBody(r.Header.Get("Content-Type"), data) {
+			// Parsed with the query by parseConsumerForm, as on the other
+			// routes.
+			r.Body = io.NopCloser(bytes.NewReader(data))
+			r.ContentLength = int64(len(data))
+			next.ServeHTTP(w, r)
+			return
+		}
 		r.Body = http.NoBody
 		r.ContentLength = 0
 		r.Header.Del("Content-Type")
@@ -70,6 +79,11 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 		if err := json.Unmarshal(data, &rb); err != nil {
 			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
 				registerBodyError(err)+"; expected "+registerBodyShape))
+			return
+		}
+		if rb.ID != "" && rb.ConsumerID != "" && rb.ID != rb.ConsumerID {
+			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
+				fmt.Sprintf("register body: id %q and consumerId %q name different consumers; give one of them", rb.ID, rb.ConsumerID)))
 			return
 		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
@@ -94,6 +108,19 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 		r.Form, r.PostForm = q, url.Values{}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isFormBody reports whether a register body is a form
+// (application/x-www-form-urlencoded), as poll, commit and goodbye take. A
+// body that starts with '{' is JSON whatever its type: curl -d sends JSON as
+// a form unless told otherwise.
+func isFormBody(contentType string, data []byte) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return false
+	}
+	trimmed := bytes.TrimSpace(data)
+	return len(trimmed) > 0 && trimmed[0] != '{'
 }
 
 // registerBodyError says what is wrong with a register body that does not

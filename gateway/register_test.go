@@ -119,6 +119,33 @@ func TestRegisterBodyToForm(t *testing.T) {
 			t.Errorf("body %s: message\n %s\nwant\n %s", tc.body, msg, want)
 		}
 	}
+	// A body that names two consumers is refused; the same one twice is not.
+	res := runRegister(t, "POST", reg, "application/json", `{"id":"a","consumerId":"b","topics":["t"]}`)
+	if res.called || res.status != 400 || !strings.Contains(string(res.answer),
+		`register body: id \"a\" and consumerId \"b\" name different consumers; give one of them`) {
+		t.Errorf("id and consumerId differ: called %v, %d %s", res.called, res.status, res.answer)
+	}
+	if res := runRegister(t, "POST", reg, "application/json", `{"id":"a","consumerId":"a","topics":["t"]}`); !res.called || res.query.Get("consumerId") != "a" {
+		t.Errorf("id and consumerId agree: called %v, %d %s, query %v", res.called, res.status, res.answer, res.query)
+	}
+	// A form body (curl --data) is parsed with the query, as on the other
+	// consumer routes; one that starts with '{' is JSON sent as a form.
+	for _, tc := range []struct {
+		name, ct, target, body string
+		want                   url.Values
+	}{
+		{"form", "application/x-www-form-urlencoded", reg, "consumerId=f&topic=a&topic=b",
+			url.Values{"consumerId": {"f"}, "topic": {"a", "b"}}},
+		{"form with a charset, and a query", "application/x-www-form-urlencoded; charset=utf-8", reg + "?group=g", "consumerId=f&topic=a",
+			url.Values{"consumerId": {"f"}, "topic": {"a"}, "group": {"g"}}},
+		{"JSON sent as a form", "application/x-www-form-urlencoded", reg, ` {"id":"j","topics":["t"]}`,
+			url.Values{"consumerId": {"j"}, "topic": {"t"}}},
+	} {
+		res := runRegister(t, "PUT", tc.target, tc.ct, tc.body)
+		if !res.called || res.formErr != nil || !equalValues(res.query, tc.want) {
+			t.Errorf("%s: called %v, %d %s, query %v (%v), want %v", tc.name, res.called, res.status, res.answer, res.query, res.formErr, tc.want)
+		}
+	}
 	// More topics than net/url parses in a query (10,000): they reach the
 	// handler, which says how many a registration may name, rather than
 	// an error about a query the client did not send.
@@ -175,6 +202,7 @@ func FuzzRegisterBody(f *testing.F) {
 	f.Add("a=%zz&consumerId=1", `{"id":"2"}`)
 	f.Add("", `{"id":`)
 	f.Add("", `null`)
+	f.Add("", `{"id":"a","consumerId":"b"}`)
 	f.Fuzz(func(t *testing.T, rawQuery, body string) {
 		orig, queryErr := url.ParseQuery(rawQuery) // what the handler sees
 		res := runRegister(t, "POST", "/v1/consumer/register?"+rawQuery, "application/json", body)
@@ -187,7 +215,7 @@ func FuzzRegisterBody(f *testing.F) {
 				t.Fatalf("message %q names Go types", msg)
 			}
 			var rb registerBody
-			if strings.TrimSpace(body) == "" || json.Unmarshal([]byte(body), &rb) == nil {
+			if strings.TrimSpace(body) == "" || json.Unmarshal([]byte(body), &rb) == nil && !(rb.ID != "" && rb.ConsumerID != "" && rb.ID != rb.ConsumerID) {
 				t.Fatalf("refused a body that decodes: %q", body)
 			}
 			return

@@ -2,17 +2,19 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/floe-streams/floe/broker"
@@ -20,19 +22,48 @@ import (
 	"github.com/floe-streams/floe/server"
 )
 
-// allowedMethods returns the methods a path of the REST API accepts, for the
-// Allow header of a 405 answer; "" for a path it does not serve.
-func allowedMethods(path string) string {
+// served returns the methods one API serves on a path, for the Allow header
+// of a 405 answer; "" for a path it does not serve. There is one for each
+// port: a path of another API is not served on this one.
+type served func(path string) string
+
+func discoveryRoutes(path string) string {
 	switch path {
 	case "/status", "/v1/brokers", "/openapi.json":
+		return "GET, HEAD"
+	}
+	return ""
+}
+
+func producerRoutes(path string) string {
+	if path == "/status" {
+		return "GET, HEAD"
+	}
+	if topic, ok := strings.CutPrefix(path, "/v1/topic/"); ok {
+		if topic, ok = strings.CutSuffix(topic, "/messages"); ok && topic != "" && !strings.Contains(topic, "/") {
+			return "POST"
+		}
+	}
+	return ""
+}
+
+func consumerRoutes(path string) string {
+	switch path {
+	case "/status":
 		return "GET, HEAD"
 	case "/v1/consumer/register":
 		return "PUT, POST"
 	case "/v1/consumer/poll", "/v1/consumer/commit", "/v1/consumer/goodbye":
 		return "POST"
 	}
-	if strings.HasPrefix(path, "/v1/topic/") && strings.HasSuffix(path, "/messages") {
-		return "POST"
+	return ""
+}
+
+// statusRoutes are those of the mux that serves GET /status on the producer
+// and consumer ports.
+func statusRoutes(path string) string {
+	if path == "/status" {
+		return "GET, HEAD"
 	}
 	return ""
 }
@@ -89,20 +120,29 @@ func checkQueryAliases(next http.Handler) http.Handler {
 	})
 }
 
-// checkFormAliases is checkQueryAliases for the routes whose parameters are
-// r.Form: the query, a form body (application/x-www-form-urlencoded), and
+// maxFormBody is the largest form body (application/x-www-form-urlencoded)
+// the consumer API reads, as for register's JSON body: a few parameters, or
+// the topics of a registration.
+const maxFormBody = maxRegisterBody
+
+// parseConsumerForm parses the parameters of the consumer API's routes as
+// the generated handler would (ParseForm, whose second call changes
+// nothing): the query, a form body (application/x-www-form-urlencoded), and
 // for register what registerBodyToForm moved there from a JSON body. It
-// parses the form of a served route and method as the generated handler
-// would (ParseForm, whose second call changes nothing), and answers a form
-// that does not parse with the generated handler's error.
-func checkFormAliases(next http.Handler) http.Handler {
+// answers what the generated handler could only answer vaguely: a form body
+// over maxFormBody (413; ParseForm's own limit is 10 MB), a body that does not
+// arrive (408), a query or body that does not parse, naming which, and a
+// parameter given under both of its names (checkQueryAliases). readTimeout
+// is the server's, for the message of a body that does not arrive in time.
+func parseConsumerForm(readTimeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.Contains(allowedMethods(r.URL.Path), r.Method) {
+		if !strings.Contains(consumerRoutes(r.URL.Path), r.Method) {
 			next.ServeHTTP(w, r) // a routing error
 			return
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		if err := r.ParseForm(); err != nil {
-			writeError(w, errorBodyOf(status.Errorf(codes.InvalidArgument, "%v", err)))
+			writeError(w, formError(err, r.URL.RawQuery, readTimeout))
 			return
 		}
 		if err := aliasError(r.Form); err != nil {
@@ -113,11 +153,65 @@ func checkFormAliases(next http.Handler) http.Handler {
 	})
 }
 
+// formError is the answer to a request whose ParseForm failed with err.
+func formError(err error, rawQuery string, readTimeout time.Duration) *floev1.Error {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return newError(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("form body too large: the limit is %d bytes", tooLarge.Limit))
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return readError(err, readTimeout)
+	}
+	invalid := func(msg string) *floev1.Error {
+		return newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest, msg)
+	}
+	var escape url.EscapeError
+	switch _, qerr := url.ParseQuery(rawQuery); {
+	case qerr != nil:
+		return invalid("the query string does not parse: " + qerr.Error())
+	case strings.HasPrefix(err.Error(), "mime: "):
+		return invalid("the Content-Type header does not parse: " + err.Error())
+	case errors.As(err, &escape) || strings.Contains(err.Error(), "semicolon"):
+		return invalid("the form body does not parse: " + err.Error())
+	}
+	return readError(err, readTimeout)
+}
+
 // paramNames maps both names of each field of the REST API's requests, the
 // protobuf one (consumer_id) and the JSON one (consumerId), to the JSON
 // name: grpc-gateway's parser takes either. Other keys it ignores.
 var paramNames = func() map[string]string {
 	names := map[string]string{}
+	forEachRequestField(func(f protoreflect.FieldDescriptor) {
+		names[string(f.Name())] = f.JSONName()
+		names[f.JSONName()] = f.JSONName()
+	})
+	return names
+}()
+
+// paramRanges gives the values each integer parameter takes, by JSON name,
+// for the message of a value out of range.
+var paramRanges = func() map[string]string {
+	ranges := map[string]string{}
+	forEachRequestField(func(f protoreflect.FieldDescriptor) {
+		switch f.Kind() {
+		case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+			ranges[f.JSONName()] = fmt.Sprintf("at most %d", uint32(math.MaxUint32))
+		case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+			ranges[f.JSONName()] = fmt.Sprintf("at most %d", uint64(math.MaxUint64))
+		case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+			ranges[f.JSONName()] = fmt.Sprintf("from %d to %d", math.MinInt32, math.MaxInt32)
+		case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+			ranges[f.JSONName()] = fmt.Sprintf("from %d to %d", math.MinInt64, math.MaxInt64)
+		}
+	})
+	return ranges
+}()
+
+// forEachRequestField calls fn with each field of the requests of the REST
+// API's services.
+func forEachRequestField(fn func(protoreflect.FieldDescriptor)) {
 	for _, file := range []protoreflect.FileDescriptor{
 		floev1.File_floe_v1_consumer_proto, floev1.File_floe_v1_producer_proto, floev1.File_floe_v1_discovery_proto,
 	} {
@@ -127,15 +221,12 @@ var paramNames = func() map[string]string {
 			for j := range methods.Len() {
 				fields := methods.Get(j).Input().Fields()
 				for k := range fields.Len() {
-					f := fields.Get(k)
-					names[string(f.Name())] = f.JSONName()
-					names[f.JSONName()] = f.JSONName()
+					fn(fields.Get(k))
 				}
 			}
 		}
 	}
-	return names
-}()
+}
 
 // aliasError names the first parameter, in sorted order, that form gives
 // under both of its names.
@@ -191,7 +282,11 @@ func restParameterNames(msg string) string {
 			kind = "a valid value"
 		}
 		if m[4] == "value out of range" {
-			return fmt.Sprintf("query parameter %s: %s is out of range", lowerCamel(m[1]), m[3])
+			name := lowerCamel(m[1])
+			if r := paramRanges[name]; r != "" {
+				return fmt.Sprintf("query parameter %s: %s is out of range: it must be %s", name, m[3], r)
+			}
+			return fmt.Sprintf("query parameter %s: %s is out of range", name, m[3])
 		}
 		return fmt.Sprintf("query parameter %s: %s is not %s", lowerCamel(m[1]), m[3], kind)
 	}
@@ -200,6 +295,12 @@ func restParameterNames(msg string) string {
 	}
 	if m := queryFieldError.FindStringSubmatch(msg); m != nil {
 		return fmt.Sprintf("query parameter %s: %s", lowerCamel(m[1]), m[2])
+	}
+	// net/url's errors, from the generated handler's ParseForm on the routes
+	// whose parameters come from the query alone (the consumer API's routes
+	// parse theirs in parseConsumerForm).
+	if strings.HasPrefix(msg, "invalid URL escape ") || strings.HasPrefix(msg, "invalid semicolon separator") {
+		return "the query string does not parse: " + msg
 	}
 	return msg
 }

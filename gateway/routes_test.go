@@ -15,7 +15,7 @@ import (
 func TestRESTParameterNames(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{`parsing field "max_bytes": strconv.ParseUint: parsing "abc": invalid syntax`, `query parameter maxBytes: "abc" is not a non-negative integer`},
-		{`parsing field "timeout": strconv.ParseUint: parsing "99999999999": value out of range`, `query parameter timeout: "99999999999" is out of range`},
+		{`parsing field "timeout": strconv.ParseUint: parsing "99999999999": value out of range`, `query parameter timeout: "99999999999" is out of range: it must be at most 4294967295`},
 		{`parsing field "commit": strconv.ParseBool: parsing "yes": invalid syntax`, `query parameter commit: "yes" is not true or false`},
 		{`too many values for field "max_bytes": 1, 2`, `query parameter maxBytes: more than one value (1, 2); give it once`},
 		{`too many values for field "consumer_id": a, b, c`, `query parameter consumerId: more than one value (a, b, c); give it once`},
@@ -23,7 +23,9 @@ func TestRESTParameterNames(t *testing.T) {
 		{`too many values for field "on_new_group": a, b`, `query parameter onNewGroup: more than one value (a, b); give it once`},
 		{`parsing list "topic": something new`, `query parameter topic: something new`},
 		{`parsing field "max_events": something new`, `query parameter maxEvents: something new`},
-		{`invalid URL escape "%zz"`, `invalid URL escape "%zz"`},
+		{`invalid URL escape "%zz"`, `the query string does not parse: invalid URL escape "%zz"`},
+		{`invalid semicolon separator in query`, `the query string does not parse: invalid semicolon separator in query`},
+		{`something new`, `something new`},
 	} {
 		if got := restParameterNames(tc.in); got != tc.want {
 			t.Errorf("%s\n got %s\nwant %s", tc.in, got, tc.want)

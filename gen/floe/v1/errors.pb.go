@@ -45,6 +45,9 @@ const (
 	ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE ErrorCode = 1007
 	// The Content-Encoding is not supported, or the body does not decode (HTTP 415 or 400).
 	ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING ErrorCode = 1008
+	// The Accept header of a REST poll does not allow application/json, the
+	// only format a poll is answered in (HTTP 406).
+	ErrorCode_ERROR_CODE_NOT_ACCEPTABLE ErrorCode = 1009
 	// 2xxx: the request does not fit the state of the broker.
 	// The consumer is not registered, or no longer: register again (HTTP 409).
 	ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED ErrorCode = 2001
@@ -78,6 +81,7 @@ var (
 		1006: "ERROR_CODE_EVENT_TOO_LARGE",
 		1007: "ERROR_CODE_UNSUPPORTED_CONTENT_TYPE",
 		1008: "ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING",
+		1009: "ERROR_CODE_NOT_ACCEPTABLE",
 		2001: "ERROR_CODE_CONSUMER_NOT_REGISTERED",
 		3001: "ERROR_CODE_ROUTE_NOT_FOUND",
 		3002: "ERROR_CODE_METHOD_NOT_ALLOWED",
@@ -96,6 +100,7 @@ var (
 		"ERROR_CODE_EVENT_TOO_LARGE":              1006,
 		"ERROR_CODE_UNSUPPORTED_CONTENT_TYPE":     1007,
 		"ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING": 1008,
+		"ERROR_CODE_NOT_ACCEPTABLE":               1009,
 		"ERROR_CODE_CONSUMER_NOT_REGISTERED":      2001,
 		"ERROR_CODE_ROUTE_NOT_FOUND":              3001,
 		"ERROR_CODE_METHOD_NOT_ALLOWED":           3002,
@@ -274,7 +279,7 @@ const file_floe_v1_errors_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage*\x95\x04\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage*\xb5\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1cERROR_CODE_INVALID_PARAMETER\x10\xe9\a\x12\x1d\n" +
@@ -284,7 +289,8 @@ const file_floe_v1_errors_proto_rawDesc = "" +
 	"\x19ERROR_CODE_BODY_TOO_LARGE\x10\xed\a\x12\x1f\n" +
 	"\x1aERROR_CODE_EVENT_TOO_LARGE\x10\xee\a\x12(\n" +
 	"#ERROR_CODE_UNSUPPORTED_CONTENT_TYPE\x10\xef\a\x12,\n" +
-	"'ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING\x10\xf0\a\x12'\n" +
+	"'ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING\x10\xf0\a\x12\x1e\n" +
+	"\x19ERROR_CODE_NOT_ACCEPTABLE\x10\xf1\a\x12'\n" +
 	"\"ERROR_CODE_CONSUMER_NOT_REGISTERED\x10\xd1\x0f\x12\x1f\n" +
 	"\x1aERROR_CODE_ROUTE_NOT_FOUND\x10\xb9\x17\x12\"\n" +
 	"\x1dERROR_CODE_METHOD_NOT_ALLOWED\x10\xba\x17\x12\x18\n" +
