@@ -179,7 +179,7 @@ func (o Options) Validate() error {
 }
 
 // logAttrs are the effective settings, named as cmd/floe's flags, for the
-// startup log line.
+// startup log line: min-free-disk is the store's, raised to its floor.
 func (o Options) logAttrs() []any {
 	return []any{
 		"grpc-addr", o.GRPCAddr, "discovery-addr", o.DiscoveryAddr, "producer-addr", o.ProducerAddr,
@@ -190,7 +190,7 @@ func (o Options) logAttrs() []any {
 		"member-timeout", o.MemberTimeout.String(), "group-offset-retention", o.GroupOffsetRetention.String(),
 		"retention-max-age", o.RetentionMaxAge.String(),
 		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
-		"page-cache-window", o.PageCacheWindow, "min-free-disk", o.MinFreeDisk,
+		"page-cache-window", o.PageCacheWindow, "min-free-disk", storeOptions(o).EffectiveMinFreeDisk(),
 		"shutdown-timeout", o.ShutdownTimeout.String(),
 	}
 }

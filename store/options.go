@@ -214,6 +214,11 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// EffectiveMinFreeDisk is the free space a store opened with o keeps:
+// MinFreeDiskBytes with its default and its floor of twice what the
+// memtables may hold; negative when the guard is off.
+func (o Options) EffectiveMinFreeDisk() int64 { return o.withDefaults().MinFreeDiskBytes }
+
 // Validate reports the first invalid field, by name. Zero fields are valid
 // (they get defaults); Validate checks the values that were set.
 func (o Options) Validate() error {

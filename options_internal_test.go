@@ -1,0 +1,31 @@
+package floe
+
+import (
+	"testing"
+
+	"github.com/floe-streams/floe/store"
+)
+
+// The startup line gives the free space the store really keeps: the
+// default when none is set, the floor of twice the memtables when the
+// setting is under it, and the setting itself above it.
+func TestLogAttrsMinFreeDisk(t *testing.T) {
+	floor := int64(2 * 4 * store.DefaultMemTableSize) // 8 memtables at the default request limit
+	for _, tc := range []struct{ set, want int64 }{
+		{0, 256 << 20},
+		{10 << 20, floor},
+		{1 << 30, 1 << 30},
+		{-1, -1},
+	} {
+		attrs := Options{MinFreeDisk: tc.set}.withDefaults().logAttrs()
+		var got any
+		for i := 0; i+1 < len(attrs); i += 2 {
+			if attrs[i] == "min-free-disk" {
+				got = attrs[i+1]
+			}
+		}
+		if got != tc.want {
+			t.Errorf("MinFreeDisk %d: logged %v, want %d", tc.set, got, tc.want)
+		}
+	}
+}
