@@ -80,6 +80,9 @@ func runNoopServer(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("floe bench noop-server", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:9251", "listen address")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	l, err := net.Listen("tcp", *addr)

@@ -267,3 +267,15 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// --help exits 0 on every command, and an unknown flag 2.
+func TestHelpExitCodes(t *testing.T) {
+	for _, cmd := range []string{"produce", "consume", "e2e", "matrix", "noop-server"} {
+		if code := Main([]string{cmd, "--help"}); code != 0 {
+			t.Errorf("floe bench %s --help: exit %d, want 0", cmd, code)
+		}
+		if code := Main([]string{cmd, "--no-such-flag"}); code != 2 {
+			t.Errorf("floe bench %s --no-such-flag: exit %d, want 2", cmd, code)
+		}
+	}
+}

@@ -258,7 +258,7 @@ func (r *report) markdown() string {
 	p("Against a running broker: `floe bench produce|consume|e2e --help`, e.g.\n\n")
 	p("```sh\nfloe bench produce --events-per-request 100 --connections 16 --duration 15s --ack-file acks.json\n")
 	p("floe bench consume --ack-file acks.json --consumers 4     # 0 missing, 0 malformed expected\n")
-	p("floe bench e2e --rate 20000 --events-per-request 10 --connections 4 --consumers 4 --duration 15s\n")
+	p("floe bench e2e --rate 20000 --events-per-request 10 --connections 16 --consumers 4 --duration 15s\n")
 	p("floe bench produce --api grpc --grpc-stream --events-per-request 100 --duration 15s --json\n```\n\n")
 	p("Profiles of a case against an in-process broker (CPU, block, mutex, allocs; the load tool is package `bench` in them), ")
 	p("and of the store alone:\n\n")
