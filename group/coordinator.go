@@ -88,6 +88,12 @@ type member struct {
 	lastSeen time.Time
 	polling  int  // polls in progress; a polling member does not expire
 	gone     bool // unregistered or expired; a new registration makes a new member
+	// registered counts the registrations of the id since this member
+	// joined. A poll that began under an earlier one ends without reading
+	// (errSuperseded): it may be the last poll of an instance that died
+	// with the request open, and what it read would be committed by the
+	// new instance's next poll without ever being delivered.
+	registered uint64
 
 	positions []*position // assigned streams, by topic then range index
 	rot       int         // rotates the first stream read by a poll
@@ -249,18 +255,18 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 			"onNewGroup", r.OnNewGroup.String())
 	case m.group.name != name:
 		m.lastSeen, m.onNew = now, r.OnNewGroup
+		c.supersedePollsLocked(m)
 		old := m.group
 		delete(old.members, id)
 		c.rebalanceLocked(old)
 		c.maybeDropGroupLocked(old)
-		c.wakeLeft(m.topics, topics)
 		m.topics = topics
 		c.joinLocked(m, name)
 		c.logger.Info("consumer moved", "consumer", id, "from", old.name, "group", name, "topics", topics)
 	default:
 		m.lastSeen, m.onNew = now, r.OnNewGroup
+		c.supersedePollsLocked(m)
 		if !slices.Equal(m.topics, topics) {
-			c.wakeLeft(m.topics, topics)
 			m.topics = topics
 			c.rebalanceLocked(m.group)
 			c.logger.Info("consumer changed topics", "consumer", id, "group", name, "topics", topics)
@@ -291,11 +297,12 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 	return err
 }
 
-// wakeLeft wakes the long polls waiting on the topics of old that a member
-// leaves for topics: its own poll then waits on its new topics.
-func (c *Coordinator) wakeLeft(old, topics []string) {
-	for _, t := range old {
-		if _, ok := slices.BinarySearch(topics, t); !ok {
+// supersedePollsLocked ends the polls of m in progress, for a registration
+// of its id: they return nothing, at once for those waiting for events.
+func (c *Coordinator) supersedePollsLocked(m *member) {
+	m.registered++
+	if m.polling > 0 {
+		for _, t := range m.topics {
 			c.wake(t)
 		}
 	}
@@ -324,7 +331,7 @@ func (c *Coordinator) Commit(ctx context.Context, consumerID string) error {
 	if err != nil {
 		return err
 	}
-	return c.settle(ctx, m, false)
+	return c.settle(ctx, m, false, 0)
 }
 
 // Goodbye commits the consumer's read positions (unless commit is false)
@@ -340,7 +347,7 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 		return err
 	}
 	if commit {
-		if err := c.settle(ctx, m, false); err != nil {
+		if err := c.settle(ctx, m, false, 0); err != nil {
 			return err
 		}
 	}
@@ -360,29 +367,29 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 
 // enter looks up a registered consumer, runs the expiry check and marks the
 // consumer as seen (and as polling, if polling). It returns the consumer's
-// topics as they are now.
-func (c *Coordinator) enter(id string, polling bool) (*member, []string, error) {
+// registration count (member.registered).
+func (c *Coordinator) enter(id string, polling bool) (*member, uint64, error) {
 	// An id that Register refuses is a bad parameter, not an unknown
 	// consumer: "register it again" would send the client in a loop.
 	if err := validateName("consumerId", id); err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, nil, errUnavailable()
+		return nil, 0, errUnavailable()
 	}
 	now := c.opts.Now()
 	c.expireLocked(now)
 	m := c.members[id]
 	if m == nil {
-		return nil, nil, notRegistered(id)
+		return nil, 0, notRegistered(id)
 	}
 	m.lastSeen = now
 	if polling {
 		m.polling++
 	}
-	return m, m.topics, nil
+	return m, m.registered, nil
 }
 
 // leave ends a poll of m and marks it as seen.

@@ -212,35 +212,69 @@ func TestPollLendsItsBufferOnlyToRead(t *testing.T) {
 	}
 }
 
-// A long poll follows its consumer's topics: registered again with another
-// topic while the poll waits, the consumer gets that topic's events in the
-// same poll.
-func TestLongPollFollowsNewTopics(t *testing.T) {
-	for _, move := range []bool{false, true} {
-		e := newEnv(t)
-		e.register("c", "g", group.StartFromLatest, "t")
-		ch := startPoll(t, e, context.Background(), group.PollRequest{ConsumerID: "c", Wait: 10 * time.Second})
-		g := "g"
-		if move {
-			g = "g2" // another group, another topic
-		}
-		e.register("c", g, group.StartFromLatest, "u")
-		// The poll wakes, and waits again on the new topic (an event
-		// produced before that would be seen by its read anyway).
-		deadline := time.Now().Add(5 * time.Second)
-		for group.WaitersOn(e.c, "u") != 1 || group.WaitersOn(e.c, "t") != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("moved to another group %v: the poll does not wait on the new topic", move)
+// A registration of an id ends that id's waiting long poll, at once and
+// with nothing, whatever it changes (nothing, the topics, the group): the
+// poll may be the last one of an instance that died with its request open,
+// and anything it read would be committed by the new instance's next poll
+// without having been delivered. The events produced afterwards go to the
+// new registration's polls.
+func TestLongPollEndsWhenRegisteredAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name, group, topic string
+	}{
+		{"same registration", "g", "t"},
+		{"other topics", "g", "u"},
+		{"other group", "g2", "u"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.register("c", "g", group.StartFromLatest, "t")
+			ch := startPoll(t, e, context.Background(), group.PollRequest{ConsumerID: "c", Wait: 10 * time.Second})
+			e.register("c", tc.group, group.StartFromLatest, tc.topic)
+			r := awaitPoll(t, ch)
+			if r.err != nil || len(r.batches) != 0 || r.took > 5*time.Second {
+				t.Fatalf("the waiting poll: %+v, want nothing at once", r)
 			}
-			runtime.Gosched()
-		}
-		e.produce("u", 2, 1, "x")
-		r := awaitPoll(t, ch)
-		if r.err != nil || countEvents(r.batches) != 1 || r.batches[0].Stream != e.stream("u", 2) {
-			t.Fatalf("moved to another group %v: poll %+v", move, r)
-		}
-		if n := group.Waiters(e.c); n != 0 {
-			t.Fatalf("%d waiters left", n)
-		}
+			if n := group.Waiters(e.c); n != 0 {
+				t.Fatalf("%d waiters left", n)
+			}
+			e.produce(tc.topic, 2, 1, "x")
+			if b := e.poll("c"); countEvents(b) != 1 || b[0].Stream != e.stream(tc.topic, 2) {
+				t.Fatalf("the next poll: %+v", b)
+			}
+			e.check()
+		})
+	}
+}
+
+// The reviewer's case: a consumer restarts while its previous instance's
+// long poll is still open (a crashed host leaves the connection half open,
+// so the poll is never cancelled). The new instance must receive every
+// event produced after it registered: the old poll must not read them.
+func TestRestartedConsumerGetsWhatTheOldPollWaitedFor(t *testing.T) {
+	e := newEnv(t)
+	st := e.stream("t", 1)
+	e.register("c", "g", group.StartFromEarliest, "t")
+	e.produce("t", 1, 4, "e1")
+	if n := countEvents(e.poll("c")); n != 4 {
+		t.Fatalf("first poll: %d events", n)
+	}
+	if err := e.c.Commit(context.Background(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	// The old instance's last poll, whose caller never goes away.
+	old := startPoll(t, e, context.Background(), group.PollRequest{ConsumerID: "c", Wait: 10 * time.Second})
+	// The new instance.
+	e.register("c", "g", group.StartFromEarliest, "t")
+	e.produce("t", 1, 4, "e2")
+	if r := awaitPoll(t, old); r.err != nil || countEvents(r.batches) != 0 {
+		t.Fatalf("the old instance's poll read %d events (%v): the new instance's next poll commits them", countEvents(r.batches), r.err)
+	}
+	b := e.poll("c")
+	if countEvents(b) != 4 || b[0].Start != 4 || b[0].Stream != st {
+		t.Fatalf("the new instance's poll: %+v, want the 4 events from offset 4", b)
+	}
+	if off, ok := e.committed("g", st); !ok || off != 4 {
+		t.Fatalf("committed %d (%v), want 4", off, ok)
 	}
 }

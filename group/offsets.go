@@ -62,13 +62,19 @@ func (c *Coordinator) loadJobsLocked(g *groupState) []*ioJob {
 // poll at the committed offset, loading it first if needed. It waits for I/O
 // other calls have in flight on the same positions, so that commits of a
 // stream are serialized and a new owner never starts before a commit of the
-// previous owner that was already in flight has landed.
-func (c *Coordinator) settle(ctx context.Context, m *member, start bool) error {
+// previous owner that was already in flight has landed. A poll (start) that
+// began under registration registered of m, and m was registered again
+// since, gets errSuperseded.
+func (c *Coordinator) settle(ctx context.Context, m *member, start bool, registered uint64) error {
 	for {
 		c.mu.Lock()
 		if err := c.checkLocked(m); err != nil {
 			c.mu.Unlock()
 			return err
+		}
+		if start && m.registered != registered {
+			c.mu.Unlock()
+			return errSuperseded
 		}
 		var jobs []*ioJob
 		var wait chan struct{}

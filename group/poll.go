@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/floe-streams/floe/broker"
@@ -63,11 +62,31 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 	}
 	wait := min(r.Wait, c.opts.MaxPollWait)
 
-	m, topics, err := c.enter(r.ConsumerID, true)
+	m, registered, err := c.enter(r.ConsumerID, true)
 	if err != nil {
 		return nil, err
 	}
 	defer c.leave(m)
+	out, err := c.poll(ctx, m, registered, maxBytes, r.MaxEvents, wait, r.Buffer)
+	if errors.Is(err, errSuperseded) {
+		// The consumer registered again while this poll ran: it may be
+		// the last poll of an instance that died with the request open.
+		// It answers nothing, and the new registration reads from the
+		// committed offsets.
+		return []Batch{}, nil
+	}
+	return out, err
+}
+
+// errSuperseded ends a poll whose consumer registered again since it began.
+var errSuperseded = errors.New("group: the consumer registered again during the poll")
+
+// poll is Poll once m is entered: registered is m's registration count at
+// entry.
+func (c *Coordinator) poll(ctx context.Context, m *member, registered uint64, maxBytes, maxEvents int, wait time.Duration, lend func(int) []byte) ([]Batch, error) {
+	c.mu.Lock()
+	topics := m.topics
+	c.mu.Unlock()
 
 	var w *waiter
 	defer func() {
@@ -76,12 +95,12 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 		}
 	}()
 	var timer *time.Timer
-	rb := readBuffer{lend: r.Buffer, size: maxBytes}
+	rb := readBuffer{lend: lend, size: maxBytes}
 	for {
-		if err := c.settle(ctx, m, true); err != nil {
+		if err := c.settle(ctx, m, true, registered); err != nil {
 			return nil, err
 		}
-		out, err := c.read(ctx, m, maxBytes, r.MaxEvents, &rb)
+		out, err := c.read(ctx, m, registered, maxBytes, maxEvents, &rb)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -106,21 +125,7 @@ func (c *Coordinator) Poll(ctx context.Context, r PollRequest) ([]Batch, error) 
 		case <-c.done:
 			return nil, errUnavailable()
 		}
-		// Registered again with other topics meanwhile (Register wakes the
-		// topics it leaves): wait on the new ones, after one more read.
-		if now := c.topicsOf(m); !slices.Equal(now, topics) {
-			c.removeWaiter(w)
-			topics = now
-			w = c.addWaiter(topics)
-		}
 	}
-}
-
-// topicsOf is m's topics as they are now.
-func (c *Coordinator) topicsOf(m *member) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return m.topics
 }
 
 // readJob is the read of one stream by a poll.
@@ -160,11 +165,15 @@ func (rb *readBuffer) get() []byte {
 	return rb.buf[:0]
 }
 
-func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents int, rb *readBuffer) ([]Batch, error) {
+func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, maxBytes, maxEvents int, rb *readBuffer) ([]Batch, error) {
 	c.mu.Lock()
 	if err := c.checkLocked(m); err != nil {
 		c.mu.Unlock()
 		return nil, err
+	}
+	if m.registered != registered {
+		c.mu.Unlock()
+		return nil, errSuperseded
 	}
 	n := len(m.positions)
 	if n == 0 {
@@ -248,6 +257,11 @@ func (c *Coordinator) read(ctx context.Context, m *member, maxBytes, maxEvents i
 	// while the read ran) does not move the read position: the next poll
 	// would commit events nobody received.
 	gone := ctx.Err()
+	if gone == nil && m.registered != registered {
+		// Registered again while the read ran (Register also moved the
+		// positions' epochs, which drops these reads below).
+		gone = errSuperseded
+	}
 	for i := range jobs {
 		j := &jobs[i]
 		p := j.p
