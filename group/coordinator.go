@@ -86,7 +86,7 @@ type member struct {
 	topics   []string // sorted, distinct; replaced, never modified in place
 	onNew    StartPosition
 	lastSeen time.Time
-	polling  int  // polls in progress; a polling member does not expire
+	polling  int  // polls and registrations in progress; such a member does not expire
 	gone     bool // unregistered or expired; a new registration makes a new member
 	// registered counts the registrations of the id since this member
 	// joined. A poll that began under an earlier one ends without reading
@@ -223,6 +223,10 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 	if err != nil {
 		return err
 	}
+	if ranges := len(c.opts.Streams(topics[0])); len(topics)*ranges > MaxStreams {
+		return fmt.Errorf("%w: topic: %d topics of %d sub-ranges each are %d sub-ranges in one registration, the maximum is %d (%d topics at most)",
+			broker.ErrInvalidParameter, len(topics), ranges, len(topics)*ranges, MaxStreams, MaxStreams/ranges)
+	}
 	c.mu.Lock()
 	for {
 		if c.closed {
@@ -285,7 +289,12 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 	c.noteDeadlineLocked(now)
 	jobs := c.loadJobsLocked(m.group)
 	_, wasInactive := c.persisted[name]
+	// The member does not expire while its registration's I/O runs, and
+	// counts as seen when it ends: a registration slower than the member
+	// timeout would otherwise answer success for a member already gone.
+	m.polling++
 	c.mu.Unlock()
+	defer c.leave(m)
 	err = c.runJobs(jobs)
 	if wasInactive {
 		// Durably, before the member counts on it: a stale record would

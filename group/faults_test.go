@@ -194,3 +194,45 @@ func TestPollOfAGoneCallerDoesNotAdvance(t *testing.T) {
 		t.Fatalf("committed %d before any delivered poll was followed by another", off)
 	}
 }
+
+// hookedLog runs hook, once, in the first offset commit after it is armed.
+type hookedLog struct {
+	group.Log
+	hook atomic.Pointer[func()]
+}
+
+func (l *hookedLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {
+	if h := l.hook.Swap(nil); h != nil {
+		(*h)()
+	}
+	return l.Log.CommitGroupOffset(grp, st, offset)
+}
+
+// A registration whose I/O outlasts the member timeout does not answer
+// success for a member that expired meanwhile: the member does not expire
+// while it registers, and counts as seen when the registration ends.
+func TestSlowRegistrationDoesNotExpire(t *testing.T) {
+	var sl *hookedLog
+	e := newEnv(t, func(e *env) {
+		sl = &hookedLog{Log: e.st}
+		e.log = sl
+	})
+	e.register("other", "g2", group.StartFromLatest, "x")
+	hook := func() {
+		// The commit takes two member timeouts, during which another
+		// call runs the expiry check.
+		e.clock.Advance(2 * e.opts.MemberTimeout)
+		_ = e.c.Commit(context.Background(), "other")
+	}
+	sl.hook.Store(&hook)
+	e.register("c", "g", group.StartFromLatest, "t")
+	if sl.hook.Load() != nil {
+		t.Fatal("the registration committed no offset")
+	}
+	if _, err := e.c.Poll(context.Background(), group.PollRequest{ConsumerID: "c"}); err != nil {
+		t.Fatalf("poll right after a successful registration: %v", err)
+	}
+	if err := e.c.Commit(context.Background(), "other"); err == nil {
+		t.Fatal("the other consumer, silent for two member timeouts, did not expire")
+	}
+}

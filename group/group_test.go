@@ -1178,3 +1178,28 @@ func TestOffsetRetentionDeletesWithoutTheLock(t *testing.T) {
 		t.Fatalf("the group joined after its offsets expired read %d events, want 1 (from latest)", n)
 	}
 }
+
+// A registration is bounded in sub-ranges, not only in topics: with many
+// sub-ranges per topic, fewer topics fit, and the error says how many.
+func TestRegistrationStreamLimit(t *testing.T) {
+	const ranges = 1024
+	e := newEnv(t, func(e *env) {
+		e.ring = broker.NewRing(ranges)
+		e.opts.Streams = e.ring.Streams
+	})
+	most := group.MaxStreams / ranges
+	err := e.c.Register(context.Background(), group.Registration{ConsumerID: "c", Topics: topicNames(most + 1)})
+	want := fmt.Sprintf("invalid parameter: topic: %d topics of %d sub-ranges each are %d sub-ranges in one registration, the maximum is %d (%d topics at most)",
+		most+1, ranges, (most+1)*ranges, group.MaxStreams, most)
+	if !errors.Is(err, broker.ErrInvalidParameter) || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
+	}
+	if s := e.c.Stats(); s.Members != 0 {
+		t.Fatalf("a refused registration registered: %+v", s)
+	}
+	// Repeats count once here (MaxTopics counts them as named).
+	e.register("c", "g", group.StartFromLatest, append(topicNames(most), topicNames(most)...)...)
+	if s := e.c.Stats(); s.Members != 1 {
+		t.Fatalf("a registration of %d topics: %+v", most, s)
+	}
+}
