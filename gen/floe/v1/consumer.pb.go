@@ -27,13 +27,13 @@ const (
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifies the consumer in the following requests. The query parameter
-	// consumer_id is accepted as an alias. Required, in the query or (POST) in
-	// a JSON body {"id":...,"group":...,"topics":[...],"onNewGroup":...}.
+	// consumer_id is accepted as an alias. Required, in the query, a form body
+	// or a JSON body {"id":...,"group":...,"topics":[...],"onNewGroup":...}.
 	ConsumerId string `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	// Consumer group; defaults to "default".
 	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
 	// Topics to subscribe to (repeat the parameter for several); at least one,
-	// in the query or in the JSON body.
+	// in the query or in the body.
 	Topic []string `protobuf:"bytes,3,rep,name=topic,proto3" json:"topic,omitempty"`
 	// Where a group with no committed position starts: "startFromLatest"
 	// (default) or "startFromEarliest".
@@ -599,27 +599,36 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"consumerId\x12\x1b\n" +
 	"\x06commit\x18\x02 \x01(\bH\x00R\x06commit\x88\x01\x01B\t\n" +
 	"\a_commit\"\x11\n" +
-	"\x0fGoodbyeResponse2\xf0\v\n" +
-	"\bConsumer\x12\xe5\x03\n" +
-	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\xa3\x03\x92A\xe9\x02\n" +
-	"\bConsumer\x12\x13Register a consumer\x1avIdempotent. POST also accepts a JSON body {\"id\",\"group\",\"topics\",\"onNewGroup\"}. At most 1,000 topics per registration.Jp\n" +
-	"\x03400\x12i\n" +
-	"SA parameter is missing or invalid, or more than 1,000 topics; the message names it.\x12\x12\n" +
+	"\x0fGoodbyeResponse2\xd7\x0f\n" +
+	"\bConsumer\x12\xb7\x05\n" +
+	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\xf5\x04\x92A\xbb\x04\n" +
+	"\bConsumer\x12\x13Register a consumer\x1a\xfc\x01Idempotent. Parameters come from the query, a JSON body {\"id\",\"group\",\"topics\",\"onNewGroup\"} or a form body. At most 1,000 topics and 4,096 sub-ranges (topics times sub-ranges per topic) per registration. Polls of the consumer in progress end with 204.J\x84\x01\n" +
+	"\x03400\x12}\n" +
+	"gA parameter is missing or invalid, or more than 1,000 topics or 4,096 sub-ranges; the message names it.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ^\n" +
 	"\x03408\x12W\n" +
 	"AThe request body did not arrive within the server's read timeout.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\x87\x03\n" +
-	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xd1\x02\x92A\xab\x02\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
+	"\x03413\x12-\n" +
+	"\x17The body is over 1 MiB.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\xb0\x04\n" +
+	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xfa\x03\x92A\xd4\x03\n" +
 	"\bConsumer\x12\vRead events:\x10application/jsonJ@\n" +
 	"\x03204\x129\n" +
 	"7No data available; Retry-After says when to poll again.Jl\n" +
 	"\x03400\x12e\n" +
 	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJq\n" +
+	"\x03406\x12j\n" +
+	"TThe Accept header does not allow application/json, the only format of a poll answer.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJP\n" +
 	"\x03409\x12I\n" +
 	"3The consumer is not registered: register and retry.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xc2\x02\n" +
-	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\x86\x02\x92A\xe7\x01\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
+	"\x03413\x12-\n" +
+	"\x17A form body over 1 MiB.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xf8\x02\n" +
+	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\xbc\x02\x92A\x9d\x02\n" +
 	"\bConsumer\x12\x1aCommit the reader positionJ\x13\n" +
 	"\x03204\x12\f\n" +
 	"\n" +
@@ -629,14 +638,20 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ<\n" +
 	"\x03409\x125\n" +
 	"\x1fThe consumer is not registered.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xac\x02\n" +
-	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xed\x01\x92A\xcd\x01\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
+	"\x03413\x12-\n" +
+	"\x17A form body over 1 MiB.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xe2\x02\n" +
+	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xa3\x02\x92A\x83\x02\n" +
 	"\bConsumer\x12\x15Commit and unregisterJl\n" +
 	"\x03400\x12e\n" +
 	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ<\n" +
 	"\x03409\x125\n" +
 	"\x1fThe consumer is not registered.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
+	"\x03413\x12-\n" +
+	"\x17A form body over 1 MiB.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x16\"\x14/v1/consumer/goodbyeB\x8a\x01\n" +
 	"\vcom.floe.v1B\rConsumerProtoP\x01Z/github.com/floe-streams/floe/gen/floe/v1;floev1\xa2\x02\x03FXX\xaa\x02\aFloe.V1\xca\x02\aFloe\\V1\xe2\x02\x13Floe\\V1\\GPBMetadata\xea\x02\bFloe::V1b\x06proto3"
 
