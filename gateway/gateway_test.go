@@ -89,22 +89,11 @@ type restError struct {
 // call sends a request and returns the status and, for an error, its body.
 func call(t *testing.T, method, url, contentType, body string) (int, restError) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	header := http.Header{}
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, data := send(t, method, url, header, body)
 	var e restError
 	if resp.StatusCode >= 400 {
 		if err := json.Unmarshal(data, &e); err != nil || e.Status != resp.StatusCode {

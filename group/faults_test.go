@@ -157,33 +157,48 @@ func TestUnreadableInactiveRecordsAreDeleted(t *testing.T) {
 	}
 }
 
-// cancelOnRead calls cancel during the next Read: the poll's caller goes
-// away while the store is being read.
-type cancelOnRead struct {
+// hookedLog runs a hook, once, in the next read or offset commit after it
+// is armed: something happens while the coordinator waits on the store.
+type hookedLog struct {
 	group.Log
-	cancel atomic.Pointer[context.CancelFunc]
+	onRead, onCommit atomic.Pointer[func()]
 }
 
-func (l *cancelOnRead) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error) {
-	if c := l.cancel.Swap(nil); c != nil {
-		(*c)()
+// newHookedEnv is an env whose coordinator uses the store through a
+// hookedLog.
+func newHookedEnv(t *testing.T) (*env, *hookedLog) {
+	var hl *hookedLog
+	e := newEnv(t, func(e *env) {
+		hl = &hookedLog{Log: e.st}
+		e.log = hl
+	})
+	return e, hl
+}
+
+func (l *hookedLog) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error) {
+	if h := l.onRead.Swap(nil); h != nil {
+		(*h)()
 	}
 	return l.Log.ReadInto(buf, st, from, maxBytes, maxEvents)
+}
+
+func (l *hookedLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {
+	if h := l.onCommit.Swap(nil); h != nil {
+		(*h)()
+	}
+	return l.Log.CommitGroupOffset(grp, st, offset)
 }
 
 // A poll whose caller went away during the read does not move the read
 // position: the next poll delivers the same events instead of committing
 // them unseen.
 func TestPollOfAGoneCallerDoesNotAdvance(t *testing.T) {
-	var cl *cancelOnRead
-	e := newEnv(t, func(e *env) {
-		cl = &cancelOnRead{Log: e.st}
-		e.log = cl
-	})
+	e, hl := newHookedEnv(t)
 	e.register("c1", "g", group.StartFromEarliest, "t")
 	e.produce("t", 0, 3, "x")
 	ctx, cancel := context.WithCancel(context.Background())
-	cl.cancel.Store(&cancel)
+	hook := func() { cancel() } // the poll's caller goes away during the read
+	hl.onRead.Store(&hook)
 	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c1"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("poll of a gone caller: %v, want context.Canceled", err)
 	}
@@ -195,28 +210,11 @@ func TestPollOfAGoneCallerDoesNotAdvance(t *testing.T) {
 	}
 }
 
-// hookedLog runs hook, once, in the first offset commit after it is armed.
-type hookedLog struct {
-	group.Log
-	hook atomic.Pointer[func()]
-}
-
-func (l *hookedLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {
-	if h := l.hook.Swap(nil); h != nil {
-		(*h)()
-	}
-	return l.Log.CommitGroupOffset(grp, st, offset)
-}
-
 // A registration whose I/O outlasts the member timeout does not answer
 // success for a member that expired meanwhile: the member does not expire
 // while it registers, and counts as seen when the registration ends.
 func TestSlowRegistrationDoesNotExpire(t *testing.T) {
-	var sl *hookedLog
-	e := newEnv(t, func(e *env) {
-		sl = &hookedLog{Log: e.st}
-		e.log = sl
-	})
+	e, hl := newHookedEnv(t)
 	e.register("other", "g2", group.StartFromLatest, "x")
 	hook := func() {
 		// The commit takes two member timeouts, during which another
@@ -224,9 +222,9 @@ func TestSlowRegistrationDoesNotExpire(t *testing.T) {
 		e.clock.Advance(2 * e.opts.MemberTimeout)
 		_ = e.c.Commit(context.Background(), "other")
 	}
-	sl.hook.Store(&hook)
+	hl.onCommit.Store(&hook)
 	e.register("c", "g", group.StartFromLatest, "t")
-	if sl.hook.Load() != nil {
+	if hl.onCommit.Load() != nil {
 		t.Fatal("the registration committed no offset")
 	}
 	if _, err := e.c.Poll(context.Background(), group.PollRequest{ConsumerID: "c"}); err != nil {
