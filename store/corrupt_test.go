@@ -83,6 +83,44 @@ func TestMissingChunk(t *testing.T) {
 	}
 }
 
+// A stream whose first chunks are missing (not cut by retention, which
+// records where it cut) is corrupt below the first chunk left, as across a
+// hole in the middle: the reader that starts there is not moved silently
+// past the missing events, before or after a restart.
+func TestMissingFirstChunk(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openT(t, "db", memOpts(t, fs))
+	st := testStream("hole", 0)
+	for i := range 3 {
+		mustAppend(t, s, st, makeEvents(fmt.Sprint(i), 2)) // 0, 2, 4
+	}
+	for _, prefix := range []byte{prefixChunk, prefixChunkIndex} {
+		if err := s.db.Delete(offsetKey(prefix, st, 0), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, from := range []int64{0, 1} {
+			if b, err := s.Read(st, from, 0, 0); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%s: Read(%d) with the first chunk missing: %d events from %d, %v", when, from, len(b.Events), b.Start, err)
+			}
+		}
+		if b, err := s.Read(st, 2, 0, 0); err != nil || b.Start != 2 || len(b.Events) != 4 {
+			t.Fatalf("%s: Read(2), after the hole: %d events from %d, %v", when, len(b.Events), b.Start, err)
+		}
+		if low := s.EarliestOffset(st); low != 0 {
+			t.Fatalf("%s: earliest offset %d, want 0: nothing was cut", when, low)
+		}
+	}
+	check("open")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, "db", memOpts(t, fs))
+	check("reopened")
+}
+
 // TestCorruptBlobFile flips a byte of every blob file on disk (the chunk
 // values live there after a flush): Pebble's block checksum catches it and
 // Read reports ErrCorrupt.

@@ -74,13 +74,21 @@ func (s *Store) read(r *reader, from int64) (Batch, error) {
 	r.from, r.hwm = from, hwm
 	// The chunk holding from is the last one starting at or before it. If
 	// there is none, retention deleted the chunks up to (and beyond) from
-	// since we loaded low: start at the earliest chunk left.
+	// since we loaded low: start at the earliest chunk left. Retention
+	// raises low before the deletion is visible, so that chunk starts at
+	// low as loaded now, or below; one above it follows missing chunks.
 	valid := it.SeekLT(offsetKey(prefixChunk, st, from+1))
 	if !valid {
 		if err := it.Error(); err != nil {
 			return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, from, markCorrupt(err))
 		}
-		valid = it.First()
+		if valid = it.First(); valid && len(it.Key()) >= offsetLen {
+			first := int64(binary.BigEndian.Uint64(it.Key()[len(it.Key())-offsetLen:]))
+			if low := s.state(st).low.Load(); first > low {
+				return Batch{}, fmt.Errorf("store: read %s: %w: the earliest chunk starts at offset %d, the earliest offset is %d",
+					st, ErrCorrupt, first, low)
+			}
+		}
 	}
 	for ; valid && !r.full(); valid = it.Next() {
 		key := it.Key()

@@ -68,11 +68,19 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 			return RetentionStats{}, fmt.Errorf("store: retention %s: %w", ss.st, err)
 		}
 	}
-	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
-		return RetentionStats{}, fmt.Errorf("%w: retention commit: %w", ErrWriteFailed, err)
-	}
+	// The earliest offsets move before the deletion is visible: a read
+	// that finds chunks missing below the first one left checks them
+	// against low, loaded after its iterator was made (read).
+	prev := make(map[*streamState]int64, len(cuts))
 	for ss, cut := range cuts {
+		prev[ss] = ss.low.Load()
 		ss.low.Store(cut)
+	}
+	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
+		for ss, low := range prev {
+			ss.low.Store(low)
+		}
+		return RetentionStats{}, fmt.Errorf("%w: retention commit: %w", ErrWriteFailed, err)
 	}
 	s.stats.chunksDeleted.Add(stats.ChunksDeleted)
 	s.stats.bytesDeleted.Add(stats.BytesDeleted)

@@ -229,7 +229,7 @@ func (s *Store) recover() error {
 	}
 	defer it.Close()
 	for valid := it.First(); valid; {
-		st, first, err := decodeOffsetKey(prefixChunkIndex, it.Key())
+		st, _, err := decodeOffsetKey(prefixChunkIndex, it.Key())
 		if err != nil {
 			return fmt.Errorf("store: recover: %w", err)
 		}
@@ -249,9 +249,11 @@ func (s *Store) recover() error {
 		if err != nil {
 			return fmt.Errorf("store: recover %s offset %d: %w", st, last, err)
 		}
+		// The earliest offset is 0, or where retention cut (the stream's
+		// meta record, below): a first chunk above it follows missing
+		// chunks, which reads report as corruption.
 		ss := &streamState{st: st, next: last + int64(e.count)}
 		ss.hwm.Store(ss.next)
-		ss.low.Store(first)
 		s.streams[st] = ss
 		valid = it.SeekGE(end)
 	}
