@@ -316,7 +316,7 @@ func (rawCodec) Name() string { return "proto" }
 // (InvalidArgument, INVALID_PARAMETER), not an internal error that a client
 // would retry forever.
 func TestGRPCMessagesThatDoNotDecode(t *testing.T) {
-	_, a := startNode(t, nil)
+	_, a := startNode(t, func(o *floe.Options) { o.MetricsAddr = "127.0.0.1:0" })
 	conn := dial(t, a.GRPC)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -345,6 +345,31 @@ func TestGRPCMessagesThatDoNotDecode(t *testing.T) {
 	var out []byte
 	err = stream.RecvMsg(&out)
 	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
+
+	// A message over the server's limit is refused by gRPC's transport
+	// before any handler runs.
+	huge := make([]byte, 6<<20)
+	var hugeOut []byte
+	err = conn.Invoke(ctx, floev1.Producer_Produce_FullMethodName, &huge, &hugeOut, grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a 6 MiB message: %v, want ResourceExhausted", err)
+	}
+
+	// The metrics count every one of these calls, though none reached a
+	// handler.
+	m := scrape(t, a.Metrics)
+	for _, want := range []string{
+		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Consumer/Register"} 2`,
+		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Consumer/Poll"} 2`,
+		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Consumer/Commit"} 2`,
+		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Producer/Produce"} 2`,
+		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Producer/ProduceStream"} 1`,
+		`floe_grpc_request_duration_seconds_count{code="ResourceExhausted",method="/floe.v1.Producer/Produce"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s:\n%s", want, grep(m, "floe_grpc_request_duration_seconds_count"))
+		}
+	}
 }
 
 // A call of a method the broker does not serve gets Unimplemented with its

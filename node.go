@@ -147,16 +147,13 @@ func (n *Node) init() (err error) {
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+1<<20),
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
-		grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
 		// The services are all registered below before the server serves.
+		grpc.StatsHandler(m.GRPCStatsHandler(servedMethods(func() map[string]grpc.ServiceInfo { return n.grpc.GetServiceInfo() }))),
 		grpc.UnknownServiceHandler(server.UnknownMethod(sync.OnceValue(func() []string {
 			return slices.Sorted(maps.Keys(n.grpc.GetServiceInfo()))
 		}))),
-		grpc.ChainStreamInterceptor(m.StreamServerInterceptor(), n.watches.StreamServerInterceptor(),
-			n.reflections.StreamServerInterceptor()),
+		grpc.ChainStreamInterceptor(n.watches.StreamServerInterceptor(), n.reflections.StreamServerInterceptor()),
 	)
-	// Every service is registered with its implementation: the metrics
-	// count a call without one (srv == nil) as one of an unknown method.
 	n.grpc.RegisterService(server.WithDecodeErrors(&floev1.Discovery_ServiceDesc), discovery)
 	n.grpc.RegisterService(server.WithDecodeErrors(server.ProducerServiceDesc()), producer)
 	n.grpc.RegisterService(server.WithDecodeErrors(server.ConsumerServiceDesc()), consumer)
@@ -495,6 +492,22 @@ func (n *Node) closeAll() {
 		n.store.Close()
 	}
 	n.lock.release()
+}
+
+// servedMethods reports whether a full method (/floe.v1.Producer/Produce)
+// is one of the services', read once, at the first call: the services are
+// all registered before the server serves.
+func servedMethods(services func() map[string]grpc.ServiceInfo) func(string) bool {
+	set := sync.OnceValue(func() map[string]bool {
+		methods := map[string]bool{}
+		for name, svc := range services() {
+			for _, m := range svc.Methods {
+				methods["/"+name+"/"+m.Name] = true
+			}
+		}
+		return methods
+	})
+	return func(fullMethod string) bool { return set()[fullMethod] }
 }
 
 // storeOptions sizes the store for the request limit: a request is one

@@ -8,7 +8,8 @@
 //     domain interfaces the servers call (Producing, Consuming);
 //   - request latency per route and status: WrapHTTP wraps each REST API's
 //     handler (it fits gateway.Options.Wrap) and maps the path to a fixed
-//     set of route patterns; the gRPC interceptors label by method and code;
+//     set of route patterns; GRPCStatsHandler labels every gRPC call by
+//     method and code;
 //   - the store and the consumer groups, read from their snapshots
 //     (store.Metrics, group.Stats) at scrape time by custom collectors;
 //   - the Go runtime and the process.

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/floe-streams/floe/broker"
@@ -121,26 +121,26 @@ func TestWrapHTTP(t *testing.T) {
 	}
 }
 
-func TestGRPCInterceptors(t *testing.T) {
+// The stats handler counts each call once, when it ends, under its method
+// and the code sent; methods the server does not serve share one label.
+func TestGRPCStatsHandler(t *testing.T) {
 	m, reg := newMetrics(t, metrics.Options{NoRuntime: true})
-	unary := m.UnaryServerInterceptor()
-	info := &grpc.UnaryServerInfo{FullMethod: "/floe.v1.Producer/Produce"}
-	_, _ = unary(context.Background(), nil, info, func(context.Context, any) (any, error) { return "ok", nil })
-	_, _ = unary(context.Background(), nil, info, func(context.Context, any) (any, error) {
-		return nil, status.Error(codes.InvalidArgument, "bad")
-	})
-	_, _ = unary(context.Background(), nil, info, func(context.Context, any) (any, error) { return nil, context.Canceled })
-	stream := m.StreamServerInterceptor()
-	producer := struct{}{} // the service: gRPC passes none (nil) to its unknown-method handler
-	_ = stream(producer, nil, &grpc.StreamServerInfo{FullMethod: "/floe.v1.Producer/ProduceStream"}, func(any, grpc.ServerStream) error {
-		time.Sleep(time.Millisecond)
-		return nil
-	})
-	for _, method := range []string{"/floe.v1.Producer/Nope", "/no.such.Service/Call"} {
-		_ = stream(nil, nil, &grpc.StreamServerInfo{FullMethod: method}, func(any, grpc.ServerStream) error {
-			return status.Error(codes.Unimplemented, "unknown method")
-		})
+	served := map[string]bool{"/floe.v1.Producer/Produce": true, "/floe.v1.Producer/ProduceStream": true}
+	h := m.GRPCStatsHandler(func(method string) bool { return served[method] })
+	call := func(method string, err error, took time.Duration) {
+		ctx := h.TagRPC(context.Background(), &stats.RPCTagInfo{FullMethodName: method})
+		begin := time.Now()
+		h.HandleRPC(ctx, &stats.Begin{BeginTime: begin})
+		h.HandleRPC(ctx, &stats.InPayload{})
+		h.HandleRPC(ctx, &stats.End{Client: true, BeginTime: begin, EndTime: begin.Add(took)}) // a client's: not counted
+		h.HandleRPC(ctx, &stats.End{BeginTime: begin, EndTime: begin.Add(took), Error: err})
 	}
+	call("/floe.v1.Producer/Produce", nil, time.Millisecond)
+	call("/floe.v1.Producer/Produce", status.Error(codes.InvalidArgument, "bad"), time.Millisecond)
+	call("/floe.v1.Producer/Produce", context.Canceled, time.Millisecond)
+	call("/floe.v1.Producer/ProduceStream", nil, time.Minute)
+	call("/floe.v1.Producer/Nope", status.Error(codes.Unimplemented, "unknown method"), 0)
+	call("/no.such.Service/Call", status.Error(codes.Unimplemented, "unknown method"), 0)
 	want := map[string]uint64{
 		`code="OK",method="/floe.v1.Producer/Produce"`:              1,
 		`code="InvalidArgument",method="/floe.v1.Producer/Produce"`: 1,
@@ -289,8 +289,8 @@ func TestLintAndRuntime(t *testing.T) {
 	_, _ = m.Producing(fakeProducing{}).Produce(context.Background(), "t", "", [][]byte{[]byte("1")})
 	_, _ = m.Consuming(fakeConsuming{}).Poll(context.Background(), group.PollRequest{})
 	m.WrapHTTP("discovery", http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/status", nil))
-	_, _ = m.UnaryServerInterceptor()(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
-		func(context.Context, any) (any, error) { return nil, errors.New("x") })
+	h := m.GRPCStatsHandler(func(string) bool { return true })
+	h.HandleRPC(h.TagRPC(context.Background(), &stats.RPCTagInfo{FullMethodName: "/x/Y"}), &stats.End{Error: errors.New("x")})
 
 	for _, p := range lint(t, reg) {
 		if strings.HasPrefix(p.Metric, "floe_") {
