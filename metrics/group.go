@@ -54,6 +54,14 @@ func (c *groupCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(len(g.Members)), g.Group)
 		seen := make(map[key]bool, len(g.Streams))
 		for _, st := range g.Streams {
+			if st.HighWatermark == 0 {
+				// The sub-range never held an event: nothing to read, no
+				// lag. Without this, one registration of topics that do
+				// not exist, in a group name of the client's choice,
+				// would add four series per sub-range, kept for as long
+				// as the group's offsets (--group-offset-retention).
+				continue
+			}
 			// One ring generation at a time on a broker: (topic, range)
 			// names a stream. Should two generations ever coexist, the
 			// first in the snapshot's order wins rather than failing the

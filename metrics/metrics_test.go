@@ -254,6 +254,9 @@ func TestGroupCollector(t *testing.T) {
 			Streams: []group.StreamStats{
 				{Stream: st("t", 0), Owner: "c1", Committed: 5, HighWatermark: 12, Lag: 7},
 				{Stream: st("t", 1), Committed: -1, HighWatermark: 3},
+				// A sub-range that never held an event has no series.
+				{Stream: st("t", 2), Owner: "c2", Committed: 0},
+				{Stream: st("nothing", 0), Committed: 0},
 			},
 		}},
 	}}})
