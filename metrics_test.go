@@ -68,11 +68,20 @@ func TestMetricsEndpointPerNode(t *testing.T) {
 			t.Errorf("node a's metrics lack %s", want)
 		}
 	}
-	// The lag series exist per sub-range; after the poll nothing is
-	// committed yet in the range that got the events, or it is committed
-	// at the end: either way the series are there.
-	if strings.Count(ma, `floe_group_lag_events{group="g1",range=`) != 4 {
-		t.Errorf("want a lag series per sub-range (4):\n%s", grep(ma, "floe_group_lag_events"))
+	// The group's series exist per sub-range that holds events (those
+	// without any have none): their high watermarks add up to the 4
+	// events, and each has a lag series.
+	hwms := grep(ma, `floe_group_high_watermark{group="g1",`)
+	series, sum := 0, 0
+	for line := range strings.Lines(hwms) {
+		var v int
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err != nil || v <= 0 {
+			t.Errorf("high watermark series %q", line)
+		}
+		series, sum = series+1, sum+v
+	}
+	if series == 0 || series > 4 || sum != 4 || strings.Count(ma, `floe_group_lag_events{group="g1",range=`) != series {
+		t.Errorf("want a series per sub-range with events, 4 events in all:\n%s%s", hwms, grep(ma, "floe_group_lag_events"))
 	}
 
 	mb := scrape(t, b.Metrics)
