@@ -33,8 +33,18 @@ import (
 	"github.com/floe-streams/floe/store"
 )
 
-// storeCloseGrace bounds closing the store after the drain of a shutdown.
-const storeCloseGrace = 10 * time.Second
+// storeCloseGrace bounds closing the store after the drain of a shutdown,
+// and adminCloseGrace the stop of the metrics and pprof servers before it.
+const (
+	storeCloseGrace = 10 * time.Second
+	adminCloseGrace = time.Second
+)
+
+// MaxShutdownOverrun is how much longer than Options.ShutdownTimeout a
+// shutdown may take: the stop of the admin servers and the close of the
+// store come after the drain. A supervisor should wait at least
+// ShutdownTimeout plus this before it kills the process.
+const MaxShutdownOverrun = adminCloseGrace + storeCloseGrace
 
 // Node is one running broker.
 type Node struct {
@@ -439,14 +449,17 @@ func (n *Node) shutdown() error {
 		}
 	})
 	wg.Wait()
+	// Scrapes are short; a CPU profile in progress is cut.
+	actx, acancel := context.WithTimeout(context.Background(), adminCloseGrace)
 	for _, a := range n.admin {
-		// Scrapes are short; a CPU profile in progress is cut.
-		actx, acancel := context.WithTimeout(context.Background(), time.Second)
-		if err := a.srv.Shutdown(actx); err != nil {
-			a.srv.Close()
-		}
-		acancel()
+		wg.Go(func() {
+			if err := a.srv.Shutdown(actx); err != nil {
+				a.srv.Close()
+			}
+		})
 	}
+	wg.Wait()
+	acancel()
 
 	closed := make(chan error, 1)
 	go func() { closed <- n.store.Close() }()

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/floe-streams/floe"
 )
 
 // docs decodes every YAML document of a file.
@@ -153,8 +155,9 @@ func TestKubernetesManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if grace := time.Duration(at(t, pod, "terminationGracePeriodSeconds").(int)) * time.Second; grace <= timeout+5*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %v is not well over shutdown-timeout %v", grace, timeout)
+	if grace := time.Duration(at(t, pod, "terminationGracePeriodSeconds").(int)) * time.Second; grace <= timeout+floe.MaxShutdownOverrun {
+		t.Errorf("terminationGracePeriodSeconds %v is not over shutdown-timeout %v plus the %v a shutdown may take beyond it",
+			grace, timeout, floe.MaxShutdownOverrun)
 	}
 }
 
