@@ -28,6 +28,7 @@ type floeProc struct {
 	producer  string
 	consumer  string
 	discovery string
+	grpc      string
 	exited    chan struct{}
 	mu        sync.Mutex
 	logTail   []string
@@ -96,7 +97,7 @@ func startFloe(t testing.TB, bin, dataDir string) *floeProc {
 	}()
 	select {
 	case addrs := <-started:
-		p.producer, p.consumer, p.discovery = addrs["producer"], addrs["consumer"], addrs["discovery"]
+		p.producer, p.consumer, p.discovery, p.grpc = addrs["producer"], addrs["consumer"], addrs["discovery"], addrs["grpc"]
 	case <-p.exited:
 		t.Fatalf("floe exited at startup:\n%s", p.tail())
 	case <-time.After(20 * time.Second):

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
@@ -186,6 +187,8 @@ func TestGRPCEveryRPC(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_EMPTY_BODY, 400)
 	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t", Body: &httpbody.HttpBody{ContentType: "text/csv", Data: []byte("a,b")}})
 	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, 415)
+	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t", Body: &httpbody.HttpBody{ContentType: "application/json; charset=latin1", Data: []byte(`{}`)}})
+	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, 415)
 	_, err = cons.Register(ctx, &floev1.RegisterRequest{Topic: []string{"t"}})
 	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
 }
@@ -325,6 +328,7 @@ func TestGRPCMessagesThatDoNotDecode(t *testing.T) {
 	for _, method := range []string{
 		floev1.Consumer_Register_FullMethodName, floev1.Consumer_Poll_FullMethodName,
 		floev1.Consumer_Commit_FullMethodName, floev1.Producer_Produce_FullMethodName,
+		healthpb.Health_Check_FullMethodName,
 	} {
 		for _, msg := range [][]byte{badUTF8, truncated} {
 			var out []byte
@@ -345,6 +349,26 @@ func TestGRPCMessagesThatDoNotDecode(t *testing.T) {
 	var out []byte
 	err = stream.RecvMsg(&out)
 	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
+
+	// The streams of the services registered by their own packages too.
+	for _, tc := range []struct {
+		desc   *grpc.StreamDesc
+		method string
+	}{
+		{&healthpb.Health_ServiceDesc.Streams[0], healthpb.Health_Watch_FullMethodName},
+		{&reflectionpb.ServerReflection_ServiceDesc.Streams[0], reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName},
+	} {
+		stream, err := conn.NewStream(ctx, tc.desc, tc.method, grpc.ForceCodec(rawCodec{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.SendMsg(&badUTF8); err != nil {
+			t.Fatal(err)
+		}
+		var out []byte
+		err = stream.RecvMsg(&out)
+		wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, 400)
+	}
 
 	// A message over the server's limit is refused by gRPC's transport
 	// before any handler runs.
@@ -402,5 +426,64 @@ func TestGRPCUnknownMethod(t *testing.T) {
 	}
 	if strings.Contains(m, "Nope") || strings.Contains(m, "no.such") {
 		t.Errorf("metrics carry a client's method name:\n%s", grep(m, "floe_grpc_request_duration_seconds_count"))
+	}
+}
+
+// A client may gzip its messages, as it may gzip REST bodies. The binary
+// is tested: gRPC's codecs are registered per process, and this test's
+// client registers gzip in its own.
+func TestGRPCGzipRequests(t *testing.T) {
+	p := startFloe(t, floeBinary(t), t.TempDir())
+	if p.grpc == "" {
+		t.Fatalf("no gRPC address in the startup line:\n%s", p.tail())
+	}
+	prod := floev1.NewProducerClient(dial(t, p.grpc))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := prod.Produce(ctx, &floev1.ProduceRequest{Topic: "gz", Events: []*floev1.Event{{Data: []byte(`{"a":1}`)}}},
+		grpc.UseCompressor(gzip.Name))
+	if err != nil || resp.GetCount() != 1 {
+		t.Fatalf("gzipped Produce: %v %v", resp, err)
+	}
+}
+
+// One connection has at most 256 calls open at once: the next waits for
+// one of them to end.
+func TestGRPCStreamsPerConnection(t *testing.T) {
+	_, a := startNode(t, nil)
+	conn := dial(t, a.GRPC)
+	prod := floev1.NewProducerClient(conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	streams := make([]floev1.Producer_ProduceStreamClient, 256)
+	for i := range streams {
+		s, err := prod.ProduceStream(ctx)
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		streams[i] = s
+	}
+	// Streams start lazily on the client: make each reach the server.
+	for i, s := range streams {
+		if err := s.Send(&floev1.ProduceStreamRequest{RequestId: 1, Topic: "s", Events: []*floev1.Event{{Data: []byte("1")}}}); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		if r, err := s.Recv(); err != nil || r.GetAck() == nil {
+			t.Fatalf("stream %d: %v %v", i, r, err)
+		}
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := floev1.NewDiscoveryClient(conn).Brokers(short, &floev1.BrokersRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("a 257th call: %v, want it to wait (DeadlineExceeded)", err)
+	}
+	if err := streams[0].CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams[0].Recv(); err != io.EOF {
+		t.Fatalf("closing a stream: %v", err)
+	}
+	if _, err := floev1.NewDiscoveryClient(conn).Brokers(ctx, &floev1.BrokersRequest{}); err != nil {
+		t.Fatalf("a call once a stream ended: %v", err)
 	}
 }

@@ -19,6 +19,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	// Clients may compress their messages with gzip, as they may gzip REST
+	// bodies; gRPC refuses them (Unimplemented) without a decompressor.
+	_ "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -39,6 +42,10 @@ const (
 	storeCloseGrace = 10 * time.Second
 	adminCloseGrace = time.Second
 )
+
+// maxStreamsPerConn is how many calls one gRPC connection may have open at
+// once; the client's next waits for one to end.
+const maxStreamsPerConn = 256
 
 // MaxShutdownOverrun is how much longer than Options.ShutdownTimeout a
 // shutdown may take: the stop of the admin servers and the close of the
@@ -155,6 +162,9 @@ func (n *Node) init() (err error) {
 
 	n.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(opts.MaxRequestBytes+1<<20),
+		// HTTP/2's usual bound (Go's own HTTP/2 server allows 250): each
+		// stream holds goroutines and buffers.
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
 		// The services are all registered below before the server serves.
@@ -164,11 +174,14 @@ func (n *Node) init() (err error) {
 		}))),
 		grpc.ChainStreamInterceptor(n.watches.StreamServerInterceptor(), n.reflections.StreamServerInterceptor()),
 	)
-	n.grpc.RegisterService(server.WithDecodeErrors(&floev1.Discovery_ServiceDesc), discovery)
-	n.grpc.RegisterService(server.WithDecodeErrors(server.ProducerServiceDesc()), producer)
-	n.grpc.RegisterService(server.WithDecodeErrors(server.ConsumerServiceDesc()), consumer)
-	healthpb.RegisterHealthServer(n.grpc, n.health)
-	reflection.Register(n.grpc)
+	// Every service answers a message that does not decode with
+	// InvalidArgument, not gRPC's Internal.
+	reg := server.DecodeErrorsRegistrar{Server: n.grpc}
+	reg.RegisterService(&floev1.Discovery_ServiceDesc, discovery)
+	reg.RegisterService(server.ProducerServiceDesc(), producer)
+	reg.RegisterService(server.ConsumerServiceDesc(), consumer)
+	healthpb.RegisterHealthServer(reg, n.health)
+	reflection.Register(reg)
 
 	n.gateway, err = gateway.New(gateway.Services{Discovery: discovery, Producer: producer, Consumer: consumer},
 		gateway.Options{

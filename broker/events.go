@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -174,16 +175,25 @@ func parseContentType(contentType string) (ndjson bool, err error) {
 	if contentType == "" {
 		return false, nil
 	}
-	mt, _, perr := mime.ParseMediaType(contentType)
+	mt, params, perr := mime.ParseMediaType(contentType)
 	switch {
 	case perr != nil:
 		return false, fmt.Errorf("%w: %q: %v", ErrUnsupportedContentType, contentType, perr)
-	case mt == ContentTypeJSON:
-		return false, nil
-	case mt == ContentTypeNDJSON:
-		return true, nil
+	case mt != ContentTypeJSON && mt != ContentTypeNDJSON:
+		return false, fmt.Errorf("%w: %q; use %s or %s", ErrUnsupportedContentType, mt, ContentTypeJSON, ContentTypeNDJSON)
 	}
-	return false, fmt.Errorf("%w: %q; use %s or %s", ErrUnsupportedContentType, mt, ContentTypeJSON, ContentTypeNDJSON)
+	if cs, ok := NonUTF8Charset(params); ok {
+		return false, fmt.Errorf("%w: unsupported charset %q in %q: events are JSON in UTF-8; send charset=utf-8 or no charset",
+			ErrUnsupportedContentType, cs, contentType)
+	}
+	return mt == ContentTypeNDJSON, nil
+}
+
+// NonUTF8Charset returns the charset parameter of a content type's
+// parameters, and true, when it names another encoding than UTF-8.
+func NonUTF8Charset(params map[string]string) (string, bool) {
+	cs, ok := params["charset"]
+	return cs, ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8")
 }
 
 // describeJSONError says where an invalid document breaks, counting bytes

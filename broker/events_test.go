@@ -261,6 +261,7 @@ var sentinels = []error{
 var fuzzContentTypes = []string{
 	"", "application/json", "application/x-ndjson", "application/x-ndjson; charset=utf-8",
 	"application/json; charset=utf-8", "text/plain", "application/x-ndjson;;",
+	"application/json; charset=latin1", "application/x-ndjson; charset=UTF-16",
 }
 
 func FuzzSplitBody(f *testing.F) {
@@ -306,7 +307,8 @@ func FuzzSplitBody(f *testing.F) {
 		}
 		ndjson := strings.HasPrefix(contentType, broker.ContentTypeNDJSON)
 		if !ndjson && contentType != "" && !strings.HasPrefix(contentType, broker.ContentTypeJSON) ||
-			strings.HasSuffix(contentType, ";;") {
+			strings.HasSuffix(contentType, ";;") ||
+			strings.Contains(contentType, "charset=") && !strings.HasSuffix(strings.ToLower(contentType), "charset=utf-8") {
 			if !errors.Is(err, broker.ErrUnsupportedContentType) {
 				t.Fatalf("content type %q: %v, want ErrUnsupportedContentType", contentType, err)
 			}

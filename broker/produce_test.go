@@ -123,6 +123,8 @@ func TestProduceRejectsAtomically(t *testing.T) {
 		{"t", "application/x-ndjson", "{\"a\":1}\n\"" + strings.Repeat("x", 60) + "\"\n{\"a\":3}", broker.ErrEventTooLarge},
 		{"t", "application/x-ndjson", strings.Repeat("{\"a\":1}\n", 200), broker.ErrBodyTooLarge},
 		{"t", "text/csv", "a,b", broker.ErrUnsupportedContentType},
+		{"t", "application/json; charset=latin1", "{}", broker.ErrUnsupportedContentType},
+		{"t", "application/x-ndjson; charset=iso-8859-1", "{}\n{}", broker.ErrUnsupportedContentType},
 		{"t", "application/json", "  ", broker.ErrEmptyBody},
 		{"bad/topic", "application/json", "{}", broker.ErrInvalidTopic},
 	}

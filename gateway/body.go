@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
 
@@ -97,7 +98,7 @@ func produceContentType(header string) (string, *floev1.Error) {
 	}
 	mt, params, err := mime.ParseMediaType(header)
 	if err == nil && (mt == "application/json" || mt == "application/x-ndjson") {
-		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		if cs, ok := broker.NonUTF8Charset(params); ok {
 			return "", newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType,
 				fmt.Sprintf("unsupported charset %q in content type %q: events are JSON in UTF-8; send charset=utf-8 or no charset", cs, header))
 		}

@@ -44,6 +44,16 @@ func getBatch(l *batchLayout) *produceBatch {
 	return b
 }
 
+// size is the memory the batch's message holds, about: its events or body,
+// topic and key.
+func (b *produceBatch) size() int {
+	n := len(b.topic) + len(b.key) + len(b.body) + len(b.contentType)
+	for _, e := range b.events {
+		n += len(e)
+	}
+	return n
+}
+
 // maxPooledEvents bounds the events slice a pooled batch keeps.
 const maxPooledEvents = 4096
 

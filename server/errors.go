@@ -186,11 +186,20 @@ func recvMsg(stream grpc.ServerStream, m any) error {
 	return nil
 }
 
-// WithDecodeErrors returns desc with every unary handler answering a request
-// that does not decode with InvalidArgument (see decodeTarget). Register the
-// services with it, on a server that uses Codec.
+// WithDecodeErrors returns desc with every handler answering a request
+// message that does not decode with InvalidArgument (see decodeTarget):
+// unary handlers through their decoder, stream handlers through the
+// stream's RecvMsg. Register the services with it, on a server that uses
+// Codec (see DecodeErrorsRegistrar).
 func WithDecodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	out := *desc
+	out.Streams = slices.Clone(desc.Streams)
+	for i := range out.Streams {
+		h := out.Streams[i].Handler
+		out.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error {
+			return h(srv, decodingStream{stream})
+		}
+	}
 	out.Methods = slices.Clone(desc.Methods)
 	for i := range out.Methods {
 		h := out.Methods[i].Handler
@@ -208,4 +217,24 @@ func WithDecodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 		}
 	}
 	return &out
+}
+
+// decodingStream receives messages through a decodeTarget (recvMsg).
+type decodingStream struct{ grpc.ServerStream }
+
+func (s decodingStream) RecvMsg(m any) error {
+	if _, ok := m.(*decodeTarget); ok {
+		return s.ServerStream.RecvMsg(m) // recvMsg already wrapped it
+	}
+	return recvMsg(s.ServerStream, m)
+}
+
+// DecodeErrorsRegistrar registers every service with WithDecodeErrors, so
+// that services registered by their own packages (health, reflection) answer
+// messages that do not decode as the broker's do.
+type DecodeErrorsRegistrar struct{ *grpc.Server }
+
+// RegisterService registers desc, with WithDecodeErrors, and impl.
+func (r DecodeErrorsRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	r.Server.RegisterService(WithDecodeErrors(desc), impl)
 }

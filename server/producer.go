@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc"
@@ -91,27 +92,64 @@ func (s *Producer) produceUnary(ctx context.Context, b *produceBatch) (*floev1.P
 	return ackResponse(ack), nil
 }
 
+// Bounds of one ProduceStream: at most maxStreamInflight batches taken from
+// the stream and not yet answered, and at most maxStreamInflightBytes of
+// batches taken and not yet stored (one batch is always taken, whatever its
+// size). At a bound the stream stops reading, and HTTP/2 flow control holds
+// the client back: a client that sends faster than the store writes holds
+// a bounded amount of the broker's memory, and one that stops reading its
+// answers holds maxStreamInflight answers, its batches being stored and
+// released meanwhile.
+const (
+	maxStreamInflight      = 64
+	maxStreamInflightBytes = 16 << 20
+)
+
 // ProduceStream stores the batches of a stream. Batches are answered as they
 // become durable, possibly out of order across partition keys; batches of the
 // same topic and partition key are stored in the order they were sent. When
 // the server drains (Drain), the stream stops taking batches, answers those
 // it took, and ends with Unavailable: the client resends the rest elsewhere
-// or after a restart.
+// or after a restart. At most maxStreamInflight batches, of at most
+// maxStreamInflightBytes (one batch at least), are taken and unanswered at a
+// time.
 func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 
-	out := make(chan *floev1.ProduceStreamResponse, s.streamWorkers)
+	// The budget: batches taken and not answered, bytes of batches taken
+	// and not stored. The workers and the sender give back, and wake the
+	// handler if it waits for room (a wake-up sent before it waits stays
+	// in the channel).
+	var inflight, bytes atomic.Int64
+	room := make(chan struct{}, 1)
+	giveBack := func(batches, size int64) {
+		inflight.Add(-batches)
+		bytes.Add(-size)
+		select {
+		case room <- struct{}{}:
+		default:
+		}
+	}
+	// Never full: at most maxStreamInflight batches are in flight.
+	out := make(chan *floev1.ProduceStreamResponse, maxStreamInflight)
+	// A worker starts with the first batch it gets: an idle stream costs
+	// three goroutines (the handler, Recv, Send), not one per worker.
 	workers := make([]chan *produceBatch, s.streamWorkers)
 	var wg sync.WaitGroup
-	for i := range workers {
-		in := make(chan *produceBatch, 16)
-		workers[i] = in
-		wg.Go(func() {
-			for b := range in {
-				out <- s.produceOne(ctx, b)
-			}
-		})
+	worker := func(i int) chan *produceBatch {
+		if workers[i] == nil {
+			in := make(chan *produceBatch, maxStreamInflight/s.streamWorkers+1)
+			workers[i] = in
+			wg.Go(func() {
+				for b := range in {
+					size := int64(b.size())
+					out <- s.produceOne(ctx, b)
+					giveBack(0, size)
+				}
+			})
+		}
+		return workers[i]
 	}
 	sendErr := make(chan error, 1)
 	go func() {
@@ -122,6 +160,7 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 					cancel()
 				}
 			}
+			giveBack(1, 0)
 		}
 		sendErr <- err
 	}()
@@ -153,10 +192,37 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 		next uint64 // round-robin for batches without a key
 		end  error
 	)
+	// take waits until the budget has room for a batch of size, and takes
+	// it; false when the stream ends meanwhile (end is set).
+	take := func(size int64) bool {
+		for {
+			n, b := inflight.Load(), bytes.Load()
+			if n < maxStreamInflight && (b == 0 || b+size <= maxStreamInflightBytes) {
+				break
+			}
+			select {
+			case <-room:
+			case <-s.draining.Done():
+				end = errStreamDrained
+				return false
+			case <-ctx.Done():
+				end = ctx.Err()
+				return false
+			}
+		}
+		inflight.Add(1)
+		bytes.Add(size)
+		return true
+	}
 loop:
 	for {
 		select {
 		case b := <-recv:
+			if !take(int64(b.size())) {
+				// Not taken: the client gets no answer for it, so it was not stored.
+				b.release()
+				break loop
+			}
 			w := next
 			if b.key != "" {
 				w = maphash.String(s.seed, b.topic+"\x00"+b.key)
@@ -164,9 +230,8 @@ loop:
 				next++
 			}
 			select {
-			case workers[w%uint64(len(workers))] <- b:
+			case worker(int(w % uint64(len(workers)))) <- b:
 			case <-s.draining.Done():
-				// Not taken: the client gets no answer for it, so it was not stored.
 				b.release()
 				end = errStreamDrained
 				break loop
@@ -189,7 +254,9 @@ loop:
 		}
 	}
 	for _, in := range workers {
-		close(in)
+		if in != nil {
+			close(in)
+		}
 	}
 	wg.Wait()
 	close(out)

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/floe-streams/floe/broker"
+	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/store"
+)
+
+// fakeStream is a ProduceStream whose client sends batches of one event of
+// eventSize bytes as fast as the server reads them, and reads the answers
+// only once read is closed.
+type fakeStream struct {
+	grpc.ServerStream // not called
+	ctx               context.Context
+	event             []byte
+	recvs             atomic.Int64
+	read              chan struct{}
+}
+
+func (s *fakeStream) Context() context.Context { return s.ctx }
+
+func (s *fakeStream) RecvMsg(m any) error {
+	b := m.(*decodeTarget).msg.(*produceBatch)
+	b.requestID = uint64(s.recvs.Add(1))
+	b.topic = "t"
+	b.events = append(b.events, s.event)
+	return nil
+}
+
+func (s *fakeStream) SendMsg(any) error {
+	select {
+	case <-s.read:
+		return nil
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+func (s *fakeStream) Send(r *floev1.ProduceStreamResponse) error { return s.SendMsg(r) }
+func (s *fakeStream) Recv() (*floev1.ProduceStreamRequest, error) {
+	return nil, errors.New("not used")
+}
+
+// instant acknowledges every batch at once.
+type instant struct{}
+
+func (instant) Produce(_ context.Context, topic, _ string, events [][]byte) (broker.Ack, error) {
+	return broker.Ack{Stream: store.Stream{Topic: topic}, Count: len(events)}, nil
+}
+
+func (instant) ProduceBody(context.Context, string, string, string, []byte) (broker.Ack, error) {
+	return broker.Ack{}, errors.New("unexpected body")
+}
+
+// slowProducing acknowledges batches once release is closed.
+type slowProducing struct{ release chan struct{} }
+
+func (p slowProducing) Produce(ctx context.Context, topic, _ string, events [][]byte) (broker.Ack, error) {
+	select {
+	case <-p.release:
+	case <-ctx.Done():
+		return broker.Ack{}, ctx.Err()
+	}
+	return broker.Ack{Stream: store.Stream{Topic: topic}, Count: len(events)}, nil
+}
+
+func (slowProducing) ProduceBody(context.Context, string, string, string, []byte) (broker.Ack, error) {
+	return broker.Ack{}, errors.New("unexpected body")
+}
+
+// runStuck runs ProduceStream over a client that does not read its answers,
+// waits until the server stops reading batches, and returns how many it
+// read. The stream ends with the test.
+func runStuck(t *testing.T, p Producing, eventSize int) int64 {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &fakeStream{ctx: ctx, event: make([]byte, eventSize), read: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- NewProducer(p).ProduceStream(s) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("the stream did not end with its context")
+		}
+	})
+	// Read until the count holds still for 200 ms (bounded: 10 s).
+	last, still := int64(-1), time.Now()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n := s.recvs.Load(); n != last {
+			last, still = n, time.Now()
+		} else if time.Since(still) > 200*time.Millisecond {
+			return n
+		}
+	}
+	t.Fatalf("the server still reads batches after 10 s: %d", s.recvs.Load())
+	return 0
+}
+
+// A client that stops reading its answers holds maxStreamInflight of them:
+// the server then stops reading its batches.
+func TestProduceStreamBoundsUnreadAnswers(t *testing.T) {
+	const slack = 2 // the batch Recv holds, and the one waiting for room
+	if n := runStuck(t, instant{}, 10); n > maxStreamInflight+slack {
+		t.Fatalf("the server read %d batches of a client that reads no answer, want at most %d", n, maxStreamInflight+slack)
+	}
+}
+
+// Batches waiting for the store hold at most maxStreamInflightBytes (one
+// batch more may wait for room).
+func TestProduceStreamBoundsBytesWaiting(t *testing.T) {
+	const size = 1 << 20
+	p := slowProducing{release: make(chan struct{})}
+	t.Cleanup(func() { close(p.release) })
+	want := int64(maxStreamInflightBytes/size + 2)
+	if n := runStuck(t, p, size); n > want {
+		t.Fatalf("the server read %d batches of %d bytes while the store wrote none, want at most %d", n, size, want)
+	}
+}
