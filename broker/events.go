@@ -79,24 +79,28 @@ func splitBody(dst [][]byte, contentType string, body []byte, lim Limits) ([][]b
 	return events, nil
 }
 
-// ValidateEvents checks events sent one by one (gRPC): at least one, each
-// valid JSON and within the limits.
+// ValidateEvents checks events sent one by one (gRPC) as SplitBody checks a
+// body's: at least one; the request's size first; then each event, within
+// the limits without its surrounding JSON whitespace, and valid JSON.
 func ValidateEvents(events [][]byte, lim Limits) error {
 	if len(events) == 0 {
 		return fmt.Errorf("%w: the request has no event", ErrEmptyBody)
 	}
 	total := 0
-	for i, ev := range events {
+	for _, ev := range events {
 		total += len(ev)
-		if len(trimJSONSpace(ev)) == 0 {
-			return fmt.Errorf("event %d: %w: the event is empty", i, ErrEmptyBody)
-		}
-		if err := checkEvent(ev, lim, 0); err != nil {
-			return fmt.Errorf("event %d: %w", i, err)
-		}
 	}
 	if lim.MaxRequestBytes > 0 && total > lim.MaxRequestBytes {
 		return fmt.Errorf("%w: %d bytes of events, the limit is %d", ErrBodyTooLarge, total, lim.MaxRequestBytes)
+	}
+	for i, ev := range events {
+		trimmed := trimJSONSpace(ev)
+		if len(trimmed) == 0 {
+			return fmt.Errorf("event %d: %w: the event is empty", i, ErrEmptyBody)
+		}
+		if err := checkEvent(trimmed, lim, leadingJSONSpace(ev)); err != nil {
+			return fmt.Errorf("event %d: %w", i, err)
+		}
 	}
 	return nil
 }

@@ -155,7 +155,9 @@ func TestSplitBodyLimitsAreInclusive(t *testing.T) {
 
 func TestValidateEvents(t *testing.T) {
 	lim := broker.Limits{MaxRequestBytes: 30, MaxEventBytes: 12}
-	ok := [][]byte{[]byte(`{"a":1}`), []byte(` [1] `), []byte(`"s"`)}
+	// The event limit, as for a body's, counts the event without its
+	// surrounding whitespace: "0123456789" is 12 bytes.
+	ok := [][]byte{[]byte(`{"a":1}`), []byte(` [1] `), []byte("\t\"0123456789\"\r\n")}
 	if err := broker.ValidateEvents(ok, lim); err != nil {
 		t.Fatalf("valid events: %v", err)
 	}
@@ -171,6 +173,9 @@ func TestValidateEvents(t *testing.T) {
 		{"two documents", [][]byte{[]byte("{}\n{}")}, broker.ErrInvalidJSON, "event 0"},
 		{"event too large", [][]byte{[]byte(`"` + strings.Repeat("x", 12) + `"`)}, broker.ErrEventTooLarge, "event 0"},
 		{"request too large", [][]byte{[]byte(`"0123456789"`), []byte(`"0123456789"`), []byte(`"0123456789"`)}, broker.ErrBodyTooLarge, "limit is 30"},
+		// As for a body: the request's size before its events.
+		{"request too large, an event invalid", [][]byte{[]byte(`{`), []byte(`"0123456789"`), []byte(`"0123456789"`), []byte(`"0123456789"`)}, broker.ErrBodyTooLarge, "limit is 30"},
+		{"invalid, where it is sent", [][]byte{[]byte("  {x")}, broker.ErrInvalidJSON, "at byte 4"},
 	} {
 		err := broker.ValidateEvents(tc.events, lim)
 		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.mention) {
