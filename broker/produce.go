@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/floe-streams/floe/store"
@@ -130,7 +131,24 @@ func (p *Producer) Produce(ctx context.Context, topic, key string, events [][]by
 	if err := ValidateEvents(events, p.opts.Limits); err != nil {
 		return Ack{}, err
 	}
-	return p.append(ctx, topic, key, events)
+	return p.append(ctx, topic, key, trimEvents(events))
+}
+
+// trimEvents returns events without their surrounding JSON whitespace, as a
+// body's events are stored: ValidateEvents held them to the event limit
+// without it. events is returned as it is when no event has any, and is
+// never modified.
+func trimEvents(events [][]byte) [][]byte {
+	for i, ev := range events {
+		if len(trimJSONSpace(ev)) != len(ev) {
+			out := slices.Clone(events)
+			for j := i; j < len(out); j++ {
+				out[j] = trimJSONSpace(out[j])
+			}
+			return out
+		}
+	}
+	return events
 }
 
 func (p *Producer) append(ctx context.Context, topic, key string, events [][]byte) (Ack, error) {

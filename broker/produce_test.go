@@ -1,9 +1,11 @@
 package broker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -224,5 +226,27 @@ func BenchmarkProduceBody(b *testing.B) {
 		if _, err := p.ProduceBody(context.Background(), "bench", "", broker.ContentTypeNDJSON, body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Typed events are stored without their surrounding whitespace, as a body's
+// are: the event limit, which counts them without it, then bounds what is
+// stored and delivered. The caller's slice is left as it was.
+func TestProduceTrimsTypedEvents(t *testing.T) {
+	log := newMemLog()
+	p := newProducer(t, log, broker.Options{Limits: broker.Limits{MaxRequestBytes: 1 << 20, MaxEventBytes: 8}})
+	padded := []byte("1" + strings.Repeat(" ", 1000))
+	events := [][]byte{[]byte(`{"a":1}`), []byte("\t[2]\r\n"), padded}
+	orig := slices.Clone(events)
+	ack, err := p.Produce(context.Background(), "t", "k", events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(events, orig, func(a, b []byte) bool { return &a[0] == &b[0] && len(a) == len(b) }) {
+		t.Error("Produce modified the caller's slice")
+	}
+	want := [][]byte{[]byte(`{"a":1}`), []byte(`[2]`), []byte(`1`)}
+	if got := log.streams[ack.Stream]; !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("stored %q, want %q", got, want)
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc/encoding"
@@ -44,10 +45,16 @@ func getBatch(l *batchLayout) *produceBatch {
 	return b
 }
 
-// size is the memory the batch's message holds, about: its events or body,
-// topic and key.
+// size is about the memory the batch holds: the received message that its
+// fields alias (or, for a batch decoded by copy, its events and body), and
+// the slice of events, whose 24 bytes per event can be several times the
+// message for events of a byte or two.
 func (b *produceBatch) size() int {
-	n := len(b.topic) + len(b.key) + len(b.body) + len(b.contentType)
+	n := cap(b.events) * int(unsafe.Sizeof([]byte(nil)))
+	if b.buf != nil {
+		return n + b.buf.Len()
+	}
+	n += len(b.topic) + len(b.key) + len(b.body) + len(b.contentType)
 	for _, e := range b.events {
 		n += len(e)
 	}

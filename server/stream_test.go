@@ -21,6 +21,7 @@ type fakeStream struct {
 	grpc.ServerStream // not called
 	ctx               context.Context
 	event             []byte
+	events            int // per batch; 1 if 0
 	recvs             atomic.Int64
 	read              chan struct{}
 }
@@ -31,7 +32,9 @@ func (s *fakeStream) RecvMsg(m any) error {
 	b := m.(*decodeTarget).msg.(*produceBatch)
 	b.requestID = uint64(s.recvs.Add(1))
 	b.topic = "t"
-	b.events = append(b.events, s.event)
+	for range max(s.events, 1) {
+		b.events = append(b.events, s.event)
+	}
 	return nil
 }
 
@@ -79,10 +82,10 @@ func (slowProducing) ProduceBody(context.Context, string, string, string, []byte
 // runStuck runs ProduceStream over a client that does not read its answers,
 // waits until the server stops reading batches, and returns how many it
 // read. The stream ends with the test.
-func runStuck(t *testing.T, p Producing, eventSize int) int64 {
+func runStuck(t *testing.T, p Producing, eventSize, events int) int64 {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &fakeStream{ctx: ctx, event: make([]byte, eventSize), read: make(chan struct{})}
+	s := &fakeStream{ctx: ctx, event: make([]byte, eventSize), events: events, read: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() { done <- NewProducer(p).ProduceStream(s) }()
 	t.Cleanup(func() {
@@ -110,7 +113,7 @@ func runStuck(t *testing.T, p Producing, eventSize int) int64 {
 // the server then stops reading its batches.
 func TestProduceStreamBoundsUnreadAnswers(t *testing.T) {
 	const slack = 2 // the batch Recv holds, and the one waiting for room
-	if n := runStuck(t, instant{}, 10); n > maxStreamInflight+slack {
+	if n := runStuck(t, instant{}, 10, 1); n > maxStreamInflight+slack {
 		t.Fatalf("the server read %d batches of a client that reads no answer, want at most %d", n, maxStreamInflight+slack)
 	}
 }
@@ -122,7 +125,20 @@ func TestProduceStreamBoundsBytesWaiting(t *testing.T) {
 	p := slowProducing{release: make(chan struct{})}
 	t.Cleanup(func() { close(p.release) })
 	want := int64(maxStreamInflightBytes/size + 2)
-	if n := runStuck(t, p, size); n > want {
+	if n := runStuck(t, p, size, 1); n > want {
 		t.Fatalf("the server read %d batches of %d bytes while the store wrote none, want at most %d", n, size, want)
+	}
+}
+
+// The budget counts what a batch holds, the slice of its events included:
+// for events of a byte, 24 bytes each.
+func TestProduceStreamBudgetCountsEventSlices(t *testing.T) {
+	const events = 100_000
+	p := slowProducing{release: make(chan struct{})}
+	t.Cleanup(func() { close(p.release) })
+	perBatch := events * (1 + 24)
+	want := int64(maxStreamInflightBytes/perBatch + 2)
+	if n := runStuck(t, p, 1, events); n > want {
+		t.Fatalf("the server read %d batches of %d one-byte events while the store wrote none, want at most %d", n, events, want)
 	}
 }
