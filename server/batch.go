@@ -45,16 +45,17 @@ func getBatch(l *batchLayout) *produceBatch {
 	return b
 }
 
-// size is about the memory the batch holds: the received message that its
-// fields alias (or, for a batch decoded by copy, its events and body), and
-// the slice of events, whose 24 bytes per event can be several times the
-// message for events of a byte or two.
+// size is about the memory the batch holds: the buffer of the received
+// message that its events and body alias, at its capacity (a pool's size
+// class; or, for a batch decoded by copy, its events and body), the strings
+// decoded out of it, and the slice of events, whose 24 bytes per event can
+// be several times the message for events of a byte or two.
 func (b *produceBatch) size() int {
-	n := cap(b.events) * int(unsafe.Sizeof([]byte(nil)))
+	n := cap(b.events)*int(unsafe.Sizeof([]byte(nil))) + len(b.topic) + len(b.key) + len(b.contentType)
 	if b.buf != nil {
-		return n + b.buf.Len()
+		return n + cap(b.buf.ReadOnlyData())
 	}
-	n += len(b.topic) + len(b.key) + len(b.body) + len(b.contentType)
+	n += len(b.body)
 	for _, e := range b.events {
 		n += len(e)
 	}

@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
@@ -140,5 +143,39 @@ func TestProduceStreamBudgetCountsEventSlices(t *testing.T) {
 	want := int64(maxStreamInflightBytes/perBatch + 2)
 	if n := runStuck(t, p, 1, events); n > want {
 		t.Fatalf("the server read %d batches of %d one-byte events while the store wrote none, want at most %d", n, events, want)
+	}
+}
+
+// size counts what a batch decoded by the server's codec holds: the
+// message's buffer at its capacity (a message in several pieces is copied
+// into a buffer of the pool's size class), the key decoded out of it, and
+// 24 bytes per event.
+func TestBatchSizeCountsWhatItHolds(t *testing.T) {
+	const events = 100_000
+	req := &floev1.ProduceStreamRequest{RequestId: 1, Topic: "t", PartitionKey: strings.Repeat("k", 1000)}
+	for range events {
+		req.Events = append(req.Events, &floev1.Event{Data: []byte("1")})
+	}
+	raw, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(raw) / 2
+	for _, data := range []mem.BufferSlice{
+		{mem.SliceBuffer(raw)},
+		{mem.SliceBuffer(raw[:half]), mem.SliceBuffer(raw[half:])}, // two HTTP/2 frames
+	} {
+		b := getBatch(&streamLayout)
+		if err := NewCodec().Unmarshal(data, b); err != nil {
+			t.Fatal(err)
+		}
+		if b.buf == nil {
+			t.Fatal("the batch was decoded by copy, not from the message")
+		}
+		want := cap(b.buf.ReadOnlyData()) + len(b.key) + 24*cap(b.events)
+		if got := b.size(); got < want || cap(b.buf.ReadOnlyData()) < len(raw) {
+			t.Errorf("%d pieces: size %d, want at least %d (message %d bytes, buffer %d)", len(data), got, want, len(raw), cap(b.buf.ReadOnlyData()))
+		}
+		b.release()
 	}
 }
