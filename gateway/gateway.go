@@ -28,6 +28,15 @@ type Options struct {
 	// MaxRequestBytes bounds produce bodies, on the wire and decompressed
 	// (413 beyond). Default 4 MiB.
 	MaxRequestBytes int64
+	// PollWriteTimeout bounds the writing of a poll's answer, from when it
+	// is ready, with the time its events take at PollWriteRate bytes/s
+	// added: a client that stops reading it (the answer is larger than the
+	// connection's buffers) does not hold the poll's buffers and the
+	// server's shutdown for ever. Its events are then lost to the
+	// consumer, as any answer lost on the way. Defaults
+	// DefaultPollWriteTimeout and DefaultPollWriteRate.
+	PollWriteTimeout time.Duration
+	PollWriteRate    int64
 	// ReadTimeout bounds the reading of a whole request, headers and body
 	// (4 MiB at 70 KB/s in the default): a stalled upload does not hold its
 	// buffer forever, and gets 408. Long polls have no body and are not
@@ -45,8 +54,10 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultMaxRequestBytes = 4 << 20
-	DefaultReadTimeout     = 60 * time.Second
+	DefaultMaxRequestBytes  = 4 << 20
+	DefaultReadTimeout      = 60 * time.Second
+	DefaultPollWriteTimeout = 10 * time.Second
+	DefaultPollWriteRate    = 1 << 20
 )
 
 // Gateway serves the three REST APIs.
@@ -73,6 +84,18 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	}
 	if opts.ReadTimeout < 0 {
 		return nil, fmt.Errorf("gateway: ReadTimeout %v is negative", opts.ReadTimeout)
+	}
+	if opts.PollWriteTimeout == 0 {
+		opts.PollWriteTimeout = DefaultPollWriteTimeout
+	}
+	if opts.PollWriteTimeout < 0 {
+		return nil, fmt.Errorf("gateway: PollWriteTimeout %v is negative", opts.PollWriteTimeout)
+	}
+	if opts.PollWriteRate == 0 {
+		opts.PollWriteRate = DefaultPollWriteRate
+	}
+	if opts.PollWriteRate < 0 {
+		return nil, fmt.Errorf("gateway: PollWriteRate %d is negative", opts.PollWriteRate)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -114,7 +137,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 
 	g.discovery = g.wrap("discovery", headAsGet(checkQueryAliases(dmux)))
 	g.producer = g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux)))))
-	g.consumer = g.wrap("consumer", headAsGet(lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux))))))
+	g.consumer = g.wrap("consumer", headAsGet(boundPollWrite(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux)))))))
 	return g, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/gateway"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/group"
@@ -502,5 +503,59 @@ func TestRESTTrailingSlash(t *testing.T) {
 	}
 	if n := tg.produced.calls.Load(); n != 0 {
 		t.Errorf("%d redirected produce requests reached the producer", n)
+	}
+}
+
+// A client that stops reading a poll's answer, larger than the connection
+// can buffer, does not hold the poll for ever: the answer's write is
+// bounded by PollWriteTimeout from when it is ready, and the server can
+// shut down.
+func TestRESTPollWriteTimeout(t *testing.T) {
+	c, st := testgroup.NewWith(t, func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
+	g, err := gateway.New(gateway.Services{
+		Discovery: floev1.UnimplementedDiscoveryServer{},
+		Producer:  &countingProducer{},
+		Consumer:  server.NewConsumer(c),
+	}, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls [3]net.Listener
+	for i := range ls {
+		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
+	consumer := "http://" + ls[2].Addr().String()
+	if status, e := call(t, "PUT", consumer+"/v1/consumer/register?consumerId=slow&topic=t&onNewGroup=startFromEarliest", "", ""); status != 200 {
+		t.Fatalf("register: %d %+v", status, e)
+	}
+	// 48 MiB of events: far more than loopback buffers hold.
+	event := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
+	for _, s := range broker.NewRing(4).Streams("t") {
+		for range 12 {
+			if _, err := st.Append(context.Background(), s, [][]byte{event, event, event, event, event, event, event, event, event, event, event, event, event, event, event, event}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	conn, err := net.Dial("tcp", ls[2].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(conn, "POST /v1/consumer/poll?consumerId=slow HTTP/1.1\r\nHost: floe\r\nContent-Length: 0\r\n\r\n")
+	time.Sleep(time.Second) // the answer is written, then stalls; its deadline passes
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := g.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a poll whose client reads nothing: %v after %v", err, time.Since(start))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }

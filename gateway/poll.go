@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -39,6 +40,30 @@ func lendPollBuffers(next http.Handler) http.Handler {
 	})
 }
 
+// writeDeadlineKey holds, in a poll's context, the function that starts
+// the poll's write deadline (boundPollWrite).
+type writeDeadlineKey struct{}
+
+// boundPollWrite gives each poll the means to bound the writing of its
+// answer, from when the answer is ready (lendPollAnswer calls it with the
+// answer's size): base, plus the time its size takes at rate bytes/s. The
+// wait of a long poll is not counted.
+func boundPollWrite(base time.Duration, rate int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/consumer/poll" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := func(size int) {
+			timeout := base + time.Duration(float64(size)/float64(rate)*float64(time.Second))
+			// Both HTTP/1.x and HTTP/2 support it; an error leaves the
+			// answer unbounded, as before.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), writeDeadlineKey{}, start)))
+	})
+}
+
 // pollAnswer is a poll answer to render into a lent buffer.
 type pollAnswer struct {
 	batches []*floev1.PollBatch
@@ -48,15 +73,23 @@ type pollAnswer struct {
 // lendPollAnswer is the consumer API's forward-response rewriter: the answer
 // of a poll with a lender and events is rendered into a lent buffer
 // (marshaler.Marshal). An empty answer (204) borrows nothing.
+// It also starts the poll's write deadline (boundPollWrite).
 func lendPollAnswer(ctx context.Context, resp proto.Message) (any, error) {
-	l := reqbuf.From(ctx)
-	if l == nil {
-		return resp, nil
-	}
+	var batches []*floev1.PollBatch
 	if rb, ok := resp.(interface{ XXX_ResponseBody() any }); ok {
-		if batches, ok := rb.XXX_ResponseBody().([]*floev1.PollBatch); ok && len(batches) > 0 {
-			return pollAnswer{batches: batches, lend: l}, nil
+		batches, _ = rb.XXX_ResponseBody().([]*floev1.PollBatch)
+	}
+	if start, ok := ctx.Value(writeDeadlineKey{}).(func(int)); ok {
+		size := 0
+		for _, b := range batches {
+			for _, v := range b.GetValues() {
+				size += len(v)
+			}
 		}
+		start(size)
+	}
+	if l := reqbuf.From(ctx); l != nil && len(batches) > 0 {
+		return pollAnswer{batches: batches, lend: l}, nil
 	}
 	return resp, nil
 }

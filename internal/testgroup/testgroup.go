@@ -16,12 +16,23 @@ import (
 // New returns a coordinator of 4 sub-ranges per topic and its store.
 func New(t testing.TB) (*group.Coordinator, *store.Store) {
 	t.Helper()
+	return NewWith(t, nil)
+}
+
+// NewWith is New with tune, when not nil, applied to the coordinator's
+// options.
+func NewWith(t testing.TB, tune func(*group.Options)) (*group.Coordinator, *store.Store) {
+	t.Helper()
 	st, err := store.Open("data", store.Options{FS: vfs.NewMem(), RetentionInterval: -1, Sync: store.SyncNever})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	c, err := group.New(st, group.Options{Streams: broker.NewRing(4).Streams, Logger: testlog.New(t)})
+	opts := group.Options{Streams: broker.NewRing(4).Streams, Logger: testlog.New(t)}
+	if tune != nil {
+		tune(&opts)
+	}
+	c, err := group.New(st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
