@@ -532,6 +532,15 @@ func TestRESTPollWriteTimeout(t *testing.T) {
 	if status, e := call(t, "PUT", consumer+"/v1/consumer/register?consumerId=slow&topic=t&onNewGroup=startFromEarliest", "", ""); status != 200 {
 		t.Fatalf("register: %d %+v", status, e)
 	}
+	// The deadline is the poll's: a later request on the same connection
+	// (http.DefaultClient keeps it alive) is not bound by it.
+	if status, e := call(t, "POST", consumer+"/v1/consumer/poll?consumerId=slow", "", ""); status != 204 {
+		t.Fatalf("poll: %d %+v", status, e)
+	}
+	time.Sleep(600 * time.Millisecond)
+	if status, e := call(t, "POST", consumer+"/v1/consumer/commit?consumerId=slow", "", ""); status != 204 {
+		t.Fatalf("commit on the poll's connection after its deadline: %d %+v", status, e)
+	}
 	// 48 MiB of events: far more than loopback buffers hold.
 	event := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
 	for _, s := range broker.NewRing(4).Streams("t") {
