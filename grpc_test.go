@@ -381,15 +381,16 @@ func TestGRPCMessagesThatDoNotDecode(t *testing.T) {
 
 	// The metrics count every one of these calls, though none reached a
 	// handler.
-	m := scrape(t, a.Metrics)
-	for _, want := range []string{
+	wants := []string{
 		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Consumer/Register"} 2`,
 		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Consumer/Poll"} 2`,
 		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Consumer/Commit"} 2`,
 		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Producer/Produce"} 2`,
 		`floe_grpc_request_duration_seconds_count{code="InvalidArgument",method="/floe.v1.Producer/ProduceStream"} 1`,
 		`floe_grpc_request_duration_seconds_count{code="ResourceExhausted",method="/floe.v1.Producer/Produce"} 1`,
-	} {
+	}
+	m := scrapeUntil(t, a.Metrics, wants...)
+	for _, want := range wants {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %s:\n%s", want, grep(m, "floe_grpc_request_duration_seconds_count"))
 		}
@@ -420,8 +421,9 @@ func TestGRPCUnknownMethod(t *testing.T) {
 	err = stream.RecvMsg(&floev1.BrokersResponse{})
 	wantCode(t, err, codes.Unimplemented, floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND, 404)
 
-	m := scrape(t, a.Metrics)
-	if want := `floe_grpc_request_duration_seconds_count{code="Unimplemented",method="unknown"} 4`; !strings.Contains(m, want) {
+	want := `floe_grpc_request_duration_seconds_count{code="Unimplemented",method="unknown"} 4`
+	m := scrapeUntil(t, a.Metrics, want)
+	if !strings.Contains(m, want) {
 		t.Errorf("metrics lack %s:\n%s", want, grep(m, "floe_grpc_request_duration_seconds_count"))
 	}
 	if strings.Contains(m, "Nope") || strings.Contains(m, "no.such") {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/floe-streams/floe"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
@@ -47,7 +49,7 @@ func TestMetricsEndpointPerNode(t *testing.T) {
 		t.Fatalf("gRPC Brokers: %v", err)
 	}
 
-	ma := scrape(t, a.Metrics)
+	ma := scrapeUntil(t, a.Metrics, `floe_grpc_request_duration_seconds_count{code="OK",method="/floe.v1.Discovery/Brokers"} 1`)
 	for _, want := range []string{
 		`floe_produced_events_total{topic="metered"} 4`,
 		`floe_consumed_events_total{topic="metered"} 4`,
@@ -170,6 +172,22 @@ func scrape(t *testing.T, addr string) string {
 		t.Fatalf("scrape: %d %v", resp.StatusCode, err)
 	}
 	return string(body)
+}
+
+// scrapeUntil scrapes addr until its metrics hold every line of want, for
+// up to 10 s, and returns the last scrape: a gRPC call is counted once the
+// server has sent its status, which the client may see first.
+func scrapeUntil(t *testing.T, addr string, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := scrape(t, addr)
+		missing := slices.IndexFunc(want, func(w string) bool { return !strings.Contains(m, w) })
+		if missing < 0 || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func grep(text, prefix string) string {
