@@ -73,29 +73,13 @@ type Gateway struct {
 
 // New builds the handlers of the three APIs over svc.
 func New(svc Services, opts Options) (*Gateway, error) {
-	if opts.MaxRequestBytes == 0 {
-		opts.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if opts.MaxRequestBytes < 0 {
-		return nil, fmt.Errorf("gateway: MaxRequestBytes %d is negative", opts.MaxRequestBytes)
-	}
-	if opts.ReadTimeout == 0 {
-		opts.ReadTimeout = DefaultReadTimeout
-	}
-	if opts.ReadTimeout < 0 {
-		return nil, fmt.Errorf("gateway: ReadTimeout %v is negative", opts.ReadTimeout)
-	}
-	if opts.PollWriteTimeout == 0 {
-		opts.PollWriteTimeout = DefaultPollWriteTimeout
-	}
-	if opts.PollWriteTimeout < 0 {
-		return nil, fmt.Errorf("gateway: PollWriteTimeout %v is negative", opts.PollWriteTimeout)
-	}
-	if opts.PollWriteRate == 0 {
-		opts.PollWriteRate = DefaultPollWriteRate
-	}
-	if opts.PollWriteRate < 0 {
-		return nil, fmt.Errorf("gateway: PollWriteRate %d is negative", opts.PollWriteRate)
+	if err := errors.Join(
+		withDefault(&opts.MaxRequestBytes, DefaultMaxRequestBytes, "MaxRequestBytes"),
+		withDefault(&opts.ReadTimeout, DefaultReadTimeout, "ReadTimeout"),
+		withDefault(&opts.PollWriteTimeout, DefaultPollWriteTimeout, "PollWriteTimeout"),
+		withDefault(&opts.PollWriteRate, DefaultPollWriteRate, "PollWriteRate"),
+	); err != nil {
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -139,6 +123,17 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	g.producer = g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux)))))
 	g.consumer = g.wrap("consumer", headAsGet(boundPollWrite(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux)))))))
 	return g, nil
+}
+
+// withDefault sets a zero option to def, and refuses a negative one.
+func withDefault[T int64 | time.Duration](v *T, def T, name string) error {
+	if *v == 0 {
+		*v = def
+	}
+	if *v < 0 {
+		return fmt.Errorf("gateway: %s %v is negative", name, *v)
+	}
+	return nil
 }
 
 func (g *Gateway) wrap(api string, h http.Handler) http.Handler {

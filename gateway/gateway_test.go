@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,11 +44,20 @@ type testGateway struct {
 	c                  *group.Coordinator
 	st                 *store.Store
 	produced           *countingProducer
+	// shutdown shuts the gateway down and returns the error of Shutdown or
+	// Serve; later calls return the first one's. The test's cleanup calls it.
+	shutdown func(context.Context) error
 }
 
-func serveGateway(t *testing.T, opts gateway.Options) *testGateway {
+// serveGateway serves a gateway with opts until the test ends; tune, when
+// given, adjusts the coordinator's options.
+func serveGateway(t *testing.T, opts gateway.Options, tune ...func(*group.Options)) *testGateway {
 	t.Helper()
-	c, st := testgroup.New(t)
+	var tuneGroup func(*group.Options)
+	if len(tune) > 0 {
+		tuneGroup = tune[0]
+	}
+	c, st := testgroup.NewWith(t, tuneGroup)
 	tg := &testGateway{c: c, st: st, produced: &countingProducer{}}
 	g, err := gateway.New(gateway.Services{
 		Discovery: floev1.UnimplementedDiscoveryServer{},
@@ -65,14 +75,23 @@ func serveGateway(t *testing.T, opts gateway.Options) *testGateway {
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
+	var once sync.Once
+	var shutdownErr error
+	tg.shutdown = func(ctx context.Context) error {
+		once.Do(func() {
+			if err := g.Shutdown(ctx); err != nil {
+				shutdownErr = fmt.Errorf("Shutdown: %w", err)
+			} else if err := <-done; err != nil {
+				shutdownErr = fmt.Errorf("Serve: %w", err)
+			}
+		})
+		return shutdownErr
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := g.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+		if err := tg.shutdown(ctx); err != nil {
+			t.Error(err)
 		}
 	})
 	tg.producer, tg.consumer = "http://"+ls[1].Addr().String(), "http://"+ls[2].Addr().String()
@@ -511,24 +530,9 @@ func TestRESTTrailingSlash(t *testing.T) {
 // bounded by PollWriteTimeout from when it is ready, and the server can
 // shut down.
 func TestRESTPollWriteTimeout(t *testing.T) {
-	c, st := testgroup.NewWith(t, func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
-	g, err := gateway.New(gateway.Services{
-		Discovery: floev1.UnimplementedDiscoveryServer{},
-		Producer:  &countingProducer{},
-		Consumer:  server.NewConsumer(c),
-	}, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ls [3]net.Listener
-	for i := range ls {
-		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
-	consumer := "http://" + ls[2].Addr().String()
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30},
+		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
+	consumer, st := tg.consumer, tg.st
 	if status, e := call(t, "PUT", consumer+"/v1/consumer/register?consumerId=slow&topic=t&onNewGroup=startFromEarliest", "", ""); status != 200 {
 		t.Fatalf("register: %d %+v", status, e)
 	}
@@ -550,7 +554,7 @@ func TestRESTPollWriteTimeout(t *testing.T) {
 			}
 		}
 	}
-	conn, err := net.Dial("tcp", ls[2].Addr().String())
+	conn, err := net.Dial("tcp", strings.TrimPrefix(consumer, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,10 +565,7 @@ func TestRESTPollWriteTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	if err := g.Shutdown(ctx); err != nil {
+	if err := tg.shutdown(ctx); err != nil {
 		t.Fatalf("shutdown with a poll whose client reads nothing: %v after %v", err, time.Since(start))
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Serve: %v", err)
 	}
 }
