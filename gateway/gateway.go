@@ -218,6 +218,11 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 		ReadTimeout:       g.opts.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		// An HTTP/2 stream's write deadline (a poll's, boundPollWrite)
+		// resets the stream with a frame, which a connection whose client
+		// stopped reading the socket never gets to send: such a
+		// connection is closed once it has taken no byte for this long.
+		HTTP2: &http.HTTP2Config{WriteByteTimeout: g.opts.PollWriteTimeout},
 		ErrorLog:          slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
 	}
 }

@@ -2,18 +2,24 @@ package gateway_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/gateway"
@@ -567,5 +573,60 @@ func TestRESTPollWriteTimeout(t *testing.T) {
 	start := time.Now()
 	if err := tg.shutdown(ctx); err != nil {
 		t.Fatalf("shutdown with a poll whose client reads nothing: %v after %v", err, time.Since(start))
+	}
+}
+
+// Over HTTP/2, a client that stops reading the socket cannot even be sent
+// the reset of its stream when the poll's deadline passes: the connection
+// is closed once it has taken no byte for PollWriteTimeout, and the server
+// can shut down.
+func TestRESTPollWriteTimeoutHTTP2(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30},
+		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
+	if status, e := call(t, "PUT", tg.consumer+"/v1/consumer/register?consumerId=slow&topic=t&onNewGroup=startFromEarliest", "", ""); status != 200 {
+		t.Fatalf("register: %d %+v", status, e)
+	}
+	event := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
+	batch := slices.Repeat([][]byte{event}, 16)
+	for _, s := range broker.NewRing(4).Streams("t") {
+		for range 12 {
+			if _, err := tg.st.Append(context.Background(), s, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.consumer, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	// h2c with prior knowledge; flow control open wide, so that only the
+	// socket holds the server back.
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "floe"},
+		{":path", "/v1/consumer/poll?consumerId=slow"}, {"content-length", "0"}} {
+		if err := enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1}),
+		fr.WriteWindowUpdate(0, 1<<31-1-65535),
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}),
+	); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the answer is written, then stalls; the connection is closed
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := tg.shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with an HTTP/2 poll whose client reads nothing: %v after %v", err, time.Since(start))
 	}
 }

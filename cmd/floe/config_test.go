@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -383,5 +384,30 @@ func TestStartupLineShowsTheEffectiveMemoryLimit(t *testing.T) {
 	}
 	if attrs[0].Value.Int64() != 100<<20 {
 		t.Fatal("the caller's attrs were changed")
+	}
+}
+
+// gRPC's and the gateway runtime's log lines go to the broker's logger, in
+// its format: an error of one call as a warning, the rest at debug.
+func TestGRPCLogThroughSlog(t *testing.T) {
+	var buf bytes.Buffer
+	logger, err := newLogger("info", "json", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpcLogger{logger}
+	g.Errorf("Failed to write response: %v", "i/o timeout")
+	g.Warning("client went away")
+	g.Info("connection state")
+	var rec map[string]any
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &rec) != nil {
+		t.Fatalf("want one JSON line at info level, got:\n%s", buf.String())
+	}
+	if rec["level"] != "WARN" || rec["msg"] != "Failed to write response: i/o timeout" {
+		t.Fatalf("line %v", rec)
+	}
+	if g.V(1) || !g.V(0) {
+		t.Error("verbosity: want level 0 only")
 	}
 }

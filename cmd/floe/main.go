@@ -15,6 +15,8 @@ import (
 	"slices"
 	"syscall"
 
+	"google.golang.org/grpc/grpclog"
+
 	"github.com/floe-streams/floe"
 )
 
@@ -42,6 +44,8 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		fmt.Fprintln(stderr, "floe:", err)
 		return 2
 	}
+	// Before any gRPC code runs, as grpclog requires.
+	grpclog.SetLoggerV2(grpcLogger{cfg.opts.Logger.With("component", "grpc")})
 	applyMemoryLimit(cfg.memoryLimit, lookupEnv)
 	cfg.opts.StartupAttrs = effectiveMemoryLimit(cfg.opts.StartupAttrs, lookupEnv)
 	cfg.opts.StartupAttrs = append(cfg.opts.StartupAttrs, slog.String("version", version()))
