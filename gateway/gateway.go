@@ -222,8 +222,8 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 		// resets the stream with a frame, which a connection whose client
 		// stopped reading the socket never gets to send: such a
 		// connection is closed once it has taken no byte for this long.
-		HTTP2: &http.HTTP2Config{WriteByteTimeout: g.opts.PollWriteTimeout},
-		ErrorLog:          slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
+		HTTP2:    &http.HTTP2Config{WriteByteTimeout: g.opts.PollWriteTimeout},
+		ErrorLog: slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
 	}
 }
 
