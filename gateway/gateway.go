@@ -69,6 +69,7 @@ type Gateway struct {
 
 	mu      sync.Mutex
 	servers []*http.Server
+	polls   pollWrites
 }
 
 // New builds the handlers of the three APIs over svc.
@@ -85,7 +86,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx := context.Background()
-	g := &Gateway{opts: opts}
+	g := &Gateway{opts: opts, polls: pollWrites{writing: map[*pollWrite]struct{}{}}}
 
 	// Every port answers GET /status with the generated Discovery.Status
 	// handler, from a mux that serves nothing else.
@@ -121,7 +122,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 
 	g.discovery = g.wrap("discovery", headAsGet(checkQueryAliases(dmux)))
 	g.producer = g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux)))))
-	g.consumer = g.wrap("consumer", headAsGet(boundPollWrite(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux)))))))
+	g.consumer = g.wrap("consumer", headAsGet(g.polls.bound(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux)))))))
 	return g, nil
 }
 
@@ -218,7 +219,7 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 		ReadTimeout:       g.opts.ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		// An HTTP/2 stream's write deadline (a poll's, boundPollWrite)
+		// An HTTP/2 stream's write deadline (a poll's, pollWrites.bound)
 		// resets the stream with a frame, which a connection whose client
 		// stopped reading the socket never gets to send: such a
 		// connection is closed once it has taken no byte for this long.
@@ -227,9 +228,18 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 	}
 }
 
+// shutdownWriteMargin is how long before ctx's deadline Shutdown cuts the
+// answers still being written, so that their handlers return in time.
+const shutdownWriteMargin = time.Second
+
 // Shutdown stops accepting requests and waits for those in flight to be
-// answered, or for ctx to end.
+// answered, or for ctx to end. Poll answers still being written get until
+// shutdownWriteMargin before ctx's deadline, at the latest: a client that
+// stopped reading one does not hold the stop.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	if d, ok := ctx.Deadline(); ok {
+		g.polls.cutAt(d.Add(-min(shutdownWriteMargin, time.Until(d)/2)))
+	}
 	g.mu.Lock()
 	servers := g.servers
 	g.mu.Unlock()

@@ -538,42 +538,23 @@ func TestRESTTrailingSlash(t *testing.T) {
 func TestRESTPollWriteTimeout(t *testing.T) {
 	tg := serveGateway(t, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30},
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
-	consumer, st := tg.consumer, tg.st
-	if status, e := call(t, "PUT", consumer+"/v1/consumer/register?consumerId=slow&topic=t&onNewGroup=startFromEarliest", "", ""); status != 200 {
-		t.Fatalf("register: %d %+v", status, e)
-	}
+	consumer := tg.consumer
 	// The deadline is the poll's: a later request on the same connection
 	// (http.DefaultClient keeps it alive) is not bound by it.
-	if status, e := call(t, "POST", consumer+"/v1/consumer/poll?consumerId=slow", "", ""); status != 204 {
+	if status, e := call(t, "PUT", consumer+"/v1/consumer/register?consumerId=ka&topic=empty", "", ""); status != 200 {
+		t.Fatalf("register: %d %+v", status, e)
+	}
+	if status, e := call(t, "POST", consumer+"/v1/consumer/poll?consumerId=ka", "", ""); status != 204 {
 		t.Fatalf("poll: %d %+v", status, e)
 	}
 	time.Sleep(600 * time.Millisecond)
-	if status, e := call(t, "POST", consumer+"/v1/consumer/commit?consumerId=slow", "", ""); status != 204 {
+	if status, e := call(t, "POST", consumer+"/v1/consumer/commit?consumerId=ka", "", ""); status != 204 {
 		t.Fatalf("commit on the poll's connection after its deadline: %d %+v", status, e)
 	}
-	// 48 MiB of events: far more than loopback buffers hold.
-	event := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
-	for _, s := range broker.NewRing(4).Streams("t") {
-		for range 12 {
-			if _, err := st.Append(context.Background(), s, [][]byte{event, event, event, event, event, event, event, event, event, event, event, event, event, event, event, event}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	conn, err := net.Dial("tcp", strings.TrimPrefix(consumer, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
-	fmt.Fprintf(conn, "POST /v1/consumer/poll?consumerId=slow HTTP/1.1\r\nHost: floe\r\nContent-Length: 0\r\n\r\n")
+	fillForSlowConsumer(t, tg)
+	stallHTTP1Poll(t, tg)
 	time.Sleep(time.Second) // the answer is written, then stalls; its deadline passes
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	start := time.Now()
-	if err := tg.shutdown(ctx); err != nil {
-		t.Fatalf("shutdown with a poll whose client reads nothing: %v after %v", err, time.Since(start))
-	}
+	wantShutdown(t, tg, 5*time.Second)
 }
 
 // Over HTTP/2, a client that stops reading the socket cannot even be sent
@@ -583,18 +564,7 @@ func TestRESTPollWriteTimeout(t *testing.T) {
 func TestRESTPollWriteTimeoutHTTP2(t *testing.T) {
 	tg := serveGateway(t, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30},
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
-	if status, e := call(t, "PUT", tg.consumer+"/v1/consumer/register?consumerId=slow&topic=t&onNewGroup=startFromEarliest", "", ""); status != 200 {
-		t.Fatalf("register: %d %+v", status, e)
-	}
-	event := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
-	batch := slices.Repeat([][]byte{event}, 16)
-	for _, s := range broker.NewRing(4).Streams("t") {
-		for range 12 {
-			if _, err := tg.st.Append(context.Background(), s, batch); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	fillForSlowConsumer(t, tg)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.consumer, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -623,10 +593,60 @@ func TestRESTPollWriteTimeoutHTTP2(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond) // the answer is written, then stalls; the connection is closed
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	wantShutdown(t, tg, 5*time.Second)
+}
+
+// A shutdown brings the deadlines of the answers being written forward, so
+// that a client that stopped reading a large answer does not hold the stop
+// even when the answer's own deadline is later than the stop's.
+func TestRESTShutdownCutsPollWrites(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: time.Minute},
+		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
+	fillForSlowConsumer(t, tg)
+	stallHTTP1Poll(t, tg)
+	time.Sleep(500 * time.Millisecond) // the answer is written, then stalls
+	wantShutdown(t, tg, 3*time.Second)
+}
+
+// fillForSlowConsumer registers the consumer "slow" on topic t, from its
+// earliest event, and stores 48 MiB of events there: far more than loopback
+// buffers hold, so that a client that reads nothing stalls the answer.
+func fillForSlowConsumer(t *testing.T, tg *testGateway) {
+	t.Helper()
+	if status, e := call(t, "PUT", tg.consumer+"/v1/consumer/register?consumerId=slow&topic=t&onNewGroup=startFromEarliest", "", ""); status != 200 {
+		t.Fatalf("register: %d %+v", status, e)
+	}
+	event := []byte(`"` + strings.Repeat("x", 64<<10) + `"`)
+	batch := slices.Repeat([][]byte{event}, 16)
+	for _, s := range broker.NewRing(4).Streams("t") {
+		for range 12 {
+			if _, err := tg.st.Append(context.Background(), s, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// stallHTTP1Poll sends a poll of "slow" over HTTP/1.1 on a connection that
+// reads nothing of the answer.
+func stallHTTP1Poll(t *testing.T, tg *testGateway) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.consumer, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	fmt.Fprintf(conn, "POST /v1/consumer/poll?consumerId=slow HTTP/1.1\r\nHost: floe\r\nContent-Length: 0\r\n\r\n")
+}
+
+// wantShutdown shuts tg down, and fails if that takes longer than limit.
+func wantShutdown(t *testing.T, tg *testGateway, limit time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	start := time.Now()
 	if err := tg.shutdown(ctx); err != nil {
-		t.Fatalf("shutdown with an HTTP/2 poll whose client reads nothing: %v after %v", err, time.Since(start))
+		t.Fatalf("shutdown with a poll whose client reads nothing: %v after %v", err, time.Since(start))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -41,25 +42,73 @@ func lendPollBuffers(next http.Handler) http.Handler {
 }
 
 // writeDeadlineKey holds, in a poll's context, the function that starts
-// the poll's write deadline (boundPollWrite).
+// the poll's write deadline (pollWrites.bound).
 type writeDeadlineKey struct{}
 
-// boundPollWrite gives each poll the means to bound the writing of its
-// answer, from when the answer is ready (lendPollAnswer calls it with the
-// answer's size): base, plus the time its size takes at rate bytes/s. The
-// wait of a long poll is not counted.
-func boundPollWrite(base time.Duration, rate int64, next http.Handler) http.Handler {
+// pollWrites are the poll answers being written, with their deadlines, so
+// that a shutdown can bring those deadlines forward.
+type pollWrites struct {
+	mu      sync.Mutex
+	writing map[*pollWrite]struct{}
+	cut     time.Time // set by a shutdown: no deadline is later
+}
+
+type pollWrite struct {
+	rc       *http.ResponseController
+	deadline time.Time
+}
+
+// setLocked gives pw the deadline d, or the shutdown's cut if earlier.
+func (ws *pollWrites) setLocked(pw *pollWrite, d time.Time) {
+	if !ws.cut.IsZero() && ws.cut.Before(d) {
+		d = ws.cut
+	}
+	pw.deadline = d
+	// Both HTTP/1.x and HTTP/2 support it; an error leaves the answer
+	// unbounded, as before.
+	_ = pw.rc.SetWriteDeadline(d)
+}
+
+// cutAt brings every deadline, and those set later, forward to t at the
+// latest.
+func (ws *pollWrites) cutAt(t time.Time) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.cut = t
+	for pw := range ws.writing {
+		if pw.deadline.After(t) {
+			ws.setLocked(pw, t)
+		}
+	}
+}
+
+// bound gives each poll the means to bound the writing of its answer, from
+// when the answer is ready (lendPollAnswer calls it with the answer's
+// size): base, plus the time its size takes at rate bytes/s. The wait of a
+// long poll is not counted.
+func (ws *pollWrites) bound(base time.Duration, rate int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/consumer/poll" {
 			next.ServeHTTP(w, r)
 			return
 		}
+		pw := &pollWrite{rc: http.NewResponseController(w)}
+		started := false
 		start := func(size int) {
 			timeout := base + time.Duration(float64(size)/float64(rate)*float64(time.Second))
-			// Both HTTP/1.x and HTTP/2 support it; an error leaves the
-			// answer unbounded, as before.
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
+			ws.mu.Lock()
+			defer ws.mu.Unlock()
+			ws.setLocked(pw, time.Now().Add(timeout))
+			ws.writing[pw] = struct{}{}
+			started = true
 		}
+		defer func() {
+			if started {
+				ws.mu.Lock()
+				delete(ws.writing, pw)
+				ws.mu.Unlock()
+			}
+		}()
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), writeDeadlineKey{}, start)))
 	})
 }
@@ -73,7 +122,7 @@ type pollAnswer struct {
 // lendPollAnswer is the consumer API's forward-response rewriter: the answer
 // of a poll with a lender and events is rendered into a lent buffer
 // (marshaler.Marshal). An empty answer (204) borrows nothing.
-// It also starts the poll's write deadline (boundPollWrite).
+// It also starts the poll's write deadline (pollWrites.bound).
 func lendPollAnswer(ctx context.Context, resp proto.Message) (any, error) {
 	var batches []*floev1.PollBatch
 	if rb, ok := resp.(interface{ XXX_ResponseBody() any }); ok {
