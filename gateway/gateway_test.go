@@ -138,14 +138,6 @@ func wantRESTError(t *testing.T, what string, status int, e restError, wantStatu
 	}
 }
 
-func topicNames(n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("t%d", i)
-	}
-	return names
-}
-
 // One limit on the topics of a registration, in one place (the
 // coordinator), for the query and the JSON body alike: a body of more
 // topics than net/url parses in a query gets it too, and nothing of a
@@ -157,11 +149,11 @@ func TestRESTRegisterTopicLimit(t *testing.T) {
 		return fmt.Sprintf("invalid parameter: topic: %d topics in one registration, the maximum is %d", n, group.MaxTopics)
 	}
 	for _, n := range []int{group.MaxTopics + 1, 10_000, 100_000} {
-		body, _ := json.Marshal(map[string]any{"id": "c", "group": "g", "topics": topicNames(n)})
+		body, _ := json.Marshal(map[string]any{"id": "c", "group": "g", "topics": testgroup.TopicNames(n)})
 		status, e := call(t, "POST", reg, "application/json", string(body))
 		wantRESTError(t, fmt.Sprintf("a body of %d topics", n), status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, limitMessage(n))
 	}
-	q := url.Values{"consumerId": {"c"}, "topic": topicNames(group.MaxTopics + 1)}
+	q := url.Values{"consumerId": {"c"}, "topic": testgroup.TopicNames(group.MaxTopics + 1)}
 	status, e := call(t, "PUT", reg+"?"+q.Encode(), "", "")
 	wantRESTError(t, "a query of too many topics", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, limitMessage(group.MaxTopics+1))
 
@@ -171,7 +163,7 @@ func TestRESTRegisterTopicLimit(t *testing.T) {
 	if offsets, err := tg.st.GroupOffsets(); err != nil || len(offsets) != 0 {
 		t.Fatalf("a refused registration committed %d offsets (%v)", len(offsets), err)
 	}
-	body, _ := json.Marshal(map[string]any{"id": "c", "topics": topicNames(group.MaxTopics)})
+	body, _ := json.Marshal(map[string]any{"id": "c", "topics": testgroup.TopicNames(group.MaxTopics)})
 	if status, e := call(t, "POST", reg, "application/json", string(body)); status != 200 {
 		t.Fatalf("a body of %d topics: %d %+v", group.MaxTopics, status, e)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/testgroup"
 	"github.com/floe-streams/floe/store"
 )
 
@@ -186,7 +187,7 @@ func TestRegisterValidation(t *testing.T) {
 		{"invalid topic", group.Registration{ConsumerID: "c", Topics: []string{"ok", "bad/name"}}, broker.ErrInvalidTopic, "topic: "},
 		{"empty topic", group.Registration{ConsumerID: "c", Topics: []string{""}}, broker.ErrInvalidTopic, "topic: "},
 		{"bad start", group.Registration{ConsumerID: "c", Topics: []string{"t"}, OnNewGroup: 7}, broker.ErrInvalidParameter, "onNewGroup"},
-		{"too many topics", group.Registration{ConsumerID: "c", Topics: topicNames(group.MaxTopics + 1)}, broker.ErrInvalidParameter,
+		{"too many topics", group.Registration{ConsumerID: "c", Topics: testgroup.TopicNames(group.MaxTopics + 1)}, broker.ErrInvalidParameter,
 			fmt.Sprintf("topic: %d topics in one registration, the maximum is %d", group.MaxTopics+1, group.MaxTopics)},
 		// Counted as named: the limit bounds the request's work too.
 		{"too many topics, repeated", group.Registration{ConsumerID: "c", Topics: slices.Repeat([]string{"t"}, 10_000)}, broker.ErrInvalidParameter,
@@ -210,19 +211,10 @@ func TestRegisterValidation(t *testing.T) {
 		t.Fatalf("an invalid registration committed offsets: %v %v", offsets, err)
 	}
 	// Limits are inclusive; the group defaults to "default".
-	e.register(strings.Repeat("é", group.MaxIDLen/2), "", group.StartFromLatest, topicNames(group.MaxTopics)...)
+	e.register(strings.Repeat("é", group.MaxIDLen/2), "", group.StartFromLatest, testgroup.TopicNames(group.MaxTopics)...)
 	if s := e.c.Stats(); len(s.Groups) != 1 || s.Groups[0].Group != group.DefaultGroup {
 		t.Fatalf("default group: %+v", s.Groups)
 	}
-}
-
-// topicNames is n distinct topic names.
-func topicNames(n int) []string {
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("t%d", i)
-	}
-	return names
 }
 
 func TestParseStartPosition(t *testing.T) {
@@ -1188,7 +1180,7 @@ func TestRegistrationStreamLimit(t *testing.T) {
 		e.opts.Streams = e.ring.Streams
 	})
 	most := group.MaxStreams / ranges
-	err := e.c.Register(context.Background(), group.Registration{ConsumerID: "c", Topics: topicNames(most + 1)})
+	err := e.c.Register(context.Background(), group.Registration{ConsumerID: "c", Topics: testgroup.TopicNames(most + 1)})
 	want := fmt.Sprintf("invalid parameter: topic: %d topics of %d sub-ranges each are %d sub-ranges in one registration, the maximum is %d (%d topics at most)",
 		most+1, ranges, (most+1)*ranges, group.MaxStreams, most)
 	if !errors.Is(err, broker.ErrInvalidParameter) || err.Error() != want {
@@ -1198,7 +1190,7 @@ func TestRegistrationStreamLimit(t *testing.T) {
 		t.Fatalf("a refused registration registered: %+v", s)
 	}
 	// Repeats count once here (MaxTopics counts them as named).
-	e.register("c", "g", group.StartFromLatest, append(topicNames(most), topicNames(most)...)...)
+	e.register("c", "g", group.StartFromLatest, append(testgroup.TopicNames(most), testgroup.TopicNames(most)...)...)
 	if s := e.c.Stats(); s.Members != 1 {
 		t.Fatalf("a registration of %d topics: %+v", most, s)
 	}

@@ -3,6 +3,7 @@
 package testgroup
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -38,4 +39,13 @@ func NewWith(t testing.TB, tune func(*group.Options)) (*group.Coordinator, *stor
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c, st
+}
+
+// TopicNames is n distinct topic names: t0, t1, ...
+func TopicNames(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%d", i)
+	}
+	return names
 }
