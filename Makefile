@@ -77,7 +77,7 @@ protodeps: ## Copy the third-party protos (google/api, openapiv2 options) from t
 generate: protodeps ## Regenerate gen/ from proto/ (Go, gRPC, gateway, OpenAPI)
 	$(TOOL) buf lint
 	$(TOOL) buf generate
-	cd tools && $(GO) run ./openapifix ../gen/openapiv2/floe.swagger.json
+	cd tools && $(GO) run ./openapifix ../gen/openapiv2/floe.swagger.json ../gen/openapiv3/floe.openapi.json
 
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail when gen/ differs from what proto/ generates

@@ -22,8 +22,8 @@ package floe
 
 import _ "embed"
 
-// OpenAPI is the OpenAPI document of the REST API, generated from proto/ by
+// OpenAPI is the OpenAPI 3.0 document of the REST API, generated from proto/ by
 // `make generate`, served at GET /openapi.json on the discovery port.
 //
-//go:embed gen/openapiv2/floe.swagger.json
+//go:embed gen/openapiv3/floe.openapi.json
 var OpenAPI []byte

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -42,8 +42,10 @@ type Options struct {
 	// buffer forever, and gets 408. Long polls have no body and are not
 	// affected. Default DefaultReadTimeout.
 	ReadTimeout time.Duration
-	// OpenAPI is the document served at GET /openapi.json on the discovery
-	// port.
+	// OpenAPI is the OpenAPI 3.0 document served at GET /openapi.json on
+	// the discovery port (gen/openapiv3), with its servers' ports set to
+	// those of the listeners (see openapi.go). Without it, that path
+	// answers 404.
 	OpenAPI []byte
 	// Logger receives server errors. Default: discards.
 	Logger *slog.Logger
@@ -67,6 +69,8 @@ type Gateway struct {
 	producer  http.Handler
 	consumer  http.Handler
 
+	openAPI atomic.Pointer[openAPIDoc]
+
 	mu      sync.Mutex
 	servers []*http.Server
 	polls   pollWrites
@@ -87,6 +91,13 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	}
 	ctx := context.Background()
 	g := &Gateway{opts: opts, polls: pollWrites{writing: map[*pollWrite]struct{}{}}}
+	if len(opts.OpenAPI) > 0 {
+		doc, err := newOpenAPIDoc(opts.OpenAPI, nil)
+		if err != nil {
+			return nil, err
+		}
+		g.openAPI.Store(doc)
+	}
 
 	// Every port answers GET /status with the generated Discovery.Status
 	// handler, from a mux that serves nothing else.
@@ -175,12 +186,6 @@ func (g *Gateway) Producer() http.Handler { return g.producer }
 // Consumer is the handler of the consumer API.
 func (g *Gateway) Consumer() http.Handler { return g.consumer }
 
-func (g *Gateway) serveOpenAPI(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(g.opts.OpenAPI)))
-	_, _ = w.Write(g.opts.OpenAPI)
-}
-
 // Serve serves the three APIs on their listeners (HTTP/1.1 and HTTP/2
 // without TLS, as PolarStreams clients use) until Shutdown. It returns the
 // first error of a server, nil after Shutdown.
@@ -188,6 +193,9 @@ func (g *Gateway) Serve(discovery, producer, consumer net.Listener) error {
 	type api struct {
 		l net.Listener
 		h http.Handler
+	}
+	if err := g.serveOpenAPIWith(discovery, producer, consumer); err != nil {
+		return err
 	}
 	apis := []api{{discovery, g.discovery}, {producer, g.producer}, {consumer, g.consumer}}
 	errc := make(chan error, len(apis))

@@ -8,14 +8,30 @@
 //     or NDJSON), not as the {contentType, data} object the plugin describes;
 //   - a response documented as 204 has no body, and an operation whose
 //     response message is empty answers 204, not the plugin's default 200;
-//   - a query parameter marked in the proto with x-floe-required,
-//     x-floe-minimum, x-floe-maximum or x-floe-enum gets required, minimum,
-//     maximum or enum: the plugin copies a field's extensions to its query
-//     parameter, but not those properties;
+//   - a parameter marked in the proto with x-floe-required, x-floe-minimum,
+//     x-floe-maximum, x-floe-enum, x-floe-default or x-floe-pattern gets
+//     required, minimum, maximum, enum, default or pattern: the plugin copies
+//     a field's extensions to its parameter, but not those properties;
+//   - a schema property marked x-floe-required is listed in its schema's
+//     required properties;
+//   - a $ref has no sibling properties (the plugin adds "type" to the items
+//     of a repeated message, which OpenAPI ignores and linters reject);
 //   - definitions that nothing references any more are dropped.
 //
-// It is run by `make generate` after buf and rewrites the file in place. Its
-// output is deterministic (keys sorted), so `make checkgenerate` can diff it.
+// It rewrites the OpenAPI 2.0 file in place, then converts it to OpenAPI 3.0
+// (kin-openapi's openapi2conv) and completes what only version 3 can say:
+//
+//   - each path names the port that serves it: servers of the form
+//     http://{host}:{port}, whose port defaults to the API's default port and
+//     which carry x-floe-api (discovery, producer or consumer), so that the
+//     broker can serve the document with the ports it listens on. An
+//     operation serves on the port of its tag, or on those x-floe-apis lists;
+//   - each request content type has its own schema: an NDJSON body is a
+//     string, one JSON event per non-empty line, where OpenAPI 2.0 could only
+//     give both types the schema "any JSON value".
+//
+// It is run by `make generate` after buf. Its outputs are deterministic (keys
+// sorted), so `make checkgenerate` can diff them.
 package main
 
 import (
@@ -23,21 +39,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/getkin/kin-openapi/openapi2"
+	"github.com/getkin/kin-openapi/openapi2conv"
 )
 
 const (
-	rawJSONMarker = "x-floe-raw-json"
-	httpBodyRef   = "#/definitions/apiHttpBody"
+	rawJSONMarker  = "x-floe-raw-json"
+	requiredMarker = "x-floe-required"
+	httpBodyRef    = "#/definitions/apiHttpBody"
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: openapifix FILE")
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: openapifix OPENAPI2-FILE OPENAPI3-FILE")
 		os.Exit(2)
 	}
-	if err := fix(os.Args[1]); err != nil {
+	if err := run(os.Args[1], os.Args[2]); err != nil {
 		fmt.Fprintln(os.Stderr, "openapifix:", err)
 		os.Exit(1)
 	}
@@ -45,16 +67,50 @@ func main() {
 
 type object = map[string]any
 
-func fix(path string) error {
-	in, err := os.ReadFile(path)
+func run(v2Path, v3Path string) error {
+	in, err := os.ReadFile(v2Path)
 	if err != nil {
 		return err
 	}
 	var doc object
 	if err := json.Unmarshal(in, &doc); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", v2Path, err)
 	}
+	fixV2(doc)
+	v2, err := encode(doc)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(v2Path, v2, 0o644); err != nil {
+		return err
+	}
+	v3, err := toV3(v2)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(v3Path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(v3Path, v3, 0o644)
+}
+
+// encode writes doc as indented JSON, keys sorted.
+func encode(doc object) ([]byte, error) {
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// fixV2 completes the OpenAPI 2.0 document.
+func fixV2(doc object) {
 	walk(doc, markRawJSON)
+	walk(doc, requireMarked)
+	walk(doc, dropRefSiblings)
 	paths, _ := doc["paths"].(object)
 	for _, item := range paths {
 		for _, op := range asObject(item) {
@@ -62,15 +118,6 @@ func fix(path string) error {
 		}
 	}
 	pruneDefinitions(doc)
-
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(doc); err != nil {
-		return err
-	}
-	return os.WriteFile(path, out.Bytes(), 0o644)
 }
 
 // markRawJSON turns a schema marked x-floe-raw-json into "any JSON value".
@@ -78,27 +125,69 @@ func markRawJSON(o object) {
 	if o[rawJSONMarker] != true {
 		return
 	}
+	delete(o, rawJSONMarker)
 	if o["type"] == "array" {
-		o["items"] = object{"description": "A JSON value, exactly as produced."}
+		o["items"] = object{"description": "A JSON value, as produced."}
 		return
 	}
 	delete(o, "type")
 	delete(o, "format")
 }
 
-// queryMarkers maps the extensions openapifix reads on query parameters to
+// requireMarked lists the properties of a schema marked x-floe-required in
+// its required properties.
+func requireMarked(o object) {
+	props := asObject(o["properties"])
+	names := make([]string, 0, len(props))
+	for name, p := range props {
+		if asObject(p)[requiredMarker] == true {
+			names = append(names, name)
+			delete(asObject(p), requiredMarker)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	for _, r := range asSlice(o["required"]) {
+		if n, ok := r.(string); ok && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	required := make([]any, len(names))
+	for i, n := range names {
+		required[i] = n
+	}
+	o["required"] = required
+}
+
+// dropRefSiblings removes what stands beside a $ref, which OpenAPI ignores.
+func dropRefSiblings(o object) {
+	if _, ok := o["$ref"]; !ok {
+		return
+	}
+	for k := range o {
+		if k != "$ref" {
+			delete(o, k)
+		}
+	}
+}
+
+// paramMarkers maps the extensions openapifix reads on parameters to
 // the properties they set.
-var queryMarkers = map[string]string{
-	"x-floe-required": "required",
-	"x-floe-minimum":  "minimum",
-	"x-floe-maximum":  "maximum",
-	"x-floe-enum":     "enum",
+var paramMarkers = map[string]string{
+	requiredMarker:   "required",
+	"x-floe-default": "default",
+	"x-floe-pattern": "pattern",
+	"x-floe-minimum": "minimum",
+	"x-floe-maximum": "maximum",
+	"x-floe-enum":    "enum",
 }
 
 func fixOperation(op object, defs object) {
 	for _, p := range asSlice(op["parameters"]) {
 		param := asObject(p)
-		for marker, property := range queryMarkers {
+		for marker, property := range paramMarkers {
 			if v, ok := param[marker]; ok {
 				param[property] = v
 				delete(param, marker)
@@ -108,9 +197,9 @@ func fixOperation(op object, defs object) {
 			continue
 		}
 		if schema := asObject(param["schema"]); schema["$ref"] == httpBodyRef {
+			param["description"] = "The events: one JSON event (application/json, the default), or one JSON event per non-empty line (application/x-ndjson)."
 			param["schema"] = object{
 				"description": "One JSON event (application/json), or one JSON event per non-empty line (application/x-ndjson).",
-				rawJSONMarker: true,
 			}
 		}
 	}
@@ -184,4 +273,107 @@ func asObject(v any) object {
 func asSlice(v any) []any {
 	s, _ := v.([]any)
 	return s
+}
+
+// apis are the REST APIs of a broker, by the tag of their operations, with
+// their default ports.
+var apis = map[string]struct {
+	name, port, description string
+}{
+	"Discovery": {"discovery", "9250", "Discovery API (--discovery-addr)"},
+	"Producer":  {"producer", "9251", "Producer API (--producer-addr)"},
+	"Consumer":  {"consumer", "9252", "Consumer API (--consumer-addr)"},
+}
+
+const (
+	// apiMarker names the API of a server object in the OpenAPI 3.0
+	// document: the broker serves the document with that API's port.
+	apiMarker = "x-floe-api"
+	// apisMarker on an operation lists the tags of the APIs whose ports
+	// serve it, when that is not only the API of its own tag.
+	apisMarker = "x-floe-apis"
+)
+
+// server is the server object of the API of tag.
+func server(tag string) object {
+	api := apis[tag]
+	return object{
+		"url":         "http://{host}:{port}",
+		"description": api.description,
+		apiMarker:     api.name,
+		"variables": object{
+			"host": object{"default": "localhost", "description": "Host name of the broker."},
+			"port": object{"default": api.port, "description": "Port of the " + api.name + " API."},
+		},
+	}
+}
+
+// toV3 converts the completed OpenAPI 2.0 document v2 to OpenAPI 3.0 and
+// completes it.
+func toV3(v2 []byte) ([]byte, error) {
+	var d2 openapi2.T
+	if err := json.Unmarshal(v2, &d2); err != nil {
+		return nil, err
+	}
+	d3, err := openapi2conv.ToV3(&d2)
+	if err != nil {
+		return nil, fmt.Errorf("converting to OpenAPI 3: %w", err)
+	}
+	b, err := json.Marshal(d3)
+	if err != nil {
+		return nil, err
+	}
+	var doc object
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	walk(doc, func(o object) { delete(o, "x-originalParamName") })
+	doc["servers"] = []any{server("Discovery")}
+	for path, item := range asObject(doc["paths"]) {
+		var tags []string
+		for _, op := range asObject(item) {
+			op := asObject(op)
+			for _, t := range append(asSlice(op["tags"]), asSlice(op[apisMarker])...) {
+				if t, ok := t.(string); ok && !slices.Contains(tags, t) {
+					tags = append(tags, t)
+				}
+			}
+			delete(op, apisMarker)
+			splitRequestBody(asObject(op["requestBody"]))
+		}
+		if len(tags) == 0 {
+			return nil, fmt.Errorf("%s: no tag names its API", path)
+		}
+		sort.Slice(tags, func(i, j int) bool { return apis[tags[i]].port < apis[tags[j]].port })
+		var servers []any
+		for _, t := range tags {
+			if _, ok := apis[t]; !ok {
+				return nil, fmt.Errorf("%s: tag %q is not an API", path, t)
+			}
+			servers = append(servers, server(t))
+		}
+		asObject(item)["servers"] = servers
+	}
+	return encode(doc)
+}
+
+// splitRequestBody gives an NDJSON request body its own schema: a string of
+// one JSON event per non-empty line. OpenAPI 2.0 gave it the schema of the
+// JSON body, "any JSON value", with which generated clients encode a batch as
+// one JSON string: one event.
+func splitRequestBody(body object) {
+	content := asObject(body["content"])
+	if media, ok := content["application/x-ndjson"]; ok {
+		asObject(media)["schema"] = object{
+			"type":        "string",
+			"description": "One JSON event per non-empty line.",
+			"example":     "{\"productId\":123,\"units\":-5}\n{\"productId\":124,\"units\":2}\n",
+		}
+	}
+	if media, ok := content["application/json"]; ok {
+		asObject(media)["schema"] = object{
+			"description": "One JSON event, of any JSON type: an array is one event, not a batch.",
+			"example":     object{"productId": 123, "units": -5},
+		}
+	}
 }

@@ -161,7 +161,8 @@ type PollRequest struct {
 	// The consumer id used to register.
 	ConsumerId string `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	// Maximum bytes of events in the answer (0: the broker's limit, 2 MiB by default; over gRPC at
-	// most 2 MiB unless set, so that the answer fits the clients' default receive limit).
+	// most 2 MiB unless set, so that the answer fits the clients' default receive limit). An
+	// answer holds at least one event when one is available, even one larger than this.
 	MaxBytes uint32 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	// Maximum events in the answer (0: no limit beyond the bytes).
 	MaxEvents uint32 `protobuf:"varint,3,opt,name=max_events,json=maxEvents,proto3" json:"max_events,omitempty"`
@@ -289,8 +290,8 @@ type PollBatch struct {
 	Version uint32 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
 	// Offset of the first event; event i has offset start_offset + i.
 	StartOffset int64 `protobuf:"varint,5,opt,name=start_offset,json=startOffset,proto3" json:"start_offset,omitempty"`
-	// The events, each one JSON document exactly as produced. REST embeds
-	// them as JSON values.
+	// The events, each one JSON document as produced, without the JSON
+	// whitespace around it. REST embeds them as JSON values.
 	Values        [][]byte `protobuf:"bytes,6,rep,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -547,22 +548,25 @@ var File_floe_v1_consumer_proto protoreflect.FileDescriptor
 
 const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\n" +
-	"\x16floe/v1/consumer.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xc1\x01\n" +
+	"\x16floe/v1/consumer.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x8b\x02\n" +
 	"\x0fRegisterRequest\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
-	"consumerId\x12\x14\n" +
-	"\x05group\x18\x02 \x01(\tR\x05group\x12\x14\n" +
-	"\x05topic\x18\x03 \x03(\tR\x05topic\x12a\n" +
-	"\fon_new_group\x18\x04 \x01(\tB?\x92A<\x82\x039\n" +
+	"consumerId\x127\n" +
+	"\x05group\x18\x02 \x01(\tB!\x92A\x1e\x82\x03\x1b\n" +
+	"\x0ex-floe-default\x12\t\x1a\adefaultR\x05group\x12\x14\n" +
+	"\x05topic\x18\x03 \x03(\tR\x05topic\x12\x87\x01\n" +
+	"\fon_new_group\x18\x04 \x01(\tBe\x92Ab\x82\x03#\n" +
+	"\x0ex-floe-default\x12\x11\x1a\x0fstartFromLatest\x82\x039\n" +
 	"\vx-floe-enum\x12*2(\n" +
 	"\x11\x1a\x0fstartFromLatest\n" +
 	"\x13\x1a\x11startFromEarliestR\n" +
-	"onNewGroup\"f\n" +
+	"onNewGroup\"\x83\x01\n" +
 	"\x10RegisterResponse\x12<\n" +
 	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
 	"\x0fx-floe-required\x12\x02 \x01R\n" +
-	"consumerId\x12\x14\n" +
-	"\x05group\x18\x02 \x01(\tR\x05group\"\xe4\x02\n" +
+	"consumerId\x121\n" +
+	"\x05group\x18\x02 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05group\"\xe4\x02\n" +
 	"\vPollRequest\x12<\n" +
 	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
 	"\x0fx-floe-required\x12\x02 \x01R\n" +
@@ -578,28 +582,34 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x0ex-floe-maximum\x12\t\x11\x00\x00\xe0\xff\xff\xff\xefA\x82\x03\x1b\n" +
 	"\x0ex-floe-minimum\x12\t\x11\x00\x00\x00\x00\x00\x00\x00\x00R\atimeout\"<\n" +
 	"\fPollResponse\x12,\n" +
-	"\abatches\x18\x01 \x03(\v2\x12.floe.v1.PollBatchR\abatches\"\xc4\x02\n" +
-	"\tPollBatch\x12\x14\n" +
-	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x03R\x05token\x12\x1f\n" +
-	"\vrange_index\x18\x03 \x01(\rR\n" +
-	"rangeIndex\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\rR\aversion\x12!\n" +
-	"\fstart_offset\x18\x05 \x01(\x03R\vstartOffset\x12\xac\x01\n" +
-	"\x06values\x18\x06 \x03(\fB\x93\x01\x92A\x8f\x0128The events exactly as produced, embedded as JSON values.J;[{\"productId\":123,\"units\":-1},{\"productId\":123,\"units\":20}]\x82\x03\x15\n" +
+	"\abatches\x18\x01 \x03(\v2\x12.floe.v1.PollBatchR\abatches\"\xf6\x03\n" +
+	"\tPollBatch\x121\n" +
+	"\x05topic\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05topic\x121\n" +
+	"\x05token\x18\x02 \x01(\x03B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05token\x12<\n" +
+	"\vrange_index\x18\x03 \x01(\rB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\n" +
+	"rangeIndex\x125\n" +
+	"\aversion\x18\x04 \x01(\rB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\aversion\x12>\n" +
+	"\fstart_offset\x18\x05 \x01(\x03B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\vstartOffset\x12\xcd\x01\n" +
+	"\x06values\x18\x06 \x03(\fB\xb4\x01\x92A\xb0\x012YThe events as produced, without the JSON whitespace around each, embedded as JSON values.J;[{\"productId\":123,\"units\":-1},{\"productId\":123,\"units\":20}]\x82\x03\x15\n" +
 	"\x0fx-floe-raw-json\x12\x02 \x01R\x06values\"M\n" +
 	"\rCommitRequest\x12<\n" +
 	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
 	"\x0fx-floe-required\x12\x02 \x01R\n" +
 	"consumerId\"\x10\n" +
-	"\x0eCommitResponse\"v\n" +
+	"\x0eCommitResponse\"\x92\x01\n" +
 	"\x0eGoodbyeRequest\x12<\n" +
 	"\vconsumer_id\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
 	"\x0fx-floe-required\x12\x02 \x01R\n" +
-	"consumerId\x12\x1b\n" +
-	"\x06commit\x18\x02 \x01(\bH\x00R\x06commit\x88\x01\x01B\t\n" +
+	"consumerId\x127\n" +
+	"\x06commit\x18\x02 \x01(\bB\x1a\x92A\x17\x82\x03\x14\n" +
+	"\x0ex-floe-default\x12\x02 \x01H\x00R\x06commit\x88\x01\x01B\t\n" +
 	"\a_commit\"\x11\n" +
-	"\x0fGoodbyeResponse2\xd7\x0f\n" +
+	"\x0fGoodbyeResponse2\x89\x18\n" +
 	"\bConsumer\x12\xb7\x05\n" +
 	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\xf5\x04\x92A\xbb\x04\n" +
 	"\bConsumer\x12\x13Register a consumer\x1a\xfc\x01Idempotent. Parameters come from the query, a JSON body {\"id\",\"group\",\"topics\",\"onNewGroup\"} or a form body. At most 1,000 topics and 4,096 sub-ranges (topics times sub-ranges per topic) per registration. Polls of the consumer in progress end with 204.J\x84\x01\n" +
@@ -611,41 +621,52 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
 	"\x03413\x12-\n" +
 	"\x17The body is over 1 MiB.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\xb0\x04\n" +
-	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xfa\x03\x92A\xd4\x03\n" +
-	"\bConsumer\x12\vRead events:\x10application/jsonJ@\n" +
-	"\x03204\x129\n" +
-	"7No data available; Retry-After says when to poll again.Jl\n" +
-	"\x03400\x12e\n" +
-	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\xab\b\n" +
+	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xf5\a\x92A\xcf\a\n" +
+	"\bConsumer\x12\vRead events\x1a\x8a\x02Commits the position reached by the previous poll, then answers the next events of the consumer's sub-ranges: at most maxBytes of events, but always at least one event when one is available, however large. A long poll (timeout) waits for events before answering 204.:\x10application/jsonJ\x81\x01\n" +
+	"\x03204\x12z\n" +
+	"7No data available; Retry-After says when to poll again.\x1a?\n" +
+	"\vRetry-After\x120\n" +
+	"%Seconds to wait before the next poll.\x12\aintegerJ\xbc\x01\n" +
+	"\x03400\x12\xb4\x01\n" +
+	"\x9d\x01A parameter is missing or invalid (a consumerId that could never be registered, a value out of range, a form body that does not parse); the message names it.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJq\n" +
 	"\x03406\x12j\n" +
 	"TThe Accept header does not allow application/json, the only format of a poll answer.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJY\n" +
+	"\x03408\x12R\n" +
+	"<A form body did not arrive within the server's read timeout.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJP\n" +
 	"\x03409\x12I\n" +
 	"3The consumer is not registered: register and retry.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
 	"\x03413\x12-\n" +
 	"\x17A form body over 1 MiB.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xf8\x02\n" +
-	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\xbc\x02\x92A\x9d\x02\n" +
-	"\bConsumer\x12\x1aCommit the reader positionJ\x13\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xdf\x04\n" +
+	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\xa3\x04\x92A\x84\x04\n" +
+	"\bConsumer\x12\x1aCommit the reader position\x1a9Commits the position reached by the consumer's last poll.J\x13\n" +
 	"\x03204\x12\f\n" +
 	"\n" +
-	"Committed.Jl\n" +
-	"\x03400\x12e\n" +
-	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
+	"Committed.J\xbc\x01\n" +
+	"\x03400\x12\xb4\x01\n" +
+	"\x9d\x01A parameter is missing or invalid (a consumerId that could never be registered, a value out of range, a form body that does not parse); the message names it.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJY\n" +
+	"\x03408\x12R\n" +
+	"<A form body did not arrive within the server's read timeout.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ<\n" +
 	"\x03409\x125\n" +
 	"\x1fThe consumer is not registered.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
 	"\x03413\x12-\n" +
 	"\x17A form body over 1 MiB.\x12\x12\n" +
-	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xe2\x02\n" +
-	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xa3\x02\x92A\x83\x02\n" +
-	"\bConsumer\x12\x15Commit and unregisterJl\n" +
-	"\x03400\x12e\n" +
-	"OThe consumerId is invalid: it could never be registered (the message says why).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Error\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xb2\x05\n" +
+	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xf3\x04\x92A\xd3\x04\n" +
+	"\bConsumer\x12\x15Commit and unregister\x1a\xa1\x01Commits the position reached by the consumer's last poll (unless commit=false), then removes the consumer from its group: its sub-ranges go to the other members.J\xbc\x01\n" +
+	"\x03400\x12\xb4\x01\n" +
+	"\x9d\x01A parameter is missing or invalid (a consumerId that could never be registered, a value out of range, a form body that does not parse); the message names it.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJY\n" +
+	"\x03408\x12R\n" +
+	"<A form body did not arrive within the server's read timeout.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ<\n" +
 	"\x03409\x125\n" +
 	"\x1fThe consumer is not registered.\x12\x12\n" +

@@ -241,25 +241,38 @@ var File_floe_v1_discovery_proto protoreflect.FileDescriptor
 const file_floe_v1_discovery_proto_rawDesc = "" +
 	"\n" +
 	"\x17floe/v1/discovery.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x10\n" +
-	"\x0eBrokersRequest\"\xf2\x01\n" +
-	"\x0fBrokersResponse\x12\x16\n" +
-	"\x06length\x18\x01 \x01(\x05R\x06length\x12\x14\n" +
-	"\x05names\x18\x02 \x03(\tR\x05names\x12#\n" +
-	"\rproducer_port\x18\x03 \x01(\x05R\fproducerPort\x12#\n" +
-	"\rconsumer_port\x18\x04 \x01(\x05R\fconsumerPort\x12 \n" +
+	"\x0eBrokersRequest\"\xe6\x02\n" +
+	"\x0fBrokersResponse\x123\n" +
+	"\x06length\x18\x01 \x01(\x05B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x06length\x121\n" +
+	"\x05names\x18\x02 \x03(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05names\x12@\n" +
+	"\rproducer_port\x18\x03 \x01(\x05B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\fproducerPort\x12@\n" +
+	"\rconsumer_port\x18\x04 \x01(\x05B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\fconsumerPort\x12 \n" +
 	"\tbase_name\x18\x05 \x01(\tH\x00R\bbaseName\x88\x01\x01\x12&\n" +
 	"\fservice_name\x18\x06 \x01(\tH\x01R\vserviceName\x88\x01\x01B\f\n" +
 	"\n" +
 	"_base_nameB\x0f\n" +
 	"\r_service_name\"\x0f\n" +
-	"\rStatusRequest\"(\n" +
-	"\x0eStatusResponse\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\tR\x06status2\x9b\x02\n" +
-	"\tDiscovery\x12q\n" +
-	"\aBrokers\x12\x17.floe.v1.BrokersRequest\x1a\x18.floe.v1.BrokersResponse\"3\x92A\x1d\n" +
-	"\tDiscovery\x12\x10Cluster topology\x82\xd3\xe4\x93\x02\r\x12\v/v1/brokers\x12\x9a\x01\n" +
-	"\x06Status\x12\x16.floe.v1.StatusRequest\x1a\x17.floe.v1.StatusResponse\"_\x92AM\n" +
-	"\tDiscovery\x12\tReadiness\x1a5Served on the discovery, producer and consumer ports.\x82\xd3\xe4\x93\x02\t\x12\a/statusB\xee\x04\x92A\xdf\x03\x12\xe6\x02\n" +
+	"\rStatusRequest\"E\n" +
+	"\x0eStatusResponse\x123\n" +
+	"\x06status\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x06status2\x9c\x05\n" +
+	"\tDiscovery\x12\xf4\x01\n" +
+	"\aBrokers\x12\x17.floe.v1.BrokersRequest\x1a\x18.floe.v1.BrokersResponse\"\xb5\x01\x92A\x9e\x01\n" +
+	"\tDiscovery\x12\x10Cluster topology\x1a\x7fThe brokers of the cluster and the ports of their producer and consumer APIs, on the host by which the client reached this one.\x82\xd3\xe4\x93\x02\r\x12\v/v1/brokers\x12\x97\x03\n" +
+	"\x06Status\x12\x16.floe.v1.StatusRequest\x1a\x17.floe.v1.StatusResponse\"\xdb\x02\x92A\xc8\x02\n" +
+	"\tDiscovery\x12\tReadiness\x1anServed on the discovery, producer and consumer ports. 503 names what is not ready (a failed disk, a shutdown).J\x94\x01\n" +
+	"\x03503\x12\x8c\x01\n" +
+	"vThe broker is not ready: it is shutting down, or its store refuses writes after a disk failure (the message names it).\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.Errorj)\n" +
+	"\vx-floe-apis\x12\x1a2\x18\n" +
+	"\n" +
+	"\x1a\bProducer\n" +
+	"\n" +
+	"\x1a\bConsumer\x82\xd3\xe4\x93\x02\t\x12\a/statusB\xee\x04\x92A\xdf\x03\x12\xe6\x02\n" +
 	"\x04Floe\x12\xd9\x02Floe is a durable event-streaming broker. Its REST API is wire-compatible with the PolarStreams REST API and served on three ports: discovery (9250: /v1/brokers, /status, /openapi.json), producer (9251: /v1/topic/{topic}/messages, /status) and consumer (9252: /v1/consumer/*, /status). Every error has the body described by the Error definition.2\x02v1*\x01\x012\x10application/json:\x10application/jsonRM\n" +
 	"\adefault\x12B\n" +
 	",An error, in the one error shape of the API.\x12\x12\n" +

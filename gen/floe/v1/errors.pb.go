@@ -7,6 +7,7 @@
 package floev1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -51,7 +52,7 @@ const (
 	// 2xxx: the request does not fit the state of the broker.
 	// The consumer is not registered, or no longer: register again (HTTP 409).
 	ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED ErrorCode = 2001
-	// 3xxx: routing (REST only).
+	// 3xxx: routing (over gRPC, an unknown method gets ROUTE_NOT_FOUND).
 	// No route has this path (HTTP 404).
 	ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND ErrorCode = 3001
 	// The route exists with another method (HTTP 405).
@@ -61,7 +62,9 @@ const (
 	ErrorCode_ERROR_CODE_INTERNAL ErrorCode = 5001
 	// The broker is shutting down or not ready (HTTP 503).
 	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 5002
-	// The request was cancelled or its deadline passed (HTTP 504 or 499).
+	// The request's deadline passed (HTTP 504), its client cancelled it (499,
+	// never seen by that client), or its body did not arrive within the
+	// server's read timeout (408).
 	ErrorCode_ERROR_CODE_TIMEOUT ErrorCode = 5003
 	// The volume of the broker's data directory has less free space than it
 	// keeps (--min-free-disk): it takes no events until space comes back
@@ -270,16 +273,20 @@ var File_floe_v1_errors_proto protoreflect.FileDescriptor
 
 const file_floe_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x14floe/v1/errors.proto\x12\afloe.v1\"T\n" +
+	"\x14floe/v1/errors.proto\x12\afloe.v1\x1a.protoc-gen-openapiv2/options/annotations.proto\"T\n" +
 	"\tErrorInfo\x12&\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x12.floe.v1.ErrorCodeR\x04code\x12\x1f\n" +
 	"\vhttp_status\x18\x02 \x01(\x05R\n" +
-	"httpStatus\"c\n" +
-	"\x05Error\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\x05R\x06status\x12\x12\n" +
-	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage*\xb5\x04\n" +
+	"httpStatus\"\xd7\x01\n" +
+	"\x05Error\x123\n" +
+	"\x06status\x18\x01 \x01(\x05B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x06status\x12/\n" +
+	"\x04code\x18\x02 \x01(\x05B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x04code\x121\n" +
+	"\x05error\x18\x03 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05error\x125\n" +
+	"\amessage\x18\x04 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\amessage*\xb5\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1cERROR_CODE_INVALID_PARAMETER\x10\xe9\a\x12\x1d\n" +

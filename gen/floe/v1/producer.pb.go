@@ -103,7 +103,8 @@ func (x *ProduceRequest) GetBody() *httpbody.HttpBody {
 // Event is one event, as a gRPC client produces it.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The event: one JSON document, stored and delivered exactly as given.
+	// The event: one JSON document, stored and delivered as given, without the
+	// JSON whitespace around it.
 	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -419,23 +420,30 @@ var File_floe_v1_producer_proto protoreflect.FileDescriptor
 
 const file_floe_v1_producer_proto_rawDesc = "" +
 	"\n" +
-	"\x16floe/v1/producer.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14floe/v1/errors.proto\x1a\x19google/api/httpbody.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xd4\x02\n" +
-	"\x0eProduceRequest\x12\x14\n" +
-	"\x05topic\x18\x01 \x01(\tR\x05topic\x12#\n" +
+	"\x16floe/v1/producer.proto\x12\afloe.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x14floe/v1/errors.proto\x1a\x19google/api/httpbody.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\xac\x03\n" +
+	"\x0eProduceRequest\x12G\n" +
+	"\x05topic\x18\x01 \x01(\tB1\x92A.\x82\x03+\n" +
+	"\x0ex-floe-pattern\x12\x19\x1a\x17^[A-Za-z0-9._-]{1,249}$R\x05topic\x12#\n" +
 	"\rpartition_key\x18\x02 \x01(\tR\fpartitionKey\x12&\n" +
-	"\x06events\x18\x03 \x03(\v2\x0e.floe.v1.EventR\x06events\x12\xde\x01\n" +
-	"\x04body\x18\x04 \x01(\v2\x14.google.api.HttpBodyB\xb3\x01\x92A\xaf\x012wOne JSON event (application/json), or one JSON event per non-empty line (application/x-ndjson). Stored exactly as sent.J\x1c{\"productId\":123,\"units\":-5}\x82\x03\x15\n" +
+	"\x06events\x18\x03 \x03(\v2\x0e.floe.v1.EventR\x06events\x12\x83\x02\n" +
+	"\x04body\x18\x04 \x01(\v2\x14.google.api.HttpBodyB\xd8\x01\x92A\xd4\x012\x9b\x01One JSON event (application/json), or one JSON event per non-empty line (application/x-ndjson). Each event is stored without the JSON whitespace around it.J\x1c{\"productId\":123,\"units\":-5}\x82\x03\x15\n" +
 	"\x0fx-floe-raw-json\x12\x02 \x01R\x04body\"\x1b\n" +
 	"\x05Event\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xb1\x01\n" +
-	"\x0fProduceResponse\x12\x14\n" +
-	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\x03R\x05token\x12\x1f\n" +
-	"\vrange_index\x18\x03 \x01(\rR\n" +
-	"rangeIndex\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\rR\aversion\x12!\n" +
-	"\fstart_offset\x18\x05 \x01(\x03R\vstartOffset\x12\x14\n" +
-	"\x05count\x18\x06 \x01(\rR\x05count\"\xc2\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xdf\x02\n" +
+	"\x0fProduceResponse\x121\n" +
+	"\x05topic\x18\x01 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05topic\x121\n" +
+	"\x05token\x18\x02 \x01(\x03B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05token\x12<\n" +
+	"\vrange_index\x18\x03 \x01(\rB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\n" +
+	"rangeIndex\x125\n" +
+	"\aversion\x18\x04 \x01(\rB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\aversion\x12>\n" +
+	"\fstart_offset\x18\x05 \x01(\x03B\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\vstartOffset\x121\n" +
+	"\x05count\x18\x06 \x01(\rB\x1b\x92A\x18\x82\x03\x15\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\x05count\"\xc2\x01\n" +
 	"\x14ProduceStreamRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
@@ -448,12 +456,12 @@ const file_floe_v1_producer_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12,\n" +
 	"\x03ack\x18\x02 \x01(\v2\x18.floe.v1.ProduceResponseH\x00R\x03ack\x12&\n" +
 	"\x05error\x18\x03 \x01(\v2\x0e.floe.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result2\x8a\b\n" +
-	"\bProducer\x12\xa9\a\n" +
-	"\aProduce\x12\x17.floe.v1.ProduceRequest\x1a\x18.floe.v1.ProduceResponse\"\xea\x06\x92A\xbe\x06\n" +
-	"\bProducer\x12\fStore events\x1a\xdb\x01The body is one JSON event (application/json, the default) or one JSON event per non-empty line (application/x-ndjson). The request is atomic: every event is stored, or none. 200 is answered once the events are durable.2\x10application/json2\x14application/x-ndjson:\x10application/jsonJk\n" +
-	"\x03400\x12d\n" +
-	"NInvalid topic, empty body or invalid JSON (the message names the NDJSON line).\x12\x12\n" +
+	"\x06result2\xca\b\n" +
+	"\bProducer\x12\xe9\a\n" +
+	"\aProduce\x12\x17.floe.v1.ProduceRequest\x1a\x18.floe.v1.ProduceResponse\"\xaa\a\x92A\xfe\x06\n" +
+	"\bProducer\x12\fStore events\x1a\xdb\x01The body is one JSON event (application/json, the default) or one JSON event per non-empty line (application/x-ndjson). The request is atomic: every event is stored, or none. 200 is answered once the events are durable.2\x10application/json2\x14application/x-ndjson:\x10application/jsonJ\xaa\x01\n" +
+	"\x03400\x12\xa2\x01\n" +
+	"\x8b\x01Invalid topic or partitionKey, empty body, invalid JSON (the message names the NDJSON line), or a compressed body that does not decompress.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJV\n" +
 	"\x03408\x12O\n" +
 	"9The body did not arrive within the server's read timeout.\x12\x12\n" +
