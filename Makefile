@@ -68,8 +68,9 @@ protodeps: ## Copy the third-party protos (google/api, openapiv2 options) from t
 	@v1=$$($(GO) mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
 	v2=$$($(GO) list -modfile=tools/go.mod -m -f '{{.Dir}}' github.com/grpc-ecosystem/grpc-gateway/v2); \
 	test -n "$$v2" || v2=$$($(GO) mod download -modfile=tools/go.mod -json github.com/grpc-ecosystem/grpc-gateway/v2 | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
-	rm -rf $(PROTODEPS); mkdir -p $(PROTODEPS)/google/api $(PROTODEPS)/protoc-gen-openapiv2/options; \
+	rm -rf $(PROTODEPS); mkdir -p $(PROTODEPS)/google/api $(PROTODEPS)/google/rpc $(PROTODEPS)/protoc-gen-openapiv2/options; \
 	cp $$v1/third_party/googleapis/google/api/{annotations,http,httpbody}.proto $(PROTODEPS)/google/api/; \
+	cp $$v1/third_party/googleapis/google/rpc/status.proto $(PROTODEPS)/google/rpc/; \
 	cp $$v2/protoc-gen-openapiv2/options/{annotations,openapiv2}.proto $(PROTODEPS)/protoc-gen-openapiv2/options/; \
 	chmod -R u+w $(PROTODEPS)
 
@@ -78,6 +79,7 @@ generate: protodeps ## Regenerate gen/ from proto/ (Go, gRPC, gateway, OpenAPI)
 	$(TOOL) buf lint
 	$(TOOL) buf generate
 	cd tools && $(GO) run ./openapifix ../gen/openapiv2/floe.swagger.json ../gen/openapiv3/floe.openapi.json
+	$(TOOL) buf build --as-file-descriptor-set -o gen/floe.protoset\#format=binpb
 
 .PHONY: checkgenerate
 checkgenerate: generate ## Fail when gen/ differs from what proto/ generates
