@@ -20,14 +20,22 @@ import (
 )
 
 // rawBody is a request body read whole by limitBody: the decoder of the
-// marshaler takes its bytes without copying them.
+// marshaler takes its bytes without copying them. It is its own decoder
+// (see marshaler.NewDecoder) and holds its reader, so that a produce
+// request allocates nothing else for its body.
 type rawBody struct {
-	*bytes.Reader
+	bytes.Reader
 	data        []byte
 	contentType string
 }
 
 func (*rawBody) Close() error { return nil }
+
+// Decode decodes the body into v (see marshaler.NewDecoder).
+func (rb *rawBody) Decode(v any) error { return rawBodyMarshaler.decode(rb, v) }
+
+// rawBodyMarshaler decodes rawBodies; its options are every mux's.
+var rawBodyMarshaler = newMarshaler()
 
 // limitBody reads the body of produce requests before the gateway decodes
 // it: it checks the content type (415), undoes Content-Encoding gzip (415 for
@@ -46,19 +54,21 @@ func limitBody(limit int64, readTimeout time.Duration, next http.Handler) http.H
 			writeError(w, e)
 			return
 		}
-		data, e := readBody(r, limit, readTimeout)
+		data, buf, e := readBody(r, limit, readTimeout)
 		if e != nil {
 			writeError(w, e)
 			return
 		}
-		r.Body = &rawBody{Reader: bytes.NewReader(data), data: data, contentType: ct}
+		rb := &rawBody{data: data, contentType: ct}
+		rb.Reset(data)
+		r.Body = rb
 		r.ContentLength = int64(len(data))
 		r.Header.Del("Content-Encoding")
 		next.ServeHTTP(w, r)
 		// The request is answered: nothing holds its events any more (the
 		// store does not read them after Append returns, and Pebble copied
 		// them into its batch).
-		putBuf(data)
+		putBuf(buf)
 	})
 }
 
@@ -69,22 +79,29 @@ const maxPooledBody = 1 << 20
 
 var bodyPool sync.Pool // of *[]byte
 
-// getBuf returns a buffer of length n, pooled when n is small enough.
-func getBuf(n int) []byte {
+// getBuf returns a buffer of length n, pooled when n is small enough, and
+// the handle to give it back with (putBuf; nil for a buffer that is not to
+// be pooled). Putting back the handle taken from the pool, rather than a
+// new pointer to the slice, spares an allocation per request.
+func getBuf(n int) ([]byte, *[]byte) {
 	if n <= maxPooledBody {
 		if p, ok := bodyPool.Get().(*[]byte); ok && cap(*p) >= n {
-			return (*p)[:n]
+			return (*p)[:n], p
 		}
-		return make([]byte, n, max(n, 64<<10))
+		b := make([]byte, n, max(n, 64<<10))
+		return b, &b
 	}
-	return make([]byte, n)
+	return make([]byte, n), nil
 }
 
-// putBuf returns a buffer from getBuf to the pool.
-func putBuf(b []byte) {
-	if c := cap(b); c >= 64<<10 && c <= maxPooledBody {
-		b = b[:0]
-		bodyPool.Put(&b)
+// putBuf returns a buffer from getBuf to the pool, by its handle.
+func putBuf(p *[]byte) {
+	if p == nil {
+		return
+	}
+	if c := cap(*p); c >= 64<<10 && c <= maxPooledBody {
+		*p = (*p)[:0]
+		bodyPool.Put(p)
 	}
 }
 
@@ -93,8 +110,13 @@ func putBuf(b []byte) {
 // a charset parameter other than utf-8 is refused rather than ignored: the
 // body would be read as UTF-8 whatever it says.
 func produceContentType(header string) (string, *floev1.Error) {
-	if header == "" {
+	switch header {
+	case "":
 		return "application/json", nil
+	case "application/json", "application/x-ndjson":
+		// What clients send: nothing to parse (ParseMediaType allocates
+		// a map of parameters).
+		return header, nil
 	}
 	mt, params, err := mime.ParseMediaType(header)
 	if err == nil && (mt == "application/json" || mt == "application/x-ndjson") {
@@ -111,13 +133,15 @@ func produceContentType(header string) (string, *floev1.Error) {
 	return "", newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType, msg)
 }
 
-func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, *floev1.Error) {
+// readBody returns the body and the handle to give its buffer back with
+// (putBuf) once nothing refers to the body any more.
+func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, *[]byte, *floev1.Error) {
 	tooLarge := func() *floev1.Error {
 		return newError(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body too large: the limit is %d bytes", limit))
 	}
 	if r.ContentLength > limit {
-		return nil, tooLarge()
+		return nil, nil, tooLarge()
 	}
 	var body io.Reader = r.Body
 	var wire *wireBody // set for gzip: tells wire errors from decoding errors
@@ -139,37 +163,36 @@ func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, 
 		wire = &wireBody{r: r.Body, left: limit}
 		zr, err := gzip.NewReader(wire)
 		if err != nil {
-			return nil, decodeError(err)
+			return nil, nil, decodeError(err)
 		}
 		defer zr.Close()
 		body = zr
 	default:
-		return nil, newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, http.StatusUnsupportedMediaType,
+		return nil, nil, newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, http.StatusUnsupportedMediaType,
 			fmt.Sprintf("unsupported content encoding %q: use gzip or none", enc))
 	}
-	var data []byte
 	// Content-Length is trusted for buffers of up to maxPooledBody only:
 	// larger bodies grow as their bytes arrive, so idle connections that
 	// announce big bodies cannot reserve memory.
 	if r.ContentLength > 0 && r.ContentLength <= maxPooledBody && wire == nil {
-		data = getBuf(int(r.ContentLength))
+		data, buf := getBuf(int(r.ContentLength))
 		if _, err := io.ReadFull(body, data); err != nil {
-			putBuf(data)
-			return nil, readError(err, readTimeout)
+			putBuf(buf)
+			return nil, nil, readError(err, readTimeout)
 		}
-		return data, nil
+		return data, buf, nil
 	}
 	data, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
 		if wire != nil {
-			return nil, decodeError(err)
+			return nil, nil, decodeError(err)
 		}
-		return nil, readError(err, readTimeout)
+		return nil, nil, readError(err, readTimeout)
 	}
 	if int64(len(data)) > limit {
-		return nil, tooLarge()
+		return nil, nil, tooLarge()
 	}
-	return data, nil
+	return data, &data, nil
 }
 
 // errWireTooLarge: a compressed body is over the limit on the wire.

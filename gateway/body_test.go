@@ -343,7 +343,7 @@ func BenchmarkReadBody(b *testing.B) {
 				if bc.enc != "" {
 					req.Header.Set("Content-Encoding", bc.enc)
 				}
-				if _, e := readBody(req, DefaultMaxRequestBytes, testReadTimeout); e != nil {
+				if _, _, e := readBody(req, DefaultMaxRequestBytes, testReadTimeout); e != nil {
 					b.Fatal(e)
 				}
 			}
@@ -360,7 +360,7 @@ func TestReadBodyDoesNotTrustLargeContentLength(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, e := readBody(req, announced, testReadTimeout)
+	_, _, e := readBody(req, announced, testReadTimeout)
 	runtime.ReadMemStats(&after)
 	if e == nil {
 		t.Fatal("a truncated body was accepted")

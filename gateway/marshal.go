@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/httpbody"
@@ -70,19 +71,24 @@ func (m *marshaler) Unmarshal(data []byte, v any) error {
 }
 
 func (m *marshaler) NewDecoder(r io.Reader) runtime.Decoder {
-	return runtime.DecoderFunc(func(v any) error {
-		if hb, ok := v.(**httpbody.HttpBody); ok {
-			return decodeRawBody(r, hb)
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			return err
-		}
-		if len(data) == 0 {
-			return io.EOF
-		}
-		return m.Unmarshal(data, v)
-	})
+	if rb, ok := r.(*rawBody); ok {
+		return rb // a produce request's body: no closure to allocate
+	}
+	return runtime.DecoderFunc(func(v any) error { return m.decode(r, v) })
+}
+
+func (m *marshaler) decode(r io.Reader, v any) error {
+	if hb, ok := v.(**httpbody.HttpBody); ok {
+		return decodeRawBody(r, hb)
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if len(data) == 0 {
+		return io.EOF
+	}
+	return m.Unmarshal(data, v)
 }
 
 func (m *marshaler) NewEncoder(w io.Writer) runtime.Encoder {
@@ -180,13 +186,30 @@ func appendProduceResponse(b []byte, r *floev1.ProduceResponse) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends s as a JSON string.
+// appendJSONString appends s as a JSON string, as encoding/json writes it.
 func appendJSONString(b []byte, s string) []byte {
+	if plainJSONString(s) { // a valid topic always is
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	q, err := json.Marshal(s)
 	if err != nil { // cannot happen for a string
 		return append(b, `""`...)
 	}
 	return append(b, q...)
+}
+
+// plainJSONString reports whether s is ASCII that encoding/json writes as it
+// is: no control character, quote, backslash, or <, > and & (which it
+// escapes for HTML).
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // errorBody is the JSON shape of every REST error.

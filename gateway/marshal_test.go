@@ -57,6 +57,20 @@ func TestProduceResponseMatchesProtojson(t *testing.T) {
 	}
 }
 
+// appendJSONString writes what encoding/json writes, on its fast path for
+// plain ASCII as on the other.
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{
+		"", "product-stock", "a.b_c-9", " ~!#$%'()*+,/:;=?@[]^`{|}", "quote\"", "back\\slash",
+		"<", ">", "&", "\x00", "\x1f", "\x7f", "\u00e9", "\u2028\u2029", "\xff",
+	} {
+		want, _ := json.Marshal(s)
+		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got[1:], want)
+		}
+	}
+}
+
 func TestPollBatchesShape(t *testing.T) {
 	m := newMarshaler()
 	got, err := m.Marshal([]*floev1.PollBatch{{
