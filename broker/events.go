@@ -176,8 +176,13 @@ func leadingJSONSpace(b []byte) int {
 
 // parseContentType reports whether contentType is NDJSON, JSON, or neither.
 func parseContentType(contentType string) (ndjson bool, err error) {
-	if contentType == "" {
+	switch contentType {
+	case "", ContentTypeJSON:
 		return false, nil
+	case ContentTypeNDJSON:
+		// The REST gateway passes the bare media type, and clients send
+		// it: nothing to parse (ParseMediaType allocates a map).
+		return true, nil
 	}
 	mt, params, perr := mime.ParseMediaType(contentType)
 	switch {
