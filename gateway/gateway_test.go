@@ -528,7 +528,7 @@ func TestRESTTrailingSlash(t *testing.T) {
 // bounded by PollWriteTimeout from when it is ready, and the server can
 // shut down.
 func TestRESTPollWriteTimeout(t *testing.T) {
-	tg := serveGateway(t, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30},
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: testWriteTimeout, PollWriteRate: 1 << 30},
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
 	consumer := tg.consumer
 	// The deadline is the poll's: a later request on the same connection
@@ -539,52 +539,31 @@ func TestRESTPollWriteTimeout(t *testing.T) {
 	if status, e := call(t, "POST", consumer+"/v1/consumer/poll?consumerId=ka", "", ""); status != 204 {
 		t.Fatalf("poll: %d %+v", status, e)
 	}
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(2 * testWriteTimeout)
 	if status, e := call(t, "POST", consumer+"/v1/consumer/commit?consumerId=ka", "", ""); status != 204 {
 		t.Fatalf("commit on the poll's connection after its deadline: %d %+v", status, e)
 	}
 	fillForSlowConsumer(t, tg)
 	stallHTTP1Poll(t, tg)
-	time.Sleep(time.Second) // the answer is written, then stalls; its deadline passes
+	time.Sleep(testWriteTimeout + 700*time.Millisecond) // the answer stalls; its deadline passes
 	wantShutdown(t, tg, 5*time.Second)
 }
+
+// testWriteTimeout is the PollWriteTimeout of the tests of a client that
+// stops reading. It starts before the answer's JSON is rendered, which the
+// race detector slows to seconds for the 48 MiB of fillForSlowConsumer.
+var testWriteTimeout = map[bool]time.Duration{false: 300 * time.Millisecond, true: 5 * time.Second}[gateway.RaceEnabled]
 
 // Over HTTP/2, a client that stops reading the socket cannot even be sent
 // the reset of its stream when the poll's deadline passes: the connection
 // is closed once it has taken no byte for PollWriteTimeout, and the server
 // can shut down.
 func TestRESTPollWriteTimeoutHTTP2(t *testing.T) {
-	tg := serveGateway(t, gateway.Options{PollWriteTimeout: 300 * time.Millisecond, PollWriteRate: 1 << 30},
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: testWriteTimeout, PollWriteRate: 1 << 30},
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
 	fillForSlowConsumer(t, tg)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.consumer, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
-	// h2c with prior knowledge; flow control open wide, so that only the
-	// socket holds the server back.
-	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
-		t.Fatal(err)
-	}
-	fr := http2.NewFramer(conn, conn)
-	var block bytes.Buffer
-	enc := hpack.NewEncoder(&block)
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "floe"},
-		{":path", "/v1/consumer/poll?consumerId=slow"}, {"content-length", "0"}} {
-		if err := enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := errors.Join(
-		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1}),
-		fr.WriteWindowUpdate(0, 1<<31-1-65535),
-		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}),
-	); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1500 * time.Millisecond) // the answer is written, then stalls; the connection is closed
+	stallHTTP2Poll(t, tg)
+	time.Sleep(testWriteTimeout + 1200*time.Millisecond) // the answer stalls; the connection is closed
 	wantShutdown(t, tg, 5*time.Second)
 }
 
@@ -620,7 +599,8 @@ func fillForSlowConsumer(t *testing.T, tg *testGateway) {
 }
 
 // stallHTTP1Poll sends a poll of "slow" over HTTP/1.1 on a connection that
-// reads nothing of the answer.
+// reads nothing of the answer but its first byte, and returns once that
+// came.
 func stallHTTP1Poll(t *testing.T, tg *testGateway) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.consumer, "http://"))
@@ -630,6 +610,58 @@ func stallHTTP1Poll(t *testing.T, tg *testGateway) {
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
 	fmt.Fprintf(conn, "POST /v1/consumer/poll?consumerId=slow HTTP/1.1\r\nHost: floe\r\nContent-Length: 0\r\n\r\n")
+	// The answer's first byte: it is being written (under the race
+	// detector, reading the events takes seconds).
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+}
+
+// stallHTTP2Poll sends a poll of "slow" over HTTP/2 (h2c with prior
+// knowledge) on a connection that reads nothing of the answer but its
+// headers, and returns once they came; flow control is open wide, so that
+// only the socket holds the server back.
+func stallHTTP2Poll(t *testing.T, tg *testGateway) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(tg.consumer, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	// h2c with prior knowledge; flow control open wide, so that only the
+	// socket holds the server back.
+	if _, err := io.WriteString(conn, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "floe"},
+		{":path", "/v1/consumer/poll?consumerId=slow"}, {"content-length", "0"}} {
+		if err := enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1}),
+		fr.WriteWindowUpdate(0, 1<<31-1-65535),
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}),
+	); err != nil {
+		t.Fatal(err)
+	}
+	// The answer's headers: it is being written.
+	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 {
+			return
+		}
+	}
 }
 
 // wantShutdown shuts tg down, and fails if that takes longer than limit.
