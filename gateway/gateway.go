@@ -233,6 +233,11 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 		// connection is closed once it has taken no byte for this long.
 		HTTP2:    &http.HTTP2Config{WriteByteTimeout: g.opts.PollWriteTimeout},
 		ErrorLog: slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
+		// A shutdown closes the HTTP/2 connection of a poll answer still
+		// being written at its cut (pollWrites.setLocked).
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 }
 
@@ -243,7 +248,8 @@ const shutdownWriteMargin = time.Second
 // Shutdown stops accepting requests and waits for those in flight to be
 // answered, or for ctx to end. Poll answers still being written get until
 // shutdownWriteMargin before ctx's deadline, at the latest: a client that
-// stopped reading one does not hold the stop.
+// stopped reading one does not hold the stop. Over HTTP/2 the answer's
+// connection is closed then, with any other request on it.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		g.polls.cutAt(d.Add(-min(shutdownWriteMargin, time.Until(d)/2)))

@@ -579,6 +579,18 @@ func TestRESTShutdownCutsPollWrites(t *testing.T) {
 	wantShutdown(t, tg, 3*time.Second)
 }
 
+// Over HTTP/2 too: the stream reset that the cut deadline queues cannot be
+// sent to a client that stopped reading the socket, and the connection's
+// byte timeout (PollWriteTimeout) is later than the stop's end.
+func TestRESTShutdownCutsPollWritesHTTP2(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: time.Minute},
+		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
+	fillForSlowConsumer(t, tg)
+	stallHTTP2Poll(t, tg)
+	time.Sleep(500 * time.Millisecond) // the answer is written, then stalls
+	wantShutdown(t, tg, 3*time.Second)
+}
+
 // fillForSlowConsumer registers the consumer "slow" on topic t, from its
 // earliest event, and stores 48 MiB of events there: far more than loopback
 // buffers hold, so that a client that reads nothing stalls the answer.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -56,12 +57,33 @@ type pollWrites struct {
 type pollWrite struct {
 	rc       *http.ResponseController
 	deadline time.Time
+	// conn is an HTTP/2 answer's connection, which a shutdown closes at
+	// its cut if the answer is still being written: the reset of the
+	// stream that a stream deadline sends cannot reach a client that
+	// stopped reading the socket, and the connection's own bound
+	// (WriteByteTimeout) may be later than the shutdown's end.
+	conn    net.Conn
+	closeAt *time.Timer // that close, once scheduled
 }
 
-// setLocked gives pw the deadline d, or the shutdown's cut if earlier.
+// connKey holds, in a request's context, its connection (Server.ConnContext).
+type connKey struct{}
+
+// setLocked gives pw the deadline d, or the shutdown's cut if earlier; an
+// HTTP/2 answer is cut by closing its connection instead.
 func (ws *pollWrites) setLocked(pw *pollWrite, d time.Time) {
 	if !ws.cut.IsZero() && ws.cut.Before(d) {
-		d = ws.cut
+		if pw.conn == nil {
+			d = ws.cut
+		} else if pw.closeAt == nil {
+			pw.closeAt = time.AfterFunc(time.Until(ws.cut), func() {
+				ws.mu.Lock()
+				defer ws.mu.Unlock()
+				if _, ok := ws.writing[pw]; ok {
+					pw.conn.Close()
+				}
+			})
+		}
 	}
 	pw.deadline = d
 	// Both HTTP/1.x and HTTP/2 support it; an error leaves the answer
@@ -77,7 +99,7 @@ func (ws *pollWrites) cutAt(t time.Time) {
 	ws.cut = t
 	for pw := range ws.writing {
 		if pw.deadline.After(t) {
-			ws.setLocked(pw, t)
+			ws.setLocked(pw, pw.deadline)
 		}
 	}
 }
@@ -93,19 +115,25 @@ func (ws *pollWrites) bound(base time.Duration, rate int64, next http.Handler) h
 			return
 		}
 		pw := &pollWrite{rc: http.NewResponseController(w)}
+		if r.ProtoMajor == 2 {
+			pw.conn, _ = r.Context().Value(connKey{}).(net.Conn)
+		}
 		started := false
 		start := func(size int) {
 			timeout := base + time.Duration(float64(size)/float64(rate)*float64(time.Second))
 			ws.mu.Lock()
 			defer ws.mu.Unlock()
-			ws.setLocked(pw, time.Now().Add(timeout))
 			ws.writing[pw] = struct{}{}
+			ws.setLocked(pw, time.Now().Add(timeout))
 			started = true
 		}
 		defer func() {
 			if started {
 				ws.mu.Lock()
 				delete(ws.writing, pw)
+				if pw.closeAt != nil {
+					pw.closeAt.Stop()
+				}
 				ws.mu.Unlock()
 			}
 		}()
