@@ -411,3 +411,30 @@ func TestGRPCLogThroughSlog(t *testing.T) {
 		t.Error("verbosity: want level 0 only")
 	}
 }
+
+// gRPC's components log through the ln methods, with their name as the
+// first operand ("[core]", then the message): operands are spaced as
+// fmt.Sprintln spaces them, as gRPC's own logger does.
+func TestGRPCLogLnSpacesOperands(t *testing.T) {
+	var buf bytes.Buffer
+	logger, err := newLogger("debug", "json", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpcLogger{logger}
+	g.Infoln("[core]", "Server created")
+	g.Warningln("[transport]", "client went away")
+	g.Errorln("[core]", "Failed", 2)
+	want := []string{"[core] Server created", "[transport] client went away", "[core] Failed 2"}
+	var got []string
+	for line := range strings.Lines(buf.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rec["msg"].(string))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
