@@ -38,7 +38,9 @@ type servedServer struct {
 	} `json:"variables"`
 }
 
-func (s servedServer) String() string { return s.Variables["host"].Default + ":" + s.Variables["port"].Default }
+func (s servedServer) String() string {
+	return s.Variables["host"].Default + ":" + s.Variables["port"].Default
+}
 
 func getOpenAPI(t *testing.T, g *Gateway, host string) servedDoc {
 	t.Helper()
