@@ -249,7 +249,9 @@ const shutdownWriteMargin = time.Second
 // answered, or for ctx to end. Poll answers still being written get until
 // shutdownWriteMargin before ctx's deadline, at the latest: a client that
 // stopped reading one does not hold the stop. Over HTTP/2 the answer's
-// connection is closed then, with any other request on it.
+// connection is closed then, with any other request on it. When ctx ends
+// before the requests are answered, Shutdown closes their connections and
+// returns ctx's error.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	if d, ok := ctx.Deadline(); ok {
 		g.polls.cutAt(d.Add(-min(shutdownWriteMargin, time.Until(d)/2)))
@@ -260,7 +262,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(servers))
 	for i, s := range servers {
-		wg.Go(func() { errs[i] = s.Shutdown(ctx) })
+		wg.Go(func() {
+			if errs[i] = s.Shutdown(ctx); errs[i] != nil {
+				// ctx ended first: the connections still open are closed,
+				// so that none outlives the gateway (and the store behind
+				// it).
+				_ = s.Close()
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"net/url"
 	"slices"
 	"strings"
@@ -684,5 +685,50 @@ func wantShutdown(t *testing.T, tg *testGateway, limit time.Duration) {
 	start := time.Now()
 	if err := tg.shutdown(ctx); err != nil {
 		t.Fatalf("shutdown with a poll whose client reads nothing: %v after %v", err, time.Since(start))
+	}
+}
+
+// A shutdown whose context ends before a request is answered closes that
+// request's connection: an upload that stalls does not keep it open for the
+// rest of its read timeout, after the gateway (and the store behind it) is
+// gone.
+func TestRESTShutdownTimeoutClosesConnections(t *testing.T) {
+	g, err := gateway.New(gateway.Services{
+		Discovery: floev1.UnimplementedDiscoveryServer{},
+		Producer:  &countingProducer{},
+		Consumer:  floev1.UnimplementedConsumerServer{},
+	}, gateway.Options{ReadTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls [3]net.Listener
+	for i := range ls {
+		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
+	conn, err := net.Dial("tcp", ls[1].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Half a body: the request stays in flight.
+	if _, err := fmt.Fprintf(conn, "POST /v1/topic/t/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\":"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the server is reading the body
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := g.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: %v, want the context's deadline", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the connection is still open after the shutdown: read %d bytes, %v", n, err)
 	}
 }
