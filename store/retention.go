@@ -43,8 +43,16 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	s.stats.retentionRuns.Add(1)
 	var stats RetentionStats
 	cuts := make(map[*streamState]int64)
-	for _, topic := range s.topics() {
-		if err := s.planTopic(topic, cuts, &stats); err != nil {
+	// One pass over the streams groups them by topic: asking the store for
+	// each topic's streams in turn (Streams) scans every stream once per
+	// topic, which with tens of thousands of topics made a pass last
+	// longer than its interval.
+	for _, states := range s.streamsByTopic() {
+		// Close interrupts a long pass between topics: it waits for it.
+		if err := s.ctx.Err(); err != nil {
+			return stats, nil
+		}
+		if err := s.planTopic(states, cuts, &stats); err != nil {
 			return RetentionStats{}, err
 		}
 	}
@@ -163,15 +171,9 @@ func (c *cursor) load(valid bool) (ok bool, err error) {
 	return true, nil
 }
 
-// planTopic adds to cuts the new earliest offset of each stream of topic
-// that loses chunks.
-func (s *Store) planTopic(topic string, cuts map[*streamState]int64, stats *RetentionStats) error {
-	var states []*streamState
-	for _, st := range s.Streams(topic) {
-		if ss := s.state(st); ss != nil {
-			states = append(states, ss)
-		}
-	}
+// planTopic adds to cuts the new earliest offset of each stream of one
+// topic, states (in key order), that loses chunks.
+func (s *Store) planTopic(states []*streamState, cuts map[*streamState]int64, stats *RetentionStats) error {
 	drop := func(ss *streamState, c *cursor) {
 		cuts[ss] = c.first + int64(c.e.count)
 		stats.ChunksDeleted++

@@ -392,20 +392,28 @@ func (s *Store) Streams(topic string) []Stream {
 	return out
 }
 
-// topics returns the topics that have streams with data, sorted.
-func (s *Store) topics() []string {
+// streamsByTopic returns the states of the streams with data (those
+// Streams returns), grouped by topic, topics sorted and each topic's
+// streams in key order. It reads the streams once, whatever the number of
+// topics.
+func (s *Store) streamsByTopic() [][]*streamState {
 	s.mu.RLock()
-	seen := make(map[string]struct{})
-	for st, ss := range s.streams {
+	var all []*streamState
+	for _, ss := range s.streams {
 		if ss.hwm.Load() > 0 {
-			seen[st.Topic] = struct{}{}
+			all = append(all, ss)
 		}
 	}
 	s.mu.RUnlock()
-	out := make([]string, 0, len(seen))
-	for t := range seen {
-		out = append(out, t)
+	slices.SortFunc(all, func(a, b *streamState) int { return compareStreams(a.st, b.st) })
+	var out [][]*streamState
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && all[j].st.Topic == all[i].st.Topic {
+			j++
+		}
+		out = append(out, all[i:j:j])
+		i = j
 	}
-	slices.Sort(out)
 	return out
 }
