@@ -228,6 +228,11 @@ func (n *Node) listen() error {
 	return err
 }
 
+// adminIdleTimeout closes the metrics and pprof ports' keep-alive
+// connections that stay idle this long, as the REST ports do (a variable
+// for tests).
+var adminIdleTimeout = 2 * time.Minute
+
 // adminServers are the HTTP servers of the metrics and pprof listeners
 // that are on, each on a mux of its own (never http.DefaultServeMux). Their
 // 404 and 405 answers have the error shape of the REST API.
@@ -237,7 +242,14 @@ func (n *Node) adminServers() []adminServer {
 		if l != nil {
 			out = append(out, adminServer{lis: l, srv: &http.Server{
 				Handler: h, ReadHeaderTimeout: 10 * time.Second,
-				ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+				// Without it a kept-alive connection that sends nothing
+				// more is held for ever, with its goroutine and file
+				// descriptor: a client could pile them up until the
+				// process runs out of descriptors (and Pebble fails to
+				// open its next file). No ReadTimeout: it would cancel a
+				// pprof profile that runs longer.
+				IdleTimeout: adminIdleTimeout,
+				ErrorLog:    slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 			}})
 		}
 	}
