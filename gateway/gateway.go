@@ -242,8 +242,10 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 }
 
 // shutdownWriteMargin is how long before ctx's deadline Shutdown cuts the
-// answers still being written, so that their handlers return in time.
-const shutdownWriteMargin = time.Second
+// answers still being written, so that their handlers return in time:
+// http.Server.Shutdown looks for idle connections every 500 ms, and a
+// loaded machine takes a while to wake the handlers.
+const shutdownWriteMargin = 2 * time.Second
 
 // Shutdown stops accepting requests and waits for those in flight to be
 // answered, or for ctx to end. Poll answers still being written get until

@@ -526,10 +526,11 @@ func TestRESTTrailingSlash(t *testing.T) {
 
 // A client that stops reading a poll's answer, larger than the connection
 // can buffer, does not hold the poll for ever: the answer's write is
-// bounded by PollWriteTimeout from when it is ready, and the server can
-// shut down.
+// bounded by PollWriteTimeout from when it is ready, plus its size at
+// PollWriteRate (3 s: rendering 48 MiB takes a while on a slow machine),
+// and the server can shut down.
 func TestRESTPollWriteTimeout(t *testing.T) {
-	tg := serveGateway(t, gateway.Options{PollWriteTimeout: testWriteTimeout, PollWriteRate: 1 << 30},
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: testWriteTimeout, PollWriteRate: 16 << 20},
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
 	consumer := tg.consumer
 	// The deadline is the poll's: a later request on the same connection
@@ -546,8 +547,7 @@ func TestRESTPollWriteTimeout(t *testing.T) {
 	}
 	fillForSlowConsumer(t, tg)
 	stallHTTP1Poll(t, tg)
-	time.Sleep(testWriteTimeout + 700*time.Millisecond) // the answer stalls; its deadline passes
-	wantShutdown(t, tg, 5*time.Second)
+	wantShutdown(t, tg, 15*time.Second)
 }
 
 // testWriteTimeout is the PollWriteTimeout of the tests of a client that
@@ -560,12 +560,11 @@ var testWriteTimeout = map[bool]time.Duration{false: 300 * time.Millisecond, tru
 // is closed once it has taken no byte for PollWriteTimeout, and the server
 // can shut down.
 func TestRESTPollWriteTimeoutHTTP2(t *testing.T) {
-	tg := serveGateway(t, gateway.Options{PollWriteTimeout: testWriteTimeout, PollWriteRate: 1 << 30},
+	tg := serveGateway(t, gateway.Options{PollWriteTimeout: testWriteTimeout, PollWriteRate: 16 << 20},
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
 	fillForSlowConsumer(t, tg)
 	stallHTTP2Poll(t, tg)
-	time.Sleep(testWriteTimeout + 1200*time.Millisecond) // the answer stalls; the connection is closed
-	wantShutdown(t, tg, 5*time.Second)
+	wantShutdown(t, tg, 15*time.Second)
 }
 
 // A shutdown brings the deadlines of the answers being written forward, so
@@ -576,8 +575,8 @@ func TestRESTShutdownCutsPollWrites(t *testing.T) {
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
 	fillForSlowConsumer(t, tg)
 	stallHTTP1Poll(t, tg)
-	time.Sleep(500 * time.Millisecond) // the answer is written, then stalls
-	wantShutdown(t, tg, 3*time.Second)
+	time.Sleep(500 * time.Millisecond) // the answer stalls
+	wantShutdownCutting(t, tg, 6*time.Second)
 }
 
 // Over HTTP/2 too: the stream reset that the cut deadline queues cannot be
@@ -588,8 +587,8 @@ func TestRESTShutdownCutsPollWritesHTTP2(t *testing.T) {
 		func(o *group.Options) { o.MaxPollBytes = 64 << 20 })
 	fillForSlowConsumer(t, tg)
 	stallHTTP2Poll(t, tg)
-	time.Sleep(500 * time.Millisecond) // the answer is written, then stalls
-	wantShutdown(t, tg, 3*time.Second)
+	time.Sleep(500 * time.Millisecond) // the answer stalls
+	wantShutdownCutting(t, tg, 6*time.Second)
 }
 
 // fillForSlowConsumer registers the consumer "slow" on topic t, from its
@@ -623,11 +622,14 @@ func stallHTTP1Poll(t *testing.T, tg *testGateway) {
 	t.Cleanup(func() { conn.Close() })
 	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
 	fmt.Fprintf(conn, "POST /v1/consumer/poll?consumerId=slow HTTP/1.1\r\nHost: floe\r\nContent-Length: 0\r\n\r\n")
-	// The answer's first byte: it is being written (under the race
-	// detector, reading the events takes seconds).
+	// The answer's first bytes: it is being written. Reading 48 MiB from the
+	// store and rendering them takes a while on a slow machine (seconds
+	// under the race detector), and a poll refused (not 200) would stall
+	// nothing.
 	_ = conn.SetReadDeadline(time.Now().Add(time.Minute))
-	if _, err := conn.Read(make([]byte, 1)); err != nil {
-		t.Fatalf("no answer: %v", err)
+	status := make([]byte, len("HTTP/1.1 200"))
+	if _, err := io.ReadFull(conn, status); err != nil || string(status) != "HTTP/1.1 200" {
+		t.Fatalf("poll of slow: %q %v, want an answer 200 being written", status, err)
 	}
 }
 
@@ -671,14 +673,37 @@ func stallHTTP2Poll(t *testing.T, tg *testGateway) {
 		if err != nil {
 			t.Fatalf("no answer: %v", err)
 		}
+		if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == 1 {
+			t.Fatalf("poll of slow: stream reset (%v) before its answer", r.ErrCode)
+		}
 		if h, ok := f.(*http2.HeadersFrame); ok && h.StreamID == 1 {
+			fields, err := hpack.NewDecoder(4096, nil).DecodeFull(h.HeaderBlockFragment())
+			if err != nil || len(fields) == 0 || fields[0].Name != ":status" || fields[0].Value != "200" {
+				t.Fatalf("poll of slow: headers %v %v, want an answer 200 being written", fields, err)
+			}
 			return
 		}
 	}
 }
 
 // wantShutdown shuts tg down, and fails if that takes longer than limit.
+// The shutdown's context has no deadline, so that it cuts no answer being
+// written (Gateway.Shutdown): only the answers' own deadlines end them.
 func wantShutdown(t *testing.T, tg *testGateway, limit time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	timer := time.AfterFunc(limit, cancel)
+	defer timer.Stop()
+	start := time.Now()
+	if err := tg.shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a poll whose client reads nothing: %v after %v", err, time.Since(start))
+	}
+}
+
+// wantShutdownCutting shuts tg down with a deadline limit away, which cuts
+// the answers being written, and fails if that takes longer than limit.
+func wantShutdownCutting(t *testing.T, tg *testGateway, limit time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
