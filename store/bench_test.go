@@ -183,3 +183,20 @@ func BenchmarkRead(b *testing.B) {
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(bytes)/b.Elapsed().Seconds()/1e6, "MB/s")
 }
+
+// BenchmarkStreams finds one topic's streams among those of 20,000 topics,
+// as a consumer group's rebalance does for each topic it reads.
+func BenchmarkStreams(b *testing.B) {
+	s := openT(b, b.TempDir(), Options{})
+	for i := range 20000 {
+		for r := range 4 {
+			s.stateOrNew(testStream(fmt.Sprintf("topic-%d", i), r)).hwm.Store(1)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if n := len(s.Streams(fmt.Sprintf("topic-%d", i%20000))); n != 4 {
+			b.Fatalf("%d streams", n)
+		}
+	}
+}

@@ -32,6 +32,9 @@ type Store struct {
 
 	mu      sync.RWMutex
 	streams map[Stream]*streamState
+	// byTopic holds the same states by topic (addStreamLocked), so that
+	// finding a topic's streams does not read every stream of the store.
+	byTopic map[string][]*streamState
 
 	// The group-commit pipeline (commit.go).
 	queue    chan *appendReq
@@ -97,6 +100,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db:        db,
 		writeOpts: pebble.Sync,
 		streams:   make(map[Stream]*streamState),
+		byTopic:   make(map[string][]*streamState),
 		queue:     make(chan *appendReq, 4096),
 		budget:    newBudget(opts.MaxQueuedBytes),
 		slots:     make(chan struct{}, opts.MaxInflightCommits),
@@ -254,7 +258,7 @@ func (s *Store) recover() error {
 		// chunks, which reads report as corruption.
 		ss := &streamState{st: st, next: last + int64(e.count)}
 		ss.hwm.Store(ss.next)
-		s.streams[st] = ss
+		s.addStreamLocked(ss)
 		valid = it.SeekGE(end)
 	}
 	if err := it.Error(); err != nil {
@@ -287,7 +291,7 @@ func (s *Store) recover() error {
 			ss = &streamState{st: st, next: low}
 			ss.hwm.Store(low)
 			ss.low.Store(low)
-			s.streams[st] = ss
+			s.addStreamLocked(ss)
 			continue
 		}
 		if low > ss.low.Load() {
@@ -353,9 +357,16 @@ func (s *Store) stateOrNew(st Stream) *streamState {
 	ss := s.streams[st]
 	if ss == nil {
 		ss = &streamState{st: st}
-		s.streams[st] = ss
+		s.addStreamLocked(ss)
 	}
 	return ss
+}
+
+// addStreamLocked adds a new stream's state; s.mu is held, or the store is
+// not open yet.
+func (s *Store) addStreamLocked(ss *streamState) {
+	s.streams[ss.st] = ss
+	s.byTopic[ss.st.Topic] = append(s.byTopic[ss.st.Topic], ss)
 }
 
 // HighWatermark returns the next offset to be assigned in st: the number of
@@ -382,9 +393,9 @@ func (s *Store) EarliestOffset(st Stream) int64 {
 func (s *Store) Streams(topic string) []Stream {
 	s.mu.RLock()
 	var out []Stream
-	for st, ss := range s.streams {
-		if st.Topic == topic && ss.hwm.Load() > 0 {
-			out = append(out, st)
+	for _, ss := range s.byTopic[topic] {
+		if ss.hwm.Load() > 0 {
+			out = append(out, ss.st)
 		}
 	}
 	s.mu.RUnlock()
