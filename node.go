@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/floe-streams/floe/broker"
@@ -46,6 +47,10 @@ const (
 // maxStreamsPerConn is how many calls one gRPC connection may have open at
 // once; the client's next waits for one to end.
 const maxStreamsPerConn = 256
+
+// grpcMaxConnectionIdle is how long a gRPC connection without calls stays
+// open (a variable for tests).
+var grpcMaxConnectionIdle = 5 * time.Minute
 
 // MaxShutdownOverrun is how much longer than Options.ShutdownTimeout a
 // shutdown may take: the stop of the admin servers and the close of the
@@ -165,6 +170,11 @@ func (n *Node) init() (err error) {
 		// HTTP/2's usual bound (Go's own HTTP/2 server allows 250): each
 		// stream holds goroutines and buffers.
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		// A connection without calls is closed (GOAWAY; clients connect
+		// again when they need to), as the REST ports close idle ones:
+		// otherwise each holds its goroutines, buffers and file
+		// descriptor for as long as its client keeps it.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcMaxConnectionIdle}),
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
 		// The services are all registered below before the server serves.

@@ -113,7 +113,13 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	return m, nil
 }
 
+// MaxScrapesInFlight is how many scrapes Handler serves at once; more get
+// 503. A scrape reads every series, and with many topics or groups it takes
+// seconds of CPU: scrapers in parallel would take the broker's CPU and
+// memory from producers and consumers.
+const MaxScrapesInFlight = 2
+
 // Handler serves the metrics of reg in the Prometheus exposition formats.
 func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, MaxRequestsInFlight: MaxScrapesInFlight})
 }

@@ -337,3 +337,54 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
+
+// blockingCollector holds each Collect until release is closed.
+type blockingCollector struct {
+	collecting chan struct{}
+	release    chan struct{}
+}
+
+func (c blockingCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c blockingCollector) Collect(chan<- prometheus.Metric) {
+	c.collecting <- struct{}{}
+	<-c.release
+}
+
+// Scrapes beyond MaxScrapesInFlight get 503 rather than a share of the
+// broker's CPU.
+func TestHandlerLimitsScrapes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := blockingCollector{collecting: make(chan struct{}, 8), release: make(chan struct{})}
+	reg.MustRegister(c)
+	srv := httptest.NewServer(metrics.Handler(reg))
+	defer srv.Close()
+	codes := make(chan int, metrics.MaxScrapesInFlight)
+	for range metrics.MaxScrapesInFlight {
+		go func() {
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+		<-c.collecting
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	if resp, err := client.Get(srv.URL); err != nil {
+		t.Errorf("scrape %d while %d are in flight: %v, want 503", metrics.MaxScrapesInFlight+1, metrics.MaxScrapesInFlight, err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("scrape %d while %d are in flight: %d, want 503", metrics.MaxScrapesInFlight+1, metrics.MaxScrapesInFlight, resp.StatusCode)
+		}
+	}
+	close(c.release)
+	for range metrics.MaxScrapesInFlight {
+		if code := <-codes; code != http.StatusOK {
+			t.Errorf("a scrape in flight got %d", code)
+		}
+	}
+}
