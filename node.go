@@ -78,9 +78,12 @@ type Node struct {
 	// admin serves /metrics and /debug/pprof on their own listeners.
 	admin []adminServer
 
-	lis      listeners
-	ready    atomic.Bool
-	stopping atomic.Bool
+	lis listeners
+	// connLimit is how many connections each listener accepts at once (0:
+	// no limit); see connsPerListener.
+	connLimit int
+	ready     atomic.Bool
+	stopping  atomic.Bool
 }
 
 type listeners struct{ grpc, discovery, producer, consumer, metrics, pprof net.Listener }
@@ -234,9 +237,24 @@ func (n *Node) listen() error {
 	if n.lis.metrics, err = bind("metrics-addr", n.opts.MetricsAddr); err != nil {
 		return err
 	}
-	n.lis.pprof, err = bind("pprof-addr", n.opts.PprofAddr)
-	return err
+	if n.lis.pprof, err = bind("pprof-addr", n.opts.PprofAddr); err != nil {
+		return err
+	}
+	ls := []*net.Listener{&n.lis.grpc, &n.lis.discovery, &n.lis.producer, &n.lis.consumer, &n.lis.metrics, &n.lis.pprof}
+	bound := 0
+	for _, l := range ls {
+		if *l != nil {
+			bound++
+		}
+	}
+	n.connLimit = connsPerListener(bound, maxFiles())
+	limitConns(n.connLimit, ls...)
+	return nil
 }
+
+// maxFiles is the file limit that connsPerListener shares (a variable for
+// tests).
+var maxFiles = fileLimit
 
 // adminIdleTimeout closes the metrics and pprof ports' keep-alive
 // connections that stay idle this long, as the REST ports do (a variable
@@ -415,7 +433,8 @@ func (n *Node) logStarted() {
 	a := n.Addrs()
 	listening := slog.Group("listening", "grpc", a.GRPC, "discovery", a.Discovery, "producer", a.Producer,
 		"consumer", a.Consumer, "metrics", a.Metrics, "pprof", a.Pprof)
-	n.log.Info("floe started", listening, slog.Group("config", append(n.opts.logAttrs(), attrsAny(n.opts.StartupAttrs)...)...))
+	n.log.Info("floe started", listening, "max-connections-per-port", n.connLimit,
+		slog.Group("config", append(n.opts.logAttrs(), attrsAny(n.opts.StartupAttrs)...)...))
 }
 
 func attrsAny(attrs []slog.Attr) []any {
