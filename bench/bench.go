@@ -15,6 +15,9 @@ import (
 )
 
 // Config is one run of produce, consume or e2e.
+// DefaultLateLimit is --late-limit's default, which the matrix uses too.
+const DefaultLateLimit = 5 * time.Second
+
 type Config struct {
 	Mode       string // produce, consume, e2e
 	API        string // rest or grpc
@@ -32,7 +35,8 @@ type Config struct {
 	Duration         time.Duration
 	Rate             float64 // events/s; 0: as fast as possible
 	// LateLimit: with Rate and Duration, how long after Duration the run
-	// may go on sending what was scheduled within it (--late-limit).
+	// may go on sending what was scheduled within it (--late-limit,
+	// DefaultLateLimit).
 	LateLimit  time.Duration
 	GRPCStream bool
 	GRPCBody   bool
@@ -149,7 +153,7 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not (consume: to receive); 0: no bound")
 	fs.DurationVar(&c.Duration, "duration", 0, "time bound of the run (0: none; produce and e2e need --count or --duration)")
 	fs.Float64Var(&c.Rate, "rate", 0, "target events/s (0: as fast as possible); e2e default 20000")
-	fs.DurationVar(&c.LateLimit, "late-limit", 5*time.Second, "with --rate: how long after --duration the run may go on sending what was scheduled within it; still unsent then, it fails")
+	fs.DurationVar(&c.LateLimit, "late-limit", DefaultLateLimit, "with --rate: how long after --duration the run may go on sending what was scheduled within it; still unsent then, it fails")
 	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC (--api grpc): produce on ProduceStream instead of unary Produce")
 	fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC (--api grpc): send each batch as one NDJSON body instead of typed events")
 	fs.IntVar(&c.Inflight, "inflight", 16, "gRPC stream: batches in flight per stream")

@@ -236,6 +236,9 @@ func (o *MatrixOptions) cases() []matrixCase {
 		API: "rest", HTTPClient: o.HTTPClient, Topic: "bench", Connections: 16, EventsPerRequest: 1,
 		EventSize: 200, Consumers: 1, Inflight: 16, From: "earliest", PollTimeout: 500 * time.Millisecond,
 		Idle: 10 * time.Second, Drain: 10 * time.Second, Progress: 2 * time.Second,
+		// As the command line's: without it, a paced run a few requests
+		// behind its schedule when --duration ends failed at once.
+		LateLimit: DefaultLateLimit,
 	}
 	with := func(f func(c *Config)) Config {
 		c := base

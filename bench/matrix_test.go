@@ -170,3 +170,13 @@ func TestMatrixOnlyMustSelectACase(t *testing.T) {
 		}
 	}
 }
+
+// The matrix runs its paced case as the command line would: a run a few
+// requests behind its schedule when its duration ends may still send them.
+func TestMatrixCasesLateLimit(t *testing.T) {
+	for _, c := range (&MatrixOptions{CaseDuration: time.Second}).cases() {
+		if c.cfg.Rate > 0 && c.cfg.LateLimit != DefaultLateLimit {
+			t.Errorf("%s: late limit %v, want the command line's %v", c.id, c.cfg.LateLimit, DefaultLateLimit)
+		}
+	}
+}
