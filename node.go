@@ -32,6 +32,7 @@ import (
 	"github.com/floe-streams/floe/gateway"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/httplog"
 	"github.com/floe-streams/floe/metrics"
 	"github.com/floe-streams/floe/server"
 	"github.com/floe-streams/floe/store"
@@ -277,7 +278,7 @@ func (n *Node) adminServers() []adminServer {
 				// open its next file). No ReadTimeout: it would cancel a
 				// pprof profile that runs longer.
 				IdleTimeout: adminIdleTimeout,
-				ErrorLog:    slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+				ErrorLog:    httplog.ErrorLog(n.log.Handler()),
 			}})
 		}
 	}

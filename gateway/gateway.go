@@ -14,6 +14,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/internal/httplog"
 )
 
 // Services are the gRPC services the gateway calls in process.
@@ -232,7 +233,7 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 		// stopped reading the socket never gets to send: such a
 		// connection is closed once it has taken no byte for this long.
 		HTTP2:    &http.HTTP2Config{WriteByteTimeout: g.opts.PollWriteTimeout},
-		ErrorLog: slog.NewLogLogger(g.opts.Logger.Handler(), slog.LevelDebug),
+		ErrorLog: httplog.ErrorLog(g.opts.Logger.Handler()),
 		// A shutdown closes the HTTP/2 connection of a poll answer still
 		// being written at its cut (pollWrites.setLocked).
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
