@@ -2,9 +2,7 @@ package floe
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"testing"
@@ -16,19 +14,7 @@ import (
 func TestAdminPortClosesIdleConnections(t *testing.T) {
 	defer func(d time.Duration) { adminIdleTimeout = d }(adminIdleTimeout)
 	adminIdleTimeout = 300 * time.Millisecond
-	n, err := New(Options{
-		GRPCAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0", ProducerAddr: "127.0.0.1:0", ConsumerAddr: "127.0.0.1:0",
-		MetricsAddr: "127.0.0.1:0",
-		DataDir:     t.TempDir(),
-		Logger:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	n := runLoopbackNode(t)
 
 	c, err := net.Dial("tcp", n.Addrs().Metrics)
 	if err != nil {

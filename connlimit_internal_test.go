@@ -2,10 +2,8 @@ package floe
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"testing"
@@ -35,21 +33,10 @@ func TestConnsPerListener(t *testing.T) {
 func TestListenersLimitConnections(t *testing.T) {
 	defer func(f func() uint64) { maxFiles = f }(maxFiles)
 	maxFiles = func() uint64 { return 1024 } // the least: minConnsPerListener each
-	n, err := New(Options{
-		GRPCAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0", ProducerAddr: "127.0.0.1:0", ConsumerAddr: "127.0.0.1:0",
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := runLoopbackNode(t)
 	if n.connLimit != minConnsPerListener {
 		t.Fatalf("limit %d, want %d", n.connLimit, minConnsPerListener)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
 
 	status := func(c net.Conn) error {
 		if _, err := io.WriteString(c, "GET /status HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {

@@ -1,9 +1,7 @@
 package floe
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -16,18 +14,7 @@ import (
 func TestGRPCClosesIdleConnections(t *testing.T) {
 	defer func(d time.Duration) { grpcMaxConnectionIdle = d }(grpcMaxConnectionIdle)
 	grpcMaxConnectionIdle = 300 * time.Millisecond
-	n, err := New(Options{
-		GRPCAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0", ProducerAddr: "127.0.0.1:0", ConsumerAddr: "127.0.0.1:0",
-		DataDir: t.TempDir(),
-		Logger:  slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	n := runLoopbackNode(t)
 
 	c, err := net.Dial("tcp", n.Addrs().GRPC)
 	if err != nil {
