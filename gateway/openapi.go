@@ -70,19 +70,7 @@ func newOpenAPIDoc(doc []byte, ports map[string]int) (*openAPIDoc, error) {
 // render returns the document with host as the default host of its servers.
 func (d *openAPIDoc) render(host string) []byte {
 	h, _ := json.Marshal(host)
-	h = h[1 : len(h)-1]
-	n := len(h) * (len(d.parts) - 1)
-	for _, p := range d.parts {
-		n += len(p)
-	}
-	out := make([]byte, 0, n)
-	for i, p := range d.parts {
-		if i > 0 {
-			out = append(out, h...)
-		}
-		out = append(out, p...)
-	}
-	return out
+	return bytes.Join(d.parts, h[1:len(h)-1])
 }
 
 // requestHost is the host name of r's Host header (without its port, IPv6
