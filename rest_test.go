@@ -640,4 +640,17 @@ func TestOpenAPIParameters(t *testing.T) {
 	if s := produce.Parameters.GetByInAndName("path", "topic").Schema.Value; s.Pattern == "" {
 		t.Error("the topic has no pattern")
 	}
+	// The consumer routes take their parameters in a form body too, and
+	// register in a JSON body.
+	for _, path := range []string{"/v1/consumer/register", "/v1/consumer/poll", "/v1/consumer/commit", "/v1/consumer/goodbye"} {
+		body := c.doc.Paths.Find(path).Post.RequestBody
+		if body == nil || body.Value.Content.Get("application/x-www-form-urlencoded") == nil {
+			t.Errorf("%s: no form body", path)
+		} else if form := body.Value.Content.Get("application/x-www-form-urlencoded").Schema.Value; form.Properties["consumerId"] == nil {
+			t.Errorf("%s: the form body has no consumerId", path)
+		}
+	}
+	if body := c.doc.Paths.Find("/v1/consumer/register").Put.RequestBody; body == nil || body.Value.Content.Get("application/json") == nil {
+		t.Error("register: no JSON body")
+	}
 }

@@ -28,7 +28,11 @@
 //     operation serves on the port of its tag, or on those x-floe-apis lists;
 //   - each request content type has its own schema: an NDJSON body is a
 //     string, one JSON event per non-empty line, where OpenAPI 2.0 could only
-//     give both types the schema "any JSON value".
+//     give both types the schema "any JSON value";
+//   - an operation marked x-floe-form-body takes its query parameters as a
+//     form body too, and one marked x-floe-json-body (a schema) a JSON body:
+//     OpenAPI 2.0 cannot give an operation both query parameters and a
+//     body that repeats them.
 //
 // It is run by `make generate` after buf. Its outputs are deterministic (keys
 // sorted), so `make checkgenerate` can diff them.
@@ -340,6 +344,7 @@ func toV3(v2 []byte) ([]byte, error) {
 			}
 			delete(op, apisMarker)
 			splitRequestBody(asObject(op["requestBody"]))
+			addParameterBodies(op)
 		}
 		if len(tags) == 0 {
 			return nil, fmt.Errorf("%s: no tag names its API", path)
@@ -376,4 +381,49 @@ func splitRequestBody(body object) {
 			"example":     object{"productId": 123, "units": -5},
 		}
 	}
+}
+
+const (
+	formBodyMarker = "x-floe-form-body"
+	jsonBodyMarker = "x-floe-json-body"
+)
+
+// addParameterBodies gives an operation marked x-floe-form-body or
+// x-floe-json-body an optional request body: a form of its query parameters,
+// or the JSON schema of the marker.
+func addParameterBodies(op object) {
+	form, _ := op[formBodyMarker].(bool)
+	schema := asObject(op[jsonBodyMarker])
+	delete(op, formBodyMarker)
+	delete(op, jsonBodyMarker)
+	if !form && schema == nil {
+		return
+	}
+	content := object{}
+	if form {
+		props := object{}
+		for _, p := range asSlice(op["parameters"]) {
+			param := asObject(p)
+			if param["in"] != "query" {
+				continue
+			}
+			prop := object{}
+			for k, v := range asObject(param["schema"]) {
+				prop[k] = v
+			}
+			if d, ok := param["description"]; ok {
+				prop["description"] = d
+			}
+			props[param["name"].(string)] = prop
+		}
+		content["application/x-www-form-urlencoded"] = object{"schema": object{"type": "object", "properties": props}}
+	}
+	if schema != nil {
+		content["application/json"] = object{"schema": schema}
+	}
+	desc := "The query parameters may come in a form body instead (at most 1 MiB); a parameter in both the form and the query gets 400."
+	if schema != nil {
+		desc += " Or in a JSON body, whose values the query's override."
+	}
+	op["requestBody"] = object{"required": false, "description": desc, "content": content}
 }
