@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -405,26 +406,26 @@ func (s *Store) Streams(topic string) []Stream {
 
 // streamsByTopic returns the states of the streams with data (those
 // Streams returns), grouped by topic, topics sorted and each topic's
-// streams in key order. It reads the streams once, whatever the number of
-// topics.
+// streams in key order, from the by-topic index: a pass does not read
+// every stream once per topic.
 func (s *Store) streamsByTopic() [][]*streamState {
 	s.mu.RLock()
-	var all []*streamState
-	for _, ss := range s.streams {
-		if ss.hwm.Load() > 0 {
-			all = append(all, ss)
+	topics := slices.Sorted(maps.Keys(s.byTopic))
+	out := make([][]*streamState, 0, len(topics))
+	for _, t := range topics {
+		var states []*streamState
+		for _, ss := range s.byTopic[t] {
+			if ss.hwm.Load() > 0 {
+				states = append(states, ss)
+			}
+		}
+		if len(states) > 0 {
+			out = append(out, states)
 		}
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(all, func(a, b *streamState) int { return compareStreams(a.st, b.st) })
-	var out [][]*streamState
-	for i := 0; i < len(all); {
-		j := i + 1
-		for j < len(all) && all[j].st.Topic == all[i].st.Topic {
-			j++
-		}
-		out = append(out, all[i:j:j])
-		i = j
+	for _, states := range out {
+		slices.SortFunc(states, func(a, b *streamState) int { return compareStreams(a.st, b.st) })
 	}
 	return out
 }
