@@ -32,6 +32,11 @@ const largeEventBytes = 64 << 10
 // Neither validator checks UTF-8 inside strings, which RFC 8259 requires and
 // a poll answer embedding the event raw depends on: utf8.Valid runs first.
 //
+// bytedance/sonic's Valid was faster still (120 ns against 159 ns for a
+// 200 B event, 157 against 459 ns at 1 KiB) but is not a validator: it
+// accepts "\x", "\u00" and raw control bytes inside strings, which
+// encoding/json refuses.
+//
 // FuzzValidJSONAgreesWithStdlib holds the result to encoding/json's.
 func validJSON(ev []byte) bool {
 	if !utf8.Valid(ev) {
