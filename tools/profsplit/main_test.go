@@ -22,6 +22,9 @@ func TestClassifyLeafFirst(t *testing.T) {
 		// The same system call belongs to whoever made it.
 		{[]string{"syscall.write", "os.(*File).Write", "github.com/cockroachdb/pebble/v2/vfs.(*syncingFile).Write",
 			"github.com/cockroachdb/pebble/v2/sstable/blob.(*FileWriter).drainWriteQueue"}, "Pebble flush + compaction"},
+		// Blob files are written through the store's page-cache window.
+		{[]string{"syscall.write", "os.(*File).Write", "github.com/floe-streams/floe/store.(*windowedFile).Write",
+			"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider.(*fileBufferedWritable).Write"}, "Pebble flush + compaction"},
 		{[]string{"syscall.write", "internal/poll.(*FD).Write", "net.(*netFD).Write", "net/http.(*conn).serve"}, "network I/O, HTTP parsing"},
 		{[]string{"golang.org/x/sys/unix.Fdatasync", "github.com/cockroachdb/pebble/v2/vfs.(*syncingFile).Sync",
 			"github.com/cockroachdb/pebble/v2/record.(*LogWriter).flushLoop"}, "Pebble WAL write + fdatasync"},
