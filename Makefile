@@ -44,6 +44,10 @@ race: ## Run all tests with the race detector (needs cgo: gcc)
 bench: build ## Run the standard benchmark matrix and write BENCHMARKS.md
 	./$(BIN) bench matrix --out BENCHMARKS.md
 
+.PHONY: profile
+profile: build ## Split the broker's CPU in each produce case of the matrix (a markdown table)
+	bench/profile-cases.sh
+
 .PHONY: gobench
 gobench: ## Run the Go benchmarks (store, gateway)
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./...
