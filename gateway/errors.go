@@ -57,8 +57,10 @@ func hasErrorInfo(st *status.Status) bool {
 // routingErrorHandler answers, on a port that serves the paths of routes,
 // unknown paths with 404 and known paths with the wrong method with 405 and
 // an Allow header, in the error shape. A served path with a trailing slash
-// added is redirected to the path without it, as PolarStreams' router does:
-// 301 for GET and HEAD, 308 (which keeps the method and body) for the others.
+// added is redirected to the path without it, as PolarStreams' router
+// (httprouter v1.3.0) does: 301 for GET and HEAD, 307 (which keeps the
+// method and body) for the others. 307 rather than 308: it is what
+// PolarStreams answers, and HTTP clients that predate RFC 7538 follow it.
 func routingErrorHandler(routes served) runtime.RoutingErrorHandlerFunc {
 	return func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 		switch httpStatus {
@@ -84,7 +86,7 @@ func redirect(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
 		location += "?" + r.URL.RawQuery
 	}
-	code := http.StatusPermanentRedirect
+	code := http.StatusTemporaryRedirect
 	if r.Method == http.MethodGet {
 		code = http.StatusMovedPermanently // HEAD is served as GET
 	}
