@@ -196,6 +196,41 @@ func TestRESTRepeatedParameters(t *testing.T) {
 	}
 }
 
+// A boolean or integer parameter with an empty value is taken as absent,
+// as an empty string parameter is (group= is the default group): goodbye?
+// commit= commits, as in PolarStreams, which skips the commit only for
+// commit=false.
+func TestRESTEmptyValueIsAbsent(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	if status, e := call(t, "PUT", c+"/register?consumerId=e&group=&topic=t&onNewGroup=", "", ""); status != 200 {
+		t.Fatalf("register with empty group and onNewGroup: %d %+v", status, e)
+	}
+	for _, u := range []string{
+		c + "/poll?consumerId=e&maxBytes=&maxEvents=&timeout=",
+		c + "/poll?consumerId=e&max_bytes=&max_events=",
+		c + "/commit?consumerId=e&commit=",
+	} {
+		if status, e := call(t, "POST", u, "", ""); status != 204 {
+			t.Errorf("POST %s: %d %+v, want 204", u, status, e)
+		}
+	}
+	// In a form body too.
+	if status, e := call(t, "POST", c+"/poll", "application/x-www-form-urlencoded", "consumerId=e&timeout="); status != 204 {
+		t.Errorf("poll with timeout= in a form body: %d %+v, want 204", status, e)
+	}
+	if status, e := call(t, "POST", c+"/goodbye?consumerId=e&commit=", "", ""); status != 200 {
+		t.Fatalf("goodbye?commit=: %d %+v, want 200", status, e)
+	}
+	if s := tg.c.Stats(); s.Members != 0 {
+		t.Errorf("after goodbye?commit=, the consumer is still a member: %+v", s)
+	}
+	// A value that does not parse is still refused.
+	status, e := call(t, "POST", c+"/poll?consumerId=e&timeout=x", "", "")
+	wantRESTError(t, "timeout=x", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+		`query parameter timeout: "x" is not a non-negative integer`)
+}
+
 // A parameter given under both of its names (the documented one and the
 // protobuf field's) is refused, whatever the route: grpc-gateway would take
 // one of them at random.

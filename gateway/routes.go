@@ -149,8 +149,36 @@ func parseConsumerForm(readTimeout time.Duration, next http.Handler) http.Handle
 			writeError(w, server.ErrorOf(err))
 			return
 		}
+		dropEmptyValues(r.Form)
 		next.ServeHTTP(w, r)
 	})
+}
+
+// valueParams are the parameters of the REST API's requests that are not
+// strings (commit, maxBytes, timeout, ...), under both of their names.
+var valueParams = func() map[string]bool {
+	params := map[string]bool{}
+	forEachRequestField(func(f protoreflect.FieldDescriptor) {
+		if f.Kind() != protoreflect.StringKind {
+			params[string(f.Name())] = true
+			params[f.JSONName()] = true
+		}
+	})
+	return params
+}()
+
+// dropEmptyValues removes from form the boolean and integer parameters
+// given with an empty value only (goodbye?commit=, poll?timeout=): such a
+// parameter is taken as absent, as an empty string parameter already is
+// (group= is the default group), rather than refused as a value that does
+// not parse. PolarStreams skips the commit of a goodbye only for
+// commit=false, so commit= commits there too.
+func dropEmptyValues(form url.Values) {
+	for k, vs := range form {
+		if valueParams[k] && !slices.ContainsFunc(vs, func(v string) bool { return v != "" }) {
+			delete(form, k)
+		}
+	}
 }
 
 // formError is the answer to a request whose ParseForm failed with err.
