@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"path"
 	"strconv"
 	"strings"
 
@@ -56,11 +58,13 @@ func hasErrorInfo(st *status.Status) bool {
 
 // routingErrorHandler answers, on a port that serves the paths of routes,
 // unknown paths with 404 and known paths with the wrong method with 405 and
-// an Allow header, in the error shape. A served path with a trailing slash
-// added is redirected to the path without it, as PolarStreams' router
-// (httprouter v1.3.0) does: 301 for GET and HEAD, 307 (which keeps the
-// method and body) for the others. 307 rather than 308: it is what
-// PolarStreams answers, and HTTP clients that predate RFC 7538 follow it.
+// an Allow header, in the error shape. A path that is a served one once
+// fixed (fixedPath: a trailing slash, an empty or dot segment, another
+// case) is redirected to it, as PolarStreams' router (httprouter v1.3.0,
+// with RedirectTrailingSlash and RedirectFixedPath) does: 301 for GET and
+// HEAD, 307 (which keeps the method and body) for the others. 307 rather
+// than 308: it is what PolarStreams answers, and HTTP clients that predate
+// RFC 7538 follow it.
 func routingErrorHandler(routes served) runtime.RoutingErrorHandlerFunc {
 	return func(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 		switch httpStatus {
@@ -69,8 +73,8 @@ func routingErrorHandler(routes served) runtime.RoutingErrorHandlerFunc {
 				w.Header().Set("Allow", allow)
 			}
 		case http.StatusNotFound:
-			if path, ok := strings.CutSuffix(r.URL.Path, "/"); ok && routes(path) != "" {
-				redirect(w, r)
+			if location, ok := fixedPath(r.URL.EscapedPath(), routes); ok {
+				redirect(w, r, location)
 				return
 			}
 		}
@@ -78,11 +82,57 @@ func routingErrorHandler(routes served) runtime.RoutingErrorHandlerFunc {
 	}
 }
 
-// redirect answers r with a redirect to its path without the trailing
-// slash, keeping its query. Only served paths get here, so the Location is
-// always one of this port's routes.
-func redirect(w http.ResponseWriter, r *http.Request) {
-	location := strings.TrimSuffix(r.URL.EscapedPath(), "/")
+// routePatterns are the paths of the REST API's routes, on every port; "*"
+// is a path parameter (one segment).
+var routePatterns = [][]string{
+	{"status"},
+	{"openapi.json"},
+	{"v1", "brokers"},
+	{"v1", "topic", "*", "messages"},
+	{"v1", "consumer", "register"},
+	{"v1", "consumer", "poll"},
+	{"v1", "consumer", "commit"},
+	{"v1", "consumer", "goodbye"},
+}
+
+// fixedPath returns the served path that the escaped path p names once
+// fixed as httprouter's RedirectTrailingSlash and RedirectFixedPath fix it:
+// without a trailing slash, empty segments (//), . and .. segments, and
+// with the case of the route's own segments (/V1/Brokers); a path
+// parameter (the topic) keeps its case. ok is false when p is not one of
+// routes' paths once fixed, or is already as fixed.
+func fixedPath(p string, routes served) (location string, ok bool) {
+	cleaned := path.Clean("/" + p)
+	segments := strings.Split(strings.TrimPrefix(cleaned, "/"), "/")
+patterns:
+	for _, pattern := range routePatterns {
+		if len(pattern) != len(segments) {
+			continue
+		}
+		fixed := make([]string, len(segments))
+		for i, seg := range pattern {
+			switch {
+			case seg == "*":
+				fixed[i] = segments[i]
+			case strings.EqualFold(seg, segments[i]):
+				fixed[i] = seg
+			default:
+				continue patterns
+			}
+		}
+		location = "/" + strings.Join(fixed, "/")
+		unescaped, err := url.PathUnescape(location)
+		if err != nil || location == p || routes(unescaped) == "" {
+			return "", false
+		}
+		return location, true
+	}
+	return "", false
+}
+
+// redirect answers r with a redirect to location, the escaped path of one
+// of this port's routes, keeping r's query.
+func redirect(w http.ResponseWriter, r *http.Request, location string) {
 	if r.URL.RawQuery != "" {
 		location += "?" + r.URL.RawQuery
 	}

@@ -47,10 +47,10 @@ func (p *countingProducer) Produce(_ context.Context, r *floev1.ProduceRequest) 
 // Consumer service and coordinator (a store in memory), its producer API
 // over countingProducer.
 type testGateway struct {
-	producer, consumer string // base URLs
-	c                  *group.Coordinator
-	st                 *store.Store
-	produced           *countingProducer
+	discovery, producer, consumer string // base URLs
+	c                             *group.Coordinator
+	st                            *store.Store
+	produced                      *countingProducer
 	// shutdown shuts the gateway down and returns the error of Shutdown or
 	// Serve; later calls return the first one's. The test's cleanup calls it.
 	shutdown func(context.Context) error
@@ -101,6 +101,7 @@ func serveGateway(t *testing.T, opts gateway.Options, tune ...func(*group.Option
 			t.Error(err)
 		}
 	})
+	tg.discovery = "http://" + ls[0].Addr().String()
 	tg.producer, tg.consumer = "http://"+ls[1].Addr().String(), "http://"+ls[2].Addr().String()
 	return tg
 }
@@ -525,9 +526,10 @@ func TestRESTConsumerFormErrors(t *testing.T) {
 	}
 }
 
-// A served path with a trailing slash is redirected to the path without
-// it, keeping the query, on its own port only: 301 for GET and HEAD, 307
-// for the other methods, as PolarStreams' router (httprouter v1.3.0) does.
+// A served path with a trailing slash, empty or dot segments, or another
+// case is redirected to the path as served, keeping the query, on its own
+// port only: 301 for GET and HEAD, 307 for the other methods, as
+// PolarStreams' router (httprouter v1.3.0) does.
 func TestRESTTrailingSlash(t *testing.T) {
 	tg := serveGateway(t, gateway.Options{})
 	for _, tc := range []struct{ method, url, location string }{
@@ -536,6 +538,12 @@ func TestRESTTrailingSlash(t *testing.T) {
 		{"POST", tg.consumer + "/v1/consumer/poll/?consumerId=a&timeout=0", "/v1/consumer/poll?consumerId=a&timeout=0"},
 		{"PUT", tg.consumer + "/v1/consumer/register/?consumerId=a&topic=t", "/v1/consumer/register?consumerId=a&topic=t"},
 		{"POST", tg.producer + "/v1/topic/t%20x/messages/", "/v1/topic/t%20x/messages"},
+		{"GET", tg.discovery + "//v1/brokers", "/v1/brokers"},
+		{"GET", tg.discovery + "/V1/Brokers/?a=1", "/v1/brokers?a=1"},
+		{"HEAD", tg.consumer + "/STATUS", "/status"},
+		{"POST", tg.consumer + "/v1/consumer/poll//?consumerId=a", "/v1/consumer/poll?consumerId=a"},
+		{"POST", tg.consumer + "/v1/./consumer/x/../Commit?consumerId=a", "/v1/consumer/commit?consumerId=a"},
+		{"POST", tg.producer + "/V1/Topic/MyTopic/MESSAGES", "/v1/topic/MyTopic/messages"},
 	} {
 		header := http.Header{}
 		if tc.method == "POST" && strings.HasPrefix(tc.url, tg.producer) {
@@ -551,7 +559,7 @@ func TestRESTTrailingSlash(t *testing.T) {
 		}
 	}
 	// Another port's path, or a path served with no slash, is not found.
-	for _, u := range []string{tg.producer + "/v1/consumer/poll/", tg.consumer + "/v1/topic/t/messages/", tg.consumer + "/v1/consumer/", tg.consumer + "/v1/consumer/poll//"} {
+	for _, u := range []string{tg.producer + "/v1/consumer/poll/", tg.consumer + "/v1/topic/t/messages/", tg.consumer + "/v1/consumer/", tg.producer + "/V1/BROKERS", tg.consumer + "/v1/consumer/polls"} {
 		status, e := call(t, "POST", u, "application/json", "{}")
 		wantRESTError(t, u, status, e, 404, floev1.ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND, "no route for POST "+strings.TrimPrefix(strings.TrimPrefix(u, tg.producer), tg.consumer)+" on this port")
 	}
