@@ -222,7 +222,9 @@ func (c *config) checkZeros() error {
 }
 
 // blame appends where the setting was set to each error that starts with a
-// setting's name ("max-event-bytes: ...").
+// setting's name ("max-event-bytes: ..."), and where any other setting the
+// error checks it against was set ("... is over max-request-bytes 100"):
+// that one may be the setting to change.
 func (c *config) blame(err error) error {
 	var list []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -233,9 +235,21 @@ func (c *config) blame(err error) error {
 	out := make([]error, len(list))
 	for i, e := range list {
 		out[i] = e
-		name, _, ok := strings.Cut(e.Error(), ":")
-		if where, set := c.from[name]; ok && set {
-			out[i] = fmt.Errorf("%w (set by %s)", e, where)
+		name, rest, ok := strings.Cut(e.Error(), ":")
+		if !ok {
+			continue
+		}
+		var where []string
+		if w, set := c.from[name]; set {
+			where = append(where, "set by "+w)
+		}
+		for _, other := range sortedKeys(c.from) {
+			if other != name && strings.Contains(rest+" ", " "+other+" ") {
+				where = append(where, other+" set by "+c.from[other])
+			}
+		}
+		if len(where) > 0 {
+			out[i] = fmt.Errorf("%w (%s)", e, strings.Join(where, "; "))
 		}
 	}
 	return errors.Join(out...)
