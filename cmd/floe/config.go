@@ -77,7 +77,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(byteSize{&o.MaxEventBytes}, "max-event-bytes", "largest event, e.g. 1MiB (413 beyond)")
 	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "most bytes of events in a poll answer (the JSON around them is extra), e.g. 2MiB")
 	fs.Var(duration{&o.MaxPollWait}, "max-poll-wait", "cap of the long-poll timeout")
-	fs.Var(duration{&o.MemberTimeout}, "member-timeout", "a consumer that has not polled for this long leaves its group")
+	fs.Var(duration{&o.MemberTimeout}, "member-timeout", "a consumer that has not polled, committed or registered for this long leaves its group")
 	fs.Var(duration{&o.GroupOffsetRetention}, "group-offset-retention", "delete the committed offsets of a group without members this long after it lost its last member (members at a stop: after the next start) (negative: keep forever)")
 	fs.Var(duration{&o.RetentionMaxAge}, "retention-max-age", "delete events older than this (negative: keep forever)")
 	fs.Var(byteSize64{&o.RetentionMaxBytes}, "retention-max-bytes", "keep at most this much per topic, e.g. 10GiB (0: unlimited)")
