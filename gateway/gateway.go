@@ -74,7 +74,9 @@ type Gateway struct {
 
 	mu      sync.Mutex
 	servers []*http.Server
-	polls   pollWrites
+	// shutDown is set by Shutdown: a later Serve serves nothing.
+	shutDown bool
+	polls    pollWrites
 }
 
 // New builds the handlers of the three APIs over svc.
@@ -189,7 +191,8 @@ func (g *Gateway) Consumer() http.Handler { return g.consumer }
 
 // Serve serves the three APIs on their listeners (HTTP/1.1 and HTTP/2
 // without TLS, as PolarStreams clients use) until Shutdown. It returns the
-// first error of a server, nil after Shutdown.
+// first error of a server, nil after Shutdown. Called after Shutdown, it
+// closes the listeners and returns nil at once.
 func (g *Gateway) Serve(discovery, producer, consumer net.Listener) error {
 	type api struct {
 		l net.Listener
@@ -201,6 +204,15 @@ func (g *Gateway) Serve(discovery, producer, consumer net.Listener) error {
 	apis := []api{{discovery, g.discovery}, {producer, g.producer}, {consumer, g.consumer}}
 	errc := make(chan error, len(apis))
 	g.mu.Lock()
+	if g.shutDown {
+		// Shutdown ran first and stopped no server: a broker stopped as
+		// soon as it started, while Serve's goroutine was not yet here.
+		g.mu.Unlock()
+		for _, a := range apis {
+			_ = a.l.Close()
+		}
+		return nil
+	}
 	for _, a := range apis {
 		srv := g.newServer(a.h)
 		g.servers = append(g.servers, srv)
@@ -260,6 +272,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.polls.cutAt(d.Add(-min(shutdownWriteMargin, time.Until(d)/2)))
 	}
 	g.mu.Lock()
+	g.shutDown = true
 	servers := g.servers
 	g.mu.Unlock()
 	var wg sync.WaitGroup

@@ -801,3 +801,45 @@ func TestRESTShutdownTimeoutClosesConnections(t *testing.T) {
 		t.Errorf("the connection is still open after the shutdown: read %d bytes, %v", n, err)
 	}
 }
+
+// A Shutdown that runs before Serve (a broker stopped as soon as it
+// started: Run serves in a goroutine) makes Serve return at once and
+// release its listeners, instead of serving for ever after the gateway and
+// the store behind it are gone.
+func TestServeAfterShutdown(t *testing.T) {
+	g, err := gateway.New(gateway.Services{
+		Discovery: floev1.UnimplementedDiscoveryServer{},
+		Producer:  &countingProducer{},
+		Consumer:  floev1.UnimplementedConsumerServer{},
+	}, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	var ls [3]net.Listener
+	for i := range ls {
+		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve after Shutdown: %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Serve after Shutdown still serves after 5 s")
+		_ = g.Shutdown(context.Background()) // stops the servers it started
+		<-done
+	}
+	for _, l := range ls {
+		if c, err := net.Dial("tcp", l.Addr().String()); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts connections", l.Addr())
+		}
+	}
+}
