@@ -2,6 +2,7 @@ package floe_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -487,5 +488,37 @@ func TestGRPCStreamsPerConnection(t *testing.T) {
 	}
 	if _, err := floev1.NewDiscoveryClient(conn).Brokers(ctx, &floev1.BrokersRequest{}); err != nil {
 		t.Fatalf("a call once a stream ended: %v", err)
+	}
+}
+
+// A produce body's content type is judged by one function whichever the
+// API: REST and gRPC refuse the same content types with the same message.
+func TestContentTypeErrorsMatch(t *testing.T) {
+	_, a := startNode(t, nil)
+	prod := floev1.NewProducerClient(dial(t, a.GRPC))
+	client := newHTTPClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, ct := range []string{
+		"text/plain",
+		"application/jsonl",
+		"application/json;;;",
+		"application/json; charset=iso-8859-1",
+		`application/x-ndjson; charset=""`,
+	} {
+		_, err := prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t", Body: &httpbody.HttpBody{ContentType: ct, Data: []byte(`{}`)}})
+		wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, 415)
+		grpcMsg := status.Convert(err).Message()
+		code, _, body, err := produceHTTP(ctx, client, a.Producer, "t", "", ct, []byte(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Message string }
+		if err := json.Unmarshal(body, &e); err != nil || code != 415 {
+			t.Fatalf("%q: REST %d %s, want 415 and an error body", ct, code, body)
+		}
+		if e.Message != grpcMsg {
+			t.Errorf("%q:\nREST: %s\ngRPC: %s", ct, e.Message, grpcMsg)
+		}
 	}
 }

@@ -35,10 +35,11 @@ func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
 
 // splitBody is SplitBody appending the events to dst[:0].
 func splitBody(dst [][]byte, contentType string, body []byte, lim Limits) ([][]byte, error) {
-	ndjson, err := parseContentType(contentType)
+	mt, err := ParseContentType(contentType)
 	if err != nil {
 		return nil, err
 	}
+	ndjson := mt == ContentTypeNDJSON
 	if lim.MaxRequestBytes > 0 && len(body) > lim.MaxRequestBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBodyTooLarge, len(body), lim.MaxRequestBytes)
 	}
@@ -174,35 +175,35 @@ func leadingJSONSpace(b []byte) int {
 	return n
 }
 
-// parseContentType reports whether contentType is NDJSON, JSON, or neither.
-func parseContentType(contentType string) (ndjson bool, err error) {
+// ParseContentType returns the media type of a produce body's content
+// type: ContentTypeJSON (also for "", the default) or ContentTypeNDJSON.
+// Parameters are accepted, except a charset other than UTF-8: events are
+// UTF-8 (JSON is, RFC 8259 section 8.1), and a body said to be in another
+// encoding would be read as UTF-8 all the same. The error wraps
+// ErrUnsupportedContentType and quotes contentType; the REST gateway and
+// the gRPC Produce answer it alike.
+func ParseContentType(contentType string) (string, error) {
 	switch contentType {
 	case "", ContentTypeJSON:
-		return false, nil
+		return ContentTypeJSON, nil
 	case ContentTypeNDJSON:
-		// The REST gateway passes the bare media type, and clients send
-		// it: nothing to parse (ParseMediaType allocates a map).
-		return true, nil
+		// What clients send: nothing to parse (ParseMediaType allocates a
+		// map of parameters).
+		return ContentTypeNDJSON, nil
 	}
-	mt, params, perr := mime.ParseMediaType(contentType)
+	mt, params, err := mime.ParseMediaType(contentType)
 	switch {
-	case perr != nil:
-		return false, fmt.Errorf("%w: %q: %v", ErrUnsupportedContentType, contentType, perr)
+	case err != nil:
+		return "", fmt.Errorf("%w: %q does not parse (%v); use %s or %s",
+			ErrUnsupportedContentType, contentType, err, ContentTypeJSON, ContentTypeNDJSON)
 	case mt != ContentTypeJSON && mt != ContentTypeNDJSON:
-		return false, fmt.Errorf("%w: %q; use %s or %s", ErrUnsupportedContentType, mt, ContentTypeJSON, ContentTypeNDJSON)
+		return "", fmt.Errorf("%w: %q; use %s or %s", ErrUnsupportedContentType, contentType, ContentTypeJSON, ContentTypeNDJSON)
 	}
-	if cs, ok := NonUTF8Charset(params); ok {
-		return false, fmt.Errorf("%w: unsupported charset %q in %q: events are JSON in UTF-8; send charset=utf-8 or no charset",
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return "", fmt.Errorf("%w: charset %q in %q: events are JSON in UTF-8; send charset=utf-8 or no charset",
 			ErrUnsupportedContentType, cs, contentType)
 	}
-	return mt == ContentTypeNDJSON, nil
-}
-
-// NonUTF8Charset returns the charset parameter of a content type's
-// parameters, and true, when it names another encoding than UTF-8.
-func NonUTF8Charset(params map[string]string) (string, bool) {
-	cs, ok := params["charset"]
-	return cs, ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8")
+	return mt, nil
 }
 
 // describeJSONError says where an invalid document breaks, counting bytes

@@ -17,6 +17,7 @@ import (
 
 	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/server"
 )
 
 // rawBody is a request body read whole by limitBody: the decoder of the
@@ -105,32 +106,19 @@ func putBuf(p *[]byte) {
 	}
 }
 
-// produceContentType accepts application/json (the default) and
-// application/x-ndjson. Events are UTF-8 (JSON is, RFC 8259 section 8.1), so
-// a charset parameter other than utf-8 is refused rather than ignored: the
-// body would be read as UTF-8 whatever it says.
+// produceContentType is the media type of a produce request's
+// Content-Type header (broker.ParseContentType), or the error that refuses
+// it, with a hint for curl users who forgot the header.
 func produceContentType(header string) (string, *floev1.Error) {
-	switch header {
-	case "":
-		return "application/json", nil
-	case "application/json", "application/x-ndjson":
-		// What clients send: nothing to parse (ParseMediaType allocates
-		// a map of parameters).
-		return header, nil
-	}
-	mt, params, err := mime.ParseMediaType(header)
-	if err == nil && (mt == "application/json" || mt == "application/x-ndjson") {
-		if cs, ok := broker.NonUTF8Charset(params); ok {
-			return "", newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType,
-				fmt.Sprintf("unsupported charset %q in content type %q: events are JSON in UTF-8; send charset=utf-8 or no charset", cs, header))
-		}
+	mt, err := broker.ParseContentType(header)
+	if err == nil {
 		return mt, nil
 	}
-	msg := fmt.Sprintf("unsupported content type %q: use application/json or application/x-ndjson", header)
-	if mt == "application/x-www-form-urlencoded" {
-		msg += " (curl -d sends a form unless given -H 'Content-Type: application/json')"
+	e := server.ErrorOf(err)
+	if mt, _, _ := mime.ParseMediaType(header); mt == "application/x-www-form-urlencoded" {
+		e.Message += " (curl -d sends a form unless given -H 'Content-Type: application/json')"
 	}
-	return "", newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType, msg)
+	return "", e
 }
 
 // readBody returns the body and the handle to give its buffer back with

@@ -218,7 +218,7 @@ func TestLimitBodyRejects(t *testing.T) {
 		// JSON is UTF-8 (RFC 8259): a body said to be in another charset
 		// would be read as UTF-8 all the same.
 		{"charset iso-8859-1", bodyReq{ct: "application/json; charset=iso-8859-1", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE,
-			`unsupported charset "iso-8859-1" in content type "application/json; charset=iso-8859-1": events are JSON in UTF-8; send charset=utf-8 or no charset`},
+			`unsupported content type: charset "iso-8859-1" in "application/json; charset=iso-8859-1": events are JSON in UTF-8; send charset=utf-8 or no charset`},
 		{"charset utf-16", bodyReq{ct: "application/x-ndjson; charset=UTF-16", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, `charset "UTF-16"`},
 		{"empty charset", bodyReq{ct: `application/json; charset=""`, body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, `charset ""`},
 		{"brotli", bodyReq{enc: "br", body: strings.NewReader("{}"), length: 2}, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, `"br"`},

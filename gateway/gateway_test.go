@@ -333,7 +333,7 @@ func TestRESTProduceCharset(t *testing.T) {
 	p := tg.producer + "/v1/topic/t/messages"
 	status, e := call(t, "POST", p, "application/json; charset=iso-8859-1", `{"a":"\xe9"}`)
 	wantRESTError(t, "charset=iso-8859-1", status, e, 415, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE,
-		`unsupported charset "iso-8859-1" in content type "application/json; charset=iso-8859-1": events are JSON in UTF-8; send charset=utf-8 or no charset`)
+		`unsupported content type: charset "iso-8859-1" in "application/json; charset=iso-8859-1": events are JSON in UTF-8; send charset=utf-8 or no charset`)
 	if status, e := call(t, "POST", p, "application/json; charset=UTF-8", `{"a":"é"}`); status != 200 {
 		t.Errorf("charset=UTF-8: %d %+v", status, e)
 	}
