@@ -57,12 +57,11 @@ func TestReportListsRuns(t *testing.T) {
 	rw.Pass, rw.Why = &pass, "458984 events/s"
 	rw.Runs = []float64{440123, 458984, 470001}
 	r := report{Opts: MatrixOptions{Repeat: 3, CaseDuration: 15 * time.Second, Backlog: 10}, Rows: []row{rw}}
-	md := r.markdown()
 	failedRow := producedRow(1000, 0)
 	failedRow.Runs, failedRow.FailedRuns, failedRow.FirstRunErr, failedRow.ProducedBytes = []float64{1000}, 2, "timeout", 3_000_000_000
 	r.Rows = append(r.Rows, failedRow)
 	r.DiskBytes = 1
-	md = r.markdown()
+	md := r.markdown()
 	for _, want := range []string{"ran 3 times", "| 458,984 |", "median of 3 runs: 440,123 / 458,984 / 470,001 events/s",
 		"median of 1 runs: 1,000 events/s (2 more failed; the first: timeout)", "Event bytes acknowledged: 3.00 GB"} {
 		if !strings.Contains(md, want) {

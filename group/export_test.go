@@ -58,12 +58,5 @@ func CheckInvariants(c *Coordinator) error {
 // Waiters is the number of long polls waiting for events.
 func Waiters(c *Coordinator) int { return int(c.nwaiters.Load()) }
 
-// WaitersOn counts the long polls waiting on topic.
-func WaitersOn(c *Coordinator, topic string) int {
-	c.waitMu.RLock()
-	defer c.waitMu.RUnlock()
-	return len(c.waiters[topic])
-}
-
 // SweepOffsets runs one offset-retention sweep now.
 func SweepOffsets(c *Coordinator) { c.expireOffsets() }

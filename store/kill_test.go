@@ -100,11 +100,11 @@ func TestKillChild(t *testing.T) {
 }
 
 type killAck struct {
-	stream      int
-	first       int64
-	count       int
-	hash        string
-	run, writer int
+	stream int
+	first  int64
+	count  int
+	hash   string
+	run    int
 }
 
 func TestKill(t *testing.T) {
