@@ -186,12 +186,12 @@ func recvMsg(stream grpc.ServerStream, m any) error {
 	return nil
 }
 
-// WithDecodeErrors returns desc with every handler answering a request
+// withDecodeErrors returns desc with every handler answering a request
 // message that does not decode with InvalidArgument (see decodeTarget):
 // unary handlers through their decoder, stream handlers through the
-// stream's RecvMsg. Register the services with it, on a server that uses
-// Codec (see DecodeErrorsRegistrar).
-func WithDecodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
+// stream's RecvMsg. DecodeErrorsRegistrar registers every service with it,
+// on a server that uses Codec.
+func withDecodeErrors(desc *grpc.ServiceDesc) *grpc.ServiceDesc {
 	out := *desc
 	out.Streams = slices.Clone(desc.Streams)
 	for i := range out.Streams {
@@ -229,12 +229,12 @@ func (s decodingStream) RecvMsg(m any) error {
 	return recvMsg(s.ServerStream, m)
 }
 
-// DecodeErrorsRegistrar registers every service with WithDecodeErrors, so
+// DecodeErrorsRegistrar registers every service with withDecodeErrors, so
 // that services registered by their own packages (health, reflection) answer
 // messages that do not decode as the broker's do.
 type DecodeErrorsRegistrar struct{ *grpc.Server }
 
-// RegisterService registers desc, with WithDecodeErrors, and impl.
+// RegisterService registers desc, with withDecodeErrors, and impl.
 func (r DecodeErrorsRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
-	r.Server.RegisterService(WithDecodeErrors(desc), impl)
+	r.Server.RegisterService(withDecodeErrors(desc), impl)
 }
