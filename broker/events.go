@@ -22,13 +22,14 @@ type Limits struct {
 }
 
 // SplitBody turns a produce body into its events, validating each one:
-// application/json (the default when contentType is empty; parameters such as
-// charset are accepted) is one event; application/x-ndjson is one event per
-// non-empty line, with an optional final newline and CRLF accepted. Events are
-// sub-slices of body, trimmed of surrounding JSON whitespace (space, tab, CR,
-// LF); each must be one JSON value in UTF-8 (RFC 8259). The error wraps
-// ErrUnsupportedContentType, ErrEmptyBody, ErrBodyTooLarge, ErrEventTooLarge
-// or ErrInvalidJSON and, for NDJSON, names the line.
+// application/json (the default when contentType is empty; parameters are
+// accepted, a charset only if UTF-8: see ParseContentType) is one event;
+// application/x-ndjson is one event per non-empty line, with an optional
+// final newline and CRLF accepted. Events are sub-slices of body, trimmed
+// of surrounding JSON whitespace (space, tab, CR, LF); each must be one JSON
+// value in UTF-8 (RFC 8259). The error wraps ErrUnsupportedContentType,
+// ErrEmptyBody, ErrBodyTooLarge, ErrEventTooLarge or ErrInvalidJSON and, for
+// NDJSON, names the line.
 func SplitBody(contentType string, body []byte, lim Limits) ([][]byte, error) {
 	return splitBody(nil, contentType, body, lim)
 }
