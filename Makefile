@@ -34,7 +34,7 @@ run: build ## Run a broker with the embedded defaults (data in ./floe-data)
 test: ## Run all tests (unit, end-to-end, crash and kill tests)
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
-	cd tools && $(GO) test -count=1 ./profsplit
+	cd tools && $(GO) test -count=1 ./profsplit ./gostates
 
 .PHONY: race
 race: ## Run all tests with the race detector (needs cgo: gcc)
@@ -64,7 +64,7 @@ fuzz: ## Run each fuzz target for 30s
 lint: protodeps ## Lint the protos (buf) and the Go code (go vet, gofmt)
 	$(TOOL) buf lint
 	$(GO) vet ./...
-	cd tools && $(GO) vet ./openapifix ./profsplit
+	cd tools && $(GO) vet ./openapifix ./profsplit ./gostates
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); exit 1; }
 
 .PHONY: protodeps
