@@ -182,6 +182,11 @@ func TestGRPCEveryRPC(t *testing.T) {
 	// Errors carry codes and ErrorInfo.
 	_, err = cons.Poll(ctx, &floev1.PollRequest{ConsumerId: "g1"})
 	wantCode(t, err, codes.FailedPrecondition, floev1.ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED, 409)
+	// The broker cannot tell a consumer it forgot from one that never
+	// registered: the message names both, and what to do.
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "never registered, said goodbye") || !strings.HasSuffix(msg, "; register it") {
+		t.Errorf("poll after goodbye: message %q", msg)
+	}
 	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "bad topic", Events: []*floev1.Event{{Data: []byte(`{}`)}}})
 	wantCode(t, err, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_TOPIC, 400)
 	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t"})

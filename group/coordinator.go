@@ -379,7 +379,7 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 // registration count (member.registered).
 func (c *Coordinator) enter(id string, polling bool) (*member, uint64, error) {
 	// An id that Register refuses is a bad parameter, not an unknown
-	// consumer: "register it again" would send the client in a loop.
+	// consumer: "register it" would send the client in a loop.
 	if err := validateName("consumerId", id); err != nil {
 		return nil, 0, err
 	}
@@ -734,8 +734,12 @@ func validateName(param, s string) error {
 	return nil
 }
 
+// notRegistered says why a consumer may not be a member, since the broker
+// cannot tell a consumer that never registered from one that it forgot
+// (after a goodbye, member-timeout or a restart).
 func notRegistered(id string) error {
-	return fmt.Errorf("%w: consumerId %q; register it again", broker.ErrNotRegistered, id)
+	return fmt.Errorf("%w: consumerId %q is in no group (it never registered, said goodbye, "+
+		"timed out or the broker restarted); register it", broker.ErrNotRegistered, id)
 }
 
 func errUnavailable() error {

@@ -288,7 +288,7 @@ func TestPollValidation(t *testing.T) {
 
 // An id that Register refuses can never be registered: poll, commit and
 // goodbye refuse it as Register does, naming the problem, instead of
-// answering "not registered; register it again", which would loop.
+// answering "not registered; register it", which would loop.
 func TestCallsRefuseIDsRegisterRefuses(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
