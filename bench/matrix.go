@@ -67,8 +67,11 @@ type row struct {
 	// OtherCPU is what the other processes of the machine used (cores):
 	// the machine's busy time minus the broker's and the tool's.
 	OtherCPU float64 `json:"other_cpu_cores"`
-	Baseline bool    `json:"baseline,omitempty"`
-	Err      string  `json:"error,omitempty"`
+	// StolenCPU is the CPU the hypervisor gave to others while this
+	// machine's CPUs were ready to run (cores; steal in /proc/stat).
+	StolenCPU float64 `json:"stolen_cpu_cores"`
+	Baseline  bool    `json:"baseline,omitempty"`
+	Err       string  `json:"error,omitempty"`
 	// Runs are the events/s of each successful run of a repeated case, in
 	// the order they ran; the row's other fields are those of the median
 	// run. FailedRuns counted apart, with FirstRunErr the first one's error.
@@ -548,7 +551,8 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 			waitIdle(ctx, o.WaitIdle, target, o.Log)
 		}
 		cpu0 := target.caseStart()
-		busy0, tool0 := machineBusy(), processCPU()
+		busy0, steal0 := machineCPU()
+		tool0 := processCPU()
 		start := time.Now()
 		var res *Result
 		var err error
@@ -574,8 +578,10 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		wall := time.Since(start)
 		rw.BrokerCPU, rw.BrokerRSS = target.caseEnd(cpu0, wall)
 		if wall > 0 {
-			busy := float64(machineBusy()-busy0) / float64(wall)
+			busy1, steal1 := machineCPU()
+			busy := float64(busy1-busy0) / float64(wall)
 			rw.OtherCPU = max(0, busy-rw.BrokerCPU-float64(processCPU()-tool0)/float64(wall))
+			rw.StolenCPU = float64(steal1-steal0) / float64(wall)
 		}
 		if err != nil {
 			rw.Err = err.Error()
@@ -585,7 +591,8 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		res.Name = mc.id
 		rw.Result = res
 		printSummary(o.Log, res)
-		fmt.Fprintf(o.Log, "broker: %.2f CPU cores, RSS max %.0f MiB; other processes: %.2f cores\n", rw.BrokerCPU, float64(rw.BrokerRSS)/(1<<20), rw.OtherCPU)
+		fmt.Fprintf(o.Log, "broker: %.2f CPU cores, RSS max %.0f MiB; other processes: %.2f cores; stolen by the hypervisor: %.2f cores\n",
+			rw.BrokerCPU, float64(rw.BrokerRSS)/(1<<20), rw.OtherCPU, rw.StolenCPU)
 		if mc.check != nil {
 			ok, why := mc.check(res)
 			rw.Pass, rw.Why = &ok, why
@@ -826,14 +833,16 @@ func runErrors(r *Result) map[string]uint64 {
 func waitIdle(ctx context.Context, limit time.Duration, c *child, log io.Writer) {
 	deadline := time.Now().Add(limit)
 	for {
-		busy0, self0, child0, t0 := machineBusy(), processCPU(), readProc(c.cmd.Process.Pid).cpu, time.Now()
+		busy0, _ := machineCPU()
+		self0, child0, t0 := processCPU(), readProc(c.cmd.Process.Pid).cpu, time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
 		wall := float64(time.Since(t0))
-		other := float64(machineBusy()-busy0-(processCPU()-self0)-(readProc(c.cmd.Process.Pid).cpu-child0)) / wall
+		busy1, _ := machineCPU()
+		other := float64(busy1-busy0-(processCPU()-self0)-(readProc(c.cmd.Process.Pid).cpu-child0)) / wall
 		if other < 0.25 {
 			return
 		}

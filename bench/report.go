@@ -60,16 +60,24 @@ func (r *report) markdown() string {
 		p(" **The run was interrupted: the table is incomplete.**")
 	}
 	p("\n\nThe load tool and the broker run on the same machine and share its cores; acknowledgements are durable (fsynced).\n\n")
-	var maxOther, sumOther float64
+	var maxOther, sumOther, maxStolen, sumStolen float64
 	for _, rw := range r.Rows {
 		maxOther = max(maxOther, rw.OtherCPU)
 		sumOther += rw.OtherCPU
+		maxStolen = max(maxStolen, rw.StolenCPU)
+		sumStolen += rw.StolenCPU
 	}
 	if len(r.Rows) > 0 && maxOther > 0.2 {
 		p("> **The machine was not idle**: other processes used %.2f cores on average (up to %.2f) of the %d while the cases ran ",
 			sumOther/float64(len(r.Rows)), maxOther, r.Machine.Cores)
 		p("(column *other CPU*). The broker's numbers below are lower bounds of what it does on an idle machine; ")
 		p("run `make bench` again on a quiet machine before reading them against the targets.\n\n")
+	}
+	if len(r.Rows) > 0 && maxStolen > 0.1 {
+		p("> **The hypervisor took CPU**: %.2f cores on average (up to %.2f) of the %d were given to other machines while this one's ",
+			sumStolen/float64(len(r.Rows)), maxStolen, r.Machine.Cores)
+		p("were ready to run (column *stolen CPU*, steal time in /proc/stat): the broker and the tool had that much less, and stalls follow. ")
+		p("The rows with the most of it are lower bounds.\n\n")
 	}
 	if len(r.Env) > 0 {
 		p("> **Not the Go runtime's defaults**: the matrix, its broker and its load tool ran with `%s` from the environment ", mdEscape(strings.Join(r.Env, " ")))
@@ -110,8 +118,8 @@ func (r *report) markdown() string {
 	p("| command | `%s` |\n\n", mdEscape(withEnv(r.Env, r.Command)))
 
 	p("## Results\n\n")
-	p("| case | target | events/s | MB/s | requests/s | p50 | p99 | p99.9 | max | errors | broker CPU | tool CPU | other CPU | broker RSS | result |\n")
-	p("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|---|\n")
+	p("| case | target | events/s | MB/s | requests/s | p50 | p99 | p99.9 | max | errors | broker CPU | tool CPU | other CPU | stolen CPU | broker RSS | result |\n")
+	p("|---|---|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|---|\n")
 	baselines := map[string]*Result{}
 	for _, rw := range r.Rows {
 		if rw.Baseline && rw.Result != nil {
@@ -201,10 +209,10 @@ func (r *report) markdown() string {
 		if len(rw.Runs) > 1 && rw.ErrorRuns > 0 {
 			errCell += fmt.Sprintf(" (in %d of %d runs)", rw.ErrorRuns, len(rw.Runs))
 		}
-		p("| %s | %s | %s | %.1f | %s | %s | %s%s | %s | %s | %s | %.2f | %.2f | %.2f | %s | %s |\n",
+		p("| %s | %s | %s | %.1f | %s | %s | %s%s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %s | %s |\n",
 			title, dash(rw.Target), commas(uint64(math.Round(s.EventsPerSec))), s.MBPerSec, commas(uint64(math.Round(s.RequestsPerSec))),
 			fmtMS(lat.P50), fmtMS(lat.P99), latLabel, fmtMS(lat.P999), fmtMS(lat.Max), errCell,
-			rw.BrokerCPU, res.ToolCPU, rw.OtherCPU, mib(rw.BrokerRSS), mdEscape(verdict))
+			rw.BrokerCPU, res.ToolCPU, rw.OtherCPU, rw.StolenCPU, mib(rw.BrokerRSS), mdEscape(verdict))
 	}
 	if r.BrokerRSS > 0 {
 		ok := r.BrokerRSS <= rssTarget
@@ -213,7 +221,7 @@ func (r *report) markdown() string {
 		if !ok {
 			verdict = "**FAIL**"
 		}
-		p("| broker resident memory during all of the above (peak VmRSS / VmHWM) | ≤ 256 MB | | | | | | | | | | | | %s | %s |\n", mib(r.BrokerRSS), verdict)
+		p("| broker resident memory during all of the above (peak VmRSS / VmHWM) | ≤ 256 MB | | | | | | | | | | | | | %s | %s |\n", mib(r.BrokerRSS), verdict)
 	}
 	p("\n")
 	if passAll && !r.Interrupted {
@@ -228,7 +236,7 @@ func (r *report) markdown() string {
 	p("with how many runs had any when it ran more than once; a case passes only if no run of it failed, outright or as `floe bench` ")
 	p("fails a run (a failed request, a missing or malformed event; a consumer registering again after a 409 recovers, and counts only ")
 	p("in the errors column), whatever its median run measured; other CPU is what the rest of the machine used meanwhile (other builds and tests: ")
-	p("on a shared machine the numbers are only as good as this column is small); broker RSS is the peak VmRSS sampled every 50 ms during the case. BASELINE rows are a no-op ")
+	p("on a shared machine the numbers are only as good as this column is small); stolen CPU is the time the hypervisor gave to other machines while this one's CPUs were ready to run (steal in /proc/stat: on a VM, cores that no process here got); broker RSS is the peak VmRSS sampled every 50 ms during the case. BASELINE rows are a no-op ")
 	p("net/http server (`floe bench noop-server`: reads the body, answers 200) under the same request shapes, with the same ")
 	p("client: the machine's HTTP ceiling.\n\n")
 	if r.DiskBytes > 0 {

@@ -284,27 +284,32 @@ func dirSize(dir string) int64 {
 	return n
 }
 
-// machineBusy is the CPU time all processes of the machine used so far
-// (user, nice, system, irq, softirq, steal from /proc/stat).
-func machineBusy() time.Duration {
+// machineCPU is the CPU time the machine's processes used so far (user,
+// nice, system, irq, softirq from /proc/stat), and the time the hypervisor
+// ran something else while this machine's CPUs were ready to run (steal):
+// on a virtual machine, CPU that neither the broker nor the tool got.
+func machineCPU() (busy, steal time.Duration) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
+	return cpuLine(line)
+}
+
+// cpuLine reads the busy and steal times of /proc/stat's first line
+// ("cpu  user nice system idle iowait irq softirq steal ..." in 1/100 s).
+func cpuLine(line string) (busy, steal time.Duration) {
 	f := strings.Fields(line)
 	if len(f) < 9 || f[0] != "cpu" {
-		return 0
+		return 0, 0
 	}
-	var busy int64
-	for i, v := range f[1:9] {
-		if i == 3 || i == 4 { // idle, iowait
-			continue
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		busy += n
+	var ticks [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range ticks {
+		ticks[i], _ = strconv.ParseInt(f[1+i], 10, 64)
 	}
-	return time.Duration(busy) * time.Second / 100
+	busy = time.Duration(ticks[0]+ticks[1]+ticks[2]+ticks[5]+ticks[6]) * time.Second / 100
+	return busy, time.Duration(ticks[7]) * time.Second / 100
 }
 
 func loadAvg() string {
