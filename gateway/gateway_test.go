@@ -38,6 +38,21 @@ type countingProducer struct {
 	calls atomic.Int64
 }
 
+// listenLoopback returns three listeners on free loopback ports, for
+// Gateway.Serve (which closes them).
+func listenLoopback(t *testing.T) [3]net.Listener {
+	t.Helper()
+	var ls [3]net.Listener
+	for i := range ls {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls[i] = l
+	}
+	return ls
+}
+
 func (p *countingProducer) Produce(_ context.Context, r *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
 	p.calls.Add(1)
 	return &floev1.ProduceResponse{Topic: r.GetTopic(), Count: 1}, nil
@@ -74,12 +89,7 @@ func serveGateway(t *testing.T, opts gateway.Options, tune ...func(*group.Option
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ls [3]net.Listener
-	for i := range ls {
-		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ls := listenLoopback(t)
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
 	var once sync.Once
@@ -770,12 +780,7 @@ func TestRESTShutdownTimeoutClosesConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ls [3]net.Listener
-	for i := range ls {
-		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ls := listenLoopback(t)
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
 	conn, err := net.Dial("tcp", ls[1].Addr().String())
@@ -818,12 +823,7 @@ func TestServeAfterShutdown(t *testing.T) {
 	if err := g.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	var ls [3]net.Listener
-	for i := range ls {
-		if ls[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ls := listenLoopback(t)
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ls[0], ls[1], ls[2]) }()
 	select {

@@ -23,16 +23,7 @@ import (
 // where (above the position reached), and the next commit moves the
 // group's offset there, not back.
 func TestPollResumesAtEarliestRetained(t *testing.T) {
-	e := newEnv(t, func(e *env) {
-		s, err := store.Open("retained", store.Options{FS: e.fs, RetentionInterval: -1, Sync: store.SyncNever,
-			RetentionMaxAge: time.Hour, Now: e.clock.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		e.st, e.log = s, s
-		e.opts.MemberTimeout = 100 * time.Hour
-	})
+	e := newEnv(t, withRetention(t), func(e *env) { e.opts.MemberTimeout = 100 * time.Hour })
 	ctx := context.Background()
 	st0, st1 := e.stream("t", 0), e.stream("t", 1)
 	e.register("a", "g", group.StartFromEarliest, "t")

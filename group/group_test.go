@@ -811,10 +811,10 @@ func TestOffsetRetention(t *testing.T) {
 	}
 }
 
-// Lag counts the events a group has still to read: not those that retention
-// deleted after the group's committed offset.
-func TestLagSkipsDeletedEvents(t *testing.T) {
-	e := newEnv(t, func(e *env) {
+// withRetention gives an env a store that deletes chunks older than an hour
+// of its clock when the test calls ApplyRetention.
+func withRetention(t *testing.T) func(*env) {
+	return func(e *env) {
 		s, err := store.Open("retained", store.Options{FS: e.fs, RetentionInterval: -1, Sync: store.SyncNever,
 			RetentionMaxAge: time.Hour, Now: e.clock.Now})
 		if err != nil {
@@ -822,7 +822,13 @@ func TestLagSkipsDeletedEvents(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		e.st, e.log = s, s
-	})
+	}
+}
+
+// Lag counts the events a group has still to read: not those that retention
+// deleted after the group's committed offset.
+func TestLagSkipsDeletedEvents(t *testing.T) {
+	e := newEnv(t, withRetention(t))
 	e.register("c1", "g", group.StartFromEarliest, "t")
 	e.poll("c1") // commits the start, offset 0, of every sub-range
 	if err := e.c.Goodbye(context.Background(), "c1", true); err != nil {
