@@ -498,6 +498,31 @@ func TestGRPCStreamsPerConnection(t *testing.T) {
 
 // A produce body's content type is judged by one function whichever the
 // API: REST and gRPC refuse the same content types with the same message.
+// A produce body over the limit gets the same message over both APIs
+// (REST with a Content-Length, so that the size is known).
+func TestBodyTooLargeErrorsMatch(t *testing.T) {
+	_, a := startNode(t, func(o *floe.Options) { o.MaxRequestBytes, o.MaxEventBytes = 1000, 1000 })
+	prod := floev1.NewProducerClient(dial(t, a.GRPC))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	body := []byte(`{"a":"` + strings.Repeat("x", 2000) + `"}`)
+	_, err := prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t", Body: &httpbody.HttpBody{ContentType: "application/json", Data: body}})
+	wantCode(t, err, codes.ResourceExhausted, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, 413)
+	grpcMsg := status.Convert(err).Message()
+	code, _, got, err := produceHTTP(ctx, newHTTPClient(), a.Producer, "t", "", "application/json", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Message string }
+	if err := json.Unmarshal(got, &e); err != nil || code != 413 {
+		t.Fatalf("REST %d %s, want 413 and an error body", code, got)
+	}
+	want := "request body too large: 2008 bytes, the limit is 1000 bytes"
+	if e.Message != want || grpcMsg != want {
+		t.Errorf("REST: %s\ngRPC: %s\nwant: %s", e.Message, grpcMsg, want)
+	}
+}
+
 func TestContentTypeErrorsMatch(t *testing.T) {
 	_, a := startNode(t, nil)
 	prod := floev1.NewProducerClient(dial(t, a.GRPC))

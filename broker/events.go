@@ -42,7 +42,7 @@ func splitBody(dst [][]byte, contentType string, body []byte, lim Limits) ([][]b
 	}
 	ndjson := mt == ContentTypeNDJSON
 	if lim.MaxRequestBytes > 0 && len(body) > lim.MaxRequestBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrBodyTooLarge, len(body), lim.MaxRequestBytes)
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d bytes", ErrBodyTooLarge, len(body), lim.MaxRequestBytes)
 	}
 	if !ndjson {
 		ev := trimJSONSpace(body)
@@ -93,7 +93,7 @@ func ValidateEvents(events [][]byte, lim Limits) error {
 		total += len(ev)
 	}
 	if lim.MaxRequestBytes > 0 && total > lim.MaxRequestBytes {
-		return fmt.Errorf("%w: %d bytes of events, the limit is %d", ErrBodyTooLarge, total, lim.MaxRequestBytes)
+		return fmt.Errorf("%w: %d bytes of events, the limit is %d bytes", ErrBodyTooLarge, total, lim.MaxRequestBytes)
 	}
 	for i, ev := range events {
 		trimmed := trimJSONSpace(ev)

@@ -129,7 +129,9 @@ func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, 
 			fmt.Sprintf("request body too large: the limit is %d bytes", limit))
 	}
 	if r.ContentLength > limit {
-		return nil, nil, tooLarge()
+		// The size is known: the message is the one gRPC's Produce gives.
+		return nil, nil, server.ErrorOf(fmt.Errorf("%w: %d bytes, the limit is %d bytes",
+			broker.ErrBodyTooLarge, r.ContentLength, limit))
 	}
 	var body io.Reader = r.Body
 	var wire *wireBody // set for gzip: tells wire errors from decoding errors
