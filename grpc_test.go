@@ -498,6 +498,21 @@ func TestGRPCStreamsPerConnection(t *testing.T) {
 
 // A produce body's content type is judged by one function whichever the
 // API: REST and gRPC refuse the same content types with the same message.
+// Register and produce refuse an invalid topic name with one message.
+func TestInvalidTopicErrorsMatch(t *testing.T) {
+	_, a := startNode(t, nil)
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, perr := floev1.NewProducerClient(conn).Produce(ctx, &floev1.ProduceRequest{Topic: "bad topic", Events: []*floev1.Event{{Data: []byte(`{}`)}}})
+	_, rerr := floev1.NewConsumerClient(conn).Register(ctx, &floev1.RegisterRequest{ConsumerId: "c", Topic: []string{"bad topic"}})
+	wantCode(t, perr, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_TOPIC, 400)
+	wantCode(t, rerr, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_INVALID_TOPIC, 400)
+	if p, r := status.Convert(perr).Message(), status.Convert(rerr).Message(); p != r || !strings.Contains(p, `"bad topic"`) {
+		t.Errorf("produce: %s\nregister: %s\nwant one message naming the topic", p, r)
+	}
+}
+
 // A produce body over the limit gets the same message over both APIs
 // (REST with a Content-Length, so that the size is known).
 func TestBodyTooLargeErrorsMatch(t *testing.T) {

@@ -704,7 +704,7 @@ func validateRegistration(r Registration) (id, group string, topics []string, er
 	}
 	for _, t := range r.Topics {
 		if err := broker.ValidateTopic(t); err != nil {
-			return "", "", nil, fmt.Errorf("topic: %w", err)
+			return "", "", nil, err // the message is produce's, which also names the topic
 		}
 	}
 	if !r.OnNewGroup.valid() {
