@@ -42,7 +42,7 @@ func splitBody(dst [][]byte, contentType string, body []byte, lim Limits) ([][]b
 	}
 	ndjson := mt == ContentTypeNDJSON
 	if lim.MaxRequestBytes > 0 && len(body) > lim.MaxRequestBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d bytes", ErrBodyTooLarge, len(body), lim.MaxRequestBytes)
+		return nil, BodyTooLarge(int64(len(body)), int64(lim.MaxRequestBytes))
 	}
 	if !ndjson {
 		ev := trimJSONSpace(body)
@@ -174,6 +174,12 @@ func leadingJSONSpace(b []byte) int {
 		n++
 	}
 	return n
+}
+
+// BodyTooLarge is the error of a produce body of size bytes over limit,
+// worded alike on every API.
+func BodyTooLarge(size, limit int64) error {
+	return fmt.Errorf("%w: %d bytes, the limit is %d bytes", ErrBodyTooLarge, size, limit)
 }
 
 // ParseContentType returns the media type of a produce body's content

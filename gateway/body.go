@@ -130,8 +130,7 @@ func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, 
 	}
 	if r.ContentLength > limit {
 		// The size is known: the message is the one gRPC's Produce gives.
-		return nil, nil, server.ErrorOf(fmt.Errorf("%w: %d bytes, the limit is %d bytes",
-			broker.ErrBodyTooLarge, r.ContentLength, limit))
+		return nil, nil, server.ErrorOf(broker.BodyTooLarge(r.ContentLength, limit))
 	}
 	var body io.Reader = r.Body
 	var wire *wireBody // set for gzip: tells wire errors from decoding errors
