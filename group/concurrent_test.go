@@ -58,6 +58,16 @@ func (l *checkLog) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, m
 }
 
 func (l *checkLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {
+	return l.commit(l.Log.CommitGroupOffset, grp, st, offset)
+}
+
+func (l *checkLog) CommitGroupOffsetSoon(grp string, st store.Stream, offset int64) error {
+	return l.commit(l.Log.CommitGroupOffsetSoon, grp, st, offset)
+}
+
+type commitFunc func(grp string, st store.Stream, offset int64) error
+
+func (l *checkLog) commit(commit commitFunc, grp string, st store.Stream, offset int64) error {
 	l.mu.Lock()
 	if l.committing[st] {
 		l.problem("two commits of %s at once", st)
@@ -68,7 +78,7 @@ func (l *checkLog) CommitGroupOffset(grp string, st store.Stream, offset int64) 
 	l.committing[st] = true
 	l.mu.Unlock()
 	runtime.Gosched()
-	err := l.Log.CommitGroupOffset(grp, st, offset)
+	err := commit(grp, st, offset)
 	l.mu.Lock()
 	l.committing[st] = false
 	if err == nil {

@@ -331,7 +331,8 @@ func (c *Coordinator) joinLocked(m *member, name string) {
 }
 
 // Commit durably commits the consumer's read positions: the positions
-// reached by its polls in the streams it still owns.
+// reached by its polls in the streams it still owns. It returns after the
+// fsync that covers them, and the positions its polls committed before.
 func (c *Coordinator) Commit(ctx context.Context, consumerID string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -340,7 +341,18 @@ func (c *Coordinator) Commit(ctx context.Context, consumerID string) error {
 	if err != nil {
 		return err
 	}
-	return c.settle(ctx, m, false, 0)
+	return c.commitDurably(ctx, m)
+}
+
+// commitDurably commits m's read positions and waits for their fsync.
+func (c *Coordinator) commitDurably(ctx context.Context, m *member) error {
+	if err := c.settle(ctx, m, false, 0); err != nil {
+		return err
+	}
+	if err := c.log.SyncGroupOffsets(); err != nil {
+		return logErr(err, "sync committed offsets of consumer %q", m.id)
+	}
+	return nil
 }
 
 // Goodbye commits the consumer's read positions (unless commit is false)
@@ -356,7 +368,7 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 		return err
 	}
 	if commit {
-		if err := c.settle(ctx, m, false, 0); err != nil {
+		if err := c.commitDurably(ctx, m); err != nil {
 			return err
 		}
 	}

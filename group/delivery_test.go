@@ -95,14 +95,22 @@ type gateLog struct {
 }
 
 func (l *gateLog) CommitGroupOffset(grp string, st store.Stream, off int64) error {
+	return l.commit(l.Store.CommitGroupOffset, grp, st, off)
+}
+
+func (l *gateLog) CommitGroupOffsetSoon(grp string, st store.Stream, off int64) error {
+	return l.commit(l.Store.CommitGroupOffsetSoon, grp, st, off)
+}
+
+func (l *gateLog) commit(commit commitFunc, grp string, st store.Stream, off int64) error {
 	if st != l.st {
-		return l.Store.CommitGroupOffset(grp, st, off)
+		return commit(grp, st, off)
 	}
 	if l.armed.CompareAndSwap(true, false) {
 		l.entered <- off
 		<-l.release
 	}
-	err := l.Store.CommitGroupOffset(grp, st, off)
+	err := commit(grp, st, off)
 	l.mu.Lock()
 	l.log = append(l.log, off)
 	l.mu.Unlock()

@@ -9,8 +9,9 @@
 // which it keeps durable through the small Log interface (the store).
 //
 // Delivery is at-least-once. A poll commits the position reached by the
-// previous poll of the same consumer before it reads on; Commit and Goodbye
-// commit it too. When a stream changes owner (a member joins, leaves or
+// previous poll of the same consumer before it reads on, without waiting for
+// the fsync of that commit (a commit lost in a crash only delivers events
+// again); Commit and Goodbye commit it too and wait for the fsync. When a stream changes owner (a member joins, leaves or
 // expires), the new owner starts from the last committed offset and the old
 // owner's uncommitted position is discarded, so events it polled but did not
 // acknowledge are delivered again. onNewGroup (StartPosition) decides where a

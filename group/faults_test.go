@@ -26,6 +26,20 @@ func (l *faultyLog) CommitGroupOffset(grp string, st store.Stream, offset int64)
 	return l.Log.CommitGroupOffset(grp, st, offset)
 }
 
+func (l *faultyLog) CommitGroupOffsetSoon(grp string, st store.Stream, offset int64) error {
+	if l.failCommits.Load() {
+		return errDisk
+	}
+	return l.Log.CommitGroupOffsetSoon(grp, st, offset)
+}
+
+func (l *faultyLog) SyncGroupOffsets() error {
+	if l.failCommits.Load() {
+		return errDisk
+	}
+	return l.Log.SyncGroupOffsets()
+}
+
 func (l *faultyLog) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, maxEvents int) (store.Batch, []byte, error) {
 	if l.failReads.Load() {
 		return store.Batch{}, buf, errDisk
@@ -187,6 +201,13 @@ func (l *hookedLog) CommitGroupOffset(grp string, st store.Stream, offset int64)
 		(*h)()
 	}
 	return l.Log.CommitGroupOffset(grp, st, offset)
+}
+
+func (l *hookedLog) CommitGroupOffsetSoon(grp string, st store.Stream, offset int64) error {
+	if h := l.onCommit.Swap(nil); h != nil {
+		(*h)()
+	}
+	return l.Log.CommitGroupOffsetSoon(grp, st, offset)
 }
 
 // A poll whose caller went away during the read does not move the read

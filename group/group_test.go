@@ -904,6 +904,20 @@ func (l *frozenLog) CommitGroupOffset(grp string, st store.Stream, offset int64)
 	return l.Log.CommitGroupOffset(grp, st, offset)
 }
 
+func (l *frozenLog) CommitGroupOffsetSoon(grp string, st store.Stream, offset int64) error {
+	if l.dead.Load() {
+		return errCrashed
+	}
+	return l.Log.CommitGroupOffsetSoon(grp, st, offset)
+}
+
+func (l *frozenLog) SyncGroupOffsets() error {
+	if l.dead.Load() {
+		return errCrashed
+	}
+	return l.Log.SyncGroupOffsets()
+}
+
 func (l *frozenLog) DeleteGroup(grp string) error {
 	if l.dead.Load() {
 		return errCrashed

@@ -469,13 +469,21 @@ func (l *slowLog) ReadInto(buf []byte, st store.Stream, from int64, maxBytes, ma
 }
 
 func (l *slowLog) CommitGroupOffset(grp string, st store.Stream, offset int64) error {
+	return l.commit(l.Store.CommitGroupOffset, grp, st, offset)
+}
+
+func (l *slowLog) CommitGroupOffsetSoon(grp string, st store.Stream, offset int64) error {
+	return l.commit(l.Store.CommitGroupOffsetSoon, grp, st, offset)
+}
+
+func (l *slowLog) commit(commit commitFunc, grp string, st store.Stream, offset int64) error {
 	if l.on.Load() {
 		l.mu.Lock()
 		l.commits = append(l.commits, commitRec{okey{grp, st}, offset, time.Now()})
 		l.mu.Unlock()
 	}
 	l.pause()
-	return l.Store.CommitGroupOffset(grp, st, offset)
+	return commit(grp, st, offset)
 }
 
 func (l *slowLog) GroupOffset(grp string, st store.Stream) (int64, bool, error) {

@@ -157,7 +157,10 @@ func (c *Coordinator) do(j *ioJob) {
 	group, st := j.g.name, j.p.st
 	switch j.kind {
 	case jobCommit:
-		if err := c.log.CommitGroupOffset(group, st, j.target); err != nil {
+		// A poll does not wait for the fsync of the position it commits:
+		// losing it in a crash only makes the group read events again.
+		// Commit and Goodbye wait for it (SyncGroupOffsets).
+		if err := c.log.CommitGroupOffsetSoon(group, st, j.target); err != nil {
 			j.err = logErr(err, "group %q: commit offset %d of %s", group, j.target, st)
 			return
 		}
@@ -172,7 +175,10 @@ func (c *Coordinator) do(j *ioJob) {
 		case ok:
 			j.offset, j.durable = off, true
 		default:
-			// The group's start is decided once and committed at once: after
+			// The group's start is decided once and committed durably at
+			// once (later positions, committed without waiting for their
+			// fsync, may be lost in a crash; this one may not, or the group
+			// would start again from a later "latest"): after
 			// a rebalance or a restart the group resumes there, whatever the
 			// onNewGroup of the member that gets the stream next.
 			start := int64(0) // earliest: the store reads from the earliest retained event

@@ -54,6 +54,12 @@ type Log interface {
 	EarliestOffset(st store.Stream) int64
 	// CommitGroupOffset durably records the position of group in st.
 	CommitGroupOffset(group string, st store.Stream, offset int64) error
+	// CommitGroupOffsetSoon records it without waiting for an fsync: it
+	// becomes durable shortly after (see store.Store.CommitGroupOffsetSoon).
+	CommitGroupOffsetSoon(group string, st store.Stream, offset int64) error
+	// SyncGroupOffsets makes every position recorded by
+	// CommitGroupOffsetSoon before the call durable.
+	SyncGroupOffsets() error
 	// GroupOffset returns the committed position of group in st; ok is
 	// false if there is none.
 	GroupOffset(group string, st store.Stream) (int64, bool, error)

@@ -86,6 +86,9 @@ type commitGroup struct {
 	bytes   int64 // encoded bytes (budget)
 	applied time.Time
 	sync    bool
+	// deferred is how many deferred offset writes (offsetsync.go) were
+	// applied before the batch: its fsync covers them.
+	deferred uint64
 }
 
 // Append stores events as one chunk of st and returns the offset of the
@@ -215,8 +218,12 @@ func (s *Store) writeFailed(err error) {
 func (s *Store) applyDurable(b *pebble.Batch, opts *pebble.WriteOptions, record bool) error {
 	var err error
 	if opts.Sync {
+		n := s.deferred.written.Load() // applied before b: its fsync covers them
 		if err = s.db.ApplyNoSyncWait(b, opts); err == nil {
 			err = b.SyncWait()
+		}
+		if err == nil {
+			s.deferred.covered(n)
 		}
 	} else {
 		err = s.db.Apply(b, opts)
@@ -303,6 +310,7 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 	err := s.refusing()
 	if err == nil {
 		if g.sync {
+			g.deferred = s.deferred.written.Load() // applied before the batch
 			err = s.db.ApplyNoSyncWait(g.batch, s.writeOpts)
 		} else {
 			err = s.db.Apply(g.batch, s.writeOpts)
@@ -433,6 +441,9 @@ func (s *Store) runSyncer() {
 			}
 			_ = g.batch.Close()
 			continue
+		}
+		if g.sync {
+			s.deferred.covered(g.deferred)
 		}
 		s.stats.commits.Add(1)
 		s.stats.commitNanos.Add(int64(now.Sub(g.applied)))

@@ -12,8 +12,16 @@ import (
 // CommitGroupOffset durably records offset as the position of group in st
 // (synced under SyncAlways). The store does not interpret the offset beyond
 // rejecting negative ones (ErrOffsetOutOfRange); group must be non-empty
-// (ErrInvalidGroup).
+// (ErrInvalidGroup). CommitGroupOffsetSoon does the same without waiting
+// for the fsync.
 func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
+	// Pebble's own commit pipeline shares one fsync among concurrent
+	// synced commits, so group commits need no queue of their own.
+	return s.commitGroupOffset(group, st, offset, s.writeOpts)
+}
+
+// commitGroupOffset validates and writes a group offset with opts.
+func (s *Store) commitGroupOffset(group string, st Stream, offset int64, opts *pebble.WriteOptions) error {
 	if group == "" {
 		return fmt.Errorf("%w: empty name", ErrInvalidGroup)
 	}
@@ -23,9 +31,7 @@ func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
 	if offset < 0 {
 		return fmt.Errorf("%w: group %q %s: negative offset %d", ErrOffsetOutOfRange, group, st, offset)
 	}
-	// Pebble's own commit pipeline shares one fsync among concurrent
-	// synced commits, so group commits need no queue of their own.
-	err := s.writeMeta(func() string { return fmt.Sprintf("commit offset of group %q %s", group, st) }, func(b *pebble.Batch) {
+	err := s.writeMetaWith(opts, func() string { return fmt.Sprintf("commit offset of group %q %s", group, st) }, func(b *pebble.Batch) {
 		_ = b.Set(groupOffsetKey(group, st), encodeGroupOffsetValue(offset, s.opts.Now().UnixNano()), nil)
 	})
 	if err == nil {
@@ -38,6 +44,12 @@ func (s *Store) CommitGroupOffset(group string, st Stream, offset int64) error {
 // offset, a setting), outside the group commit of appends. what names the
 // write in its error (a function: it is formatted only then).
 func (s *Store) writeMeta(what func() string, fill func(b *pebble.Batch)) error {
+	return s.writeMetaWith(s.writeOpts, what, fill)
+}
+
+// writeMetaWith is writeMeta with the write options opts: with
+// pebble.NoSync it returns once Pebble applied the batch.
+func (s *Store) writeMetaWith(opts *pebble.WriteOptions, what func() string, fill func(b *pebble.Batch)) error {
 	if err := s.acquire(); err != nil {
 		return err
 	}
@@ -48,7 +60,7 @@ func (s *Store) writeMeta(what func() string, fill func(b *pebble.Batch)) error 
 	b := s.db.NewBatch()
 	defer b.Close()
 	fill(b) // Set and DeleteRange fail only for indexed batches
-	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
+	if err := s.applyDurable(b, opts, true); err != nil {
 		// The store is open (acquire), so Pebble failed to write or sync
 		// its WAL, and it keeps that error for every later write.
 		return fmt.Errorf("%w: %s: %w", ErrWriteFailed, what(), err)

@@ -53,8 +53,11 @@ type Metrics struct {
 	// duration. Pebble may cover several commits with one fsync.
 	WALSyncs       int64
 	WALSyncLatency time.Duration
-	// GroupOffsetCommits counts CommitGroupOffset calls that succeeded.
-	GroupOffsetCommits int64
+	// GroupOffsetCommits counts CommitGroupOffset and CommitGroupOffsetSoon
+	// calls that succeeded; GroupOffsetSyncs the fsyncs the store made for
+	// the latter alone, when no other write's fsync covered them in time
+	// (offsetsync.go).
+	GroupOffsetCommits, GroupOffsetSyncs int64
 
 	Streams int
 
@@ -108,6 +111,7 @@ func (s *Store) Metrics() Metrics {
 		CommitLatency:      time.Duration(c.commitNanos.Load()),
 		AckLatency:         time.Duration(c.ackNanos.Load()),
 		GroupOffsetCommits: c.groupCommits.Load(),
+		GroupOffsetSyncs:   s.deferred.syncs.Load(),
 		RetentionRuns:      c.retentionRuns.Load(),
 		ChunksDeleted:      c.chunksDeleted.Load(),
 		BytesDeleted:       c.bytesDeleted.Load(),

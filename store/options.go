@@ -62,6 +62,7 @@ const (
 	DefaultCommitLinger       = 200 * time.Microsecond
 	DefaultPageCacheWindow    = 1 << 30
 	DefaultMinFreeDisk        = 256 << 20
+	DefaultOffsetSyncDelay    = 100 * time.Millisecond
 )
 
 // Options configures a Store. The zero value is valid: Open fills every zero
@@ -80,6 +81,10 @@ type Options struct {
 	// Sync is the durability of Append and CommitGroupOffset. Default
 	// SyncAlways.
 	Sync SyncPolicy
+	// OffsetSyncDelay bounds how long a group offset written by
+	// CommitGroupOffsetSoon may wait for an fsync when no other write syncs
+	// the WAL before (see offsetsync.go). Default 100ms; at most 10s.
+	OffsetSyncDelay time.Duration
 	// PageCacheWindow is how many bytes of the newest blob files (the
 	// events flushed from the WAL) the store leaves in the OS page cache;
 	// older ones are dropped from it (see pagecache.go). Default 1 GiB;
@@ -199,6 +204,9 @@ func (o Options) withDefaults() Options {
 	if o.CommitLinger == 0 {
 		o.CommitLinger = DefaultCommitLinger
 	}
+	if o.OffsetSyncDelay == 0 {
+		o.OffsetSyncDelay = DefaultOffsetSyncDelay
+	}
 	if o.ValueSeparationMinSize == 0 {
 		o.ValueSeparationMinSize = DefaultValueSeparationMin
 	}
@@ -247,6 +255,8 @@ func (o Options) Validate() error {
 		return bad("MaxQueuedBytes", o.MaxQueuedBytes, "must be at least MaxAppendBytes")
 	case o.MaxInflightCommits < 1 || o.MaxInflightCommits > 64:
 		return bad("MaxInflightCommits", o.MaxInflightCommits, "must be in [1, 64]")
+	case o.OffsetSyncDelay < 0 || o.OffsetSyncDelay > 10*time.Second:
+		return bad("OffsetSyncDelay", o.OffsetSyncDelay, "must be in (0, 10s]")
 	case o.CommitLinger > 10*time.Millisecond:
 		return bad("CommitLinger", o.CommitLinger, "must be at most 10ms")
 	case o.ValueSeparationMinSize < 1:

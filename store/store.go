@@ -55,6 +55,9 @@ type Store struct {
 	cancel context.CancelFunc
 
 	stats counters
+	// deferred tracks group offsets written without waiting for an fsync
+	// (offsetsync.go).
+	deferred deferredSyncs
 	// window drops old blob files from the page cache; nil when off.
 	window *cacheWindowFS
 	// disk refuses appends while the volume is short of space; nil when

@@ -489,6 +489,7 @@ func TestOptionsValidate(t *testing.T) {
 		"MaxQueuedBytes":     {MaxQueuedBytes: 1 << 10},
 		"MaxInflightCommits": {MaxInflightCommits: -1},
 		"Compression":        {Compression: 9},
+		"OffsetSyncDelay":    {OffsetSyncDelay: time.Minute},
 	} {
 		err := o.Validate()
 		if err == nil || !strings.Contains(err.Error(), "Options."+field+" ") {
