@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"time"
 
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
@@ -68,6 +69,7 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 			next.ServeHTTP(w, r)
 			return
 		}
+		contentType := r.Header.Get("Content-Type")
 		r.Body = http.NoBody
 		r.ContentLength = 0
 		r.Header.Del("Content-Type")
@@ -77,6 +79,13 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 		}
 		var rb registerBody
 		if err := json.Unmarshal(data, &rb); err != nil {
+			if !isJSONType(contentType) && queryNamesConsumer(r.URL.RawQuery) {
+				// PolarStreams reads the query alone: a registration
+				// complete in its query registers, whatever else it sends
+				// in a body not declared as JSON.
+				next.ServeHTTP(w, r)
+				return
+			}
 			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
 				registerBodyError(err)+"; expected "+registerBodyShape))
 			return
@@ -121,6 +130,20 @@ func isFormBody(contentType string, data []byte) bool {
 	}
 	trimmed := bytes.TrimSpace(data)
 	return len(trimmed) > 0 && trimmed[0] != '{'
+}
+
+// isJSONType reports whether a Content-Type declares JSON
+// (application/json or a +json type).
+func isJSONType(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// queryNamesConsumer reports whether a register query names its consumer,
+// under either name of the parameter.
+func queryNamesConsumer(rawQuery string) bool {
+	q, err := url.ParseQuery(rawQuery)
+	return err == nil && (q.Get("consumerId") != "" || q.Get(snakeCase("consumerId")) != "")
 }
 
 // registerBodyError says what is wrong with a register body that does not

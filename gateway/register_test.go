@@ -146,6 +146,28 @@ func TestRegisterBodyToForm(t *testing.T) {
 			t.Errorf("%s: called %v, %d %s, query %v (%v), want %v", tc.name, res.called, res.status, res.answer, res.query, res.formErr, tc.want)
 		}
 	}
+	// A body that is not JSON, sent without a JSON type, is ignored when the
+	// query names the consumer, as PolarStreams reads the query alone; as
+	// JSON, or without a consumer in the query, it is an error.
+	for _, tc := range []struct {
+		ct, target string
+		called     bool
+	}{
+		{"text/plain", reg + "?consumerId=1&topic=t", true},
+		{"application/octet-stream", reg + "?consumer_id=1&topic=t", true},
+		{"", reg + "?consumerId=1&topic=t", true},
+		{"application/json", reg + "?consumerId=1&topic=t", false},
+		{"application/vnd.api+json", reg + "?consumerId=1&topic=t", false},
+		{"text/plain", reg + "?topic=t", false},
+	} {
+		res := runRegister(t, "PUT", tc.target, tc.ct, "hello")
+		if res.called != tc.called || (!tc.called && res.status != 400) {
+			t.Errorf("text body, type %q, %s: called %v, %d %s; want called %v", tc.ct, tc.target, res.called, res.status, res.answer, tc.called)
+		}
+		if res.called && (len(res.body) != 0 || res.query.Get("topic") != "t") {
+			t.Errorf("text body, type %q, %s: body %q reached the handler, query %v", tc.ct, tc.target, res.body, res.query)
+		}
+	}
 	// More topics than net/url parses in a query (10,000): they reach the
 	// handler, which says how many a registration may name, rather than
 	// an error about a query the client did not send.
