@@ -11,10 +11,11 @@
 // Delivery is at-least-once. A poll commits the position reached by the
 // previous poll of the same consumer before it reads on, without waiting for
 // the fsync of that commit (a commit lost in a crash only delivers events
-// again); Commit and Goodbye commit it too and wait for the fsync. When a stream changes owner (a member joins, leaves or
-// expires), the new owner starts from the last committed offset and the old
-// owner's uncommitted position is discarded, so events it polled but did not
-// acknowledge are delivered again. onNewGroup (StartPosition) decides where a
+// again); Commit and Goodbye commit it too and wait for the fsync. When a
+// stream changes owner (a member joins, leaves or expires), the new owner
+// starts from the last committed offset and the old owner's uncommitted
+// position is discarded, so events it polled but did not acknowledge are
+// delivered again. onNewGroup (StartPosition) decides where a
 // group without a committed offset starts; a "latest" start is committed at
 // once so that nothing produced afterwards is skipped.
 //

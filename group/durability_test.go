@@ -74,3 +74,38 @@ func TestCommitAndGoodbyeWaitForTheFsyncPollsDoNot(t *testing.T) {
 	}
 	e.check()
 }
+
+// The start offset of a new group is committed with its own fsync, not
+// deferred like a poll's: a crash right after the group started from
+// "latest" must not make it start again from a later "latest", skipping the
+// events produced in between.
+func TestNewGroupStartSurvivesACrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	e := newEnv(t, func(e *env) {
+		s, err := store.Open("synced", store.Options{FS: fs, RetentionInterval: -1, Now: e.clock.Now,
+			OffsetSyncDelay: 10 * time.Second}) // the timer stays out of the test
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		e.st, e.log = s, s
+	})
+	st := e.stream("t", 0)
+	e.produce("t", 0, 4, "before")
+	e.register("c", "g", group.StartFromLatest, "t")
+	if n := countEvents(e.poll("c")); n != 0 {
+		t.Fatalf("first poll of a group starting from latest: %d events, want 0", n)
+	}
+	if off, ok := e.committed("g", st); !ok || off != 4 {
+		t.Fatalf("start offset %d, %v; want 4", off, ok)
+	}
+	s, err := store.Open("synced", store.Options{FS: fs.CrashClone(vfs.CrashCloneCfg{}), RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if off, ok, err := s.GroupOffset("g", st); err != nil || !ok || off != 4 {
+		t.Fatalf("after a crash the group's start offset is %d, %v, %v; want 4 (synced when the group started)", off, ok, err)
+	}
+	e.check()
+}

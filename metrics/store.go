@@ -62,7 +62,7 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		func(m *store.Metrics) float64 { return float64(m.ChunkBytes) })
 	add("group_offset_commits_total", "Consumer-group offsets committed to the store.", counter,
 		func(m *store.Metrics) float64 { return float64(m.GroupOffsetCommits) })
-	add("group_offset_syncs_total", "WAL fsyncs made for offsets that polls committed alone: at most one per offset sync delay (100 ms), when no other fsync covered them.", counter,
+	add("group_offset_syncs_total", "WAL fsyncs made for offsets that polls committed when no other fsync had covered them: by the timer, at most one per offset sync delay (100 ms), and by each commit or goodbye that found them uncovered.", counter,
 		func(m *store.Metrics) float64 { return float64(m.GroupOffsetSyncs) })
 	add("streams", "Streams (topic sub-ranges) the store holds.", gauge,
 		func(m *store.Metrics) float64 { return float64(m.Streams) })

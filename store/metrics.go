@@ -54,9 +54,9 @@ type Metrics struct {
 	WALSyncs       int64
 	WALSyncLatency time.Duration
 	// GroupOffsetCommits counts CommitGroupOffset and CommitGroupOffsetSoon
-	// calls that succeeded; GroupOffsetSyncs the fsyncs the store made for
-	// the latter alone, when no other write's fsync covered them in time
-	// (offsetsync.go).
+	// calls that succeeded; GroupOffsetSyncs the fsyncs SyncGroupOffsets
+	// made for the latter, when no other write's fsync had covered them:
+	// the timer's, and those of explicit commits (offsetsync.go).
 	GroupOffsetCommits, GroupOffsetSyncs int64
 
 	Streams int
