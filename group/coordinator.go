@@ -108,7 +108,6 @@ type position struct {
 	epoch uint64
 
 	known     bool  // committed is valid
-	durable   bool  // committed was read from or written to the log
 	committed int64 // the group's committed offset (the start of a new owner)
 
 	started bool  // read is the owner's position

@@ -28,9 +28,8 @@ type ioJob struct {
 	done   chan struct{} // the lease, closed when applied
 
 	// Results.
-	offset  int64
-	durable bool
-	err     error
+	offset int64
+	err    error
 }
 
 // newJobLocked takes p's io lease for a job.
@@ -139,7 +138,6 @@ func (c *Coordinator) runJobs(jobs []*ioJob) error {
 			errs = append(errs, j.err)
 		} else {
 			p.committed, p.known = j.offset, true
-			p.durable = p.durable || j.durable
 		}
 		p.io = nil
 		close(j.done)
@@ -164,7 +162,7 @@ func (c *Coordinator) do(j *ioJob) {
 			j.err = logErr(err, "group %q: commit offset %d of %s", group, j.target, st)
 			return
 		}
-		j.offset, j.durable = j.target, true
+		j.offset = j.target
 	case jobLoad:
 		off, ok, err := c.log.GroupOffset(group, st)
 		if err != nil {
@@ -173,7 +171,7 @@ func (c *Coordinator) do(j *ioJob) {
 		}
 		switch {
 		case ok:
-			j.offset, j.durable = off, true
+			j.offset = off
 		default:
 			// The group's start is decided once and committed durably at
 			// once (later positions, committed without waiting for their
@@ -189,7 +187,7 @@ func (c *Coordinator) do(j *ioJob) {
 				j.err = logErr(err, "group %q: commit start offset %d of %s", group, start, st)
 				return
 			}
-			j.offset, j.durable = start, true
+			j.offset = start
 			c.logger.Debug("group starts", "group", group, "stream", st.String(), "onNewGroup", j.onNew.String(), "offset", start)
 		}
 	default:

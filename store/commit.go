@@ -218,7 +218,9 @@ func (s *Store) writeFailed(err error) {
 func (s *Store) applyDurable(b *pebble.Batch, opts *pebble.WriteOptions, record bool) error {
 	var err error
 	if opts.Sync {
-		n := s.deferred.written.Load() // applied before b: its fsync covers them
+		// Read before b is applied, never after: only writes applied
+		// before b are in the WAL ahead of it (offsetsync.go).
+		n := s.deferred.written.Load()
 		if err = s.db.ApplyNoSyncWait(b, opts); err == nil {
 			err = b.SyncWait()
 		}
@@ -310,7 +312,9 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 	err := s.refusing()
 	if err == nil {
 		if g.sync {
-			g.deferred = s.deferred.written.Load() // applied before the batch
+			// Read before the batch is applied, never after (see
+			// applyDurable).
+			g.deferred = s.deferred.written.Load()
 			err = s.db.ApplyNoSyncWait(g.batch, s.writeOpts)
 		} else {
 			err = s.db.Apply(g.batch, s.writeOpts)
