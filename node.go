@@ -203,6 +203,7 @@ func (n *Node) init() (err error) {
 			OpenAPI:         OpenAPI,
 			Logger:          opts.Logger.With("component", "gateway"),
 			Wrap:            m.WrapHTTP,
+			CORSOrigins:     opts.CORSOrigins,
 		})
 	if err != nil {
 		return err

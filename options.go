@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/floe-streams/floe/broker"
@@ -71,6 +72,11 @@ type Options struct {
 	// gRPC ResourceExhausted, DISK_FULL) until space comes back
 	// (store.Options.MinFreeDiskBytes). Default 256 MiB; negative: off.
 	MinFreeDisk int64
+
+	// CORSOrigins are the origins whose pages may call the REST API from a
+	// browser (CORS), such as an API portal's: "https://portal.example.com",
+	// "https://*.example.com", or "*" for any. Empty (the default): none.
+	CORSOrigins []string
 
 	// ShutdownTimeout bounds the drain of a graceful shutdown (requests in
 	// flight); closing the store then gets at most storeCloseGrace more.
@@ -175,6 +181,11 @@ func (o Options) Validate() error {
 	check(o.RetentionMaxBytes >= 0, "retention-max-bytes: %d is negative", o.RetentionMaxBytes)
 	check(o.CacheSize >= 0, "cache-size: %d is negative", o.CacheSize)
 	check(o.ShutdownTimeout >= 0, "shutdown-timeout: %v is negative", o.ShutdownTimeout)
+	for _, origin := range o.CORSOrigins {
+		if err := gateway.CheckCORSOrigin(origin); err != nil {
+			errs = append(errs, fmt.Errorf("cors-origins: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -191,6 +202,6 @@ func (o Options) logAttrs() []any {
 		"retention-max-age", o.RetentionMaxAge.String(),
 		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
 		"page-cache-window", o.PageCacheWindow, "min-free-disk", storeOptions(o).EffectiveMinFreeDisk(),
-		"shutdown-timeout", o.ShutdownTimeout.String(),
+		"shutdown-timeout", o.ShutdownTimeout.String(), "cors-origins", strings.Join(o.CORSOrigins, ","),
 	}
 }

@@ -53,6 +53,10 @@ type Options struct {
 	// Wrap, when set, wraps each API's handler (metrics); api is
 	// "discovery", "producer" or "consumer".
 	Wrap func(api string, h http.Handler) http.Handler
+	// CORSOrigins are the origins whose pages may call the three APIs from
+	// a browser (see withCORS; CheckCORSOrigin says what each may be).
+	// Empty: none.
+	CORSOrigins []string
 }
 
 // Defaults of Options.
@@ -134,9 +138,15 @@ func New(svc Services, opts Options) (*Gateway, error) {
 		return nil, err
 	}
 
-	g.discovery = g.wrap("discovery", headAsGet(checkQueryAliases(dmux)))
-	g.producer = g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux)))))
-	g.consumer = g.wrap("consumer", headAsGet(g.polls.bound(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux)))))))
+	for _, o := range opts.CORSOrigins {
+		if err := CheckCORSOrigin(o); err != nil {
+			return nil, fmt.Errorf("gateway: CORSOrigins: %w", err)
+		}
+	}
+	// Preflight requests are answered before the metrics see them.
+	g.discovery = withCORS(opts.CORSOrigins, g.wrap("discovery", headAsGet(checkQueryAliases(dmux))))
+	g.producer = withCORS(opts.CORSOrigins, g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux))))))
+	g.consumer = withCORS(opts.CORSOrigins, g.wrap("consumer", headAsGet(g.polls.bound(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux))))))))
 	return g, nil
 }
 

@@ -142,3 +142,26 @@ func (i integer) Set(s string) error {
 	*i.p = v
 	return nil
 }
+
+// originList is a flag of comma-separated CORS origins; blanks around them
+// are dropped, and "" is the empty list. The origins themselves are checked
+// with the rest of the options.
+type originList struct{ p *[]string }
+
+func (l originList) String() string {
+	if l.p == nil {
+		return ""
+	}
+	return strings.Join(*l.p, ",")
+}
+
+func (l originList) Set(s string) error {
+	var out []string
+	for o := range strings.SplitSeq(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	*l.p = out
+	return nil
+}

@@ -84,6 +84,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(byteSize64{&o.CacheSize}, "cache-size", "block cache of the store, e.g. 64MiB")
 	fs.Var(byteSizeOrOff{&o.PageCacheWindow}, "page-cache-window", "newest flushed events left in the OS page cache, e.g. 1GiB; older blob files are dropped from it (off: the kernel decides; Linux only)")
 	fs.Var(byteSizeOrOff{&o.MinFreeDisk}, "min-free-disk", "free space kept on the volume of data-dir: below it, produce requests get 507 until space comes back (at least 8 memtables: 2.5 × max-request-bytes each, 16MiB at least) (off: no guard; then a full disk stalls or crashes the store)")
+	fs.Var(originList{&o.CORSOrigins}, "cors-origins", "origins whose pages may call the REST API from a browser (CORS), comma-separated, e.g. https://portal.example.com,http://localhost:8080; * for any (empty: none)")
 	fs.Var(duration{&o.ShutdownTimeout}, "shutdown-timeout", "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
 	fs.Var(byteSize64{&c.memoryLimit}, "memory-limit", "soft memory limit of the Go runtime: the GC works harder near it (0: none; GOMEMLIMIT, if set, wins)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")

@@ -207,6 +207,8 @@ func TestConfigRejections(t *testing.T) {
 		{name: "log format from env", env: env{"FLOE_LOG_FORMAT": "xml"}, want: []string{`log-format: "xml" is not text or json (set by FLOE_LOG_FORMAT)`}},
 		{name: "negative duration", args: []string{"--shutdown-timeout=-1s"}, want: []string{"shutdown-timeout: -1s is negative (set by --shutdown-timeout)"}},
 		{name: "page cache window", file: "page-cache-window: none\n", want: []string{`FILE:1: page-cache-window: "none" is not a size or off`}},
+		{name: "CORS origin with a path", env: env{"FLOE_CORS_ORIGINS": "https://a.example, https://b.example/portal"},
+			want: []string{`cors-origins: "https://b.example/portal" is not an origin (an origin has no path, query or user)`, "(set by FLOE_CORS_ORIGINS)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args, e := tc.args, tc.env
@@ -228,6 +230,40 @@ func TestConfigRejections(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// cors-origins is a comma-separated list wherever it is set; blanks around
+// the origins and empty items are dropped.
+func TestCORSOriginsList(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  env
+		file string
+		want []string
+	}{
+		{args: []string{"--cors-origins", "https://a.example, http://localhost:8080"}, want: []string{"https://a.example", "http://localhost:8080"}},
+		{env: env{"FLOE_CORS_ORIGINS": "*"}, want: []string{"*"}},
+		{file: "cors-origins: \"https://a.example,,https://*.b.example \"\n", want: []string{"https://a.example", "https://*.b.example"}},
+		{env: env{"FLOE_CORS_ORIGINS": ""}, want: nil},
+		{want: nil},
+	} {
+		args := tc.args
+		if tc.file != "" {
+			args = append([]string{"--config", writeFile(t, tc.file)}, args...)
+		}
+		e := tc.env
+		if e == nil {
+			e = env{}
+		}
+		c, err := parseConfig(args, e.lookup, io.Discard)
+		if err != nil {
+			t.Errorf("%v %v %q: %v", tc.args, tc.env, tc.file, err)
+			continue
+		}
+		if !slices.Equal(c.opts.CORSOrigins, tc.want) {
+			t.Errorf("%v %v %q: origins %q, want %q", tc.args, tc.env, tc.file, c.opts.CORSOrigins, tc.want)
+		}
 	}
 }
 
