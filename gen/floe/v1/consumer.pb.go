@@ -609,7 +609,7 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x06commit\x18\x02 \x01(\bB\x1a\x92A\x17\x82\x03\x14\n" +
 	"\x0ex-floe-default\x12\x02 \x01H\x00R\x06commit\x88\x01\x01B\t\n" +
 	"\a_commit\"\x11\n" +
-	"\x0fGoodbyeResponse2\x9a\x1c\n" +
+	"\x0fGoodbyeResponse2\xd2\x1d\n" +
 	"\bConsumer\x12\x80\t\n" +
 	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\xbe\b\x92A\x84\b\n" +
 	"\bConsumer\x12\x13Register a consumer\x1a\xfc\x01Idempotent. Parameters come from the query, a JSON body {\"id\",\"group\",\"topics\",\"onNewGroup\"} or a form body. At most 1,000 topics and 4,096 sub-ranges (topics times sub-ranges per topic) per registration. Polls of the consumer in progress end with 204.J\x84\x01\n" +
@@ -660,9 +660,9 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x0f\n" +
 	"\x04type\x12\a\x1a\x05array\n" +
 	"\x10\n" +
-	"\x04type\x12\b\x1a\x06object\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\xc3\b\n" +
-	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\x8d\b\x92A\xe7\a\n" +
-	"\bConsumer\x12\vRead events\x1a\x8a\x02Commits the position reached by the previous poll, then answers the next events of the consumer's sub-ranges: at most maxBytes of events, but always at least one event when one is available, however large. A long poll (timeout) waits for events before answering 204.:\x10application/jsonJ\x81\x01\n" +
+	"\x04type\x12\b\x1a\x06object\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\x95\t\n" +
+	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xdf\b\x92A\xb9\b\n" +
+	"\bConsumer\x12\vRead events\x1a\xdc\x02Commits the position reached by the previous poll (without waiting for the disk: a crash within 100 ms delivers those events again), then answers the next events of the consumer's sub-ranges: at most maxBytes of events, but always at least one event when one is available, however large. A long poll (timeout) waits for events before answering 204.:\x10application/jsonJ\x81\x01\n" +
 	"\x03204\x12z\n" +
 	"7No data available; Retry-After says when to poll again.\x1a?\n" +
 	"\vRetry-After\x120\n" +
@@ -682,9 +682,9 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x03413\x12-\n" +
 	"\x17A form body over 1 MiB.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Errorj\x16\n" +
-	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xf7\x04\n" +
-	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\xbb\x04\x92A\x9c\x04\n" +
-	"\bConsumer\x12\x1aCommit the reader position\x1a9Commits the position reached by the consumer's last poll.J\x13\n" +
+	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xbf\x05\n" +
+	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\x83\x05\x92A\xe4\x04\n" +
+	"\bConsumer\x12\x1aCommit the reader position\x1a\x80\x01Commits the position reached by the consumer's last poll, and answers once it, and what its earlier polls committed, is on disk.J\x13\n" +
 	"\x03204\x12\f\n" +
 	"\n" +
 	"Committed.J\xbc\x01\n" +
@@ -700,9 +700,9 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x03413\x12-\n" +
 	"\x17A form body over 1 MiB.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Errorj\x16\n" +
-	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xca\x05\n" +
-	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\x8b\x05\x92A\xeb\x04\n" +
-	"\bConsumer\x12\x15Commit and unregister\x1a\xa1\x01Commits the position reached by the consumer's last poll (unless commit=false), then removes the consumer from its group: its sub-ranges go to the other members.J\xbc\x01\n" +
+	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xe8\x05\n" +
+	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xa9\x05\x92A\x89\x05\n" +
+	"\bConsumer\x12\x15Commit and unregister\x1a\xbf\x01Commits the position reached by the consumer's last poll (unless commit=false) and waits until it is on disk, then removes the consumer from its group: its sub-ranges go to the other members.J\xbc\x01\n" +
 	"\x03400\x12\xb4\x01\n" +
 	"\x9d\x01A parameter is missing or invalid (a consumerId that could never be registered, a value out of range, a form body that does not parse); the message names it.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJY\n" +

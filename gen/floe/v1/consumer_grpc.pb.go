@@ -37,9 +37,12 @@ type ConsumerClient interface {
 	// idempotent.
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
 	// Poll reads events from the sub-ranges assigned to the consumer. It
-	// commits the position reached by the previous poll.
+	// commits the position reached by the previous poll, without waiting for
+	// that commit to reach the disk (within 100 ms it does; a crash before
+	// delivers those events again).
 	Poll(ctx context.Context, in *PollRequest, opts ...grpc.CallOption) (*PollResponse, error)
-	// Commit commits the position reached by the previous poll.
+	// Commit commits the position reached by the previous poll, and answers
+	// once it, and what the consumer's earlier polls committed, is on disk.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
 	// Goodbye commits the position (unless commit is false) and unregisters
 	// the consumer.
@@ -106,9 +109,12 @@ type ConsumerServer interface {
 	// idempotent.
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
 	// Poll reads events from the sub-ranges assigned to the consumer. It
-	// commits the position reached by the previous poll.
+	// commits the position reached by the previous poll, without waiting for
+	// that commit to reach the disk (within 100 ms it does; a crash before
+	// delivers those events again).
 	Poll(context.Context, *PollRequest) (*PollResponse, error)
-	// Commit commits the position reached by the previous poll.
+	// Commit commits the position reached by the previous poll, and answers
+	// once it, and what the consumer's earlier polls committed, is on disk.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
 	// Goodbye commits the position (unless commit is false) and unregisters
 	// the consumer.
