@@ -11,22 +11,22 @@ import (
 	"github.com/floe-streams/floe/store"
 )
 
-// A poll commits the previous poll's position without waiting for an fsync;
-// Commit and Goodbye answer only once their positions, and those the polls
-// committed before, are synced. Checked on a store that syncs (SyncAlways)
-// on a filesystem that can lose what was not synced: a machine crash.
-func TestCommitAndGoodbyeWaitForTheFsyncPollsDoNot(t *testing.T) {
+// newCrashableEnv is an env whose store syncs (SyncAlways) on a filesystem
+// that can lose what was not synced. crashed returns group "g"'s offset in
+// st as a machine crash now would leave it. The offset sync timer stays out
+// of the tests.
+func newCrashableEnv(t *testing.T) (e *env, crashed func(st store.Stream) (int64, bool)) {
 	fs := vfs.NewCrashableMem()
-	e := newEnv(t, func(e *env) {
+	e = newEnv(t, func(e *env) {
 		s, err := store.Open("synced", store.Options{FS: fs, RetentionInterval: -1, Now: e.clock.Now,
-			OffsetSyncDelay: 10 * time.Second}) // the timer stays out of the test
+			OffsetSyncDelay: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		e.st, e.log = s, s
 	})
-	crashed := func(st store.Stream) (int64, bool) {
+	return e, func(st store.Stream) (int64, bool) {
 		t.Helper()
 		s, err := store.Open("synced", store.Options{FS: fs.CrashClone(vfs.CrashCloneCfg{}), RetentionInterval: -1})
 		if err != nil {
@@ -39,6 +39,14 @@ func TestCommitAndGoodbyeWaitForTheFsyncPollsDoNot(t *testing.T) {
 		}
 		return off, ok
 	}
+}
+
+// A poll commits the previous poll's position without waiting for an fsync;
+// Commit and Goodbye answer only once their positions, and those the polls
+// committed before, are synced. Checked on a store that syncs (SyncAlways)
+// on a filesystem that can lose what was not synced: a machine crash.
+func TestCommitAndGoodbyeWaitForTheFsyncPollsDoNot(t *testing.T) {
+	e, crashed := newCrashableEnv(t)
 
 	e.register("c", "g", group.StartFromEarliest, "t")
 	e.register("d", "g", group.StartFromEarliest, "t")
@@ -80,16 +88,7 @@ func TestCommitAndGoodbyeWaitForTheFsyncPollsDoNot(t *testing.T) {
 // "latest" must not make it start again from a later "latest", skipping the
 // events produced in between.
 func TestNewGroupStartSurvivesACrash(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	e := newEnv(t, func(e *env) {
-		s, err := store.Open("synced", store.Options{FS: fs, RetentionInterval: -1, Now: e.clock.Now,
-			OffsetSyncDelay: 10 * time.Second}) // the timer stays out of the test
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		e.st, e.log = s, s
-	})
+	e, crashed := newCrashableEnv(t)
 	st := e.stream("t", 0)
 	e.produce("t", 0, 4, "before")
 	e.register("c", "g", group.StartFromLatest, "t")
@@ -99,13 +98,8 @@ func TestNewGroupStartSurvivesACrash(t *testing.T) {
 	if off, ok := e.committed("g", st); !ok || off != 4 {
 		t.Fatalf("start offset %d, %v; want 4", off, ok)
 	}
-	s, err := store.Open("synced", store.Options{FS: fs.CrashClone(vfs.CrashCloneCfg{}), RetentionInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if off, ok, err := s.GroupOffset("g", st); err != nil || !ok || off != 4 {
-		t.Fatalf("after a crash the group's start offset is %d, %v, %v; want 4 (synced when the group started)", off, ok, err)
+	if off, ok := crashed(st); !ok || off != 4 {
+		t.Fatalf("after a crash the group's start offset is %d, %v; want 4 (synced when the group started)", off, ok)
 	}
 	e.check()
 }

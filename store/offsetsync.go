@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -91,21 +90,14 @@ func (s *Store) SyncGroupOffsets() error {
 	if s.deferred.synced.Load() >= n {
 		return nil
 	}
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	if err := s.refusing(); err != nil {
-		return err
-	}
 	// An empty batch is not written at all: a WAL-only record is the
 	// smallest write that waits for an fsync. Its fsync raises synced
 	// (applyDurable).
-	b := s.db.NewBatch()
-	defer b.Close()
-	_ = b.LogData(nil, nil) // fails only for indexed batches
-	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
-		return fmt.Errorf("%w: sync committed group offsets: %w", ErrWriteFailed, err)
+	err := s.writeMeta(func() string { return "sync committed group offsets" }, func(b *pebble.Batch) {
+		_ = b.LogData(nil, nil) // fails only for indexed batches
+	})
+	if err != nil {
+		return err
 	}
 	s.deferred.syncs.Add(1)
 	return nil
