@@ -12,9 +12,7 @@ import (
 // The metrics port closes a kept-alive connection that stays idle, as the
 // REST ports do: before, it held it (and its file descriptor) for ever.
 func TestAdminPortClosesIdleConnections(t *testing.T) {
-	defer func(d time.Duration) { adminIdleTimeout = d }(adminIdleTimeout)
-	adminIdleTimeout = 300 * time.Millisecond
-	n := runLoopbackNode(t)
+	n := runLoopbackNode(t, func(o *Options) { o.adminIdleTimeout = 300 * time.Millisecond })
 
 	c, err := net.Dial("tcp", n.Addrs().Metrics)
 	if err != nil {

@@ -31,9 +31,9 @@ func TestConnsPerListener(t *testing.T) {
 // With the file limit shared out, a listener holds its next connections
 // back, in the kernel's backlog, until one closes.
 func TestListenersLimitConnections(t *testing.T) {
-	defer func(f func() uint64) { maxFiles = f }(maxFiles)
-	maxFiles = func() uint64 { return 1024 } // the least: minConnsPerListener each
-	n := runLoopbackNode(t)
+	n := runLoopbackNode(t, func(o *Options) {
+		o.fileLimit = func() uint64 { return 1024 } // the least: minConnsPerListener each
+	})
 	if n.connLimit != minConnsPerListener {
 		t.Fatalf("limit %d, want %d", n.connLimit, minConnsPerListener)
 	}

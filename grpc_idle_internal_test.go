@@ -12,9 +12,7 @@ import (
 // A gRPC connection without calls is closed, as the REST ports close idle
 // ones: before, it was held for as long as its client kept it.
 func TestGRPCClosesIdleConnections(t *testing.T) {
-	defer func(d time.Duration) { grpcMaxConnectionIdle = d }(grpcMaxConnectionIdle)
-	grpcMaxConnectionIdle = 300 * time.Millisecond
-	n := runLoopbackNode(t)
+	n := runLoopbackNode(t, func(o *Options) { o.grpcMaxConnectionIdle = 300 * time.Millisecond })
 
 	c, err := net.Dial("tcp", n.Addrs().GRPC)
 	if err != nil {

@@ -49,9 +49,9 @@ const (
 // once; the client's next waits for one to end.
 const maxStreamsPerConn = 256
 
-// grpcMaxConnectionIdle is how long a gRPC connection without calls stays
-// open (a variable for tests).
-var grpcMaxConnectionIdle = 5 * time.Minute
+// defaultGRPCMaxConnectionIdle is how long a gRPC connection without calls
+// stays open.
+const defaultGRPCMaxConnectionIdle = 5 * time.Minute
 
 // MaxShutdownOverrun is how much longer than Options.ShutdownTimeout a
 // shutdown may take: the stop of the admin servers and the close of the
@@ -178,7 +178,7 @@ func (n *Node) init() (err error) {
 		// again when they need to), as the REST ports close idle ones:
 		// otherwise each holds its goroutines, buffers and file
 		// descriptor for as long as its client keeps it.
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: grpcMaxConnectionIdle}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: opts.grpcMaxConnectionIdle}),
 		grpc.ForceServerCodecV2(server.NewCodec()),
 		experimental.BufferPool(server.BufferPool()),
 		// The services are all registered below before the server serves.
@@ -249,19 +249,14 @@ func (n *Node) listen() error {
 			bound++
 		}
 	}
-	n.connLimit = connsPerListener(bound, maxFiles())
+	n.connLimit = connsPerListener(bound, n.opts.fileLimit())
 	limitConns(n.connLimit, ls...)
 	return nil
 }
 
-// maxFiles is the file limit that connsPerListener shares (a variable for
-// tests).
-var maxFiles = fileLimit
-
-// adminIdleTimeout closes the metrics and pprof ports' keep-alive
-// connections that stay idle this long, as the REST ports do (a variable
-// for tests).
-var adminIdleTimeout = 2 * time.Minute
+// defaultAdminIdleTimeout closes the metrics and pprof ports' keep-alive
+// connections that stay idle this long, as the REST ports do.
+const defaultAdminIdleTimeout = 2 * time.Minute
 
 // adminServers are the HTTP servers of the metrics and pprof listeners
 // that are on, each on a mux of its own (never http.DefaultServeMux). Their
@@ -278,7 +273,7 @@ func (n *Node) adminServers() []adminServer {
 				// process runs out of descriptors (and Pebble fails to
 				// open its next file). No ReadTimeout: it would cancel a
 				// pprof profile that runs longer.
-				IdleTimeout: adminIdleTimeout,
+				IdleTimeout: n.opts.adminIdleTimeout,
 				ErrorLog:    httplog.ErrorLog(n.log.Handler()),
 			}})
 		}

@@ -8,14 +8,18 @@ import (
 
 // runLoopbackNode runs a node on loopback ports chosen by the system (the
 // metrics port too) and a temporary data directory until the test ends.
-func runLoopbackNode(t *testing.T) *Node {
+func runLoopbackNode(t *testing.T, tune ...func(*Options)) *Node {
 	t.Helper()
-	n, err := New(Options{
+	opts := Options{
 		GRPCAddr: "127.0.0.1:0", DiscoveryAddr: "127.0.0.1:0", ProducerAddr: "127.0.0.1:0", ConsumerAddr: "127.0.0.1:0",
 		MetricsAddr: "127.0.0.1:0",
 		DataDir:     t.TempDir(),
 		Logger:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	}
+	for _, f := range tune {
+		f(&opts)
+	}
+	n, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,6 +93,13 @@ type Options struct {
 	// storeFS is the store's filesystem; nil is the OS's. Tests inject
 	// disk failures with it.
 	storeFS vfs.FS
+	// Set by tests; zero means the default: how long a gRPC connection
+	// without calls (defaultGRPCMaxConnectionIdle) and a kept-alive
+	// metrics or pprof connection (defaultAdminIdleTimeout) stay open, and
+	// the file limit the listeners share (fileLimit).
+	grpcMaxConnectionIdle time.Duration
+	adminIdleTimeout      time.Duration
+	fileLimit             func() uint64
 }
 
 func (o Options) withDefaults() Options {
@@ -145,6 +152,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.grpcMaxConnectionIdle == 0 {
+		o.grpcMaxConnectionIdle = defaultGRPCMaxConnectionIdle
+	}
+	if o.adminIdleTimeout == 0 {
+		o.adminIdleTimeout = defaultAdminIdleTimeout
+	}
+	if o.fileLimit == nil {
+		o.fileLimit = fileLimit
 	}
 	return o
 }
