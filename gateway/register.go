@@ -79,11 +79,16 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 		}
 		var rb registerBody
 		if err := json.Unmarshal(data, &rb); err != nil {
-			if !isJSONType(contentType) && queryNamesConsumer(r.URL.RawQuery) {
+			if !meantAsParameters(contentType, data) && queryNamesConsumer(r.URL.RawQuery) {
 				// PolarStreams reads the query alone: a registration
 				// complete in its query registers, whatever else it sends
-				// in a body not declared as JSON.
+				// in a body not meant to carry parameters.
 				next.ServeHTTP(w, r)
+				return
+			}
+			if mt, _, _ := mime.ParseMediaType(contentType); mt == "multipart/form-data" {
+				writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
+					"register does not read a multipart/form-data body: give the parameters in the query, a form body (application/x-www-form-urlencoded) or a JSON body "+registerBodyShape))
 				return
 			}
 			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
@@ -137,6 +142,20 @@ func isFormBody(contentType string, data []byte) bool {
 func isJSONType(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// meantAsParameters reports whether a register body that does not decode
+// as JSON object was still meant to carry the registration's parameters, so
+// that ignoring it would register something else than the client asked for:
+// a body declared as JSON, one shaped as JSON whatever its type ('{' or '['
+// first: curl -d sends JSON as a form, and a misplaced comma must not drop
+// the body's group), or a multipart form.
+func meantAsParameters(contentType string, data []byte) bool {
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		return true
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return isJSONType(contentType) || mt == "multipart/form-data"
 }
 
 // queryNamesConsumer reports whether a register query names its consumer,

@@ -148,24 +148,33 @@ func TestRegisterBodyToForm(t *testing.T) {
 	}
 	// A body that is not JSON, sent without a JSON type, is ignored when the
 	// query names the consumer, as PolarStreams reads the query alone; as
-	// JSON, or without a consumer in the query, it is an error.
+	// JSON, or without a consumer in the query, it is an error. So is a body
+	// meant to carry parameters: JSON that does not decode whatever its type
+	// (curl -d sends it as a form), or a multipart form. Ignored, they would
+	// register in the default group rather than the body's.
 	for _, tc := range []struct {
-		ct, target string
-		called     bool
+		ct, target, body string
+		called           bool
+		answer           string
 	}{
-		{"text/plain", reg + "?consumerId=1&topic=t", true},
-		{"application/octet-stream", reg + "?consumer_id=1&topic=t", true},
-		{"", reg + "?consumerId=1&topic=t", true},
-		{"application/json", reg + "?consumerId=1&topic=t", false},
-		{"application/vnd.api+json", reg + "?consumerId=1&topic=t", false},
-		{"text/plain", reg + "?topic=t", false},
+		{"text/plain", reg + "?consumerId=1&topic=t", "hello", true, ""},
+		{"application/octet-stream", reg + "?consumer_id=1&topic=t", "hello", true, ""},
+		{"", reg + "?consumerId=1&topic=t", "hello", true, ""},
+		{"text/plain", reg + "?consumerId=1&topic=t", "group=g", true, ""},
+		{"application/json", reg + "?consumerId=1&topic=t", "hello", false, "not valid JSON"},
+		{"application/vnd.api+json", reg + "?consumerId=1&topic=t", "hello", false, "not valid JSON"},
+		{"text/plain", reg + "?topic=t", "hello", false, "not valid JSON"},
+		{"application/x-www-form-urlencoded", reg + "?consumerId=1&topic=t", `{"group":"g",}`, false, "not valid JSON"},
+		{"text/plain", reg + "?consumerId=1&topic=t", ` {"group":5}`, false, "group must be a string"},
+		{"text/json", reg + "?consumerId=1&topic=t", `["t"]`, false, "must be a JSON object"},
+		{"multipart/form-data; boundary=b", reg + "?consumerId=1&topic=t", "--b\r\nContent-Disposition: form-data; name=\"group\"\r\n\r\ng\r\n--b--\r\n", false, "multipart/form-data"},
 	} {
-		res := runRegister(t, "PUT", tc.target, tc.ct, "hello")
-		if res.called != tc.called || (!tc.called && res.status != 400) {
-			t.Errorf("text body, type %q, %s: called %v, %d %s; want called %v", tc.ct, tc.target, res.called, res.status, res.answer, tc.called)
+		res := runRegister(t, "PUT", tc.target, tc.ct, tc.body)
+		if res.called != tc.called || (!tc.called && (res.status != 400 || !strings.Contains(string(res.answer), tc.answer))) {
+			t.Errorf("body %q, type %q, %s: called %v, %d %s; want called %v", tc.body, tc.ct, tc.target, res.called, res.status, res.answer, tc.called)
 		}
-		if res.called && (len(res.body) != 0 || res.query.Get("topic") != "t") {
-			t.Errorf("text body, type %q, %s: body %q reached the handler, query %v", tc.ct, tc.target, res.body, res.query)
+		if res.called && (len(res.body) != 0 || res.query.Get("topic") != "t" || res.query.Get("group") != "") {
+			t.Errorf("body %q, type %q, %s: body %q reached the handler, query %v", tc.body, tc.ct, tc.target, res.body, res.query)
 		}
 	}
 	// More topics than net/url parses in a query (10,000): they reach the
