@@ -35,8 +35,9 @@ func withCORS(origins []string, h http.Handler) http.Handler {
 
 // CheckCORSOrigin refuses what cannot be an allowed origin: "*" (any
 // origin), or a scheme (http or https), a host and an optional port, with
-// no path, such as https://portal.example.com or http://localhost:8080. A
-// host may start with "*." to allow its subdomains.
+// no path, such as https://portal.example.com or http://localhost:8080, and
+// not the scheme's default port, which browsers leave out of Origin. A host
+// may start with "*." to allow its subdomains.
 func CheckCORSOrigin(origin string) error {
 	if origin == "*" {
 		return nil
@@ -56,6 +57,10 @@ func CheckCORSOrigin(origin string) error {
 		return bad("an origin has no path, query or user")
 	case strings.Contains(strings.TrimPrefix(u.Host, "*."), "*"):
 		return bad(`"*" may only start the host, as in *.example.com`)
+	case u.Scheme == "https" && u.Port() == "443" || u.Scheme == "http" && u.Port() == "80":
+		// Browsers leave the default port out of Origin, so this would
+		// never match.
+		return bad("browsers send no default port: leave out :" + u.Port())
 	}
 	return nil
 }

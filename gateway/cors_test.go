@@ -94,7 +94,7 @@ func TestCORSOffByDefault(t *testing.T) {
 }
 
 func TestCheckCORSOrigin(t *testing.T) {
-	for _, ok := range []string{"*", "https://portal.example.com", "http://localhost:8080", "https://*.example.com", "http://[::1]:3000"} {
+	for _, ok := range []string{"*", "https://portal.example.com", "http://localhost:8080", "https://*.example.com", "http://[::1]:3000", "https://x.example:80", "http://x.example:443"} {
 		if err := gateway.CheckCORSOrigin(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
@@ -111,6 +111,8 @@ func TestCheckCORSOrigin(t *testing.T) {
 		"https:x.example":          "no host",
 		"https://x.example#frag":   "no path",
 		"https://x.example:80:80/": "",
+		"https://x.example:443":    "no default port: leave out :443",
+		"http://*.x.example:80":    "no default port: leave out :80",
 	} {
 		err := gateway.CheckCORSOrigin(bad)
 		if err == nil || !strings.Contains(err.Error(), why) || !strings.Contains(err.Error(), "e.g. https://portal.example.com") {
