@@ -1,5 +1,5 @@
 // Command profsplit splits a broker CPU profile into the parts the
-// benchmark findings of README.md name: JSON validation, the Pebble WAL,
+// benchmark findings of docs/performance.md name: JSON validation, the Pebble WAL,
 // Pebble flushes and compactions, the store's commit, GC, gRPC, HTTP and
 // network I/O, the broker's produce path and the scheduler.
 //
