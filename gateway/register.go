@@ -126,15 +126,16 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 
 // isFormBody reports whether a register body is a form
 // (application/x-www-form-urlencoded), as poll, commit and goodbye take. A
-// body that starts with '{' is JSON whatever its type: curl -d sends JSON as
-// a form unless told otherwise.
+// body that starts with '{' or '[' is JSON whatever its type: curl -d sends
+// JSON as a form unless told otherwise, and no parameter name starts with
+// either, so read as a form such a body would be ignored (meantAsParameters).
 func isFormBody(contentType string, data []byte) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return false
 	}
 	trimmed := bytes.TrimSpace(data)
-	return len(trimmed) > 0 && trimmed[0] != '{'
+	return len(trimmed) > 0 && trimmed[0] != '{' && trimmed[0] != '['
 }
 
 // isJSONType reports whether a Content-Type declares JSON

@@ -129,7 +129,7 @@ func TestRegisterBodyToForm(t *testing.T) {
 		t.Errorf("id and consumerId agree: called %v, %d %s, query %v", res.called, res.status, res.answer, res.query)
 	}
 	// A form body (curl --data) is parsed with the query, as on the other
-	// consumer routes; one that starts with '{' is JSON sent as a form.
+	// consumer routes; one that starts with '{' or '[' is JSON sent as a form.
 	for _, tc := range []struct {
 		name, ct, target, body string
 		want                   url.Values
@@ -167,6 +167,8 @@ func TestRegisterBodyToForm(t *testing.T) {
 		{"application/x-www-form-urlencoded", reg + "?consumerId=1&topic=t", `{"group":"g",}`, false, "not valid JSON"},
 		{"text/plain", reg + "?consumerId=1&topic=t", ` {"group":5}`, false, "group must be a string"},
 		{"text/json", reg + "?consumerId=1&topic=t", `["t"]`, false, "must be a JSON object"},
+		{"application/x-www-form-urlencoded", reg + "?consumerId=1&topic=t", ` ["t"]`, false, "must be a JSON object"},
+		{"application/x-www-form-urlencoded", reg + "?consumerId=1&topic=t", `[{"group":"g"}`, false, "not valid JSON"},
 		{"multipart/form-data; boundary=b", reg + "?consumerId=1&topic=t", "--b\r\nContent-Disposition: form-data; name=\"group\"\r\n\r\ng\r\n--b--\r\n", false, "multipart/form-data"},
 	} {
 		res := runRegister(t, "PUT", tc.target, tc.ct, tc.body)
