@@ -9,6 +9,17 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+// openCrashable opens a store that syncs on a filesystem that can lose what
+// was not synced, with the offset sync delay delay (10 s keeps the timer out
+// of a test), and returns it with its filesystem and a stream.
+func openCrashable(t *testing.T, delay time.Duration) (*Store, *vfs.MemFS, Stream) {
+	t.Helper()
+	fs := vfs.NewCrashableMem()
+	opts := memOpts(t, fs)
+	opts.OffsetSyncDelay = delay
+	return openT(t, "db", opts), fs, testStream("t", 0)
+}
+
 // crashedOffset reopens a crash clone of fs holding only synced data (a
 // machine crash now) and returns the offset of group in st there.
 func crashedOffset(t *testing.T, fs *vfs.MemFS, group string, st Stream) (int64, bool) {
@@ -27,11 +38,7 @@ func crashedOffset(t *testing.T, fs *vfs.MemFS, group string, st Stream) (int64,
 // and durable after it; a second SyncGroupOffsets with nothing new to cover
 // makes no fsync.
 func TestCommitGroupOffsetSoonAndSync(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	opts := memOpts(t, fs)
-	opts.OffsetSyncDelay = 10 * time.Second // the timer stays out of the test
-	s := openT(t, "db", opts)
-	st := testStream("t", 0)
+	s, fs, st := openCrashable(t, 10*time.Second)
 	if err := s.CommitGroupOffset("g", st, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +69,7 @@ func TestCommitGroupOffsetSoonAndSync(t *testing.T) {
 // The fsync of an append covers the offsets written before it: no fsync of
 // their own.
 func TestAppendSyncCoversDeferredOffsets(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	opts := memOpts(t, fs)
-	opts.OffsetSyncDelay = 10 * time.Second
-	s := openT(t, "db", opts)
-	st := testStream("t", 0)
+	s, fs, st := openCrashable(t, 10*time.Second)
 	if err := s.CommitGroupOffsetSoon("g", st, 7); err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +90,7 @@ func TestAppendSyncCoversDeferredOffsets(t *testing.T) {
 // With nothing else syncing the WAL, the timer makes a deferred offset
 // durable after OffsetSyncDelay.
 func TestDeferredOffsetSyncedByTimer(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	opts := memOpts(t, fs)
-	opts.OffsetSyncDelay = 20 * time.Millisecond
-	s := openT(t, "db", opts)
-	st := testStream("t", 0)
+	s, fs, st := openCrashable(t, 20*time.Millisecond)
 	for i := range 3 { // one timer for the three
 		if err := s.CommitGroupOffsetSoon("g", st, int64(10+i)); err != nil {
 			t.Fatal(err)
@@ -127,11 +126,7 @@ func TestDeferredOffsetSyncedByTimer(t *testing.T) {
 
 // Close leaves deferred offsets durable.
 func TestCloseSyncsDeferredOffsets(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	opts := memOpts(t, fs)
-	opts.OffsetSyncDelay = 10 * time.Second
-	s := openT(t, "db", opts)
-	st := testStream("t", 0)
+	s, fs, st := openCrashable(t, 10*time.Second)
 	if err := s.CommitGroupOffsetSoon("g", st, 9); err != nil {
 		t.Fatal(err)
 	}
