@@ -432,7 +432,7 @@ func TestGRPCLogThroughSlog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpcLogger{logger}
+	g := newGRPCLogger(logger, noEnv)
 	g.Errorf("Failed to write response: %v", "i/o timeout")
 	g.Warning("client went away")
 	g.Info("connection state")
@@ -449,6 +449,49 @@ func TestGRPCLogThroughSlog(t *testing.T) {
 	}
 }
 
+// gRPC's own variables choose what it logs, as with its default logger:
+// GRPC_GO_LOG_SEVERITY_LEVEL brings its info or warnings up to the level the
+// broker shows by default, GRPC_GO_LOG_VERBOSITY_LEVEL its verbose logs.
+func TestGRPCLogHonoursGRPCVariables(t *testing.T) {
+	for _, tc := range []struct {
+		severity, verbosity string
+		want                []string // messages logged at --log-level info
+		v2                  bool     // V(2)
+	}{
+		{"", "", []string{"error"}, false},
+		{"error", "", []string{"error"}, false},
+		{"warning", "", []string{"warning", "error"}, false},
+		{"INFO", "2", []string{"info", "warning", "error"}, true},
+		{"loud", "x", []string{"GRPC_GO_LOG_SEVERITY_LEVEL is not info, warning or error: left out",
+			"GRPC_GO_LOG_VERBOSITY_LEVEL is not a level (0, 1, 2, ...): left out", "error"}, false},
+	} {
+		var buf bytes.Buffer
+		logger, err := newLogger("info", "json", &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := map[string]string{"GRPC_GO_LOG_SEVERITY_LEVEL": tc.severity, "GRPC_GO_LOG_VERBOSITY_LEVEL": tc.verbosity}
+		g := newGRPCLogger(logger, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		g.Infof("%s", "info")
+		g.Warningln("warning")
+		g.Error("error")
+		var got []string
+		for line := range strings.Lines(buf.String()) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, rec["msg"].(string))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("severity %q verbosity %q: logged %q, want %q", tc.severity, tc.verbosity, got, tc.want)
+		}
+		if g.V(2) != tc.v2 || !g.V(0) {
+			t.Errorf("severity %q verbosity %q: V(2) %v V(0) %v", tc.severity, tc.verbosity, g.V(2), g.V(0))
+		}
+	}
+}
+
 // gRPC's components log through the ln methods, with their name as the
 // first operand ("[core]", then the message): operands are spaced as
 // fmt.Sprintln spaces them, as gRPC's own logger does.
@@ -458,7 +501,7 @@ func TestGRPCLogLnSpacesOperands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpcLogger{logger}
+	g := newGRPCLogger(logger, noEnv)
 	g.Infoln("[core]", "Server created")
 	g.Warningln("[transport]", "client went away")
 	g.Errorln("[core]", "Failed", 2)
@@ -475,3 +518,6 @@ func TestGRPCLogLnSpacesOperands(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// noEnv is an environment without variables.
+func noEnv(string) (string, bool) { return "", false }

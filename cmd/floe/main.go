@@ -45,7 +45,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return 2
 	}
 	// Before any gRPC code runs, as grpclog requires.
-	grpclog.SetLoggerV2(grpcLogger{cfg.opts.Logger.With("component", "grpc")})
+	grpclog.SetLoggerV2(newGRPCLogger(cfg.opts.Logger.With("component", "grpc"), lookupEnv))
 	applyMemoryLimit(cfg.memoryLimit, lookupEnv)
 	cfg.opts.StartupAttrs = effectiveMemoryLimit(cfg.opts.StartupAttrs, lookupEnv)
 	cfg.opts.StartupAttrs = append(cfg.opts.StartupAttrs, slog.String("version", version()))

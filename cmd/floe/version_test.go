@@ -11,7 +11,6 @@ import (
 // platform, and exits 0 without reading any setting or starting a broker.
 func TestVersion(t *testing.T) {
 	var out, errOut bytes.Buffer
-	noEnv := func(string) (string, bool) { return "", false }
 	// An invalid setting beside it does not matter: nothing is read.
 	if code := run([]string{"--version", "--max-request-bytes", "nonsense"}, noEnv, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
