@@ -146,7 +146,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	// Preflight requests are answered before the metrics see them.
 	g.discovery = withCORS(opts.CORSOrigins, g.wrap("discovery", headAsGet(checkQueryAliases(dmux))))
 	g.producer = withCORS(opts.CORSOrigins, g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux))))))
-	g.consumer = withCORS(opts.CORSOrigins, g.wrap("consumer", headAsGet(g.polls.bound(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux))))))))
+	g.consumer = withCORS(opts.CORSOrigins, g.wrap("consumer", headAsGet(g.polls.bound(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(decodeConsumerBody(opts.ReadTimeout, registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux)))))))))
 	return g, nil
 }
 

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -841,5 +842,89 @@ func TestServeAfterShutdown(t *testing.T) {
 			c.Close()
 			t.Errorf("%s still accepts connections", l.Addr())
 		}
+	}
+}
+
+// The consumer routes read their bodies (a form, register's JSON) as
+// produce does: a gzip body is decoded, and a body in an encoding the
+// broker does not decode gets 415 naming it, rather than its compressed
+// bytes being read as parameters ("consumerId is required", or "invalid
+// character '\x1f'"). Nothing of a refused registration is kept.
+func TestRESTConsumerBodyEncoding(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	gz := func(s string) string {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		_, _ = zw.Write([]byte(s))
+		_ = zw.Close()
+		return b.String()
+	}
+	const form = "application/x-www-form-urlencoded"
+	for _, tc := range []struct{ what, method, route, ct, enc, body, message string }{
+		{"a gzip body that does not decode", "PUT", "register", "application/json", "gzip", "this is not gzip at all",
+			"the gzip body does not decode: gzip: invalid header"},
+		{"brotli", "POST", "register", "application/json", "br", `{"id":"b","topics":["t"]}`,
+			`unsupported content encoding "br": use gzip or none`},
+		{"deflate on a poll", "POST", "poll", form, "deflate", "consumerId=b",
+			`unsupported content encoding "deflate": use gzip or none`},
+	} {
+		resp, data := send(t, tc.method, c+"/"+tc.route, http.Header{"Content-Type": {tc.ct}, "Content-Encoding": {tc.enc}}, tc.body)
+		var e restError
+		if err := json.Unmarshal(data, &e); err != nil {
+			t.Fatalf("%s: %d %s", tc.what, resp.StatusCode, data)
+		}
+		wantStatus := 415
+		if tc.enc == "gzip" {
+			wantStatus = 400
+		}
+		wantRESTError(t, tc.what, resp.StatusCode, e, wantStatus, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, tc.message)
+	}
+	if s := tg.c.Stats(); s.Members != 0 {
+		t.Fatalf("a refused registration was kept: %+v", s)
+	}
+
+	// Gzip bodies are read as the plain ones.
+	resp, data := send(t, "POST", c+"/register", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}},
+		gz(`{"id":"z","group":"g","topics":["t"]}`))
+	if resp.StatusCode != 200 || !strings.Contains(string(data), `"consumerId":"z"`) {
+		t.Fatalf("register with a gzip JSON body: %d %s", resp.StatusCode, data)
+	}
+	for _, route := range []string{"poll", "commit", "goodbye"} {
+		resp, data := send(t, "POST", c+"/"+route, http.Header{"Content-Type": {form}, "Content-Encoding": {"gzip"}}, gz("consumerId=z"))
+		if resp.StatusCode >= 300 {
+			t.Errorf("%s with a gzip form body: %d %s", route, resp.StatusCode, data)
+		}
+	}
+	if s := tg.c.Stats(); s.Members != 0 {
+		t.Errorf("goodbye with a gzip form body left the consumer registered: %+v", s)
+	}
+	// A gzip form body over the form limit once decoded gets the form's 413.
+	var e restError
+	resp, data = send(t, "POST", c+"/poll", http.Header{"Content-Type": {form}, "Content-Encoding": {"gzip"}},
+		gz("consumerId=z&x="+strings.Repeat("y", 1<<20)))
+	if err := json.Unmarshal(data, &e); err != nil {
+		t.Fatalf("poll with a gzip form body over 1 MiB: %d %s", resp.StatusCode, data)
+	}
+	wantRESTError(t, "poll with a gzip form body over 1 MiB", resp.StatusCode, e, 413, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE,
+		"form body too large: the limit is 1048576 bytes")
+	// Over the limit on the wire (incompressible): the same 413.
+	noise := make([]byte, 1<<20+1<<10)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>3*31 + i>>11)
+	}
+	wire := gz(string(noise))
+	resp, data = send(t, "PUT", c+"/register?consumerId=z&topic=t", http.Header{"Content-Type": {"application/json"}, "Content-Encoding": {"gzip"}}, wire)
+	if err := json.Unmarshal(data, &e); err != nil {
+		t.Fatalf("register with a gzip body of %d bytes: %d %s", len(wire), resp.StatusCode, data)
+	}
+	wantRESTError(t, "register with a gzip body over 1 MiB on the wire", resp.StatusCode, e, 413, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE,
+		"register body too large: the limit is 1048576 bytes")
+	// An empty body, whatever its declared encoding, has no parameter.
+	if status, e := call(t, "PUT", c+"/register?consumerId=z&topic=t", "", ""); status != 200 {
+		t.Fatalf("register: %d %+v", status, e)
+	}
+	if resp, data := send(t, "POST", c+"/poll?consumerId=z", http.Header{"Content-Encoding": {"gzip"}}, ""); resp.StatusCode != 204 {
+		t.Errorf("poll with Content-Encoding gzip and no body: %d %s", resp.StatusCode, data)
 	}
 }

@@ -609,9 +609,9 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x06commit\x18\x02 \x01(\bB\x1a\x92A\x17\x82\x03\x14\n" +
 	"\x0ex-floe-default\x12\x02 \x01H\x00R\x06commit\x88\x01\x01B\t\n" +
 	"\a_commit\"\x11\n" +
-	"\x0fGoodbyeResponse2\xd2\x1d\n" +
-	"\bConsumer\x12\x80\t\n" +
-	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\xbe\b\x92A\x84\b\n" +
+	"\x0fGoodbyeResponse2\x82 \n" +
+	"\bConsumer\x12\xcc\t\n" +
+	"\bRegister\x12\x18.floe.v1.RegisterRequest\x1a\x19.floe.v1.RegisterResponse\"\x8a\t\x92A\xd0\b\n" +
 	"\bConsumer\x12\x13Register a consumer\x1a\xfc\x01Idempotent. Parameters come from the query, a JSON body {\"id\",\"group\",\"topics\",\"onNewGroup\"} or a form body. At most 1,000 topics and 4,096 sub-ranges (topics times sub-ranges per topic) per registration. Polls of the consumer in progress end with 204.J\x84\x01\n" +
 	"\x03400\x12}\n" +
 	"gA parameter is missing or invalid, or more than 1,000 topics or 4,096 sub-ranges; the message names it.\x12\x12\n" +
@@ -621,6 +621,9 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
 	"\x03413\x12-\n" +
 	"\x17The body is over 1 MiB.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJJ\n" +
+	"\x03415\x12C\n" +
+	"-A body in a Content-Encoding other than gzip.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Errorj\x16\n" +
 	"\x10x-floe-form-body\x12\x02 \x01j\xae\x03\n" +
 	"\x10x-floe-json-body\x12\x99\x03*\x96\x03\n" +
@@ -660,8 +663,8 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x0f\n" +
 	"\x04type\x12\a\x1a\x05array\n" +
 	"\x10\n" +
-	"\x04type\x12\b\x1a\x06object\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\x95\t\n" +
-	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xdf\b\x92A\xb9\b\n" +
+	"\x04type\x12\b\x1a\x06object\x82\xd3\xe4\x93\x020Z\x17\"\x15/v1/consumer/register\x1a\x15/v1/consumer/register\x12\xe1\t\n" +
+	"\x04Poll\x12\x14.floe.v1.PollRequest\x1a\x15.floe.v1.PollResponse\"\xab\t\x92A\x85\t\n" +
 	"\bConsumer\x12\vRead events\x1a\xdc\x02Commits the position reached by the previous poll (without waiting for the disk: a crash within 100 ms delivers those events again), then answers the next events of the consumer's sub-ranges: at most maxBytes of events, but always at least one event when one is available, however large. A long poll (timeout) waits for events before answering 204.:\x10application/jsonJ\x81\x01\n" +
 	"\x03204\x12z\n" +
 	"7No data available; Retry-After says when to poll again.\x1a?\n" +
@@ -681,9 +684,12 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
 	"\x03413\x12-\n" +
 	"\x17A form body over 1 MiB.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJJ\n" +
+	"\x03415\x12C\n" +
+	"-A body in a Content-Encoding other than gzip.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Errorj\x16\n" +
-	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\xbf\x05\n" +
-	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\x83\x05\x92A\xe4\x04\n" +
+	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x1cb\abatches\"\x11/v1/consumer/poll\x12\x8b\x06\n" +
+	"\x06Commit\x12\x16.floe.v1.CommitRequest\x1a\x17.floe.v1.CommitResponse\"\xcf\x05\x92A\xb0\x05\n" +
 	"\bConsumer\x12\x1aCommit the reader position\x1a\x80\x01Commits the position reached by the consumer's last poll, and answers once it, and what its earlier polls committed, is on disk.J\x13\n" +
 	"\x03204\x12\f\n" +
 	"\n" +
@@ -699,9 +705,12 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
 	"\x03413\x12-\n" +
 	"\x17A form body over 1 MiB.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJJ\n" +
+	"\x03415\x12C\n" +
+	"-A body in a Content-Encoding other than gzip.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Errorj\x16\n" +
-	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xe8\x05\n" +
-	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xa9\x05\x92A\x89\x05\n" +
+	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x15\"\x13/v1/consumer/commit\x12\xb4\x06\n" +
+	"\aGoodbye\x12\x17.floe.v1.GoodbyeRequest\x1a\x18.floe.v1.GoodbyeResponse\"\xf5\x05\x92A\xd5\x05\n" +
 	"\bConsumer\x12\x15Commit and unregister\x1a\xbf\x01Commits the position reached by the consumer's last poll (unless commit=false) and waits until it is on disk, then removes the consumer from its group: its sub-ranges go to the other members.J\xbc\x01\n" +
 	"\x03400\x12\xb4\x01\n" +
 	"\x9d\x01A parameter is missing or invalid (a consumerId that could never be registered, a value out of range, a form body that does not parse); the message names it.\x12\x12\n" +
@@ -714,6 +723,9 @@ const file_floe_v1_consumer_proto_rawDesc = "" +
 	"\x10\x1a\x0e.floe.v1.ErrorJ4\n" +
 	"\x03413\x12-\n" +
 	"\x17A form body over 1 MiB.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJJ\n" +
+	"\x03415\x12C\n" +
+	"-A body in a Content-Encoding other than gzip.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.Errorj\x16\n" +
 	"\x10x-floe-form-body\x12\x02 \x01\x82\xd3\xe4\x93\x02\x16\"\x14/v1/consumer/goodbyeB\x8a\x01\n" +
 	"\vcom.floe.v1B\rConsumerProtoP\x01Z/github.com/floe-streams/floe/gen/floe/v1;floev1\xa2\x02\x03FXX\xaa\x02\aFloe.V1\xca\x02\aFloe\\V1\xe2\x02\x13Floe\\V1\\GPBMetadata\xea\x02\bFloe::V1b\x06proto3"
