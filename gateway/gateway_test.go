@@ -928,3 +928,38 @@ func TestRESTConsumerBodyEncoding(t *testing.T) {
 		t.Errorf("poll with Content-Encoding gzip and no body: %d %s", resp.StatusCode, data)
 	}
 }
+
+// Poll, commit and goodbye read their parameters from the query or a form
+// body only. A request that names no consumer there but sends another body
+// (register takes JSON, so clients send {"consumerId":...} here too) is
+// told where the parameter goes, rather than that it is missing; with the
+// consumer in the query, the body is ignored, as PolarStreams does.
+func TestRESTConsumerIDInABodyNotRead(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	if status, e := call(t, "PUT", c+"/register?consumerId=j&topic=t", "", ""); status != 200 {
+		t.Fatalf("register: %d %+v", status, e)
+	}
+	for _, route := range []string{"poll", "commit", "goodbye"} {
+		for _, ct := range []string{"application/json", "text/plain; charset=utf-8", ""} {
+			status, e := call(t, "POST", c+"/"+route, ct, `{"consumerId":"j"}`)
+			body := "a body without a Content-Type"
+			if ct != "" {
+				body = fmt.Sprintf("a body of type %q", ct)
+			}
+			wantRESTError(t, route+" with "+body, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+				"invalid parameter: consumerId is required: "+route+" reads its parameters from the query or a form body (application/x-www-form-urlencoded), not from "+body)
+		}
+		// No body at all: the parameter is simply missing.
+		status, e := call(t, "POST", c+"/"+route, "application/json", "")
+		wantRESTError(t, route+" without a body", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+			"invalid parameter: consumerId is required")
+	}
+	if s := tg.c.Stats(); s.Members != 1 {
+		t.Fatalf("members: %+v", s)
+	}
+	// The consumer in the query: the body is not read.
+	if status, e := call(t, "POST", c+"/poll?consumerId=j", "application/json", `{"maxEvents":1}`); status != 204 {
+		t.Errorf("poll with a JSON body and the consumer in the query: %d %+v, want 204", status, e)
+	}
+}

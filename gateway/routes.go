@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -150,8 +152,37 @@ func parseConsumerForm(readTimeout time.Duration, next http.Handler) http.Handle
 			return
 		}
 		dropEmptyValues(r.Form)
+		if err := unreadBodyError(r); err != nil {
+			writeError(w, server.ErrorOf(err))
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// unreadBodyError explains a missing consumerId on poll, commit and
+// goodbye when the request carries a body those routes do not read (any
+// but a form: JSON above all, since register takes it): the client gave
+// the parameter, in the wrong place, and "consumerId is required" alone
+// would say it did not. A request that names its consumer is served
+// whatever its body holds, as PolarStreams reads the query alone.
+func unreadBodyError(r *http.Request) error {
+	if r.URL.Path == "/v1/consumer/register" || r.Form.Get("consumerId") != "" || r.Form.Get(snakeCase("consumerId")) != "" {
+		return nil
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		return nil // read by ParseForm
+	}
+	var b [1]byte
+	if n, _ := io.ReadFull(r.Body, b[:]); n == 0 {
+		return nil // no body: the parameter is just missing
+	}
+	body := "a body without a Content-Type"
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		body = fmt.Sprintf("a body of type %q", ct)
+	}
+	return fmt.Errorf("%w: consumerId is required: %s reads its parameters from the query or a form body (application/x-www-form-urlencoded), not from %s",
+		broker.ErrInvalidParameter, strings.TrimPrefix(r.URL.Path, "/v1/consumer/"), body)
 }
 
 // valueParams are the parameters of the REST API's requests that are not
