@@ -8,20 +8,23 @@ import (
 // MaxTopicLen is the longest topic name.
 const MaxTopicLen = 249
 
-// ValidateTopic checks that name is 1-249 characters of letters, digits,
-// '.', '_' and '-'. The error wraps ErrInvalidTopic and says what is wrong.
+// ValidateTopic checks that name is 1-249 characters of ASCII letters,
+// digits, '.', '_' and '-'. The error wraps ErrInvalidTopic and says what is wrong.
 func ValidateTopic(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: the topic name is empty", ErrInvalidTopic)
 	}
-	if len(name) > MaxTopicLen {
-		return fmt.Errorf("%w: %d characters, the maximum is %d", ErrInvalidTopic, len(name), MaxTopicLen)
-	}
+	// Characters first: every valid one is a byte, so the length below
+	// counts characters, and the first invalid one's byte index is its
+	// position.
 	for i := 0; i < len(name); i++ {
 		if !topicChar(name[i]) {
-			return fmt.Errorf("%w: %q has %s at position %d; use letters, digits, '.', '_' and '-'",
+			return fmt.Errorf("%w: %q has %s at position %d; use ASCII letters (a-z, A-Z), digits, '.', '_' and '-'",
 				ErrInvalidTopic, name, describeChar(name[i:]), i)
 		}
+	}
+	if len(name) > MaxTopicLen {
+		return fmt.Errorf("%w: %d characters, the maximum is %d", ErrInvalidTopic, len(name), MaxTopicLen)
 	}
 	return nil
 }

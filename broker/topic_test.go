@@ -26,6 +26,12 @@ func TestValidateTopic(t *testing.T) {
 		"nul\x00":                          "position 3",
 		"semi;colon":                       "position 4",
 		"x" + strings.Repeat("y", 9) + "%": "position 10",
+		// 'é' is a letter: the rule must say which letters it means.
+		"été": "use ASCII letters (a-z, A-Z), digits",
+		// Within the length limit in characters, not in bytes: the
+		// character is what is wrong, not a length in characters that
+		// counts bytes ("250 characters" for 125 characters).
+		strings.Repeat("é", 125): "'é' (U+00E9) at position 0",
 	} {
 		err := broker.ValidateTopic(name)
 		if !errors.Is(err, broker.ErrInvalidTopic) {

@@ -32,7 +32,7 @@ const (
 	// 1xxx: the request is malformed (HTTP 400, unless noted).
 	// A required parameter is missing or a parameter has an invalid value.
 	ErrorCode_ERROR_CODE_INVALID_PARAMETER ErrorCode = 1001
-	// The topic name is not 1-249 characters of letters, digits, '.', '_', '-'.
+	// The topic name is not 1-249 characters of ASCII letters, digits, '.', '_', '-'.
 	ErrorCode_ERROR_CODE_INVALID_TOPIC ErrorCode = 1002
 	// The request has no event.
 	ErrorCode_ERROR_CODE_EMPTY_BODY ErrorCode = 1003

@@ -27,7 +27,7 @@ const (
 // ProduceRequest is a batch of events for one topic.
 type ProduceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Topic name: 1-249 characters of letters, digits, '.', '_' and '-'.
+	// Topic name: 1-249 characters of ASCII letters, digits, '.', '_' and '-'.
 	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	// Events with the same partition key are stored in the same sub-range, in
 	// order. Without a key, requests are spread over the sub-ranges.
