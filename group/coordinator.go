@@ -86,7 +86,7 @@ type member struct {
 	topics   []string // sorted, distinct; replaced, never modified in place
 	onNew    StartPosition
 	lastSeen time.Time
-	polling  int  // polls and registrations in progress; such a member does not expire
+	polling  int  // polls, commits, goodbyes and registrations in progress; such a member does not expire
 	gone     bool // unregistered or expired; a new registration makes a new member
 	// registered counts the registrations of the id since this member
 	// joined. A poll that began under an earlier one ends without reading
@@ -336,10 +336,11 @@ func (c *Coordinator) Commit(ctx context.Context, consumerID string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m, _, err := c.enter(consumerID, false)
+	m, _, err := c.enter(consumerID, true)
 	if err != nil {
 		return err
 	}
+	defer c.leave(m)
 	return c.commitDurably(ctx, m)
 }
 
@@ -362,10 +363,11 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m, _, err := c.enter(consumerID, false)
+	m, _, err := c.enter(consumerID, true)
 	if err != nil {
 		return err
 	}
+	defer c.leave(m)
 	if commit {
 		if err := c.commitDurably(ctx, m); err != nil {
 			return err
@@ -386,9 +388,11 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 }
 
 // enter looks up a registered consumer, runs the expiry check and marks the
-// consumer as seen (and as polling, if polling). It returns the consumer's
-// registration count (member.registered).
-func (c *Coordinator) enter(id string, polling bool) (*member, uint64, error) {
+// consumer as seen. With inCall (a poll, a commit, a goodbye), the member
+// does not expire until the matching leave, which marks it as seen again:
+// the member timeout counts from the end of its last call. It returns the
+// consumer's registration count (member.registered).
+func (c *Coordinator) enter(id string, inCall bool) (*member, uint64, error) {
 	// An id that Register refuses is a bad parameter, not an unknown
 	// consumer: "register it" would send the client in a loop.
 	if err := validateName("consumerId", id); err != nil {
@@ -406,13 +410,13 @@ func (c *Coordinator) enter(id string, polling bool) (*member, uint64, error) {
 		return nil, 0, notRegistered(id)
 	}
 	m.lastSeen = now
-	if polling {
+	if inCall {
 		m.polling++
 	}
 	return m, m.registered, nil
 }
 
-// leave ends a poll of m and marks it as seen.
+// leave ends a call of m (see enter) and marks it as seen.
 func (c *Coordinator) leave(m *member) {
 	c.mu.Lock()
 	m.polling--

@@ -255,3 +255,75 @@ func TestSlowRegistrationDoesNotExpire(t *testing.T) {
 		t.Fatal("the other consumer, silent for two member timeouts, did not expire")
 	}
 }
+
+// slowSyncLog holds SyncGroupOffsets until release is closed, once entered
+// has been signalled.
+type slowSyncLog struct {
+	group.Log
+	entered, release chan struct{}
+}
+
+func (l *slowSyncLog) SyncGroupOffsets() error {
+	if l.entered != nil {
+		close(l.entered)
+		l.entered = nil
+		<-l.release
+	}
+	return l.Log.SyncGroupOffsets()
+}
+
+// The member timeout counts from the end of a member's last call: a commit
+// (or goodbye) whose fsync outlasts the timeout does not let the member
+// expire under it, and the member counts as seen when the call ends.
+func TestMemberDoesNotExpireDuringCommit(t *testing.T) {
+	for _, call := range []string{"commit", "goodbye"} {
+		t.Run(call, func(t *testing.T) {
+			sl := &slowSyncLog{entered: make(chan struct{}), release: make(chan struct{})}
+			e := newEnv(t, func(e *env) {
+				sl.Log = e.st
+				e.log = sl
+				e.opts.MemberTimeout = time.Minute
+			})
+			ctx := context.Background()
+			e.register("slow", "g", group.StartFromEarliest, "t")
+			e.produce("t", 0, 3, "a")
+			e.poll("slow")
+			done := make(chan error, 1)
+			go func() {
+				if call == "commit" {
+					done <- e.c.Commit(ctx, "slow")
+				} else {
+					done <- e.c.Goodbye(ctx, "slow", true)
+				}
+			}()
+			<-sl.entered
+			// The fsync takes longer than the member timeout; a
+			// registration in another group runs the expiry check meanwhile.
+			e.clock.Advance(2 * time.Minute)
+			e.register("probe1", "p", group.StartFromEarliest, "u")
+			if s := e.c.Stats(); s.Expired != 0 {
+				t.Fatalf("a member expired during its %s: %+v", call, s)
+			}
+			close(sl.release)
+			if err := <-done; err != nil {
+				t.Fatalf("%s: %v", call, err)
+			}
+			if call == "goodbye" {
+				if s := e.c.Stats(); s.Members != 1 || s.Expired != 0 {
+					t.Fatalf("after goodbye: %+v", s)
+				}
+				return
+			}
+			// Seen at the end of the commit: not expired a little less
+			// than the timeout later.
+			e.clock.Advance(time.Minute - time.Second)
+			e.register("probe2", "p", group.StartFromEarliest, "u")
+			if s := e.c.Stats(); s.Expired != 0 || s.Members != 3 {
+				t.Fatalf("%v after the commit ended: %+v", time.Minute-time.Second, s)
+			}
+			if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "slow"}); err != nil {
+				t.Fatalf("poll after the commit: %v", err)
+			}
+		})
+	}
+}
