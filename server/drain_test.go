@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
@@ -150,5 +151,107 @@ func TestHealthWatchesDrain(t *testing.T) {
 	}
 	if resp, err := stream.Recv(); err != nil || resp.GetAck() == nil {
 		t.Fatalf("produce stream after the health drain: %v %v", resp, err)
+	}
+}
+
+// committing is a store whose writes, once begun, complete whatever the
+// stream does meanwhile (as a write already in a commit does): each
+// Produce signals started, waits for release, and counts the batch stored.
+type committing struct {
+	started chan struct{}
+	release chan struct{}
+	stored  chan struct{}
+}
+
+func (c committing) Produce(_ context.Context, topic, _ string, events [][]byte) (broker.Ack, error) {
+	c.started <- struct{}{}
+	<-c.release
+	c.stored <- struct{}{}
+	return broker.Ack{Stream: store.Stream{Topic: topic}, Count: len(events)}, nil
+}
+
+func (committing) ProduceBody(context.Context, string, string, string, []byte) (broker.Ack, error) {
+	return broker.Ack{}, errors.New("unexpected body")
+}
+
+// rawMessage sends a message as the bytes given.
+type rawMessage []byte
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *v.(*rawMessage), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*v.(*rawMessage) = append(rawMessage(nil), data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// A produce stream ended by a message that does not decode answers the
+// batch it took before, as a drain does. One ended by gRPC's transport (a
+// message over the size limit) ends at once: gRPC sends its status before
+// the handler can answer, so a batch being stored meanwhile is stored but
+// never answered, as README says.
+func TestProduceStreamEndsByBadMessage(t *testing.T) {
+	valid, err := proto.Marshal(&floev1.ProduceStreamRequest{RequestId: 1, Topic: "t", Events: []*floev1.Event{{Data: []byte(`{}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		bad    rawMessage
+		code   codes.Code
+		answer bool // batch 1 is answered before the stream ends
+	}{
+		{"a message that does not decode", rawMessage{0x12, 0x05, 'a'}, codes.InvalidArgument, true},
+		{"a message over the size limit", make(rawMessage, 2048), codes.ResourceExhausted, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := committing{started: make(chan struct{}, 1), release: make(chan struct{}), stored: make(chan struct{}, 1)}
+			srv := grpc.NewServer(grpc.ForceServerCodecV2(server.NewCodec()), grpc.MaxRecvMsgSize(1024))
+			srv.RegisterService(server.ProducerServiceDesc(), server.NewProducer(c))
+			cc := serve(t, srv)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			stream, err := cc.NewStream(ctx, &floev1.Producer_ServiceDesc.Streams[0], floev1.Producer_ProduceStream_FullMethodName, grpc.ForceCodec(rawCodec{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := rawMessage(valid)
+			if err := stream.SendMsg(&first); err != nil {
+				t.Fatal(err)
+			}
+			<-c.started
+			if err := stream.SendMsg(&tc.bad); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.answer {
+				// gRPC ends the stream while batch 1 is being stored.
+				var out rawMessage
+				if err := stream.RecvMsg(&out); status.Code(err) != tc.code {
+					t.Fatalf("stream: %v, want %v", err, tc.code)
+				}
+			}
+			close(c.release)
+			select {
+			case <-c.stored:
+			case <-time.After(5 * time.Second):
+				t.Fatal("batch 1 was not stored")
+			}
+			var out rawMessage
+			err = stream.RecvMsg(&out)
+			if !tc.answer {
+				if status.Code(err) != tc.code {
+					t.Fatalf("after the end: %v, want %v", err, tc.code)
+				}
+				return
+			}
+			var resp floev1.ProduceStreamResponse
+			if err != nil || proto.Unmarshal(out, &resp) != nil || resp.GetRequestId() != 1 || resp.GetAck() == nil {
+				t.Fatalf("batch 1: %v %v, want its ack before the end", &resp, err)
+			}
+			if err := stream.RecvMsg(&out); status.Code(err) != tc.code {
+				t.Fatalf("end: %v, want %v", err, tc.code)
+			}
+		})
 	}
 }
