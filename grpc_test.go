@@ -1,16 +1,27 @@
 package floe_test
 
 import (
+	"bytes"
+	gzipcodec "compress/gzip"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/genproto/googleapis/api/httpbody"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -18,6 +29,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/floe-streams/floe"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
@@ -565,5 +577,99 @@ func TestContentTypeErrorsMatch(t *testing.T) {
 		if e.Message != grpcMsg {
 			t.Errorf("%q:\nREST: %s\ngRPC: %s", ct, e.Message, grpcMsg)
 		}
+	}
+}
+
+// h2cCall makes one gRPC call of method over HTTP/2 without TLS, with the
+// headers given and body as the request's frames, so that a test can send
+// what gRPC clients never do; it returns the call's status.
+func h2cCall(t *testing.T, addr, method string, header map[string]string, body []byte) *status.Status {
+	t.Helper()
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+method, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	get := func(k string) string { return resp.Trailer.Get(k) + resp.Header.Get(k) }
+	code, err := strconv.Atoi(get("Grpc-Status"))
+	if err != nil {
+		t.Fatalf("%s: HTTP %d without a grpc-status", method, resp.StatusCode)
+	}
+	msg, _ := url.PathUnescape(get("Grpc-Message"))
+	p := &spb.Status{Code: int32(code), Message: msg}
+	if d := get("Grpc-Status-Details-Bin"); d != "" {
+		raw, err := base64.RawStdEncoding.DecodeString(d)
+		if err != nil || proto.Unmarshal(raw, p) != nil {
+			t.Fatalf("%s: grpc-status-details-bin %q does not decode", method, d)
+		}
+	}
+	return status.FromProto(p)
+}
+
+// grpcFrame is one gRPC message frame.
+func grpcFrame(compressed bool, msg []byte) []byte {
+	out := make([]byte, 5, 5+len(msg))
+	if compressed {
+		out[0] = 1
+	}
+	binary.BigEndian.PutUint32(out[1:], uint32(len(msg)))
+	return append(out, msg...)
+}
+
+// Requests that gRPC's transport refuses before any handler runs get its
+// own answers, without ErrorInfo, which README lists under Errors.
+func TestGRPCTransportAnswersWithoutErrorInfo(t *testing.T) {
+	_, a := startNode(t, nil)
+	msg, err := proto.Marshal(&floev1.ProduceRequest{Topic: "t", Events: []*floev1.Event{{Data: []byte(`{}`)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzipcodec.NewWriter(&gz)
+	zw.Write(msg)
+	zw.Close()
+	gzipped := map[string]string{"Grpc-Encoding": "gzip"}
+	produce := floev1.Producer_Produce_FullMethodName
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		body   []byte
+		code   codes.Code
+		prefix string
+	}{
+		{"a unary call without a message", nil, nil, codes.Internal, "cardinality violation"},
+		{"a unary call with two messages", nil, append(grpcFrame(false, msg), grpcFrame(false, msg)...), codes.Internal, "cardinality violation"},
+		{"a frame shorter than announced", nil, grpcFrame(false, msg)[:6], codes.Internal, "unexpected EOF"},
+		{"gzip that does not decompress", gzipped, grpcFrame(true, []byte("not gzip")), codes.Internal, "grpc: failed to decompress"},
+		{"gzip cut short", gzipped, grpcFrame(true, gz.Bytes()[:gz.Len()-8]), codes.Internal, "grpc: failed to read decompressed data"},
+		{"a compressed message without an encoding", nil, grpcFrame(true, gz.Bytes()), codes.Internal, "grpc: compressed flag set"},
+	} {
+		st := h2cCall(t, a.GRPC, produce, tc.header, tc.body)
+		if st.Code() != tc.code || !strings.HasPrefix(st.Message(), tc.prefix) || len(st.Details()) != 0 {
+			t.Errorf("%s: %v %q %v, want gRPC's own %v %q...", tc.name, st.Code(), st.Message(), st.Details(), tc.code, tc.prefix)
+		}
+	}
+	// The same message, well sent, is stored.
+	if st := h2cCall(t, a.GRPC, produce, gzipped, grpcFrame(true, gz.Bytes())); st.Code() != codes.OK {
+		t.Fatalf("a gzipped message: %v", st.Err())
 	}
 }
