@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -671,5 +673,90 @@ func TestGRPCTransportAnswersWithoutErrorInfo(t *testing.T) {
 	// The same message, well sent, is stored.
 	if st := h2cCall(t, a.GRPC, produce, gzipped, grpcFrame(true, gz.Bytes())); st.Code() != codes.OK {
 		t.Fatalf("a gzipped message: %v", st.Err())
+	}
+}
+
+// A call's metadata is at most 64 KiB, as the REST ports' headers are: the
+// server holds a call's metadata for as long as the call (a long poll, a
+// stream), and gRPC's own bound, 16 MiB, let one connection's 256 calls hold
+// 4 GiB. The server says so in its HTTP/2 settings, which gRPC clients
+// check before they send, and resets a call whose headers are larger.
+func TestGRPCMetadataLimit(t *testing.T) {
+	_, a := startNode(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	disc := floev1.NewDiscoveryClient(dial(t, a.GRPC))
+	small := metadata.AppendToOutgoingContext(ctx, "x-small", strings.Repeat("a", 32<<10))
+	if _, err := disc.Status(small, &floev1.StatusRequest{}); err != nil {
+		t.Fatalf("32 KiB of metadata: %v", err)
+	}
+	large := metadata.AppendToOutgoingContext(ctx, "x-large", strings.Repeat("a", 100<<10))
+	if _, err := disc.Status(large, &floev1.StatusRequest{}); err == nil {
+		t.Fatal("100 KiB of metadata: the call was served")
+	}
+
+	// A client that does not check gets its call reset (a single header
+	// over the bound closes the connection: HPACK's string limit).
+	c, err := net.Dial("tcp", a.GRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range []hpack.HeaderField{
+		{Name: ":method", Value: "POST"}, {Name: ":scheme", Value: "http"}, {Name: ":authority", Value: a.GRPC},
+		{Name: ":path", Value: floev1.Discovery_Status_FullMethodName},
+		{Name: "content-type", Value: "application/grpc"}, {Name: "te", Value: "trailers"},
+		{Name: "x-large-1", Value: strings.Repeat("a", 40<<10)},
+		{Name: "x-large-2", Value: strings.Repeat("a", 40<<10)},
+	} {
+		if err := enc.WriteField(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const frameSize = 16 << 10
+	b := block.Bytes()
+	first := b[:frameSize]
+	b = b[frameSize:]
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: first, EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	for len(b) > 0 {
+		n := min(len(b), frameSize)
+		if err := fr.WriteContinuation(1, n == len(b), b[:n]); err != nil {
+			t.Fatal(err)
+		}
+		b = b[n:]
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("80 KiB of headers: %v, want the call reset", err)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 1 {
+				return
+			}
+		case *http2.HeadersFrame:
+			if f.StreamID == 1 {
+				t.Fatal("80 KiB of headers: the server answered the call, want it reset")
+			}
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				if err := fr.WriteSettingsAck(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 }

@@ -49,6 +49,12 @@ const (
 // once; the client's next waits for one to end.
 const maxStreamsPerConn = 256
 
+// maxGRPCHeaderBytes bounds the headers (metadata) of one gRPC call, as
+// the REST ports bound theirs: the server holds them for as long as the
+// call, and gRPC's own bound, 16 MiB, let the 256 long polls or streams of
+// one connection hold 4 GiB.
+const maxGRPCHeaderBytes = 64 << 10
+
 // defaultGRPCMaxConnectionIdle is how long a gRPC connection without calls
 // stays open.
 const defaultGRPCMaxConnectionIdle = 5 * time.Minute
@@ -174,6 +180,7 @@ func (n *Node) init() (err error) {
 		// HTTP/2's usual bound (Go's own HTTP/2 server allows 250): each
 		// stream holds goroutines and buffers.
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
+		grpc.MaxHeaderListSize(maxGRPCHeaderBytes),
 		// A connection without calls is closed (GOAWAY; clients connect
 		// again when they need to), as the REST ports close idle ones:
 		// otherwise each holds its goroutines, buffers and file
