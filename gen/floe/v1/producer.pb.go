@@ -408,7 +408,9 @@ type ProduceStreamResponse_Ack struct {
 }
 
 type ProduceStreamResponse_Error struct {
-	// Why the batch was rejected; nothing of it was stored.
+	// Why the batch was rejected; nothing of it was stored, unless the
+	// error is INTERNAL: a disk write that failed may have reached the disk
+	// all the same, and its events then appear after the broker restarts.
 	Error *Error `protobuf:"bytes,3,opt,name=error,proto3,oneof"`
 }
 
