@@ -23,6 +23,8 @@ func TestOptionsValidate(t *testing.T) {
 		{floe.Options{MaxPollWait: -time.Second}, "max-poll-wait:"},
 		{floe.Options{ShutdownTimeout: -time.Second}, "shutdown-timeout:"},
 		{floe.Options{CacheSize: -1}, "cache-size:"},
+		{floe.Options{ProduceMemory: 1 << 20}, "produce-memory:"},
+		{floe.Options{MaxRequestBytes: 8 << 20, ProduceMemory: 4 << 20}, "produce-memory:"},
 	} {
 		err := tc.opts.Validate()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -160,7 +160,8 @@ func (n *Node) init() (err error) {
 	if err != nil {
 		return err
 	}
-	m, err := metrics.New(n.registry, metrics.Options{Store: n.store, Groups: n.groups})
+	mem := broker.NewProduceMemory(opts.ProduceMemory)
+	m, err := metrics.New(n.registry, metrics.Options{Store: n.store, Groups: n.groups, ProduceMemory: mem})
 	if err != nil {
 		return err
 	}
@@ -169,7 +170,7 @@ func (n *Node) init() (err error) {
 	}
 
 	discovery := server.NewDiscovery(n.topology, n.readiness)
-	producer := server.NewProducer(m.Producing(n.producer))
+	producer := server.NewProducer(m.Producing(n.producer)).WithMemory(mem)
 	n.produceSrv = producer
 	consumer := server.NewConsumer(m.Consuming(n.groups))
 	n.watches = server.NewHealthWatches()
@@ -207,6 +208,7 @@ func (n *Node) init() (err error) {
 	n.gateway, err = gateway.New(gateway.Services{Discovery: discovery, Producer: producer, Consumer: consumer},
 		gateway.Options{
 			MaxRequestBytes: int64(opts.MaxRequestBytes),
+			ProduceMemory:   mem,
 			OpenAPI:         OpenAPI,
 			Logger:          opts.Logger.With("component", "gateway"),
 			Wrap:            m.WrapHTTP,

@@ -44,6 +44,11 @@ type Options struct {
 	// MaxEventBytes one event (default 1 MiB).
 	MaxRequestBytes int
 	MaxEventBytes   int
+	// ProduceMemory bounds the bytes of produce requests held at once (REST
+	// bodies, ProduceStream batches) until they are stored: beyond it they
+	// wait (broker.ProduceMemory). Default 64 MiB, or 4 × MaxRequestBytes
+	// when that is more; at least MaxRequestBytes.
+	ProduceMemory int64
 	// MaxPollBytes bounds a poll answer (default 2 MiB); MaxPollWait caps the
 	// long-poll timeout (default 30 s); MemberTimeout drops consumers that
 	// stop polling (default 2 min).
@@ -126,6 +131,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxEventBytes == 0 {
 		o.MaxEventBytes = broker.DefaultMaxEventBytes
 	}
+	if o.ProduceMemory == 0 {
+		o.ProduceMemory = broker.DefaultProduceMemoryFor(int64(o.MaxRequestBytes))
+	}
 	if o.MaxPollBytes == 0 {
 		o.MaxPollBytes = group.DefaultMaxPollBytes
 	}
@@ -191,6 +199,12 @@ func (o Options) Validate() error {
 	check(o.MaxEventBytes == 0 || o.MaxRequestBytes == 0 || o.MaxEventBytes <= o.MaxRequestBytes,
 		"max-event-bytes: %d is over max-request-bytes %d", o.MaxEventBytes, o.MaxRequestBytes)
 	check(o.MaxRequestBytes <= 64<<20, "max-request-bytes: %d is over 64 MiB", o.MaxRequestBytes)
+	maxRequest := int64(o.MaxRequestBytes)
+	if maxRequest == 0 {
+		maxRequest = gateway.DefaultMaxRequestBytes
+	}
+	check(o.ProduceMemory == 0 || o.ProduceMemory >= maxRequest,
+		"produce-memory: %d is less than max-request-bytes %d: the largest request would not fit", o.ProduceMemory, maxRequest)
 	check(o.MaxPollBytes >= 0, "max-poll-bytes: %d is negative", o.MaxPollBytes)
 	check(o.MaxPollWait >= 0, "max-poll-wait: %v is negative", o.MaxPollWait)
 	check(o.MemberTimeout >= 0, "member-timeout: %v is negative", o.MemberTimeout)
@@ -212,7 +226,7 @@ func (o Options) logAttrs() []any {
 		"grpc-addr", o.GRPCAddr, "discovery-addr", o.DiscoveryAddr, "producer-addr", o.ProducerAddr,
 		"consumer-addr", o.ConsumerAddr, "metrics-addr", o.MetricsAddr, "pprof-addr", o.PprofAddr,
 		"data-dir", o.DataDir, "advertised-host", o.AdvertisedHost, "consumer-ranges", o.ConsumerRanges,
-		"max-request-bytes", o.MaxRequestBytes, "max-event-bytes", o.MaxEventBytes,
+		"max-request-bytes", o.MaxRequestBytes, "max-event-bytes", o.MaxEventBytes, "produce-memory", o.ProduceMemory,
 		"max-poll-bytes", o.MaxPollBytes, "max-poll-wait", o.MaxPollWait.String(),
 		"member-timeout", o.MemberTimeout.String(), "group-offset-retention", o.GroupOffsetRetention.String(),
 		"retention-max-age", o.RetentionMaxAge.String(),

@@ -43,8 +43,11 @@ var rawBodyMarshaler = newMarshaler()
 // other encodings, 400 for a corrupt stream), and enforces the request size
 // limit (413) both on the wire and decompressed. Chunked bodies are accepted.
 // readTimeout is the server's (Options.ReadTimeout), for the message of a
-// body that does not arrive in time (408).
-func limitBody(limit int64, readTimeout time.Duration, next http.Handler) http.Handler {
+// body that does not arrive in time (408). With mem, the request takes its
+// size from it before its body is read, until it is answered (see
+// produceReservation); it waits for at most half of readTimeout, then gets
+// 503.
+func limitBody(limit int64, readTimeout time.Duration, mem *broker.ProduceMemory, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			next.ServeHTTP(w, r)
@@ -55,7 +58,15 @@ func limitBody(limit int64, readTimeout time.Duration, next http.Handler) http.H
 			writeError(w, e)
 			return
 		}
-		data, buf, e := readBody(r, limit, readTimeout)
+		if mem != nil && r.ContentLength <= limit { // a larger one is refused unread
+			n, err := mem.Acquire(r.Context(), produceReservation(r, limit), readTimeout/2)
+			if err != nil {
+				writeError(w, server.ErrorOf(err))
+				return
+			}
+			defer mem.Release(n)
+		}
+		data, buf, e := readBody(r, limit, readTimeout, mem != nil)
 		if e != nil {
 			writeError(w, e)
 			return
@@ -71,6 +82,19 @@ func limitBody(limit int64, readTimeout time.Duration, next http.Handler) http.H
 		// them into its batch).
 		putBuf(buf)
 	})
+}
+
+// produceReservation is what a produce request takes from the produce
+// memory: its Content-Length, or the limit for a body whose size is not
+// known before it is read (chunked, or compressed).
+func produceReservation(r *http.Request, limit int64) int64 {
+	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))) {
+	case "", "identity":
+		if r.ContentLength >= 0 {
+			return r.ContentLength
+		}
+	}
+	return limit
 }
 
 // Request bodies of up to maxPooledBody bytes are read into pooled buffers:
@@ -122,8 +146,9 @@ func produceContentType(header string) (string, *floev1.Error) {
 }
 
 // readBody returns the body and the handle to give its buffer back with
-// (putBuf) once nothing refers to the body any more.
-func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, *[]byte, *floev1.Error) {
+// (putBuf) once nothing refers to the body any more. reserved says that the
+// request took its Content-Length from the produce memory.
+func readBody(r *http.Request, limit int64, readTimeout time.Duration, reserved bool) ([]byte, *[]byte, *floev1.Error) {
 	tooLarge := func() *floev1.Error {
 		return newError(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body too large: the limit is %d bytes", limit))
@@ -160,10 +185,12 @@ func readBody(r *http.Request, limit int64, readTimeout time.Duration) ([]byte, 
 		return nil, nil, newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, http.StatusUnsupportedMediaType,
 			fmt.Sprintf("unsupported content encoding %q: use gzip or none", enc))
 	}
-	// Content-Length is trusted for buffers of up to maxPooledBody only:
-	// larger bodies grow as their bytes arrive, so idle connections that
-	// announce big bodies cannot reserve memory.
-	if r.ContentLength > 0 && r.ContentLength <= maxPooledBody && wire == nil {
+	// Content-Length is trusted for buffers of up to maxPooledBody, and for
+	// any body whose length the produce memory reserved: otherwise larger
+	// bodies grow as their bytes arrive, so that idle connections that
+	// announce big bodies cannot hold memory. Growing took up to twice the
+	// body's size.
+	if r.ContentLength > 0 && (r.ContentLength <= maxPooledBody || reserved) && wire == nil {
 		data, buf := getBuf(int(r.ContentLength))
 		if _, err := io.ReadFull(body, data); err != nil {
 			putBuf(buf)

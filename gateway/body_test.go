@@ -72,7 +72,7 @@ func runLimitBody(t testing.TB, limit int64, br bodyReq) bodyResult {
 		req.Header.Set("Content-Encoding", br.enc)
 	}
 	rec := httptest.NewRecorder()
-	limitBody(limit, testReadTimeout, next).ServeHTTP(rec, req)
+	limitBody(limit, testReadTimeout, nil, next).ServeHTTP(rec, req)
 	res.status = rec.Code
 	if !res.called {
 		if err := json.Unmarshal(rec.Body.Bytes(), &res.err); err != nil {
@@ -343,7 +343,7 @@ func BenchmarkReadBody(b *testing.B) {
 				if bc.enc != "" {
 					req.Header.Set("Content-Encoding", bc.enc)
 				}
-				if _, _, e := readBody(req, DefaultMaxRequestBytes, testReadTimeout); e != nil {
+				if _, _, e := readBody(req, DefaultMaxRequestBytes, testReadTimeout, false); e != nil {
 					b.Fatal(e)
 				}
 			}
@@ -360,7 +360,7 @@ func TestReadBodyDoesNotTrustLargeContentLength(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, _, e := readBody(req, announced, testReadTimeout)
+	_, _, e := readBody(req, announced, testReadTimeout, false)
 	runtime.ReadMemStats(&after)
 	if e == nil {
 		t.Fatal("a truncated body was accepted")

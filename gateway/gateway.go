@@ -13,6 +13,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
+	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 	"github.com/floe-streams/floe/internal/httplog"
 )
@@ -53,6 +54,9 @@ type Options struct {
 	// Wrap, when set, wraps each API's handler (metrics); api is
 	// "discovery", "producer" or "consumer".
 	Wrap func(api string, h http.Handler) http.Handler
+	// ProduceMemory, if set, bounds the bytes of produce requests held at
+	// once (see limitBody); nil: no bound.
+	ProduceMemory *broker.ProduceMemory
 	// CORSOrigins are the origins whose pages may call the three APIs from
 	// a browser (see withCORS; CheckCORSOrigin says what each may be).
 	// Empty: none.
@@ -145,7 +149,7 @@ func New(svc Services, opts Options) (*Gateway, error) {
 	}
 	// Preflight requests are answered before the metrics see them.
 	g.discovery = withCORS(opts.CORSOrigins, g.wrap("discovery", headAsGet(checkQueryAliases(dmux))))
-	g.producer = withCORS(opts.CORSOrigins, g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, pmux))))))
+	g.producer = withCORS(opts.CORSOrigins, g.wrap("producer", headAsGet(checkQueryAliases(checkTopicPath(limitBody(opts.MaxRequestBytes, opts.ReadTimeout, opts.ProduceMemory, pmux))))))
 	g.consumer = withCORS(opts.CORSOrigins, g.wrap("consumer", headAsGet(g.polls.bound(opts.PollWriteTimeout, opts.PollWriteRate, lendPollBuffers(acceptJSON(decodeConsumerBody(opts.ReadTimeout, registerBodyToForm(opts.ReadTimeout, parseConsumerForm(opts.ReadTimeout, cmux)))))))))
 	return g, nil
 }

@@ -37,6 +37,8 @@ import (
 type countingProducer struct {
 	floev1.UnimplementedProducerServer
 	calls atomic.Int64
+	// gate, when set, holds each Produce until it is closed.
+	gate atomic.Pointer[chan struct{}]
 }
 
 // listenLoopback returns three listeners on free loopback ports, for
@@ -54,8 +56,15 @@ func listenLoopback(t *testing.T) [3]net.Listener {
 	return ls
 }
 
-func (p *countingProducer) Produce(_ context.Context, r *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
+func (p *countingProducer) Produce(ctx context.Context, r *floev1.ProduceRequest) (*floev1.ProduceResponse, error) {
 	p.calls.Add(1)
+	if gate := p.gate.Load(); gate != nil {
+		select {
+		case <-*gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	return &floev1.ProduceResponse{Topic: r.GetTopic(), Count: 1}, nil
 }
 
@@ -961,5 +970,71 @@ func TestRESTConsumerIDInABodyNotRead(t *testing.T) {
 	// The consumer in the query: the body is not read.
 	if status, e := call(t, "POST", c+"/poll?consumerId=j", "application/json", `{"maxEvents":1}`); status != 204 {
 		t.Errorf("poll with a JSON body and the consumer in the query: %d %+v, want 204", status, e)
+	}
+}
+
+// A produce request takes its Content-Length from the produce memory before
+// its body is read, until it is answered: a request that does not fit
+// waits, and gets 503 naming the memory after half the read timeout. One
+// over the size limit is refused at once, without waiting.
+func TestRESTProduceWaitsForProduceMemory(t *testing.T) {
+	mem := broker.NewProduceMemory(1000)
+	tg := serveGateway(t, gateway.Options{ProduceMemory: mem, MaxRequestBytes: 1000, ReadTimeout: 2 * time.Second})
+	body := `{"n":"` + strings.Repeat("x", 700) + `"}`
+	url := tg.producer + "/v1/topic/t/messages"
+	post := func() <-chan int {
+		done := make(chan int, 1)
+		go func() {
+			status, _ := call(t, "POST", url, "application/json", body)
+			done <- status
+		}()
+		return done
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: held %d, waited %d, refused %d, produce calls %d", what, mem.Held(), mem.Waited(), mem.Refused(), tg.produced.calls.Load())
+			}
+		}
+	}
+
+	gate := make(chan struct{})
+	tg.produced.gate.Store(&gate)
+	first := post()
+	waitFor("the first request holds its bytes", func() bool { return mem.Held() == int64(len(body)) && tg.produced.calls.Load() == 1 })
+	second := post()
+	waitFor("the second request waits", func() bool { return mem.Waited() == 1 })
+	status, e := call(t, "POST", url, "application/json", strings.Repeat(" ", 1001))
+	wantRESTError(t, "over the limit while the memory is full", status, e, http.StatusRequestEntityTooLarge, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE,
+		"request body too large: 1001 bytes, the limit is 1000 bytes")
+	time.Sleep(20 * time.Millisecond)
+	if n := tg.produced.calls.Load(); n != 1 {
+		t.Fatalf("%d produce calls while the second request should wait for the first, want 1", n)
+	}
+	close(gate)
+	if s1, s2 := <-first, <-second; s1 != 200 || s2 != 200 {
+		t.Fatalf("statuses %d and %d, want 200 once the first was answered", s1, s2)
+	}
+	waitFor("every byte given back", func() bool { return mem.Held() == 0 })
+
+	// A request that waits longer than half the read timeout gets 503.
+	gate = make(chan struct{})
+	tg.produced.gate.Store(&gate)
+	held := post()
+	waitFor("the next request holds its bytes", func() bool { return mem.Held() == int64(len(body)) })
+	start := time.Now()
+	status, e = call(t, "POST", url, "application/json", body)
+	wantRESTError(t, "no room within half the read timeout", status, e, http.StatusServiceUnavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE,
+		"broker unavailable: the broker holds produce requests up to its produce memory (1000 bytes, setting produce-memory) and no room came free for this one (708 bytes) within 1s: send it again later")
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("refused after %v, want after half the read timeout (1s)", waited)
+	}
+	if mem.Refused() != 1 || tg.produced.calls.Load() != 3 {
+		t.Errorf("refused %d, produce calls %d; want 1 and 3 (the refused request never reached the producer)", mem.Refused(), tg.produced.calls.Load())
+	}
+	close(gate)
+	if s := <-held; s != 200 {
+		t.Errorf("the request that held the memory: %d, want 200", s)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/group"
 	"github.com/floe-streams/floe/store"
 )
@@ -32,6 +33,9 @@ type Options struct {
 	Store StoreSource
 	// Groups, when set, is read at each scrape (floe_group_*).
 	Groups GroupSource
+	// ProduceMemory, when set, is read at each scrape
+	// (floe_produce_memory_*).
+	ProduceMemory *broker.ProduceMemory
 	// NoRuntime leaves out the Go runtime, process and build-info
 	// collectors (for a registry that already has them).
 	NoRuntime bool
@@ -97,6 +101,26 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 	}
 	if opts.Groups != nil {
 		cs = append(cs, newGroupCollector(opts.Groups))
+	}
+	if pm := opts.ProduceMemory; pm != nil {
+		cs = append(cs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: "produce_memory_bytes",
+				Help: "Bytes of produce requests held (REST bodies from before they are read until answered, ProduceStream batches until stored), out of floe_produce_memory_limit_bytes.",
+			}, func() float64 { return float64(pm.Held()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: "produce_memory_limit_bytes",
+				Help: "The produce memory (--produce-memory): produce requests beyond it wait.",
+			}, func() float64 { return float64(pm.Size()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace: namespace, Name: "produce_memory_waits_total",
+				Help: "Produce requests and ProduceStream batches that waited for room in the produce memory.",
+			}, func() float64 { return float64(pm.Waited()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace: namespace, Name: "produce_memory_refused_total",
+				Help: "REST produce requests answered 503 because the produce memory had no room for them within half the read timeout.",
+			}, func() float64 { return float64(pm.Refused()) }),
+		)
 	}
 	if !opts.NoRuntime {
 		cs = append(cs,

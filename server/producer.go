@@ -36,6 +36,9 @@ type Producer struct {
 	streamWorkers int
 	seed          maphash.Seed
 	draining      *drainSignal
+	// mem, if set, bounds the bytes of the batches that streams took and
+	// did not store yet, across streams (WithMemory).
+	mem *broker.ProduceMemory
 }
 
 var _ floev1.ProducerServer = (*Producer)(nil)
@@ -43,6 +46,42 @@ var _ floev1.ProducerServer = (*Producer)(nil)
 // NewProducer serves p.
 func NewProducer(p Producing) *Producer {
 	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed(), draining: newDrainSignal()}
+}
+
+// WithMemory makes the streams of s take the bytes of each batch from mem
+// until the batch is stored, and wait while it has no room: the budget of
+// each stream bounds one client, mem all of them. Call it before serving.
+func (s *Producer) WithMemory(mem *broker.ProduceMemory) *Producer {
+	s.mem = mem
+	return s
+}
+
+// takeMemory takes the share of mem of a batch of size bytes (see
+// memShare), waiting while the stream lasts and the broker does not drain.
+func (s *Producer) takeMemory(ctx context.Context, size int64) error {
+	if s.mem == nil {
+		return nil
+	}
+	if _, ok := s.mem.TryAcquire(size); ok {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.draining.Context(), cancel)()
+	if _, err := s.mem.Acquire(ctx, size, 0); err != nil {
+		if s.draining.Context().Err() != nil {
+			return errStreamDrained
+		}
+		return err
+	}
+	return nil
+}
+
+// giveMemory gives back what takeMemory took for a batch of size bytes.
+func (s *Producer) giveMemory(size int64) {
+	if s.mem != nil {
+		s.mem.Release(min(size, s.mem.Size()))
+	}
 }
 
 // Produce stores a batch of events: the raw body (REST, or gRPC clients that
@@ -145,6 +184,7 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 				for b := range in {
 					size := int64(b.size())
 					out <- s.produceOne(ctx, b)
+					s.giveMemory(size)
 					giveBack(0, size)
 				}
 			})
@@ -179,9 +219,20 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 				recvErr <- err
 				return
 			}
+			// The batch takes its bytes from the produce memory before
+			// the next message is read: while there is no room, the
+			// stream holds this one message beyond it, and the client's
+			// next ones wait in its flow-control window.
+			size := int64(b.size())
+			if err := s.takeMemory(ctx, size); err != nil {
+				b.release()
+				recvErr <- err
+				return
+			}
 			select {
 			case recv <- b:
 			case <-ctx.Done():
+				s.giveMemory(size)
 				b.release()
 				return
 			}
@@ -218,8 +269,12 @@ loop:
 	for {
 		select {
 		case b := <-recv:
+			// The batch holds its share of the produce memory (taken by
+			// the Recv goroutine) until a worker stored it, or until it is
+			// dropped here.
 			if !take(int64(b.size())) {
 				// Not taken: the client gets no answer for it, so it was not stored.
+				s.giveMemory(int64(b.size()))
 				b.release()
 				break loop
 			}
@@ -232,10 +287,12 @@ loop:
 			select {
 			case worker(int(w % uint64(len(workers)))) <- b:
 			case <-s.draining.Done():
+				s.giveMemory(int64(b.size()))
 				b.release()
 				end = errStreamDrained
 				break loop
 			case <-ctx.Done():
+				s.giveMemory(int64(b.size()))
 				b.release()
 				end = ctx.Err()
 				break loop

@@ -87,10 +87,16 @@ func (slowProducing) ProduceBody(context.Context, string, string, string, []byte
 // read. The stream ends with the test.
 func runStuck(t *testing.T, p Producing, eventSize, events int) int64 {
 	t.Helper()
+	return runStuckOn(t, NewProducer(p), eventSize, events)
+}
+
+// runStuckOn is runStuck on the server srv.
+func runStuckOn(t *testing.T, srv *Producer, eventSize, events int) int64 {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &fakeStream{ctx: ctx, event: make([]byte, eventSize), events: events, read: make(chan struct{})}
 	done := make(chan error, 1)
-	go func() { done <- NewProducer(p).ProduceStream(s) }()
+	go func() { done <- srv.ProduceStream(s) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -131,6 +137,54 @@ func TestProduceStreamBoundsBytesWaiting(t *testing.T) {
 	if n := runStuck(t, p, size, 1); n > want {
 		t.Fatalf("the server read %d batches of %d bytes while the store wrote none, want at most %d", n, size, want)
 	}
+}
+
+// The broker's produce memory bounds the batches of all streams: with room
+// for 4 batches, a stream whose batches the store does not write holds 4,
+// and reads one more, which waits for room; a second stream then reads one,
+// which waits too. Once stored, the batches give their bytes back.
+func TestProduceStreamTakesProduceMemory(t *testing.T) {
+	const size = 1 << 20
+	p := &storingProducing{slowProducing: slowProducing{release: make(chan struct{})}}
+	// A batch holds its event and 24 bytes per slot of its events slice.
+	mem := broker.NewProduceMemory(4*size + 4096)
+	srv := NewProducer(p).WithMemory(mem)
+	if n := runStuckOn(t, srv, size, 1); n != 5 {
+		t.Fatalf("the server read %d batches of %d bytes with room for 4 in its produce memory, want 5", n, size)
+	}
+	if n := runStuckOn(t, srv, size, 1); n != 1 {
+		t.Fatalf("a second stream read %d batches while the first held the produce memory, want 1 (waiting for room)", n)
+	}
+	if held := mem.Held(); held <= 4*size || held > mem.Size() {
+		t.Fatalf("produce memory held %d bytes, want 4 batches of %d", held, size)
+	}
+	// The store writes: the batches stored give their bytes back, and the
+	// streams go on until each has as many answers unread as it may (their
+	// clients read none). Each then holds two batches: the one waiting for
+	// room in its own budget, and the next one, received.
+	close(p.release)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.stored.Load() < 2*maxStreamInflight || mem.Held() > 4*(size+1024) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the store wrote: %d batches stored, produce memory held %d bytes; want %d stored and at most 4 batches held",
+				p.stored.Load(), mem.Held(), 2*maxStreamInflight)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// storingProducing is slowProducing that counts the batches it stored.
+type storingProducing struct {
+	slowProducing
+	stored atomic.Int64
+}
+
+func (p *storingProducing) Produce(ctx context.Context, topic, key string, events [][]byte) (broker.Ack, error) {
+	ack, err := p.slowProducing.Produce(ctx, topic, key, events)
+	if err == nil {
+		p.stored.Add(1)
+	}
+	return ack, err
 }
 
 // The budget counts what a batch holds, the slice of its events included:

@@ -75,6 +75,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(integer{&o.ConsumerRanges}, "consumer-ranges", "sub-ranges of the token range: the unit of ordering and of consumer assignment")
 	fs.Var(byteSize{&o.MaxRequestBytes}, "max-request-bytes", "largest produce request, e.g. 4MiB (413 beyond)")
 	fs.Var(byteSize{&o.MaxEventBytes}, "max-event-bytes", "largest event, e.g. 1MiB (413 beyond)")
+	fs.Var(byteSize64{&o.ProduceMemory}, "produce-memory", "produce requests held at once until stored (REST bodies, gRPC stream batches), e.g. 64MiB: beyond, a request waits before its body is read (REST: 503 after 30s) (default: 64MiB, or 4 × max-request-bytes when that is more; at least max-request-bytes)")
 	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "most bytes of events in a poll answer (the JSON around them is extra), e.g. 2MiB")
 	fs.Var(duration{&o.MaxPollWait}, "max-poll-wait", "cap of the long-poll timeout")
 	fs.Var(duration{&o.MemberTimeout}, "member-timeout", "a consumer that has not polled, committed or registered for this long leaves its group")
@@ -96,6 +97,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 		}
 		f.DefValue = def
 	}
+	fs.Lookup("produce-memory").DefValue = "" // in its usage: it follows max-request-bytes
 	return fs
 }
 
@@ -176,6 +178,7 @@ var zeroMeaningless = map[string]string{
 	"max-request-bytes":      "use a size such as 4MiB",
 	"max-event-bytes":        "use a size such as 1MiB",
 	"max-poll-bytes":         "use a size such as 2MiB",
+	"produce-memory":         "use a size such as 64MiB",
 	"max-poll-wait":          "use a duration such as 30s",
 	"member-timeout":         "use a duration such as 2m",
 	"group-offset-retention": "it would forget a group as soon as its last member leaves; a negative value keeps offsets forever",
@@ -194,7 +197,8 @@ func (c *config) checkZeros() error {
 	values := map[string]int64{
 		"consumer-ranges": int64(o.ConsumerRanges), "max-request-bytes": int64(o.MaxRequestBytes),
 		"max-event-bytes": int64(o.MaxEventBytes), "max-poll-bytes": int64(o.MaxPollBytes),
-		"max-poll-wait": int64(o.MaxPollWait), "member-timeout": int64(o.MemberTimeout),
+		"produce-memory": o.ProduceMemory,
+		"max-poll-wait":  int64(o.MaxPollWait), "member-timeout": int64(o.MemberTimeout),
 		"group-offset-retention": int64(o.GroupOffsetRetention),
 		"retention-max-age":      int64(o.RetentionMaxAge), "cache-size": o.CacheSize,
 		"page-cache-window": o.PageCacheWindow, "min-free-disk": o.MinFreeDisk,

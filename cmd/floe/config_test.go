@@ -202,6 +202,8 @@ func TestConfigRejections(t *testing.T) {
 		{name: "range from env", env: env{"FLOE_CONSUMER_RANGES": "5000"}, want: []string{"consumer-ranges: 5000 not in [1, 1024] (set by FLOE_CONSUMER_RANGES)"}},
 		{name: "cross-setting from file", file: "max-request-bytes: 1MiB\nmax-event-bytes: 2MiB\n", want: []string{"max-event-bytes: 2097152 is over max-request-bytes 1048576 (set by FILE:2; max-request-bytes set by FILE:1)"}},
 		{name: "cross-setting, the other one set", env: env{"FLOE_MAX_REQUEST_BYTES": "100"}, want: []string{"max-event-bytes: 1048576 is over max-request-bytes 100 (max-request-bytes set by FLOE_MAX_REQUEST_BYTES)"}},
+		{name: "produce memory under the largest request", args: []string{"--produce-memory", "1MiB"},
+			want: []string{"produce-memory: 1048576 is less than max-request-bytes 4194304: the largest request would not fit (set by --produce-memory)"}},
 		{name: "address from flag", args: []string{"--metrics-addr", "9253"}, want: []string{`metrics-addr: "9253" is not host:port`, "(set by --metrics-addr)"}},
 		{name: "log level from file", file: "log-level: loud\n", want: []string{`log-level: "loud" is not debug, info, warn or error (set by FILE:1)`}},
 		{name: "log format from env", env: env{"FLOE_LOG_FORMAT": "xml"}, want: []string{`log-format: "xml" is not text or json (set by FLOE_LOG_FORMAT)`}},
