@@ -477,16 +477,8 @@ func TestGRPCLogHonoursGRPCVariables(t *testing.T) {
 		g.Infof("%s", "info")
 		g.Warningln("warning")
 		g.Error("error")
-		var got []string
-		for line := range strings.Lines(buf.String()) {
-			var rec map[string]any
-			if err := json.Unmarshal([]byte(line), &rec); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, rec["msg"].(string))
-		}
-		if !slices.Equal(got, tc.want) {
-			t.Errorf("severity %q verbosity %q: logged %q, want %q", tc.severity, tc.verbosity, got, tc.want)
+		if got := logMessages(t, &buf); !slices.Equal(got, tc.want) {
+			t.Errorf("severity %q verbosity %q: logged %q, want %q", tc.severity, tc.verbosity, logMessages(t, &buf), tc.want)
 		}
 		if g.V(2) != tc.v2 || !g.V(0) {
 			t.Errorf("severity %q verbosity %q: V(2) %v V(0) %v", tc.severity, tc.verbosity, g.V(2), g.V(0))
@@ -508,18 +500,24 @@ func TestGRPCLogLnSpacesOperands(t *testing.T) {
 	g.Warningln("[transport]", "client went away")
 	g.Errorln("[core]", "Failed", 2)
 	want := []string{"[core] Server created", "[transport] client went away", "[core] Failed 2"}
-	var got []string
-	for line := range strings.Lines(buf.String()) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, rec["msg"].(string))
-	}
-	if !slices.Equal(got, want) {
+	if got := logMessages(t, &buf); !slices.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 
 // noEnv is an environment without variables.
 func noEnv(string) (string, bool) { return "", false }
+
+// logMessages returns the messages of the JSON log lines in buf.
+func logMessages(t *testing.T, buf *bytes.Buffer) []string {
+	t.Helper()
+	var msgs []string
+	for line := range strings.Lines(buf.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, rec["msg"].(string))
+	}
+	return msgs
+}
