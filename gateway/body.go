@@ -44,9 +44,9 @@ var rawBodyMarshaler = newMarshaler()
 // limit (413) both on the wire and decompressed. Chunked bodies are accepted.
 // readTimeout is the server's (Options.ReadTimeout), for the message of a
 // body that does not arrive in time (408). With mem, the request takes its
-// size from it before its body is read, until it is answered (see
-// produceReservation); it waits for at most half of readTimeout, then gets
-// 503.
+// size from it before its body is read (see produceReservation), and what
+// the body turned out to hold beyond that once it is read, until it is
+// answered; each wait lasts at most half of readTimeout, then it gets 503.
 func limitBody(limit int64, readTimeout time.Duration, mem *broker.ProduceMemory, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -58,18 +58,30 @@ func limitBody(limit int64, readTimeout time.Duration, mem *broker.ProduceMemory
 			writeError(w, e)
 			return
 		}
+		var held int64
 		if mem != nil && r.ContentLength <= limit { // a larger one is refused unread
 			n, err := mem.Acquire(r.Context(), produceReservation(r, limit), readTimeout/2)
 			if err != nil {
 				writeError(w, server.ErrorOf(err))
 				return
 			}
-			defer mem.Release(n)
+			held = n
+			defer func() { mem.Release(held) }()
 		}
 		data, buf, e := readBody(r, limit, readTimeout, mem != nil)
 		if e != nil {
 			writeError(w, e)
 			return
+		}
+		if mem != nil && int64(len(data)) > held {
+			// Chunked or compressed: the body holds more than was taken.
+			n, err := mem.Acquire(r.Context(), int64(len(data))-held, readTimeout/2)
+			if err != nil {
+				putBuf(buf)
+				writeError(w, server.ErrorOf(err))
+				return
+			}
+			held += n
 		}
 		rb := &rawBody{data: data, contentType: ct}
 		rb.Reset(data)
@@ -85,8 +97,11 @@ func limitBody(limit int64, readTimeout time.Duration, mem *broker.ProduceMemory
 }
 
 // produceReservation is what a produce request takes from the produce
-// memory: its Content-Length, or the limit for a body whose size is not
-// known before it is read (chunked, or compressed).
+// memory before its body is read: its Content-Length, or, for a body whose
+// size is not known before it is read (chunked, or compressed), its
+// Content-Length or 64 KiB, whichever is more (limitBody takes the rest
+// once it is read). Taking the limit for those (4 MiB by default) let 16
+// chunked requests of any size fill the default 64 MiB.
 func produceReservation(r *http.Request, limit int64) int64 {
 	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))) {
 	case "", "identity":
@@ -94,7 +109,7 @@ func produceReservation(r *http.Request, limit int64) int64 {
 			return r.ContentLength
 		}
 	}
-	return limit
+	return min(limit, max(r.ContentLength, 64<<10))
 }
 
 // Request bodies of up to maxPooledBody bytes are read into pooled buffers:

@@ -1038,3 +1038,52 @@ func TestRESTProduceWaitsForProduceMemory(t *testing.T) {
 		t.Errorf("the request that held the memory: %d, want 200", s)
 	}
 }
+
+// A chunked body takes 64 KiB from the produce memory before it is read,
+// and the rest once read: it holds what it holds, not the size limit, and
+// a body that outgrows what is free waits for room.
+func TestRESTChunkedProduceTakesWhatItHolds(t *testing.T) {
+	const limit = 1 << 20
+	mem := broker.NewProduceMemory(300 << 10)
+	tg := serveGateway(t, gateway.Options{ProduceMemory: mem, MaxRequestBytes: limit, ReadTimeout: 4 * time.Second})
+	body := `{"n":"` + strings.Repeat("x", 200<<10) + `"}`
+	post := func() <-chan int {
+		done := make(chan int, 1)
+		go func() {
+			// A reader without a length: net/http sends it chunked.
+			resp, err := http.Post(tg.producer+"/v1/topic/t/messages", "application/json", io.MultiReader(strings.NewReader(body)))
+			if err != nil {
+				t.Error(err)
+				done <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		return done
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: held %d, waited %d, produce calls %d", what, mem.Held(), mem.Waited(), tg.produced.calls.Load())
+			}
+		}
+	}
+	gate := make(chan struct{})
+	tg.produced.gate.Store(&gate)
+	first := post()
+	waitFor("the first body holds its size", func() bool { return mem.Held() == int64(len(body)) && tg.produced.calls.Load() == 1 })
+	// The second one starts (64 KiB are free), then waits for the rest.
+	second := post()
+	waitFor("the second body waits for room", func() bool { return mem.Waited() == 1 })
+	if n := tg.produced.calls.Load(); n != 1 {
+		t.Fatalf("%d produce calls while the second body waits, want 1", n)
+	}
+	close(gate)
+	if s1, s2 := <-first, <-second; s1 != 200 || s2 != 200 {
+		t.Fatalf("statuses %d and %d, want 200", s1, s2)
+	}
+	waitFor("every byte given back", func() bool { return mem.Held() == 0 })
+}
