@@ -158,8 +158,8 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 
 	// The budget: batches taken and not answered, bytes of batches taken
 	// and not stored. The workers and the sender give back, and wake the
-	// handler if it waits for room (a wake-up sent before it waits stays
-	// in the channel).
+	// Recv goroutine if it waits for room (a wake-up sent before it waits
+	// stays in the channel).
 	var inflight, bytes atomic.Int64
 	room := make(chan struct{}, 1)
 	giveBack := func(batches, size int64) {
@@ -204,6 +204,27 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 		}
 		sendErr <- err
 	}()
+	// take waits until the budget has room for a batch of size, and takes
+	// it; it fails when the stream ends or the broker drains meanwhile. Only
+	// the Recv goroutine takes.
+	take := func(size int64) error {
+		for {
+			n, b := inflight.Load(), bytes.Load()
+			if n < maxStreamInflight && (b == 0 || b+size <= maxStreamInflightBytes) {
+				break
+			}
+			select {
+			case <-room:
+			case <-s.draining.Done():
+				return errStreamDrained
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		inflight.Add(1)
+		bytes.Add(size)
+		return nil
+	}
 	// Recv runs in its own goroutine so that a drain does not wait for the
 	// client's next batch; it ends when the handler returns. Batches come
 	// from RecvMsg into a produceBatch, which Codec decodes without copying
@@ -219,11 +240,22 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 				recvErr <- err
 				return
 			}
-			// The batch takes its bytes from the produce memory before
-			// the next message is read: while there is no room, the
-			// stream holds this one message beyond it, and the client's
-			// next ones wait in its flow-control window.
+			// The batch takes room in the stream's budget, then its bytes
+			// from the produce memory, before the next message is read:
+			// while there is no room, the stream holds this one message
+			// beyond them, and the client's next ones wait in its
+			// flow-control window. The budget comes first: a client that
+			// stops reading its answers fills its budget for good, and the
+			// batch waiting for it must not hold the produce memory of
+			// every other producer meanwhile. (Not taken, or dropped
+			// below: the client gets no answer for it, so it was not
+			// stored; the budget no longer matters once the stream ends.)
 			size := int64(b.size())
+			if err := take(size); err != nil {
+				b.release()
+				recvErr <- err
+				return
+			}
 			if err := s.takeMemory(ctx, size); err != nil {
 				b.release()
 				recvErr <- err
@@ -231,6 +263,11 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 			}
 			select {
 			case recv <- b:
+			case <-s.draining.Done():
+				s.giveMemory(size)
+				b.release()
+				recvErr <- errStreamDrained
+				return
 			case <-ctx.Done():
 				s.giveMemory(size)
 				b.release()
@@ -243,41 +280,13 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 		next uint64 // round-robin for batches without a key
 		end  error
 	)
-	// take waits until the budget has room for a batch of size, and takes
-	// it; false when the stream ends meanwhile (end is set).
-	take := func(size int64) bool {
-		for {
-			n, b := inflight.Load(), bytes.Load()
-			if n < maxStreamInflight && (b == 0 || b+size <= maxStreamInflightBytes) {
-				break
-			}
-			select {
-			case <-room:
-			case <-s.draining.Done():
-				end = errStreamDrained
-				return false
-			case <-ctx.Done():
-				end = ctx.Err()
-				return false
-			}
-		}
-		inflight.Add(1)
-		bytes.Add(size)
-		return true
-	}
 loop:
 	for {
 		select {
 		case b := <-recv:
-			// The batch holds its share of the produce memory (taken by
-			// the Recv goroutine) until a worker stored it, or until it is
-			// dropped here.
-			if !take(int64(b.size())) {
-				// Not taken: the client gets no answer for it, so it was not stored.
-				s.giveMemory(int64(b.size()))
-				b.release()
-				break loop
-			}
+			// The batch holds its room in the budget and its share of the
+			// produce memory (both taken by the Recv goroutine) until a
+			// worker stored it, or until it is dropped here.
 			w := next
 			if b.key != "" {
 				w = maphash.String(s.seed, b.topic+"\x00"+b.key)

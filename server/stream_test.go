@@ -160,13 +160,13 @@ func TestProduceStreamTakesProduceMemory(t *testing.T) {
 	}
 	// The store writes: the batches stored give their bytes back, and the
 	// streams go on until each has as many answers unread as it may (their
-	// clients read none). Each then holds two batches: the one waiting for
-	// room in its own budget, and the next one, received.
+	// clients read none). Each then holds one batch, received and waiting
+	// for room in its own budget, outside the produce memory.
 	close(p.release)
 	deadline := time.Now().Add(10 * time.Second)
-	for p.stored.Load() < 2*maxStreamInflight || mem.Held() > 4*(size+1024) {
+	for p.stored.Load() < 2*maxStreamInflight || mem.Held() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("after the store wrote: %d batches stored, produce memory held %d bytes; want %d stored and at most 4 batches held",
+			t.Fatalf("after the store wrote: %d batches stored, produce memory held %d bytes; want %d stored and none held",
 				p.stored.Load(), mem.Held(), 2*maxStreamInflight)
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -231,5 +231,25 @@ func TestBatchSizeCountsWhatItHolds(t *testing.T) {
 			t.Errorf("%d pieces: size %d, want at least %d (message %d bytes, buffer %d)", len(data), got, want, len(raw), cap(b.buf.ReadOnlyData()))
 		}
 		b.release()
+	}
+}
+
+// A stream whose client stops reading its answers holds none of the produce
+// memory: its batches are stored, and the one it received beyond its
+// budget waits for room in the budget before it takes the memory. Else a
+// few such clients held the whole produce memory for as long as they kept
+// their streams open, and every other producer, REST requests and streams,
+// waited for it (REST requests got 503).
+func TestProduceStreamUnreadAnswersHoldNoProduceMemory(t *testing.T) {
+	const size = 1 << 20
+	mem := broker.NewProduceMemory(4*size + 4096)
+	srv := NewProducer(instant{}).WithMemory(mem)
+	for range 2 {
+		if n := runStuckOn(t, srv, size, 1); n > maxStreamInflight+2 {
+			t.Fatalf("the server read %d batches of a client that reads no answer, want at most %d", n, maxStreamInflight+2)
+		}
+	}
+	if held := mem.Held(); held != 0 {
+		t.Fatalf("two streams whose clients read no answer hold %d bytes of the produce memory, want 0 (their batches are stored)", held)
 	}
 }
