@@ -229,6 +229,9 @@ func (g *Gateway) Serve(discovery, producer, consumer net.Listener) error {
 	}
 	for _, a := range apis {
 		srv := g.newServer(a.h)
+		if a.l == producer && g.opts.ProduceMemory != nil {
+			boundProduceStreams(srv.HTTP2)
+		}
 		g.servers = append(g.servers, srv)
 		go func() { errc <- srv.Serve(a.l) }()
 	}
@@ -266,6 +269,31 @@ func (g *Gateway) newServer(h http.Handler) *http.Server {
 			return context.WithValue(ctx, connKey{}, c)
 		},
 	}
+}
+
+// Over HTTP/2, the produce requests of a connection share its flow-control
+// window, which the server gives back only as handlers read their bodies: a
+// request that waits for the produce memory, its body unread, holds what
+// the client sent of it. With HTTP/2's usual windows in net/http (1 MiB per
+// stream and per connection) one waiting request held the whole window, and
+// the request of the same connection that held the memory could not read
+// the rest of its body: both waited until the waiting one got 503. So the
+// producer's connections carry at most maxProduceStreams requests at once,
+// whose windows together fit in the connection's (net/http's 1 MiB): the
+// requests that wait never hold all of it, and a connection buffers no more
+// unread body than before.
+const (
+	maxProduceStreams   = 16
+	produceStreamWindow = 64 << 10 // HTTP/2's own initial window
+	produceConnWindow   = maxProduceStreams * produceStreamWindow
+)
+
+// boundProduceStreams sets the HTTP/2 limits of the producer's server when
+// its requests wait for the produce memory (see maxProduceStreams).
+func boundProduceStreams(c *http.HTTP2Config) {
+	c.MaxConcurrentStreams = maxProduceStreams
+	c.MaxReceiveBufferPerStream = produceStreamWindow
+	c.MaxReceiveBufferPerConnection = produceConnWindow
 }
 
 // shutdownWriteMargin is how long before ctx's deadline Shutdown cuts the

@@ -1087,3 +1087,48 @@ func TestRESTChunkedProduceTakesWhatItHolds(t *testing.T) {
 	}
 	waitFor("every byte given back", func() bool { return mem.Held() == 0 })
 }
+
+// Over HTTP/2, a produce request waiting for the produce memory does not
+// hold back a request of the same connection that holds it: the waiting
+// one's unread body must not fill the connection's flow-control window,
+// which the other needs to be read. It did (each stream's window was the
+// whole connection's): two requests of 3 MiB over one connection, with
+// room for one, both waited until the second got 503 after half the read
+// timeout.
+func TestRESTProduceWaitingOverHTTP2DoesNotStallItsConnection(t *testing.T) {
+	mem := broker.NewProduceMemory(4 << 20)
+	tg := serveGateway(t, gateway.Options{ProduceMemory: mem, MaxRequestBytes: 4 << 20, ReadTimeout: 10 * time.Second})
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &protocols}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	body := `{"n":"` + strings.Repeat("x", 3<<20) + `"}`
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			req, err := http.NewRequest("POST", tg.producer+"/v1/topic/t/messages", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+				t.Errorf("request %d: %s %d, want HTTP/2 200", i, resp.Proto, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("three requests of 3 MiB over one HTTP/2 connection, with room for one at a time, took %v", took)
+	}
+	if n := mem.Waited(); n == 0 {
+		t.Error("no request waited for the produce memory: the test tests nothing")
+	}
+}
