@@ -85,9 +85,13 @@ func (m *ProduceMemory) Acquire(ctx context.Context, n int64, maxWait time.Durat
 }
 
 // TryAcquire is Acquire without waiting: false when the bytes are not free
-// now (nothing is taken then).
+// now (nothing is taken then). A request of no bytes always succeeds: the
+// semaphore would queue it behind the requests waiting.
 func (m *ProduceMemory) TryAcquire(n int64) (int64, bool) {
 	n = min(max(n, 0), m.size)
+	if n == 0 {
+		return 0, true
+	}
 	if !m.sem.TryAcquire(n) {
 		return 0, false
 	}

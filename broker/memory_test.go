@@ -62,3 +62,31 @@ func TestProduceMemory(t *testing.T) {
 		t.Fatalf("held %d after every release", m.Held())
 	}
 }
+
+// A request of no bytes (an empty body) takes nothing and never waits, not
+// even behind requests waiting for room: the semaphore queued it behind
+// them, so that an empty POST got 503 after half the read timeout rather
+// than its 400 at once.
+func TestProduceMemoryEmptyRequestDoesNotWait(t *testing.T) {
+	m := NewProduceMemory(100)
+	ctx := context.Background()
+	if _, err := m.Acquire(ctx, 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _, _ = m.Acquire(wctx, 10, 0) }() // waits
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Waited() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request did not wait")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n, ok := m.TryAcquire(0); !ok || n != 0 {
+		t.Errorf("TryAcquire(0) behind a waiting request: %d, %v; want 0, true", n, ok)
+	}
+	if n, err := m.Acquire(ctx, 0, 30*time.Millisecond); err != nil || n != 0 || m.Waited() != 1 {
+		t.Errorf("Acquire(0) behind a waiting request: %d, %v (waited %d); want 0 at once", n, err, m.Waited())
+	}
+}
