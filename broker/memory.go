@@ -24,9 +24,10 @@ func DefaultProduceMemoryFor(maxRequestBytes int64) int64 {
 // once: REST bodies from before they are read until they are answered, and
 // ProduceStream batches from when they are taken until they are stored.
 // Without it, a burst of large requests waiting for the store made the
-// broker hold every one of them: 200 connections sending 4 MiB bodies took
-// 940 MiB. A request that does not fit waits, before its body is read (the
-// client's bytes stay in the socket), in arrival order.
+// broker hold every one of them: 200 connections sending 4 MB bodies took
+// 960 MiB. A request that does not fit waits, before its body is read, in
+// arrival order: over HTTP/1.1 the client's bytes stay in the socket, over
+// HTTP/2 up to its stream's flow-control window.
 type ProduceMemory struct {
 	sem     *semaphore.Weighted
 	size    int64
