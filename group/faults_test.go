@@ -3,6 +3,7 @@ package group_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,19 +257,19 @@ func TestSlowRegistrationDoesNotExpire(t *testing.T) {
 	}
 }
 
-// slowSyncLog holds SyncGroupOffsets until release is closed, once entered
-// has been signalled.
+// slowSyncLog holds its first SyncGroupOffsets, after closing entered,
+// until release is closed.
 type slowSyncLog struct {
 	group.Log
 	entered, release chan struct{}
+	first            sync.Once
 }
 
 func (l *slowSyncLog) SyncGroupOffsets() error {
-	if l.entered != nil {
+	l.first.Do(func() {
 		close(l.entered)
-		l.entered = nil
 		<-l.release
-	}
+	})
 	return l.Log.SyncGroupOffsets()
 }
 
