@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,9 +14,12 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
 )
 
@@ -373,3 +377,61 @@ func TestReadBodyDoesNotTrustLargeContentLength(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// A body that holds produce memory must arrive at a pace: one announced and
+// not sent is cut with 408 once its grace passed, and the request waiting
+// behind it gets the memory; a handler that runs longer than the pace once
+// the body is read is not cancelled.
+func TestHeldBodyMustArriveAtPace(t *testing.T) {
+	mem := broker.NewProduceMemory(1000)
+	var served atomic.Int64
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(400 * time.Millisecond) // longer than the grace
+		if err := r.Context().Err(); err != nil {
+			t.Errorf("the handler's request was canceled: %v", err)
+		}
+		served.Add(1)
+	})
+	srv := httptest.NewUnstartedServer(limitBodyPaced(1000, 10*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 1 << 20}, next))
+	srv.Config.ReadTimeout = 10 * time.Second
+	srv.Start()
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	fmt.Fprintf(conn, "POST /v1/topic/t/messages HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Length: 800\r\n\r\n{\"n\":")
+	for deadline := time.Now().Add(5 * time.Second); mem.Held() != 800; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled request holds %d bytes, want 800", mem.Held())
+		}
+	}
+	// A request that waits for the memory the stalled one holds. Chunked:
+	// the server reads its body to the end, and then reads the connection
+	// in the background while the handler runs, which a read deadline
+	// passing meanwhile would cancel.
+	body := `{"n":"` + strings.Repeat("x", 700) + `"}`
+	resp, err := http.Post(srv.URL+"/v1/topic/t/messages", "application/json", io.MultiReader(strings.NewReader(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || served.Load() != 1 {
+		t.Fatalf("the waiting request: %d, %d served; want 200 once the stalled body was cut", resp.StatusCode, served.Load())
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the waiting request took %v: the stalled body held the memory to the read timeout", took)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	answer, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(answer), "HTTP/1.1 408") ||
+		!strings.Contains(string(answer), "a body holding produce memory must arrive within 200ms plus 1 s per 1024 KiB of it") {
+		t.Fatalf("the stalled request's answer:\n%s", answer)
+	}
+	if mem.Held() != 0 {
+		t.Fatalf("held %d bytes after both ended", mem.Held())
+	}
+}
