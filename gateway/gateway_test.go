@@ -990,14 +990,7 @@ func TestRESTProduceWaitsForProduceMemory(t *testing.T) {
 		}()
 		return done
 	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: held %d, waited %d, refused %d, produce calls %d", what, mem.Held(), mem.Waited(), mem.Refused(), tg.produced.calls.Load())
-			}
-		}
-	}
+	waitFor := memWaiter(t, mem, tg)
 
 	gate := make(chan struct{})
 	tg.produced.gate.Store(&gate)
@@ -1063,14 +1056,7 @@ func TestRESTChunkedProduceTakesWhatItHolds(t *testing.T) {
 		}()
 		return done
 	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: held %d, waited %d, produce calls %d", what, mem.Held(), mem.Waited(), tg.produced.calls.Load())
-			}
-		}
-	}
+	waitFor := memWaiter(t, mem, tg)
 	gate := make(chan struct{})
 	tg.produced.gate.Store(&gate)
 	first := post()
@@ -1130,5 +1116,19 @@ func TestRESTProduceWaitingOverHTTP2DoesNotStallItsConnection(t *testing.T) {
 	}
 	if n := mem.Waited(); n == 0 {
 		t.Error("no request waited for the produce memory: the test tests nothing")
+	}
+}
+
+// memWaiter returns a function that waits up to 5 s for ok, and fails the
+// test naming what and the state of mem and of tg's producer if it does not
+// come.
+func memWaiter(t *testing.T, mem *broker.ProduceMemory, tg *testGateway) func(what string, ok func() bool) {
+	return func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: held %d, waited %d, refused %d, produce calls %d", what, mem.Held(), mem.Waited(), mem.Refused(), tg.produced.calls.Load())
+			}
+		}
 	}
 }
