@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/floe-streams/floe/broker"
@@ -44,9 +45,11 @@ var rawBodyMarshaler = newMarshaler()
 // limit (413) both on the wire and decompressed. Chunked bodies are accepted.
 // readTimeout is the server's (Options.ReadTimeout), for the message of a
 // body that does not arrive in time (408). With mem, the request takes its
-// size from it before its body is read (see produceReservation), and what
-// the body turned out to hold beyond that once it is read, until it is
-// answered; each wait lasts at most half of readTimeout, then it gets 503.
+// size from it before its body is read (see produceReservation); a body of
+// unknown size that outgrows that takes the rest of the limit before more
+// of it is read, so that no body holds more than it took. Once read, it
+// holds what it holds until it is answered. Each wait lasts at most half
+// of readTimeout, then it gets 503.
 func limitBody(limit int64, readTimeout time.Duration, mem *broker.ProduceMemory, next http.Handler) http.Handler {
 	return limitBodyPaced(limit, readTimeout, mem, heldBodyPace{grace: 5 * time.Second, rate: 512 << 10}, next)
 }
@@ -71,6 +74,15 @@ func (p heldBodyPace) deadline(now time.Time, n int64) time.Time {
 // limitBodyPaced is limitBody with the pace of bodies that hold produce
 // memory (see heldBodyPace).
 func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceMemory, pace heldBodyPace, next http.Handler) http.Handler {
+	// growing is what the bodies of unknown size that may still grow hold
+	// (see grow below): at most the produce memory less the limit, so
+	// that the memory the others hold, which they give back without
+	// waiting for more, always makes room for one that grows.
+	var growing atomic.Int64
+	var growRoom int64
+	if mem != nil {
+		growRoom = mem.Size() - limit
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			next.ServeHTTP(w, r)
@@ -82,17 +94,33 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			writeError(w, e)
 			return
 		}
-		var held int64
+		var held, mayGrow int64 // mayGrow: of held, counted in growing
+		want := produceReservation(r, limit)
 		if mem != nil && r.ContentLength <= limit { // a larger one is refused unread
-			n, err := mem.Acquire(r.Context(), produceReservation(r, limit), readTimeout/2)
+			if want != r.ContentLength && want < limit {
+				// Of unknown size: it takes want, and more as it is read
+				// (grow), or the limit when too many may grow already.
+				if growing.Add(want) <= growRoom {
+					mayGrow = want
+				} else {
+					growing.Add(-want)
+					want = limit
+				}
+			}
+			n, err := mem.Acquire(r.Context(), want, readTimeout/2)
 			if err != nil {
+				growing.Add(-mayGrow)
 				writeError(w, server.ErrorOf(err))
 				return
 			}
 			held = n
-			defer func() { mem.Release(held) }()
+			defer func() {
+				growing.Add(-mayGrow)
+				mem.Release(held)
+			}()
 		}
 		var paced time.Duration // how long the body may take, when paced
+		var pacedTo time.Time   // its read deadline
 		if mem != nil {
 			now := time.Now()
 			// Never later than the server's own read deadline, which
@@ -100,16 +128,45 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			// A body of unknown length holds 64 KiB until it is read:
 			// paced as one of the largest size.
 			paceOf := held
-			if produceReservation(r, limit) != r.ContentLength {
+			if want != r.ContentLength {
 				paceOf = limit
 			}
 			if d := pace.deadline(now, paceOf); d.Before(arrived.Add(readTimeout)) {
 				if http.NewResponseController(w).SetReadDeadline(d) == nil {
-					paced = d.Sub(now)
+					paced, pacedTo = d.Sub(now), d
 				}
 			}
 		}
-		data, buf, e := readBody(r, limit, readTimeout, mem != nil)
+		// grow takes the rest of the limit for a body of unknown size that
+		// outgrew what it took: its bytes are held before they are read,
+		// as those of a body of known size. The wait does not count in the
+		// body's pace.
+		var grow func() *floev1.Error
+		if mayGrow > 0 {
+			grow = func() *floev1.Error {
+				start := time.Now()
+				n, err := mem.Acquire(r.Context(), limit-held, readTimeout/2)
+				if err != nil {
+					e := server.ErrorOf(err)
+					e.Message += fmt.Sprintf(" (a chunked or compressed body takes %d bytes, then the size limit, %d bytes, once it holds more, until it is read)", held, limit)
+					return e
+				}
+				held += n
+				growing.Add(-mayGrow)
+				mayGrow = 0
+				if paced > 0 {
+					d := pacedTo.Add(time.Since(start))
+					if !d.Before(arrived.Add(readTimeout)) {
+						d, paced = arrived.Add(readTimeout), 0
+					}
+					if http.NewResponseController(w).SetReadDeadline(d) != nil {
+						paced = 0
+					}
+				}
+				return nil
+			}
+		}
+		data, buf, e := readBody(r, limit, readTimeout, mem != nil, held, grow)
 		// The paced deadline stays: net/http clears a connection's read
 		// deadline when it starts reading it in the background, once the
 		// body was read to its end, so it does not cancel a handler that
@@ -122,15 +179,14 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			writeError(w, e)
 			return
 		}
-		if mem != nil && int64(len(data)) > held {
-			// Chunked or compressed: the body holds more than was taken.
-			n, err := mem.Acquire(r.Context(), int64(len(data))-held, readTimeout/2)
-			if err != nil {
-				putBuf(buf)
-				writeError(w, server.ErrorOf(err))
-				return
+		if mem != nil {
+			// Read: it holds what it holds.
+			if excess := held - int64(len(data)); excess > 0 {
+				mem.Release(excess)
+				held -= excess
 			}
-			held += n
+			growing.Add(-mayGrow)
+			mayGrow = 0
 		}
 		rb := &rawBody{data: data, contentType: ct}
 		rb.Reset(data)
@@ -148,9 +204,12 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 // produceReservation is what a produce request takes from the produce
 // memory before its body is read: its Content-Length, or, for a body whose
 // size is not known before it is read (chunked, or compressed), its
-// Content-Length or 64 KiB, whichever is more (limitBody takes the rest
-// once it is read). Taking the limit for those (4 MiB by default) let 16
-// chunked requests of any size fill the default 64 MiB.
+// Content-Length or 64 KiB, whichever is more (limitBody takes the rest of
+// the limit if it outgrows that, before reading more of it). Taking the
+// limit for those (4 MiB by default) let 16 chunked requests of any size
+// fill the default 64 MiB. Taking the rest once the body was read let
+// bodies of any number of such requests be read past the bound, and
+// requests holding 64 KiB each wait for each other.
 func produceReservation(r *http.Request, limit int64) int64 {
 	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))) {
 	case "", "identity":
@@ -212,7 +271,11 @@ func produceContentType(header string) (string, *floev1.Error) {
 // readBody returns the body and the handle to give its buffer back with
 // (putBuf) once nothing refers to the body any more. reserved says that the
 // request took its Content-Length from the produce memory.
-func readBody(r *http.Request, limit int64, readTimeout time.Duration, reserved bool) ([]byte, *[]byte, *floev1.Error) {
+//
+// With grow, the body is read up to room bytes, and grow is called before
+// more of it is (a body of unknown size whose produce memory grows as it is
+// read): what it returns refuses the request.
+func readBody(r *http.Request, limit int64, readTimeout time.Duration, reserved bool, room int64, grow func() *floev1.Error) ([]byte, *[]byte, *floev1.Error) {
 	tooLarge := func() *floev1.Error {
 		return newError(floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body too large: the limit is %d bytes", limit))
@@ -262,7 +325,19 @@ func readBody(r *http.Request, limit int64, readTimeout time.Duration, reserved 
 		}
 		return data, buf, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(body, limit+1))
+	first := limit
+	if grow != nil {
+		first = min(room, limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(body, first+1))
+	if err == nil && int64(len(data)) > first && first < limit {
+		if e := grow(); e != nil {
+			return nil, nil, e
+		}
+		b := bytes.NewBuffer(data)
+		_, err = b.ReadFrom(io.LimitReader(body, limit-int64(len(data))+1))
+		data = b.Bytes()
+	}
 	if err != nil {
 		if wire != nil {
 			return nil, nil, decodeError(err)

@@ -347,7 +347,7 @@ func BenchmarkReadBody(b *testing.B) {
 				if bc.enc != "" {
 					req.Header.Set("Content-Encoding", bc.enc)
 				}
-				if _, _, e := readBody(req, DefaultMaxRequestBytes, testReadTimeout, false); e != nil {
+				if _, _, e := readBody(req, DefaultMaxRequestBytes, testReadTimeout, false, 0, nil); e != nil {
 					b.Fatal(e)
 				}
 			}
@@ -364,7 +364,7 @@ func TestReadBodyDoesNotTrustLargeContentLength(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	_, _, e := readBody(req, announced, testReadTimeout, false)
+	_, _, e := readBody(req, announced, testReadTimeout, false, 0, nil)
 	runtime.ReadMemStats(&after)
 	if e == nil {
 		t.Fatal("a truncated body was accepted")
@@ -433,5 +433,129 @@ func TestHeldBodyMustArriveAtPace(t *testing.T) {
 	}
 	if mem.Held() != 0 {
 		t.Fatalf("held %d bytes after both ended", mem.Held())
+	}
+}
+
+// A chunked body holds what it has read of the produce memory as it is
+// read, not 64 KiB until it is read whole: requests that had each taken
+// 64 KiB read their whole bodies past the bound, then all waited for the
+// rest, which none of them could give back (each got 503 after half the
+// read timeout).
+func TestChunkedBodiesHoldWhatTheyReadAndDoNotDeadlock(t *testing.T) {
+	const limit, size = 256 << 10, 512 << 10
+	mem := broker.NewProduceMemory(size)
+	var reading, most atomic.Int64 // bytes read by the requests not yet answered
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(50 * time.Millisecond) // the store
+	})
+	h := limitBodyPaced(limit, 4*time.Second, mem, heldBodyPace{grace: 4 * time.Second, rate: 1 << 30}, next)
+	counting := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cb := &countingBody{ReadCloser: r.Body, reading: &reading, most: &most}
+		r.Body = cb
+		h.ServeHTTP(w, r)
+		reading.Add(-cb.n)
+	})
+	srv := httptest.NewUnstartedServer(counting)
+	srv.Config.ReadTimeout = 4 * time.Second
+	srv.Start()
+	defer srv.Close()
+	body := `{"n":"` + strings.Repeat("x", 200<<10) + `"}`
+	const requests = 6
+	statuses := make(chan string, requests)
+	for range requests {
+		go func() {
+			resp, err := http.Post(srv.URL+"/v1/topic/t/messages", "application/json", io.MultiReader(strings.NewReader(body)))
+			if err != nil {
+				statuses <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			statuses <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}()
+	}
+	for range requests {
+		if s := <-statuses; s != "200 " {
+			t.Errorf("a chunked request of %d bytes: %s", len(body), s)
+		}
+	}
+	// One byte past what it holds tells a request that its body goes on.
+	if m := most.Load(); m > size+requests {
+		t.Errorf("the requests read %d bytes of their bodies at once, with a produce memory of %d", m, size)
+	}
+	if n := mem.Held(); n != 0 {
+		t.Errorf("held %d bytes once every request was answered", n)
+	}
+}
+
+// countingBody counts the bytes read of a request body into reading, and
+// the most it reached into most.
+type countingBody struct {
+	io.ReadCloser
+	n             int64
+	reading, most *atomic.Int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	now := c.reading.Add(int64(n))
+	for m := c.most.Load(); now > m && !c.most.CompareAndSwap(m, now); m = c.most.Load() {
+	}
+	return n, err
+}
+
+// Chunked requests that hold the whole produce memory between them, 64 KiB
+// each, and whose bodies turn out larger do not wait for each other: they
+// did, each holding its 64 KiB while waiting for the rest, until all got
+// 503 after half the read timeout.
+func TestChunkedBodiesHoldingTheMemoryDoNotWaitForEachOther(t *testing.T) {
+	const limit, size = 192 << 10, 256 << 10
+	mem := broker.NewProduceMemory(size)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	srv := httptest.NewUnstartedServer(limitBodyPaced(limit, 4*time.Second, mem, heldBodyPace{grace: 4 * time.Second, rate: 1 << 30}, next))
+	srv.Config.ReadTimeout = 4 * time.Second
+	srv.Start()
+	defer srv.Close()
+	const requests = 4
+	statuses := make(chan string, requests)
+	var rest []*io.PipeWriter
+	for range requests {
+		pr, pw := io.Pipe()
+		rest = append(rest, pw)
+		go func() {
+			resp, err := http.Post(srv.URL+"/v1/topic/t/messages", "application/json", pr)
+			if err != nil {
+				statuses <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			statuses <- fmt.Sprintf("%d %s", resp.StatusCode, b)
+		}()
+		go pw.Write([]byte(`{"n":"`))
+	}
+	for deadline := time.Now().Add(3 * time.Second); mem.Held() != size; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the requests hold %d bytes, want all %d", mem.Held(), size)
+		}
+	}
+	start := time.Now()
+	for _, pw := range rest {
+		go func() {
+			pw.Write([]byte(strings.Repeat("x", 100<<10) + `"}`))
+			pw.Close()
+		}()
+	}
+	for range requests {
+		if s := <-statuses; s != "200 " {
+			t.Errorf("a chunked request of 100 KiB: %s", s)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("the requests took %v once their bodies were sent", took)
+	}
+	if n := mem.Held(); n != 0 {
+		t.Errorf("held %d bytes once every request was answered", n)
 	}
 }
