@@ -125,10 +125,11 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			now := time.Now()
 			// Never later than the server's own read deadline, which
 			// counted from a moment before arrived.
-			// A body of unknown length holds 64 KiB until it is read:
-			// paced as one of the largest size.
-			paceOf := held
-			if want != r.ContentLength {
+			// The pace counts bytes on the wire: a compressed body of
+			// known length is paced as that length, one of unknown
+			// length (chunked) as one of the largest size.
+			paceOf := r.ContentLength
+			if paceOf < 0 {
 				paceOf = limit
 			}
 			if d := pace.deadline(now, paceOf); d.Before(arrived.Add(readTimeout)) {

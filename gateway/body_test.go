@@ -559,3 +559,30 @@ func TestChunkedBodiesHoldingTheMemoryDoNotWaitForEachOther(t *testing.T) {
 		t.Errorf("held %d bytes once every request was answered", n)
 	}
 }
+
+// A body's pace counts its bytes on the wire: a compressed one of known
+// length is paced as that length, as an uncompressed one. It was paced as
+// one of the size limit when under 64 KiB (and as its length above), which
+// at the default pace left it to the read timeout.
+func TestCompressedBodyOfKnownLengthIsPacedByIt(t *testing.T) {
+	mem := broker.NewProduceMemory(4 << 20)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	srv := httptest.NewUnstartedServer(limitBodyPaced(1<<20, 5*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 1 << 10}, next))
+	srv.Config.ReadTimeout = 5 * time.Second
+	srv.Start()
+	defer srv.Close()
+	for _, enc := range []string{"identity", "gzip"} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		fmt.Fprintf(conn, "POST /v1/topic/t/messages HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Encoding: %s\r\nContent-Length: 100\r\n\r\n\x1f", enc)
+		_ = conn.SetReadDeadline(time.Now().Add(8 * time.Second))
+		answer, _ := io.ReadAll(conn)
+		conn.Close()
+		if !strings.HasPrefix(string(answer), "HTTP/1.1 408") || !strings.Contains(string(answer), "within 298ms") {
+			t.Errorf("%s body of 100 bytes, stalled, after %v:\n%s", enc, time.Since(start), answer)
+		}
+	}
+}
