@@ -176,6 +176,9 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			if paced > 0 && e.GetStatus() == http.StatusRequestTimeout {
 				e.Message = fmt.Sprintf("the request body did not arrive within %v: a body holding produce memory must arrive within %v plus 1 s per %d KiB of it",
 					paced.Round(time.Millisecond), pace.grace, pace.rate>>10)
+				if r.ContentLength < 0 {
+					e.Message += fmt.Sprintf("; one of unknown length (chunked) as one of the size limit, %d bytes", limit)
+				}
 			}
 			writeError(w, e)
 			return

@@ -586,3 +586,26 @@ func TestCompressedBodyOfKnownLengthIsPacedByIt(t *testing.T) {
 		}
 	}
 }
+
+// The 408 of a stalled chunked body says that it was paced as one of the
+// size limit: "of it" named a size it does not have.
+func TestChunkedBodyPaceMessageNamesTheLimit(t *testing.T) {
+	mem := broker.NewProduceMemory(4 << 20)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	srv := httptest.NewUnstartedServer(limitBodyPaced(1<<20, 5*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 8 << 20}, next))
+	srv.Config.ReadTimeout = 5 * time.Second
+	srv.Start()
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/topic/t/messages HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
+	_ = conn.SetReadDeadline(time.Now().Add(8 * time.Second))
+	answer, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(answer), "HTTP/1.1 408") ||
+		!strings.Contains(string(answer), "within 325ms: a body holding produce memory must arrive within 200ms plus 1 s per 8192 KiB of it; one of unknown length (chunked) as one of the size limit, 1048576 bytes") {
+		t.Errorf("a stalled chunked body:\n%s", answer)
+	}
+}
