@@ -392,10 +392,7 @@ func TestHeldBodyMustArriveAtPace(t *testing.T) {
 		}
 		served.Add(1)
 	})
-	srv := httptest.NewUnstartedServer(limitBodyPaced(1000, 10*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 1 << 20}, next))
-	srv.Config.ReadTimeout = 10 * time.Second
-	srv.Start()
-	defer srv.Close()
+	srv := servePaced(t, 1000, 10*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 1 << 20}, next)
 
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
@@ -513,10 +510,7 @@ func TestChunkedBodiesHoldingTheMemoryDoNotWaitForEachOther(t *testing.T) {
 	const limit, size = 192 << 10, 256 << 10
 	mem := broker.NewProduceMemory(size)
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-	srv := httptest.NewUnstartedServer(limitBodyPaced(limit, 4*time.Second, mem, heldBodyPace{grace: 4 * time.Second, rate: 1 << 30}, next))
-	srv.Config.ReadTimeout = 4 * time.Second
-	srv.Start()
-	defer srv.Close()
+	srv := servePaced(t, limit, 4*time.Second, mem, heldBodyPace{grace: 4 * time.Second, rate: 1 << 30}, next)
 	const requests = 4
 	statuses := make(chan string, requests)
 	var rest []*io.PipeWriter
@@ -567,10 +561,7 @@ func TestChunkedBodiesHoldingTheMemoryDoNotWaitForEachOther(t *testing.T) {
 func TestCompressedBodyOfKnownLengthIsPacedByIt(t *testing.T) {
 	mem := broker.NewProduceMemory(4 << 20)
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-	srv := httptest.NewUnstartedServer(limitBodyPaced(1<<20, 5*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 1 << 10}, next))
-	srv.Config.ReadTimeout = 5 * time.Second
-	srv.Start()
-	defer srv.Close()
+	srv := servePaced(t, 1<<20, 5*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 1 << 10}, next)
 	for _, enc := range []string{"identity", "gzip"} {
 		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 		if err != nil {
@@ -592,10 +583,7 @@ func TestCompressedBodyOfKnownLengthIsPacedByIt(t *testing.T) {
 func TestChunkedBodyPaceMessageNamesTheLimit(t *testing.T) {
 	mem := broker.NewProduceMemory(4 << 20)
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-	srv := httptest.NewUnstartedServer(limitBodyPaced(1<<20, 5*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 8 << 20}, next))
-	srv.Config.ReadTimeout = 5 * time.Second
-	srv.Start()
-	defer srv.Close()
+	srv := servePaced(t, 1<<20, 5*time.Second, mem, heldBodyPace{grace: 200 * time.Millisecond, rate: 8 << 20}, next)
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -608,4 +596,14 @@ func TestChunkedBodyPaceMessageNamesTheLimit(t *testing.T) {
 		!strings.Contains(string(answer), "within 325ms: a body holding produce memory must arrive within 200ms plus 1 s per 8192 KiB of it; one of unknown length (chunked) as one of the size limit, 1048576 bytes") {
 		t.Errorf("a stalled chunked body:\n%s", answer)
 	}
+}
+
+// servePaced serves limitBodyPaced over next on a loopback server whose read
+// timeout is readTimeout, until the test ends.
+func servePaced(t *testing.T, limit int64, readTimeout time.Duration, mem *broker.ProduceMemory, pace heldBodyPace, next http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(limitBodyPaced(limit, readTimeout, mem, pace, next))
+	srv.Config.ReadTimeout = readTimeout
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
