@@ -123,8 +123,6 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 		var pacedTo time.Time   // its read deadline
 		if mem != nil {
 			now := time.Now()
-			// Never later than the server's own read deadline, which
-			// counted from a moment before arrived.
 			// The pace counts bytes on the wire: a compressed body of
 			// known length is paced as that length, one of unknown
 			// length (chunked) as one of the largest size.
@@ -132,6 +130,8 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			if paceOf < 0 {
 				paceOf = limit
 			}
+			// Never later than the server's own read deadline, which
+			// counted from a moment before arrived.
 			if d := pace.deadline(now, paceOf); d.Before(arrived.Add(readTimeout)) {
 				if http.NewResponseController(w).SetReadDeadline(d) == nil {
 					paced, pacedTo = d.Sub(now), d
