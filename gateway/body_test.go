@@ -460,16 +460,7 @@ func TestChunkedBodiesHoldWhatTheyReadAndDoNotDeadlock(t *testing.T) {
 	const requests = 6
 	statuses := make(chan string, requests)
 	for range requests {
-		go func() {
-			resp, err := http.Post(srv.URL+"/v1/topic/t/messages", "application/json", io.MultiReader(strings.NewReader(body)))
-			if err != nil {
-				statuses <- err.Error()
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			statuses <- fmt.Sprintf("%d %s", resp.StatusCode, b)
-		}()
+		go postStatus(srv.URL, io.MultiReader(strings.NewReader(body)), statuses)
 	}
 	for range requests {
 		if s := <-statuses; s != "200 " {
@@ -517,16 +508,7 @@ func TestChunkedBodiesHoldingTheMemoryDoNotWaitForEachOther(t *testing.T) {
 	for range requests {
 		pr, pw := io.Pipe()
 		rest = append(rest, pw)
-		go func() {
-			resp, err := http.Post(srv.URL+"/v1/topic/t/messages", "application/json", pr)
-			if err != nil {
-				statuses <- err.Error()
-				return
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			statuses <- fmt.Sprintf("%d %s", resp.StatusCode, b)
-		}()
+		go postStatus(srv.URL, pr, statuses)
 		go pw.Write([]byte(`{"n":"`))
 	}
 	for deadline := time.Now().Add(3 * time.Second); mem.Held() != size; time.Sleep(time.Millisecond) {
@@ -606,4 +588,18 @@ func servePaced(t *testing.T, limit int64, readTimeout time.Duration, mem *broke
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// postStatus posts body as a JSON produce request to the server at url and
+// sends its status and answer ("200 " for a 200 without a body), or the
+// client's error, on statuses.
+func postStatus(url string, body io.Reader, statuses chan<- string) {
+	resp, err := http.Post(url+"/v1/topic/t/messages", "application/json", body)
+	if err != nil {
+		statuses <- err.Error()
+		return
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	statuses <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 }
