@@ -58,7 +58,7 @@ const (
 	DefaultMaxQueuedBytes     = 64 << 20
 	DefaultMaxAppendBytes     = 8 << 20
 	DefaultMaxInflightCommits = 1
-	DefaultValueSeparationMin = 1024
+	DefaultValueSeparationMin = 64
 	DefaultCommitLinger       = 200 * time.Microsecond
 	DefaultPageCacheWindow    = 1 << 30
 	DefaultMinFreeDisk        = 256 << 20
@@ -150,7 +150,8 @@ type Options struct {
 	// Pebble blob files, so compactions rewrite them. For comparisons only.
 	DisableValueSeparation bool
 	// ValueSeparationMinSize is the smallest chunk value moved to a blob
-	// file. Default 1 KiB.
+	// file. Default 64 bytes: every chunk of an event of 36 bytes or more,
+	// so that compactions move keys, not events (tuning.md).
 	ValueSeparationMinSize int
 	// Compression of Pebble blocks. Default CompressionNone.
 	Compression Compression
