@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Size retention trims one topic while another keeps its events of the same
@@ -91,5 +92,35 @@ func TestRetentionRewritesBlobGarbageWhenIdle(t *testing.T) {
 	// What is left reads back whole.
 	for _, st := range []Stream{testStream("big", 0), testStream("small", 0)} {
 		readAll(t, s, st, s.EarliestOffset(st))
+	}
+}
+
+// One-event chunks go to blob files like any other: kept inside sstables,
+// they straddle streams, and every later flush of those streams makes
+// compactions rewrite them (tuning.md, "Separating values of every size").
+func TestSmallChunksGoToBlobFiles(t *testing.T) {
+	s := openT(t, "data", memOpts(t, vfs.NewMem()))
+	r := newRand(5)
+	const chunks, size = 2000, 200
+	for i := range chunks {
+		mustAppend(t, s, testStream("small", i%4), randomEvents(r, 1, size))
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m := s.Metrics()
+	payload := uint64(chunks * size)
+	if m.BlobBytes < payload {
+		t.Errorf("blob files hold %d bytes, want at least the %d bytes of events", m.BlobBytes, payload)
+	}
+	// Keys, blob handles and index entries: about 100 bytes a chunk.
+	if uint64(m.SstableBytes) > payload/2 {
+		t.Errorf("sstables hold %d bytes for %d bytes of events: the events stayed in them", m.SstableBytes, payload)
+	}
+	for i := range 4 {
+		_, got := readAll(t, s, testStream("small", i), 0)
+		if len(got) != chunks/4 {
+			t.Fatalf("stream %d: read %d events, want %d", i, len(got), chunks/4)
+		}
 	}
 }
