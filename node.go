@@ -475,7 +475,14 @@ func (n *Node) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)
 	defer cancel()
 
-	n.groups.Close()
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	if err := n.groups.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("consumer groups: %w", err))
+	}
 	// Open produce streams stop taking batches and end once those they took
 	// are answered, health Watch streams end once they sent NOT_SERVING, and
 	// reflection streams end while they wait for a request: GracefulStop
@@ -483,11 +490,6 @@ func (n *Node) shutdown() error {
 	n.produceSrv.Drain()
 	n.watches.Drain()
 	n.reflections.Drain()
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
 	fail := func(err error) {
 		mu.Lock()
 		errs = append(errs, err)

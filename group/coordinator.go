@@ -170,6 +170,9 @@ func New(log Log, opts Options) (*Coordinator, error) {
 // Close stops the expiry loop; pending long polls return ErrUnavailable at
 // once, and so does every later call. Positions polled but not committed
 // are not committed: their events are delivered again after a restart.
+// It records which groups are inactive since when (offset retention) and
+// returns the error of that write: the coordinator is closed either way,
+// and the next start then counts those groups' retention from itself.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -189,7 +192,7 @@ func (c *Coordinator) Close() error {
 	}
 	c.mu.Unlock()
 	if err := c.recordInactive(names); err != nil {
-		c.logger.Warn("offset retention: record when groups became inactive", "err", err)
+		return fmt.Errorf("offset retention: record when groups became inactive: %w", err)
 	}
 	return nil
 }

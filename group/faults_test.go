@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/group"
 	"github.com/floe-streams/floe/store"
 )
@@ -326,5 +327,25 @@ func TestMemberDoesNotExpireDuringCommit(t *testing.T) {
 				t.Fatalf("poll after the commit: %v", err)
 			}
 		})
+	}
+}
+
+// failingRecords fails every write of inactive-group records.
+type failingRecords struct{ group.Log }
+
+func (failingRecords) SetGroupsInactive(map[string]time.Time) error { return errDisk }
+
+// Close reports a failed write of the inactive-group records (the broker's
+// shutdown logs it and exits non-zero), and the coordinator is closed all
+// the same.
+func TestCloseReportsFailedInactiveRecords(t *testing.T) {
+	e := newEnv(t, sweptByHand, func(e *env) { e.log = failingRecords{Log: e.st} })
+	e.leave("c1", "g")
+	if err := e.c.Close(); !errors.Is(err, errDisk) {
+		t.Fatalf("Close: %v, want the failed write of the records", err)
+	}
+	ctx := context.Background()
+	if err := e.c.Register(ctx, group.Registration{ConsumerID: "c2", Topics: []string{"t"}}); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Register after a failed Close: %v, want ErrUnavailable", err)
 	}
 }
