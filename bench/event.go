@@ -3,6 +3,7 @@ package bench
 import (
 	"crypto/rand"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -150,9 +151,30 @@ const eventOverhead = len(`{"run":"`) + runIDLen + len(`","seq":`) + len(`,"ts":
 
 // appendEvent appends one event with seq and ts to b.
 func (g *eventGen) appendEvent(b []byte, seq uint64, ts int64) []byte {
+	var digits [20]byte
+	return g.appendEventTS(b, seq, ts, strconv.AppendInt(digits[:0], ts, 10))
+}
+
+// appendEvents appends the events base to base+n-1, all with ts, each
+// followed by sep when sep is not 0 (NDJSON). The ts is formatted once.
+func (g *eventGen) appendEvents(b []byte, base uint64, n int, ts int64, sep byte) []byte {
+	var digits [20]byte
+	tsDigits := strconv.AppendInt(digits[:0], ts, 10)
+	b = slices.Grow(b, n*(g.size+1))
+	for i := range n {
+		b = g.appendEventTS(b, base+uint64(i), ts, tsDigits)
+		if sep != 0 {
+			b = append(b, sep)
+		}
+	}
+	return b
+}
+
+// appendEventTS is appendEvent with the ts already formatted.
+func (g *eventGen) appendEventTS(b []byte, seq uint64, ts int64, tsDigits []byte) []byte {
 	var num [20]byte
 	seqDigits := strconv.AppendUint(num[:0], seq, 10)
-	padLen := g.size - eventOverhead - len(seqDigits) - decimalLen(uint64(max(ts, 0)))
+	padLen := g.size - eventOverhead - len(seqDigits) - len(tsDigits)
 	padLen = max(padLen, 1)
 	off := padOffset(seq, padLen)
 	pad := g.pool[off : off+padLen]
@@ -162,21 +184,12 @@ func (g *eventGen) appendEvent(b []byte, seq uint64, ts int64) []byte {
 	b = append(b, `","seq":`...)
 	b = append(b, seqDigits...)
 	b = append(b, `,"ts":`...)
-	b = strconv.AppendInt(b, ts, 10)
+	b = append(b, tsDigits...)
 	b = append(b, `,"sum":"`...)
 	b = appendHex32(b, eventSum(seq, ts, padLen))
 	b = append(b, `","pad":"`...)
 	b = append(b, pad...)
 	return append(b, `"}`...)
-}
-
-func decimalLen(v uint64) int {
-	n, p := 1, uint64(10)
-	for n < 20 && v >= p {
-		n++
-		p *= 10
-	}
-	return n
 }
 
 // eventSum binds the seq, the ts and the pad length; the pad itself is

@@ -220,3 +220,14 @@ func BenchmarkParseEvent(b *testing.B) {
 		}
 	}
 }
+
+// A request's 100 events, as the NDJSON body of a REST or gRPC request.
+func BenchmarkAppendEvents(b *testing.B) {
+	g := newEventGen("0badcafe", 200)
+	buf := make([]byte, 0, 100*201)
+	b.ReportAllocs()
+	b.SetBytes(100 * 200)
+	for i := range b.N {
+		buf = g.appendEvents(buf[:0], uint64(i)*100, 100, 1700000000000000000, '\n')
+	}
+}

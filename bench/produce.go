@@ -144,17 +144,12 @@ func (l *load) missed(p *pacer) {
 // buildBody writes the events [base, base+n) as one JSON event or NDJSON
 // lines; it returns the body and the bytes of events in it.
 func buildBody(g *eventGen, b []byte, base uint64, n int, ts int64) ([]byte, int) {
-	b = b[:0]
-	size := 0
-	for i := range n {
-		l := len(b)
-		b = g.appendEvent(b, base+uint64(i), ts)
-		size += len(b) - l
-		if n > 1 {
-			b = append(b, '\n')
-		}
+	if n == 1 {
+		b = g.appendEvent(b[:0], base, ts)
+		return b, len(b)
 	}
-	return b, size
+	b = g.appendEvents(b[:0], base, n, ts, '\n')
+	return b, len(b) - n
 }
 
 func runProduce(ctx context.Context, c *Config) (*Result, error) {
