@@ -103,7 +103,8 @@ Usage:
   floe bench e2e [flags]       produce (at --rate) and consume at once: end-to-end latency
   floe bench matrix [flags]    start a broker, run the standard matrix, write BENCHMARKS.md
   floe bench noop-server [flags]  an HTTP server that reads each body and answers 200
-                               (the matrix's baseline; --addr, default 127.0.0.1:9251)
+                               (the matrix's baseline; --addr, default 127.0.0.1:9251;
+                               --fsync-file F: answers once the body is fdatasynced to F)
 
 Events are {"run":..,"seq":..,"ts":..,"sum":..,"pad":..} of exactly --event-size
 bytes: a consumer counts missing, duplicated and malformed events (see --ack-file).

@@ -1,12 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,7 +217,7 @@ func TestBaselineServer(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeNoop(ctx, l) }()
+	go func() { done <- ServeNoop(ctx, l, nil) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -229,6 +234,101 @@ func TestBaselineServer(t *testing.T) {
 		if p := res.Produce; p.Events == 0 || p.Events%100 != 0 || len(p.Errors) > 0 || p.Bytes != p.Events*200 {
 			t.Errorf("%s: %+v", client, p)
 		}
+	}
+}
+
+// The durable baseline answers a request once its body is in the file,
+// under load too.
+func TestDurableBaselineServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	log, err := OpenSyncLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeNoop(ctx, l, log) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		if err := log.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+
+	body := `{"first":"body"}`
+	resp, err := http.Post("http://"+l.Addr().String()+"/v1/topic/t/messages", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(body))
+	if _, err := io.ReadFull(f, got); err != nil || string(got) != body {
+		t.Fatalf("the file starts with %q (%v), want the acknowledged body %q", got, err, body)
+	}
+
+	c := testConfig("produce", floe.Addrs{Producer: l.Addr().String()}, t)
+	c.Connections, c.Duration = 8, 300*time.Millisecond
+	res, err := Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Produce; p.Events == 0 || len(p.Errors) > 0 {
+		t.Errorf("%+v", p)
+	}
+}
+
+// SyncLog releases each Append once its group is written, and reports a
+// failed write to every Append of the group; Append after Close fails.
+func TestSyncLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	log, err := OpenSyncLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(path); err != nil || st.Size() != SyncLogSize {
+		t.Fatalf("log file: %v, %v; want %d bytes", st, err, SyncLogSize)
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if err := log.Append(fmt.Appendf(nil, "<%03d>", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if want := fmt.Sprintf("<%03d>", i); !bytes.Contains(data[:250], []byte(want)) {
+			t.Errorf("%s acknowledged, not in the log", want)
+		}
+	}
+
+	log.f.Close() // the next write fails
+	if err := log.Append([]byte("x")); err == nil {
+		t.Error("append to a closed file: no error")
+	}
+	_ = log.Close()
+	if err := log.Append([]byte("y")); err == nil {
+		t.Error("append after Close: no error")
 	}
 }
 

@@ -49,6 +49,7 @@ type matrixCase struct {
 	title    string
 	target   string
 	baseline bool   // against the no-op server
+	durable  bool   // a baseline whose server fdatasyncs each body first
 	mode     string // produce, consume, e2e, fill
 	cfg      Config
 	check    func(r *Result) (bool, string)
@@ -261,6 +262,9 @@ func (o *MatrixOptions) cases() []matrixCase {
 		{id: "baseline-1x200", title: "BASELINE no-op HTTP server: 1 event of 200 B per request, 16 connections", baseline: true, mode: "produce", cfg: rest1},
 		{id: "baseline-100x200", title: "BASELINE no-op HTTP server: NDJSON 100 × 200 B, 16 connections", baseline: true, mode: "produce", cfg: rest100},
 		{id: "baseline-100x1k", title: "BASELINE no-op HTTP server: NDJSON 100 × 1 KiB, 8 connections", baseline: true, mode: "produce", cfg: rest1k},
+		{id: "baseline-durable-1x200", title: "BASELINE durable no-op HTTP server (answers once the body is fdatasynced): 1 event of 200 B per request, 16 connections", baseline: true, durable: true, mode: "produce", cfg: rest1},
+		{id: "baseline-durable-100x200", title: "BASELINE durable no-op HTTP server: NDJSON 100 × 200 B, 16 connections", baseline: true, durable: true, mode: "produce", cfg: rest100},
+		{id: "baseline-durable-100x1k", title: "BASELINE durable no-op HTTP server: NDJSON 100 × 1 KiB, 8 connections", baseline: true, durable: true, mode: "produce", cfg: rest1k},
 		{id: "rest-1x200", title: "REST produce, 1 event of 200 B per request, 16 connections", target: "≥ 25,000 events/s, p99 ≤ 5 ms",
 			mode: "produce", cfg: rest1, check: func(r *Result) (bool, string) {
 				return eps(r) >= 25000 && p99(r) <= 5, fmt.Sprintf("%.0f events/s, p99 %s", eps(r), fmtMS(p99(r)))
@@ -531,13 +535,22 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 	cases := o.cases()
 	var rows []row
 	var noop, broker *child
+	var noopDurable bool
+	durableLog := filepath.Join(dataDir, "durable-baseline.log")
+	// stopNoop stops the no-op server and removes its log, which is not
+	// the broker's data.
+	stopNoop := func() {
+		_ = noop.stop()
+		noop = nil
+		_ = os.Remove(durableLog)
+	}
 	var addrs []string
 	var brokerCmd string
 	var backlog *acks
 	var backlogRun string
 	defer func() {
 		if noop != nil {
-			_ = noop.stop()
+			stopNoop()
 		}
 		if broker != nil {
 			_ = broker.stop()
@@ -635,14 +648,23 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 		}
 		c := mc.cfg
 		if mc.baseline {
+			if noop != nil && noopDurable != mc.durable {
+				stopNoop()
+			}
 			if noop == nil {
 				a, err := freeAddrs(1)
 				if err != nil {
 					return nil, err
 				}
-				if noop, err = startChild(bin, []string{"bench", "noop-server", "--addr", a[0]}, o.Log); err != nil {
+				args := []string{"bench", "noop-server", "--addr", a[0]}
+				if mc.durable {
+					// On the broker's disk, beside its data directory.
+					args = append(args, "--fsync-file", durableLog)
+				}
+				if noop, err = startChild(bin, args, o.Log); err != nil {
 					return nil, fmt.Errorf("no-op server: %w", err)
 				}
+				noopDurable = mc.durable
 				if err := waitHTTP(ctx, "http://"+a[0]+"/status", noop); err != nil {
 					return nil, fmt.Errorf("no-op server: %w", err)
 				}
@@ -653,8 +675,7 @@ func RunMatrix(ctx context.Context, o MatrixOptions) ([]row, error) {
 			continue
 		}
 		if noop != nil {
-			_ = noop.stop()
-			noop = nil
+			stopNoop()
 		}
 		if broker == nil {
 			a, err := freeAddrs(len(BrokerListenFlags))

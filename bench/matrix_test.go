@@ -179,3 +179,43 @@ func TestMatrixCasesLateLimit(t *testing.T) {
 		}
 	}
 }
+
+// A REST row says what share of each baseline of its shape it reached.
+func TestReportComparesWithBothBaselines(t *testing.T) {
+	base := func(id string, eps float64) row {
+		rw := producedRow(eps, 0)
+		rw.ID, rw.Case, rw.Target, rw.Baseline = id, id, "", true
+		return rw
+	}
+	r := report{Opts: MatrixOptions{Repeat: 1, CaseDuration: 15 * time.Second, Backlog: 10}, Rows: []row{
+		base("baseline-100x200", 2_000_000), base("baseline-durable-100x200", 800_000), producedRow(600_000, 0),
+	}}
+	line := resultsRow(t, r.markdown(), "REST produce")
+	if want := "30 % of the baseline, 75 % of the durable baseline"; !strings.Contains(line, want) {
+		t.Errorf("row lacks %q:\n%s", want, line)
+	}
+	r.Rows = r.Rows[2:] // --only rest-100x200: no baseline ran
+	if line := resultsRow(t, r.markdown(), "REST produce"); strings.Contains(line, "baseline") {
+		t.Errorf("no baseline ran, yet:\n%s", line)
+	}
+}
+
+// The matrix has a durable baseline for each REST produce case, with the
+// same load.
+func TestMatrixDurableBaselines(t *testing.T) {
+	cases := map[string]matrixCase{}
+	for _, c := range (&MatrixOptions{CaseDuration: time.Second}).cases() {
+		cases[c.id] = c
+	}
+	for _, shape := range []string{"1x200", "100x200", "100x1k"} {
+		rest, durable := cases["rest-"+shape], cases["baseline-durable-"+shape]
+		if !durable.baseline || !durable.durable {
+			t.Errorf("%s: no durable baseline", shape)
+			continue
+		}
+		if rest.cfg.Connections != durable.cfg.Connections || rest.cfg.EventsPerRequest != durable.cfg.EventsPerRequest ||
+			rest.cfg.EventSize != durable.cfg.EventSize {
+			t.Errorf("%s: the durable baseline's load differs from the case's", shape)
+		}
+	}
+}

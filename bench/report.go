@@ -177,8 +177,8 @@ func (r *report) markdown() string {
 			}
 			passAll = false
 		}
-		if base, ok := baselines[strings.TrimPrefix(rw.ID, "rest-")]; ok && !rw.Baseline && base.Produce.EventsPerSec > 0 {
-			verdict += fmt.Sprintf("; %.0f %% of the baseline", 100*s.EventsPerSec/base.Produce.EventsPerSec)
+		if shape, ok := strings.CutPrefix(rw.ID, "rest-"); ok && !rw.Baseline {
+			verdict += ofBaselines(s.EventsPerSec, baselines[shape], baselines["durable-"+shape])
 		}
 		if len(rw.Runs)+rw.FailedRuns > 1 {
 			runs := fmt.Sprintf("median of %d runs: %s events/s", len(rw.Runs), runsList(rw.Runs))
@@ -238,7 +238,10 @@ func (r *report) markdown() string {
 	p("in the errors column), whatever its median run measured; other CPU is what the rest of the machine used meanwhile (other builds and tests: ")
 	p("on a shared machine the numbers are only as good as this column is small); stolen CPU is the time the hypervisor gave to other machines while this one's CPUs were ready to run (steal in /proc/stat: on a VM, cores that no process here got); broker RSS is the peak VmRSS sampled every 50 ms during the case. BASELINE rows are a no-op ")
 	p("net/http server (`floe bench noop-server`: reads the body, answers 200) under the same request shapes, with the same ")
-	p("client: the machine's HTTP ceiling.\n\n")
+	p("client: the machine's HTTP ceiling. The durable BASELINE rows are the same server answering each request only once its body ")
+	p("is written to a file on the broker's disk and fdatasynced, in groups (`floe bench noop-server --fsync-file`: one write and ")
+	p("one fdatasync for all the bodies that arrived during the previous one): the ceiling of a server whose 200 means ")
+	p("durable, as Floe's does, with connections that each wait for their answer.\n\n")
 	if r.DiskBytes > 0 {
 		p("Broker data directory at the end: %.2f GB.", float64(r.DiskBytes)/1e9)
 		var produced uint64
@@ -278,6 +281,22 @@ func (r *report) markdown() string {
 }
 
 // runsList is "412,345 / 458,984 / 470,001".
+// ofBaselines says what share of the baselines' events/s eps is ("" for a
+// baseline that did not run).
+func ofBaselines(eps float64, noop, durable *Result) string {
+	var parts []string
+	if noop != nil && noop.Produce.EventsPerSec > 0 {
+		parts = append(parts, fmt.Sprintf("%.0f %% of the baseline", 100*eps/noop.Produce.EventsPerSec))
+	}
+	if durable != nil && durable.Produce.EventsPerSec > 0 {
+		parts = append(parts, fmt.Sprintf("%.0f %% of the durable baseline", 100*eps/durable.Produce.EventsPerSec))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, ", ")
+}
+
 func runsList(runs []float64) string {
 	parts := make([]string, len(runs))
 	for i, v := range runs {
