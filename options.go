@@ -45,7 +45,7 @@ type Options struct {
 	MaxRequestBytes int
 	MaxEventBytes   int
 	// ProduceMemory bounds the bytes of produce requests held at once (REST
-	// bodies, ProduceStream batches) until they are stored: beyond it they
+	// bodies, gRPC batches) until they are stored: beyond it they
 	// wait (broker.ProduceMemory). Default 64 MiB, or 4 × MaxRequestBytes
 	// when that is more; at least MaxRequestBytes.
 	ProduceMemory int64

@@ -106,7 +106,7 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 		cs = append(cs,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: namespace, Name: "produce_memory_bytes",
-				Help: "Bytes of produce requests held (REST bodies from before they are read until answered, ProduceStream batches until stored), out of floe_produce_memory_limit_bytes.",
+				Help: "Bytes of produce requests held (REST bodies from before they are read until answered, gRPC batches until stored), out of floe_produce_memory_limit_bytes.",
 			}, func() float64 { return float64(pm.Held()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Namespace: namespace, Name: "produce_memory_limit_bytes",
@@ -114,11 +114,11 @@ func New(reg prometheus.Registerer, opts Options) (*Metrics, error) {
 			}, func() float64 { return float64(pm.Size()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Namespace: namespace, Name: "produce_memory_waits_total",
-				Help: "Produce requests and ProduceStream batches that waited for room in the produce memory.",
+				Help: "Produce requests and gRPC batches that waited for room in the produce memory.",
 			}, func() float64 { return float64(pm.Waited()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Namespace: namespace, Name: "produce_memory_refused_total",
-				Help: "REST produce requests answered 503 because the produce memory had no room for them within half the read timeout.",
+				Help: "Produce requests refused because the produce memory had no room for them in time: REST answered 503 after half the read timeout, unary gRPC Produce UNAVAILABLE after 1 s.",
 			}, func() float64 { return float64(pm.Refused()) }),
 		)
 	}

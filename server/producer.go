@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc"
@@ -36,21 +37,29 @@ type Producer struct {
 	streamWorkers int
 	seed          maphash.Seed
 	draining      *drainSignal
-	// mem, if set, bounds the bytes of the batches that streams took and
-	// did not store yet, across streams (WithMemory).
+	// mem, if set, bounds the bytes of the batches that streams and unary
+	// calls took and did not store yet, across calls (WithMemory).
 	mem *broker.ProduceMemory
+	// unaryMemoryWait bounds the wait of a unary Produce for room in mem.
+	unaryMemoryWait time.Duration
 }
 
 var _ floev1.ProducerServer = (*Producer)(nil)
 
 // NewProducer serves p.
 func NewProducer(p Producing) *Producer {
-	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed(), draining: newDrainSignal()}
+	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed(), draining: newDrainSignal(), unaryMemoryWait: defaultUnaryMemoryWait}
 }
+
+// defaultUnaryMemoryWait is how long a unary Produce waits for room in the
+// produce memory.
+const defaultUnaryMemoryWait = time.Second
 
 // WithMemory makes the streams of s take the bytes of each batch from mem
 // until the batch is stored, and wait while it has no room: the budget of
-// each stream bounds one client, mem all of them. Call it before serving.
+// each stream bounds one client, mem all of them. Unary Produce calls take
+// theirs too, and wait a second at most (see produceUnary). Call it before
+// serving.
 func (s *Producer) WithMemory(mem *broker.ProduceMemory) *Producer {
 	s.mem = mem
 	return s
@@ -122,8 +131,19 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 	})
 }
 
-// produceUnary stores the batch of a unary Produce.
+// produceUnary stores the batch of a unary Produce, holding its bytes in
+// the produce memory until it is stored. gRPC reads a unary request whole
+// before the handler runs, so a batch that finds no room holds its message
+// while it waits: it waits at most unaryMemoryWait, then fails with
+// Unavailable and frees it, and the client sends it again later.
 func (s *Producer) produceUnary(ctx context.Context, b *produceBatch) (*floev1.ProduceResponse, error) {
+	if s.mem != nil {
+		n, err := s.mem.Acquire(ctx, int64(b.size()), s.unaryMemoryWait)
+		if err != nil {
+			return nil, Status(err)
+		}
+		defer s.mem.Release(n)
+	}
 	ack, err := s.storeBatch(ctx, b)
 	if err != nil {
 		return nil, Status(err)
