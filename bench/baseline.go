@@ -20,27 +20,27 @@ import (
 // ceiling (net/http server, same client, same cores): how close Floe comes
 // to it is the measure of the broker's own work (JSON checks, storage, fsync).
 //
-// The durable baseline is the same server with a log (SyncLog): each
-// request is answered once its body is written to a file and fdatasynced,
-// in groups, as simply as that can be done. It is the ceiling of a server
+// The durable baseline is the same server with a log (SyncLog): each POST
+// is answered once its body is written to a file and fdatasynced, in
+// groups, as simply as that can be done. It is a reference for a server
 // that acknowledges only what is on disk, as Floe does: on a disk whose
-// fsync takes a few hundred microseconds it, not HTTP, bounds requests that
-// each wait for their acknowledgement.
+// fsync takes a few hundred microseconds, the fsync, not HTTP, bounds
+// requests that each wait for their acknowledgement.
 
 // noopAnswer has the size of Floe's produce answer.
 var noopAnswer = []byte(`{"topic":"bench","token":"-9223372036854775808","rangeIndex":0,"version":1,"startOffset":"0","count":1}`)
 
 var noopBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-// NoopHandler reads the body and answers 200. With a log, it answers once
-// the body is durable in it (500 if that failed).
+// NoopHandler reads the body and answers 200. With a log, it answers a
+// POST once its body is durable in it (500 if that failed).
 func NoopHandler(log *SyncLog) http.Handler {
 	answerLen := strconv.Itoa(len(noopAnswer))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bp := noopBufs.Get().(*[]byte)
 		b, err := readAllInto((*bp)[:0], r.Body)
 		status := http.StatusBadRequest
-		if err == nil && log != nil {
+		if err == nil && log != nil && r.Method == http.MethodPost {
 			err, status = log.Append(b), http.StatusInternalServerError
 		}
 		*bp = b[:0]
@@ -174,6 +174,9 @@ func OpenSyncLog(path string) (*SyncLog, error) {
 // Append returns once body is written and fdatasynced, or the error of the
 // write or fdatasync that should have made it so.
 func (l *SyncLog) Append(body []byte) error {
+	if len(body) > SyncLogSize {
+		return fmt.Errorf("a body of %d bytes does not fit the sync log (%d bytes)", len(body), SyncLogSize)
+	}
 	w := &syncWait{body: body, done: make(chan struct{})}
 	l.mu.Lock()
 	if l.closed {
@@ -191,11 +194,16 @@ func (l *SyncLog) Append(body []byte) error {
 }
 
 // Close stops the log after the groups already queued and closes its file.
+// Later calls do nothing.
 func (l *SyncLog) Close() error {
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
 	l.closed = true
+	close(l.wake) // under mu: Append sends on it under mu
 	l.mu.Unlock()
-	close(l.wake)
 	<-l.done
 	return l.f.Close()
 }
@@ -206,9 +214,16 @@ func (l *SyncLog) run() {
 	var off int64
 	for range l.wake {
 		for {
+			// A group is what is queued, up to the file's size (a body
+			// fits it: Append).
 			l.mu.Lock()
-			group := l.queue
-			l.queue = nil
+			n, size := 0, 0
+			for n < len(l.queue) && (n == 0 || size+len(l.queue[n].body) <= SyncLogSize) {
+				size += len(l.queue[n].body)
+				n++
+			}
+			group := l.queue[:n:n]
+			l.queue = l.queue[n:]
 			l.mu.Unlock()
 			if len(group) == 0 {
 				break

@@ -252,7 +252,7 @@ func TestDurableBaselineServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ServeNoop(ctx, l, log) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
@@ -260,7 +260,7 @@ func TestDurableBaselineServer(t *testing.T) {
 		if err := log.Close(); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
 
 	body := `{"first":"body"}`
 	resp, err := http.Post("http://"+l.Addr().String()+"/v1/topic/t/messages", "application/json", strings.NewReader(body))
@@ -300,18 +300,24 @@ func TestSyncLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = log.Close() })
 	if st, err := os.Stat(path); err != nil || st.Size() != SyncLogSize {
 		t.Fatalf("log file: %v, %v; want %d bytes", st, err, SyncLogSize)
 	}
-	var wg sync.WaitGroup
-	for i := range 50 {
-		wg.Go(func() {
-			if err := log.Append(fmt.Appendf(nil, "<%03d>", i)); err != nil {
-				t.Error(err)
-			}
-		})
+	appendAll := func(n int) []error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { errs[i] = log.Append(fmt.Appendf(nil, "<%03d>", i)) })
+		}
+		wg.Wait()
+		return errs
 	}
-	wg.Wait()
+	for i, err := range appendAll(50) {
+		if err != nil {
+			t.Errorf("append %d: %v", i, err)
+		}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -321,12 +327,20 @@ func TestSyncLog(t *testing.T) {
 			t.Errorf("%s acknowledged, not in the log", want)
 		}
 	}
+	if err := log.Append(make([]byte, SyncLogSize+1)); err == nil {
+		t.Error("a body larger than the log: no error")
+	}
 
-	log.f.Close() // the next write fails
-	if err := log.Append([]byte("x")); err == nil {
-		t.Error("append to a closed file: no error")
+	log.f.Close() // the next writes fail
+	for i, err := range appendAll(20) {
+		if err == nil {
+			t.Errorf("append %d to a closed file: no error", i)
+		}
 	}
 	_ = log.Close()
+	if err := log.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
 	if err := log.Append([]byte("y")); err == nil {
 		t.Error("append after Close: no error")
 	}

@@ -240,8 +240,8 @@ func (r *report) markdown() string {
 	p("net/http server (`floe bench noop-server`: reads the body, answers 200) under the same request shapes, with the same ")
 	p("client: the machine's HTTP ceiling. The durable BASELINE rows are the same server answering each request only once its body ")
 	p("is written to a file on the broker's disk and fdatasynced, in groups (`floe bench noop-server --fsync-file`: one write and ")
-	p("one fdatasync for all the bodies that arrived during the previous one): the ceiling of a server whose 200 means ")
-	p("durable, as Floe's does, with connections that each wait for their answer.\n\n")
+	p("one fdatasync for all the bodies that arrived during the previous one): a simple server whose 200 means durable, ")
+	p("as Floe's does, for reference; it checks nothing and writes each byte once.\n\n")
 	if r.DiskBytes > 0 {
 		p("Broker data directory at the end: %.2f GB.", float64(r.DiskBytes)/1e9)
 		var produced uint64
@@ -280,7 +280,6 @@ func (r *report) markdown() string {
 	return b.String()
 }
 
-// runsList is "412,345 / 458,984 / 470,001".
 // ofBaselines says what share of the baselines' events/s eps is ("" for a
 // baseline that did not run).
 func ofBaselines(eps float64, noop, durable *Result) string {
@@ -297,6 +296,7 @@ func ofBaselines(eps float64, noop, durable *Result) string {
 	return "; " + strings.Join(parts, ", ")
 }
 
+// runsList is "412,345 / 458,984 / 470,001".
 func runsList(runs []float64) string {
 	parts := make([]string, len(runs))
 	for i, v := range runs {

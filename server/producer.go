@@ -135,9 +135,11 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 // the produce memory until it is stored. gRPC reads a unary request whole
 // before the handler runs, so a batch that finds no room holds its message
 // while it waits: it waits at most unaryMemoryWait, then fails with
-// Unavailable and frees it, and the client sends it again later.
+// Unavailable and frees it, and the client sends it again later. A batch
+// over the request limit takes no memory: the broker refuses it at once,
+// with the error that names the limit.
 func (s *Producer) produceUnary(ctx context.Context, b *produceBatch) (*floev1.ProduceResponse, error) {
-	if s.mem != nil {
+	if s.mem != nil && !s.overLimit(b) {
 		n, err := s.mem.Acquire(ctx, int64(b.size()), s.unaryMemoryWait)
 		if err != nil {
 			return nil, Status(err)
@@ -149,6 +151,23 @@ func (s *Producer) produceUnary(ctx context.Context, b *produceBatch) (*floev1.P
 		return nil, Status(err)
 	}
 	return ackResponse(ack), nil
+}
+
+// limited is a Producing that says its limits, as *broker.Producer does.
+type limited interface{ Limits() broker.Limits }
+
+// overLimit says whether the events or the body of b exceed the request
+// limit of the Producing, if it says it.
+func (s *Producer) overLimit(b *produceBatch) bool {
+	l, ok := s.p.(limited)
+	if !ok || l.Limits().MaxRequestBytes <= 0 {
+		return false
+	}
+	n := len(b.body)
+	for _, e := range b.events {
+		n += len(e)
+	}
+	return n > l.Limits().MaxRequestBytes
 }
 
 // Bounds of one ProduceStream: at most maxStreamInflight batches taken from

@@ -62,3 +62,56 @@ func TestUnaryProduceTakesProduceMemory(t *testing.T) {
 		t.Fatalf("%d batches stored, %d bytes held; want 2 and 0", p.stored.Load(), pm.Held())
 	}
 }
+
+// limitedProducing is storingProducing with a request limit, which it
+// enforces as the broker does.
+type limitedProducing struct {
+	*storingProducing
+	max int
+}
+
+func (p limitedProducing) Limits() broker.Limits { return broker.Limits{MaxRequestBytes: p.max} }
+
+func (p limitedProducing) Produce(ctx context.Context, topic, key string, events [][]byte) (broker.Ack, error) {
+	if err := broker.ValidateEvents(events, p.Limits()); err != nil {
+		return broker.Ack{}, err
+	}
+	return p.storingProducing.Produce(ctx, topic, key, events)
+}
+
+// A unary Produce over the request limit does not wait for produce memory:
+// it gets the error that names the limit at once, even while the memory is
+// full.
+func TestUnaryProduceOverLimitTakesNoMemory(t *testing.T) {
+	p := limitedProducing{&storingProducing{slowProducing: slowProducing{release: make(chan struct{})}}, 800 << 10}
+	pm := broker.NewProduceMemory(1 << 20)
+	srv := NewProducer(p).WithMemory(pm)
+	srv.unaryMemoryWait = 10 * time.Second
+	call := func(size int) error {
+		msg := marshal(t, &floev1.ProduceRequest{Topic: "t", Events: []*floev1.Event{{Data: bytes.Repeat([]byte("1"), size)}}})
+		dec := func(v any) error { return NewCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, v) }
+		_, err := produceHandler(srv, context.Background(), dec, nil)
+		return err
+	}
+	first := make(chan error, 1)
+	go func() { first <- call(700 << 10) }()
+	defer func() {
+		close(p.release)
+		if err := <-first; err != nil {
+			t.Error(err)
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); pm.Held() < 700<<10; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first call holds %d bytes of produce memory", pm.Held())
+		}
+	}
+	start := time.Now()
+	err := call(900 << 10)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("a call over the limit: %v, want ResourceExhausted naming the limit", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the call over the limit waited %v for produce memory", took)
+	}
+}
