@@ -210,22 +210,31 @@ func TestConsumeFindsMissingEvents(t *testing.T) {
 	}
 }
 
-func TestBaselineServer(t *testing.T) {
+// serveNoop serves the baseline (durable with a log) on a free port until
+// the test ends, and returns its address.
+func serveNoop(t *testing.T, log *SyncLog) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeNoop(ctx, l, nil) }()
-	defer func() {
+	go func() { done <- ServeNoop(ctx, l, log) }()
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return l.Addr().String()
+}
+
+func TestBaselineServer(t *testing.T) {
+	addr := serveNoop(t, nil)
+	ctx := context.Background()
 	for _, client := range []string{"std", "raw", "h2c"} {
-		c := testConfig("produce", floe.Addrs{Producer: l.Addr().String()}, t)
+		c := testConfig("produce", floe.Addrs{Producer: addr}, t)
 		c.HTTPClient, c.EventsPerRequest, c.Duration = client, 100, 300*time.Millisecond
 		res, err := Run(ctx, c)
 		if err != nil {
@@ -245,25 +254,16 @@ func TestDurableBaselineServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ServeNoop(ctx, l, log) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
 		if err := log.Close(); err != nil {
 			t.Error(err)
 		}
 	})
+	addr := serveNoop(t, log) // stops before the log closes (cleanups run last first)
+	ctx := context.Background()
 
 	body := `{"first":"body"}`
-	resp, err := http.Post("http://"+l.Addr().String()+"/v1/topic/t/messages", "application/json", strings.NewReader(body))
+	resp, err := http.Post("http://"+addr+"/v1/topic/t/messages", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestDurableBaselineServer(t *testing.T) {
 		t.Fatalf("the file starts with %q (%v), want the acknowledged body %q", got, err, body)
 	}
 
-	c := testConfig("produce", floe.Addrs{Producer: l.Addr().String()}, t)
+	c := testConfig("produce", floe.Addrs{Producer: addr}, t)
 	c.Connections, c.Duration = 8, 300*time.Millisecond
 	res, err := Run(ctx, c)
 	if err != nil {
