@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -59,24 +60,49 @@ func nestedObjects(depth int) []byte {
 	return append(open, closing...)
 }
 
+// BenchmarkValidJSON validates events of the load tool's shape (printable
+// ASCII padding, 200 B and 1 KiB) and one with escapes and characters
+// beyond ASCII in its strings.
 func BenchmarkValidJSON(b *testing.B) {
-	ev := []byte(`{"seq":123456,"ts":1763700000123456789,"key":"k-7","pad":"` + string(bytes.Repeat([]byte("q83v+Zx/"), 20)) + `"}`)
-	for _, v := range []struct {
+	pad := func(n int) string {
+		r := rand.New(rand.NewPCG(1, 2))
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(' ' + r.IntN('~'-' '+1))
+			if p[i] == '"' || p[i] == '\\' {
+				p[i] = 'x'
+			}
+		}
+		return string(p)
+	}
+	head := `{"run":"1f2e3d4c","seq":123456,"ts":1700000000000000000,"sum":"9a8b7c6d","pad":"`
+	for _, ev := range []struct {
 		name string
-		fn   func([]byte) bool
+		ev   string
 	}{
-		{"validJSON", validJSON},
-		{"encoding-json+utf8", func(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }},
+		{"200B", head + pad(200-len(head)-2) + `"}`},
+		{"1KiB", head + pad(1024-len(head)-2) + `"}`},
+		{"escapes-and-utf8", `{"name":"Zoë \"Z\" Ångström","city":"東京","note":"line\nbreak \u00e9","n":[1.5e3,-2,true,null]}`},
 	} {
-		b.Run(v.name, func(b *testing.B) {
-			b.SetBytes(int64(len(ev)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if !v.fn(ev) {
+		for _, v := range []struct {
+			name string
+			fn   func([]byte) bool
+		}{
+			{"validJSON", validJSON},
+			{"encoding-json+utf8", func(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }},
+		} {
+			b.Run(ev.name+"/"+v.name, func(b *testing.B) {
+				data := []byte(ev.ev)
+				if !v.fn(data) {
 					b.Fatal("invalid")
 				}
-			}
-		})
+				b.SetBytes(int64(len(data)))
+				b.ReportAllocs()
+				for b.Loop() {
+					v.fn(data)
+				}
+			})
+		}
 	}
 }
 
@@ -121,6 +147,39 @@ func TestValidJSONControlCharacters(t *testing.T) {
 			t.Fatalf("validJSON of a valid %d-byte string = false", n)
 		}
 	}
+}
+
+// TestValidJSONStringContents puts each escape, valid or not, and each
+// character beyond ASCII, valid UTF-8 or not, at every position of strings
+// of several lengths, in a name and in a value, and holds validJSON to
+// encoding/json on every one.
+func TestValidJSONStringContents(t *testing.T) {
+	inserts := []string{
+		`\"`, `\\`, `\/`, `\n`, `\u00e9`, `\uD83D\uDE00`, `\x`, `\u12`, `\u12g4`, `\`,
+		"é", "東", "😀", "\xff", "\xc3", "\xed\xa0\x80", "\xe6\x9d", "\x7f", "\x1f",
+		`\"\"`, `\\"`, `"`,
+	}
+	checked := 0
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 31, 32, 33, 40, 63, 64, 65, 100} {
+		for pos := 0; pos <= n; pos++ {
+			for _, ins := range inserts {
+				str := strings.Repeat("a", pos) + ins + strings.Repeat("b", n-pos)
+				for _, ev := range []string{
+					`{"k":"` + str + `"}`,
+					`{"` + str + `":1}`,
+					`["` + str + `","` + str + `"]`,
+					`"` + str, // unterminated
+				} {
+					want := utf8.Valid([]byte(ev)) && json.Valid([]byte(ev))
+					if got := validJSON([]byte(ev)); got != want {
+						t.Fatalf("validJSON(%q) = %v, encoding/json says %v", ev, got, want)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	t.Logf("%d events checked", checked)
 }
 
 // TestValidJSONDeepNesting holds deeply nested events to encoding/json's
