@@ -676,6 +676,64 @@ func TestGRPCTransportAnswersWithoutErrorInfo(t *testing.T) {
 	}
 }
 
+// A stream's message over the gRPC transport's limit (--max-request-bytes
+// plus 1 MiB) ends the stream with gRPC's own ResourceExhausted, without
+// ErrorInfo, as README says: grpc-go's server stream writes the status of a
+// failed receive itself, before the handler sees the error. The batch
+// answered before it stays stored.
+func TestProduceStreamOversizedMessage(t *testing.T) {
+	_, a := startNode(t, func(o *floe.Options) { o.MaxRequestBytes, o.MaxEventBytes = 1000, 1000 })
+	conn := dial(t, a.GRPC)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := floev1.NewProducerClient(conn).ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := &floev1.ProduceStreamRequest{RequestId: 1, Topic: "t", Events: []*floev1.Event{{Data: []byte(`{"n":1}`)}}}
+	if err := stream.Send(small); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil || resp.GetAck() == nil {
+		t.Fatalf("first batch: %v %v", resp, err)
+	}
+	huge := &floev1.ProduceStreamRequest{RequestId: 2, Topic: "t", Events: []*floev1.Event{{Data: []byte(`"` + strings.Repeat("x", 1100<<10) + `"`)}}}
+	if err := stream.Send(huge); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	for {
+		resp, err = stream.Recv()
+		if err != nil {
+			break
+		}
+		t.Errorf("answer after the oversized message: %v", resp)
+	}
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted ||
+		!strings.HasPrefix(st.Message(), "grpc: received message larger than max") || len(st.Details()) != 0 {
+		t.Errorf("stream ended with %v %q %v, want gRPC's own ResourceExhausted", st.Code(), st.Message(), st.Details())
+	}
+
+	// Only the first batch was stored.
+	cons := floev1.NewConsumerClient(conn)
+	if _, err := cons.Register(ctx, &floev1.RegisterRequest{Group: "g", ConsumerId: "c", Topic: []string{"t"}, OnNewGroup: "startFromEarliest"}); err != nil {
+		t.Fatal(err)
+	}
+	var events int
+	for range 3 {
+		p, err := cons.Poll(ctx, &floev1.PollRequest{ConsumerId: "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range p.GetBatches() {
+			events += len(b.GetValues())
+		}
+	}
+	if events != 1 {
+		t.Errorf("%d events stored, want the first batch's 1", events)
+	}
+}
+
 // A call's metadata is at most 64 KiB, as the REST ports' headers are: the
 // server holds a call's metadata for as long as the call (a long poll, a
 // stream), and gRPC's own bound, 16 MiB, let one connection's 256 calls hold
