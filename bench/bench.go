@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -75,7 +76,17 @@ func (c *Config) validate() error {
 	check(c.From == "earliest" || c.From == "latest", "--from: %q is not earliest or latest", c.From)
 	check(c.Topic != "", "--topic: must not be empty")
 	check(c.Count > 0 || c.Duration > 0 || c.Mode == "consume", "set --count or --duration")
-	check(c.Rate >= 0, "--rate: must not be negative")
+	switch {
+	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
+		check(false, "--rate: %v is not a number of events/s, 0 or more", c.Rate)
+	case c.Rate > 0 && c.Connections > 0 && c.EventsPerRequest > 0:
+		// Each connection sends one request per interval: it must be a
+		// Duration a timer can wait for and the pacer can step by.
+		iv := float64(c.Connections) * float64(c.EventsPerRequest) / c.Rate
+		check(iv >= minPaceInterval.Seconds() && iv <= maxPaceInterval.Seconds(),
+			"--rate: at %v events/s each of the %d connections sends one request of %d events every %.3gs; the tool paces between one request per %v and one per %v per connection (or --rate 0: as fast as possible)",
+			c.Rate, c.Connections, c.EventsPerRequest, iv, minPaceInterval, maxPaceInterval)
+	}
 	check(c.LateLimit >= 0, "--late-limit must not be negative")
 	check(c.Duration >= 0 && c.PollTimeout >= 0 && c.Idle >= 0 && c.Drain >= 0 && c.Progress >= 0,
 		"--duration, --poll-timeout, --idle, --drain and --progress must not be negative")
@@ -86,6 +97,12 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// Bounds of the time between two requests of a paced connection (--rate).
+const (
+	minPaceInterval = time.Microsecond
+	maxPaceInterval = time.Hour
+)
 
 // errReRegistered is the error key of a poll answered 409 (the member had
 // expired): the tool registers again, and the run goes on.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -376,6 +377,10 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		"consume that never ends":   func(c *Config) { c.Mode, c.Count, c.Duration, c.Idle = "consume", 0, 0, 0 },
 		"negative poll timeout":     func(c *Config) { c.PollTimeout = -1 },
 		"produce without any bound": func(c *Config) { c.Count, c.Duration = 0, 0 },
+		"infinite rate":             func(c *Config) { c.Rate = math.Inf(1) },
+		"rate not a number":         func(c *Config) { c.Rate = math.NaN() },
+		"rate too low to pace":      func(c *Config) { c.Rate = 1e-9 },
+		"rate too high to pace":     func(c *Config) { c.Rate = 1e12 },
 	} {
 		c := testConfig("produce", floe.Addrs{Producer: "127.0.0.1:1"}, t)
 		c.Count = 10

@@ -61,6 +61,40 @@ func TestPacedRunCountsWhatItCouldNotSend(t *testing.T) {
 	}
 }
 
+// missed counts every send a paced worker still had to make, even a
+// billion of them (--rate far beyond what the broker takes, 1 ns apart),
+// in a bounded number of histogram updates, with the first one's latency as
+// the maximum; a second call counts nothing.
+func TestMissedSendsAreCountedAtOnce(t *testing.T) {
+	start := time.Unix(1_700_000_000, 0)
+	l := newLoad(&Config{EventsPerRequest: 3})
+	l.start, l.end = start, start.Add(time.Second)
+	l.abortAt.Store(start.Add(1500 * time.Millisecond).UnixNano())
+	p := &pacer{next: start, interval: time.Nanosecond}
+	began := time.Now()
+	l.missed(p)
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("missed took %v for 1e9 sends", took)
+	}
+	if got := l.st.unsent.Load(); got != 3e9 {
+		t.Errorf("unsent %d, want 3e9 (1e9 sends of 3 events)", got)
+	}
+	s := l.st.lat.Snapshot()
+	if s.N != 1e9 {
+		t.Errorf("%d latencies recorded, want one per send (1e9)", s.N)
+	}
+	if got := s.Max; got != uint64(1500*time.Millisecond) {
+		t.Errorf("max latency %v, want the first send's 1.5s", time.Duration(got))
+	}
+	if mean := s.Mean(); mean < 990*time.Millisecond || mean > 1010*time.Millisecond {
+		t.Errorf("mean latency %v, want about 1s (1.5s down to 0.5s)", mean)
+	}
+	l.missed(p)
+	if got := l.st.unsent.Load(); got != 3e9 {
+		t.Errorf("a second call counted %d more", got-3e9)
+	}
+}
+
 // A paced run that keeps up sends its whole schedule: every event of it,
 // nothing unsent, and the run passes.
 func TestPacedRunSendsItsSchedule(t *testing.T) {
