@@ -168,7 +168,7 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	fs.IntVar(&c.EventsPerRequest, "events-per-request", 1, "events per request: 1 sends application/json, more application/x-ndjson (gRPC: events per batch)")
 	fs.IntVar(&c.EventSize, "event-size", 200, "bytes per event (100 to 1048576)")
 	fs.IntVar(&c.Keys, "keys", 0, "partition keys used, round robin (0: no key)")
-	fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not (consume: to receive); 0: no bound")
+	fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not (consume: to receive of the run, in whole polls: a few more); 0: no bound")
 	fs.DurationVar(&c.Duration, "duration", 0, "time bound of the run (0: none; produce and e2e need --count or --duration)")
 	fs.Float64Var(&c.Rate, "rate", 0, "target events/s (0: as fast as possible); e2e default 20000")
 	fs.DurationVar(&c.LateLimit, "late-limit", DefaultLateLimit, "with --rate: how long after --duration the run may go on sending what was scheduled within it; still unsent then, it fails")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,54 @@ func TestConsumeWithoutAckFile(t *testing.T) {
 	}
 	if l := res.Consume.Latency; l.Max >= 2000 {
 		t.Errorf("poll latency %+v: long polls after the last event were measured", l)
+	}
+}
+
+// consume --count counts the events of the run it verifies, not those of
+// other runs in the topic; stopping there is not a loss (what it did not
+// read is "unread", and the run passes); and every event received is both
+// counted in the summary and verified, the polls that ended after the stop
+// included.
+func TestConsumeCountCountsTheRunOnly(t *testing.T) {
+	a := startBroker(t)
+	ctx := context.Background()
+	ackFile := filepath.Join(t.TempDir(), "acks.json")
+	for _, run := range []struct {
+		id      string
+		count   uint64
+		ackFile string
+	}{{"0000000b", 400, ""}, {"0000000a", 600, ackFile}, {"0000000c", 400, ""}} {
+		c := testConfig("produce", a, t)
+		c.Topic, c.Run, c.EventsPerRequest, c.Count, c.AckFile = "shared", run.id, 10, run.count, run.ackFile
+		if _, err := Run(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := testConfig("consume", a, t)
+	c.Topic, c.AckFile, c.Count, c.Consumers, c.PollMaxBytes = "", ackFile, 100, 2, 2000
+	res, err := Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := res.Verify
+	ofRun := v.Delivered + v.Duplicated
+	// Whole polls of at most 2000 bytes (9 events); each consumer polls
+	// up to three ahead of the checker that counts.
+	if ofRun < 100 || ofRun > 100+2*3*9 {
+		t.Errorf("%d events of the run received (%+v), want 100 and at most six polls more", ofRun, *v)
+	}
+	if v.Missing != 0 || v.Unread != 600-v.Delivered || v.Malformed != 0 || v.Phantom != 0 {
+		t.Errorf("verify %+v: want the %d not read as unread, none missing", *v, 600-v.Delivered)
+	}
+	if why := res.failed(); why != "" {
+		t.Errorf("failed() = %q: stopping at --count is not a loss", why)
+	}
+	if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "not counted as missing") }) {
+		t.Errorf("notes %q: want one saying why events are unread", res.Notes)
+	}
+	received := v.Delivered + v.Duplicated + v.Malformed + v.Unacked + v.Phantom + v.Foreign
+	if res.Consume.Events != received {
+		t.Errorf("summary counts %d events, the verification %d", res.Consume.Events, received)
 	}
 }
 

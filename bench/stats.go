@@ -225,8 +225,13 @@ func printSummary(w io.Writer, r *Result) {
 			fmtMS(r.E2E.P50), fmtMS(r.E2E.P99), fmtMS(r.E2E.P999), fmtMS(r.E2E.Max), fmtMS(r.E2E.Mean))
 	}
 	if v := r.Verify; v != nil {
-		fmt.Fprintf(w, "verify (%s): expected %s, delivered %s, missing %d, duplicated %d, malformed %d, unacked delivered %d, phantom %d, foreign %d\n",
-			v.Mode, commas(v.Expected), commas(v.Delivered), v.Missing, v.Duplicated, v.Malformed, v.Unacked, v.Phantom, v.Foreign)
+		unread := ""
+		if v.Unread > 0 {
+			unread = ", unread " + commas(v.Unread)
+		}
+		fmt.Fprintf(w, "verify (%s): expected %s, delivered %s, missing %s%s, duplicated %s, malformed %s, unacked delivered %s, phantom %s, foreign (other runs) %s\n",
+			v.Mode, commas(v.Expected), commas(v.Delivered), commas(v.Missing), unread, commas(v.Duplicated), commas(v.Malformed),
+			commas(v.Unacked), commas(v.Phantom), commas(v.Foreign))
 	}
 	fmt.Fprintf(w, "tool cost: %.2f CPU cores, %.2f allocations/event\n", r.ToolCPU, r.ToolAllocsPerEvent)
 	for _, n := range r.Notes {

@@ -20,7 +20,7 @@ import (
 // failure. In e2e an event may arrive before its ack: the count is settled
 // once the producers have stopped, when every event sent is acknowledged or
 // failed. Events of other runs are "foreign" (the topic had older data) and
-// ignored.
+// ignored (nor counted towards consume --count).
 //
 // Without acks (consume of a topic that a produce run of another process,
 // without --ack-file, filled): every run id seen is checked for contiguity
@@ -38,6 +38,7 @@ type verifier struct {
 	foreign   atomic.Uint64
 	unacked   atomic.Uint64 // not acknowledged when received: maybe not yet
 	beyond    atomic.Uint64 // seq too high for any run: phantom, not tracked
+	counted   atomic.Uint64 // events of the run (without acks: of any run), for consume --count
 
 	// Without acks: per run.
 	mu   sync.Mutex
@@ -71,6 +72,7 @@ func (v *verifier) check(ev []byte, now int64) {
 		v.foreign.Add(1)
 		return
 	}
+	v.counted.Add(1)
 	if p.seq >= seqLimit {
 		v.beyond.Add(1)
 		return
@@ -92,6 +94,7 @@ func (v *verifier) check(ev []byte, now int64) {
 }
 
 func (v *verifier) checkRun(p parsedEvent) {
+	v.counted.Add(1)
 	if p.seq >= seqLimit {
 		v.beyond.Add(1)
 		return
@@ -142,7 +145,11 @@ type Verify struct {
 	Unacked    uint64 `json:"unacked_delivered"`
 	Phantom    uint64 `json:"phantom"`
 	Foreign    uint64 `json:"foreign"`
-	Runs       int    `json:"runs,omitempty"`
+	// Unread: a consume run that stopped early (--count, --duration, an
+	// interrupt) counts the expected events it did not receive here, not
+	// as missing: it did not wait for them.
+	Unread uint64 `json:"unread,omitempty"`
+	Runs   int    `json:"runs,omitempty"`
 }
 
 // result counts missing events (acked and never seen), and sorts the events
