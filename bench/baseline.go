@@ -94,10 +94,15 @@ func runNoopServer(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("floe bench noop-server", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:9251", "listen address")
 	syncPath := fs.String("fsync-file", "", "answer each request once its body is written to this file and fdatasynced (group commit): the durable baseline")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "floe bench noop-server: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if _, _, err := net.SplitHostPort(*addr); err != nil {
+		fmt.Fprintf(os.Stderr, "floe bench noop-server: bad flags: --addr: %v\n", err)
 		return 2
 	}
 	l, err := net.Listen("tcp", *addr)

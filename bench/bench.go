@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -64,39 +65,60 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf(format, args...))
 		}
 	}
+	produces, consumes := c.Mode != "consume", c.Mode != "produce"
 	check(c.API == "rest" || c.API == "grpc", "--api: %q is not rest or grpc", c.API)
 	check(c.HTTPClient == "std" || c.HTTPClient == "raw" || c.HTTPClient == "h2c", "--http-client: %q is not std, h2c or raw", c.HTTPClient)
-	check(c.Connections > 0, "--connections: must be at least 1")
-	check(c.EventsPerRequest > 0, "--events-per-request: must be at least 1")
-	check(c.EventSize >= minEventSize, "--event-size: must be at least %d bytes", minEventSize)
-	check(c.EventSize <= maxEventSize, "--event-size: must be at most %d bytes", maxEventSize)
-	check(c.Keys >= 0, "--keys: must not be negative")
-	check(c.Consumers > 0, "--consumers: must be at least 1")
-	check(c.Inflight > 0, "--inflight: must be at least 1")
-	check(c.From == "earliest" || c.From == "latest", "--from: %q is not earliest or latest", c.From)
 	check(c.Topic != "", "--topic: must not be empty")
-	check(c.Count > 0 || c.Duration > 0 || c.Mode == "consume", "set --count or --duration")
-	switch {
-	case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
-		check(false, "--rate: %v is not a number of events/s, 0 or more", c.Rate)
-	case c.Rate > 0 && c.Connections > 0 && c.EventsPerRequest > 0:
-		// Each connection sends one request per interval: it must be a
-		// Duration a timer can wait for and the pacer can step by.
-		iv := float64(c.Connections) * float64(c.EventsPerRequest) / c.Rate
-		check(iv >= minPaceInterval.Seconds() && iv <= maxPaceInterval.Seconds(),
-			"--rate: at %v events/s each of the %d connections sends one request of %d events every %.3gs; the tool paces between one request per %v and one per %v per connection (or --rate 0: as fast as possible)",
-			c.Rate, c.Connections, c.EventsPerRequest, iv, minPaceInterval, maxPaceInterval)
+	negative := c.Duration < 0 || c.Progress < 0
+	check(c.Duration >= 0, "--duration: must not be negative")
+	check(c.Progress >= 0, "--progress: must not be negative")
+	if produces {
+		check(c.Connections > 0, "--connections: must be at least 1")
+		check(c.EventsPerRequest > 0, "--events-per-request: must be at least 1")
+		check(c.EventSize >= minEventSize && c.EventSize <= maxEventSize, "--event-size: must be between %d and %d bytes", minEventSize, maxEventSize)
+		check(c.Keys >= 0 && c.Keys <= maxKeys, "--keys: must be between 0 and %d", maxKeys)
+		check(c.Inflight > 0, "--inflight: must be at least 1")
+		check(c.LateLimit >= 0, "--late-limit: must not be negative")
+		check(c.Count > 0 || c.Duration > 0 || negative, "set --count or --duration, or the run never ends")
+		check(c.API == "grpc" || !c.GRPCStream && !c.GRPCBody, "--grpc-stream and --grpc-body need --api grpc")
+		switch {
+		case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
+			check(false, "--rate: %v is not a number of events/s, 0 or more", c.Rate)
+		case c.Rate > 0 && c.Connections > 0 && c.EventsPerRequest > 0:
+			// Each connection sends one request per interval: it must be a
+			// Duration a timer can wait for and the pacer can step by.
+			iv := float64(c.Connections) * float64(c.EventsPerRequest) / c.Rate
+			check(iv >= minPaceInterval.Seconds() && iv <= maxPaceInterval.Seconds(),
+				"--rate: at %v events/s each of the %d connections sends one request of %d events every %.3gs; the tool paces between one request per %v and one per %v per connection (or --rate 0: as fast as possible)",
+				c.Rate, c.Connections, c.EventsPerRequest, iv, minPaceInterval, maxPaceInterval)
+		}
 	}
-	check(c.LateLimit >= 0, "--late-limit must not be negative")
-	check(c.Duration >= 0 && c.PollTimeout >= 0 && c.Idle >= 0 && c.Drain >= 0 && c.Progress >= 0,
-		"--duration, --poll-timeout, --idle, --drain and --progress must not be negative")
-	check(c.Mode != "consume" || c.Count > 0 || c.Duration > 0 || c.Idle > 0, "consume: set --count, --duration or --idle, or it never ends")
-	check(c.API == "grpc" || !c.GRPCStream && !c.GRPCBody, "--grpc-stream and --grpc-body need --api grpc")
+	if consumes {
+		check(c.Consumers > 0, "--consumers: must be at least 1")
+		check(c.From == "earliest" || c.From == "latest", "--from: %q is not earliest or latest", c.From)
+		// A poll without a timeout is answered at once, events or not: the
+		// consumers would spin on an empty topic.
+		check(c.PollTimeout >= time.Millisecond && c.PollTimeout%time.Millisecond == 0,
+			"--poll-timeout: %v is not a whole number of milliseconds, at least 1ms (the poll's timeout parameter is in ms)", c.PollTimeout)
+		check(c.PollMaxBytes >= 0 && int64(c.PollMaxBytes) <= math.MaxUint32,
+			"--poll-max-bytes: must be between 0 (the broker's limit) and %d", uint32(math.MaxUint32))
+	}
+	switch c.Mode {
+	case "consume":
+		check(c.Idle >= 0, "--idle: must not be negative")
+		check(c.Count > 0 || c.Duration > 0 || c.Idle > 0 || negative, "set --count, --duration or --idle, or the run never ends")
+	case "e2e":
+		check(c.Drain >= 0, "--drain: must not be negative")
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", errBadFlags, err)
 	}
 	return nil
 }
+
+// maxKeys bounds --keys: the tool makes each key's route (or key) once,
+// about 60 bytes each.
+const maxKeys = 1_000_000
 
 // Bounds of the time between two requests of a paced connection (--rate).
 const (
@@ -126,18 +148,17 @@ Usage:
 Events are {"run":..,"seq":..,"ts":..,"sum":..,"pad":..} of exactly --event-size
 bytes: a consumer counts missing, duplicated and malformed events (see --ack-file).
 The run ends at --count events or after --duration, whichever comes first.
+Exit status: 0 passed, 1 failed (requests failed, events missing or
+malformed, a target missed), 2 bad flags, 130 interrupted (SIGINT or
+SIGTERM: the summary covers what ran until then).
 
-Flags of produce, consume and e2e:
+Each command's --help lists its flags: floe bench produce --help.
 `
 
 // Main runs floe bench with args and returns the exit code.
 func Main(args []string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Print(usage)
-		fs, _, _ := runFlags("produce")
-		fs.SetOutput(os.Stdout)
-		fs.PrintDefaults()
-		fmt.Println("\nfloe bench matrix --help lists the flags of the matrix.")
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -154,49 +175,112 @@ func Main(args []string) int {
 	return 2
 }
 
-// runFlags declares the flags of produce, consume and e2e.
+// runFlags declares the flags of produce, consume or e2e: only those that
+// apply to the mode, so that one that does not (consume --rate) is refused
+// as unknown rather than ignored.
 func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
-	c := &Config{Mode: mode}
+	c := &Config{Mode: mode, Connections: 16, EventsPerRequest: 1, EventSize: 200, Consumers: 1, Inflight: 16,
+		LateLimit: DefaultLateLimit, PollTimeout: 500 * time.Millisecond}
+	produces, consumes := mode != "consume", mode != "produce"
 	fs := flag.NewFlagSet("floe bench "+mode, flag.ContinueOnError)
+	dur := fs.DurationVar
 	fs.StringVar(&c.API, "api", "rest", "rest or grpc")
 	fs.StringVar(&c.HTTPClient, "http-client", "raw", "REST client: std (net/http HTTP/1.1, keep-alive), h2c (net/http, HTTP/2 without TLS, requests multiplexed) or raw (minimal HTTP/1.1 client, cheaper for the tool)")
-	fs.StringVar(&c.Producer, "producer", "localhost:9251", "producer REST API address")
-	fs.StringVar(&c.Consumer, "consumer", "localhost:9252", "consumer REST API address")
+	// The broker's addresses are accepted by every command, so that one
+	// set of them serves all three.
+	fs.StringVar(&c.Producer, "producer", "localhost:9251", "producer REST API address (produce, e2e)")
+	fs.StringVar(&c.Consumer, "consumer", "localhost:9252", "consumer REST API address (consume, e2e)")
 	fs.StringVar(&c.GRPC, "grpc", "localhost:9249", "gRPC API address")
-	fs.StringVar(&c.Topic, "topic", "bench", "topic (consume: default the ack file's)")
-	fs.IntVar(&c.Connections, "connections", 16, "concurrent producer connections (gRPC: streams or unary callers)")
-	fs.IntVar(&c.EventsPerRequest, "events-per-request", 1, "events per request: 1 sends application/json, more application/x-ndjson (gRPC: events per batch)")
-	fs.IntVar(&c.EventSize, "event-size", 200, "bytes per event (100 to 1048576)")
-	fs.IntVar(&c.Keys, "keys", 0, "partition keys used, round robin (0: no key)")
-	fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not (consume: to receive of the run, in whole polls: a few more); 0: no bound")
-	fs.DurationVar(&c.Duration, "duration", 0, "time bound of the run (0: none; produce and e2e need --count or --duration)")
-	fs.Float64Var(&c.Rate, "rate", 0, "target events/s (0: as fast as possible); e2e default 20000")
-	fs.DurationVar(&c.LateLimit, "late-limit", DefaultLateLimit, "with --rate: how long after --duration the run may go on sending what was scheduled within it; still unsent then, it fails")
-	fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC (--api grpc): produce on ProduceStream instead of unary Produce")
-	fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC (--api grpc): send each batch as one NDJSON body instead of typed events")
-	fs.IntVar(&c.Inflight, "inflight", 16, "gRPC stream: batches in flight per stream")
-	fs.IntVar(&c.Consumers, "consumers", 1, "consumers (each a member of --group)")
-	fs.StringVar(&c.Group, "group", "", "consumer group (default: bench-<run>, a new group)")
-	fs.StringVar(&c.From, "from", "", "where a new group starts: earliest or latest (default: consume earliest, e2e latest)")
-	fs.DurationVar(&c.PollTimeout, "poll-timeout", 500*time.Millisecond, "long-poll timeout sent with each poll (?timeout=ms)")
-	fs.IntVar(&c.PollMaxBytes, "poll-max-bytes", 0, "maxBytes sent with each poll (0: the broker's limit)")
-	fs.DurationVar(&c.Idle, "idle", 5*time.Second, "consume: stop after this long without an event (0: never)")
-	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "e2e: how long consumers may catch up after the producers stop")
-	fs.StringVar(&c.AckFile, "ack-file", "", "produce: write the acknowledged sequence ranges here; consume: verify against them")
-	fs.StringVar(&c.Run, "run", "", "run id, 8 hex digits (default: random)")
-	fs.DurationVar(&c.Progress, "progress", 2*time.Second, "progress line interval (0: none)")
+	topicHelp := "topic"
+	if mode == "consume" {
+		topicHelp = "topic (default: the ack file's, else bench)"
+	}
+	fs.StringVar(&c.Topic, "topic", "bench", topicHelp)
+	switch mode {
+	case "produce":
+		fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not; 0: no bound (set --count or --duration)")
+		dur(&c.Duration, "duration", 0, "time bound of the run (0: none; set --count or --duration)")
+	case "consume":
+		fs.Uint64Var(&c.Count, "count", 0, "stop once this many events of the run arrived (whole polls: a few more); 0: no bound")
+		dur(&c.Duration, "duration", 0, "time bound of the run (0: none)")
+	case "e2e":
+		fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not; 0: no bound (set --count or --duration)")
+		dur(&c.Duration, "duration", 0, "time bound of producing (0: none; set --count or --duration)")
+	}
+	if produces {
+		fs.IntVar(&c.Connections, "connections", c.Connections, "concurrent producer connections (gRPC: streams or unary callers)")
+		fs.IntVar(&c.EventsPerRequest, "events-per-request", c.EventsPerRequest, "events per request: 1 sends application/json, more application/x-ndjson (gRPC: events per batch)")
+		fs.IntVar(&c.EventSize, "event-size", c.EventSize, fmt.Sprintf("bytes per event (%d to %d)", minEventSize, maxEventSize))
+		fs.IntVar(&c.Keys, "keys", 0, fmt.Sprintf("partition keys used, round robin (0: no key; at most %d)", maxKeys))
+		rateHelp := "target events/s (0: as fast as possible)"
+		if mode == "e2e" {
+			c.Rate, rateHelp = 20000, "target events/s (0: as fast as possible)"
+		}
+		fs.Float64Var(&c.Rate, "rate", c.Rate, rateHelp)
+		dur(&c.LateLimit, "late-limit", c.LateLimit, "with --rate: how long after --duration the run may go on sending what was scheduled within it; still unsent then, it fails")
+		fs.BoolVar(&c.GRPCStream, "grpc-stream", false, "gRPC (--api grpc): produce on ProduceStream instead of unary Produce")
+		fs.BoolVar(&c.GRPCBody, "grpc-body", false, "gRPC (--api grpc): send each batch as one NDJSON body instead of typed events")
+		fs.IntVar(&c.Inflight, "inflight", c.Inflight, "gRPC stream: batches in flight per stream")
+		fs.StringVar(&c.Run, "run", "", "run id of the events, 8 hex digits (default: random)")
+	}
+	if consumes {
+		fs.IntVar(&c.Consumers, "consumers", c.Consumers, "consumers (each a member of --group)")
+		fs.StringVar(&c.Group, "group", "", "consumer group (default: bench-<random>, a new group)")
+		fromDefault := "earliest"
+		if mode == "e2e" {
+			fromDefault = "latest"
+		}
+		fs.StringVar(&c.From, "from", fromDefault, "where a new group starts: earliest or latest")
+		dur(&c.PollTimeout, "poll-timeout", c.PollTimeout, "long-poll timeout sent with each poll (?timeout=ms): whole milliseconds, at least 1ms")
+		fs.IntVar(&c.PollMaxBytes, "poll-max-bytes", 0, "maxBytes sent with each poll (0: the broker's limit)")
+	}
+	switch mode {
+	case "produce":
+		fs.StringVar(&c.AckFile, "ack-file", "", "write the acknowledged sequence ranges here, for consume --ack-file")
+	case "consume":
+		fs.StringVar(&c.AckFile, "ack-file", "", "verify against the ack file of a produce run (without it: each run's sequence numbers are checked for holes)")
+		dur(&c.Idle, "idle", 5*time.Second, "stop after this long without an event (0: never)")
+	case "e2e":
+		dur(&c.Drain, "drain", 10*time.Second, "how long consumers may catch up after the producers stop")
+	}
+	dur(&c.Progress, "progress", 2*time.Second, "progress line interval (0: none)")
 	jsonOut := fs.Bool("json", false, "print the result as JSON on stdout (progress still goes to stderr)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: floe bench %s [flags]\n\nFlags:\n", mode)
+		fs.PrintDefaults()
+	}
 	return fs, c, jsonOut
+}
+
+// parseFlags parses args. On --help it prints the flags to stdout (exit
+// 0); on an error, the error alone, with what a duration looks like when
+// one did not parse (flag says only "parse error"), and where the flags
+// are listed (exit 2). ok is false in both cases.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return 0, false
+	}
+	msg := err.Error()
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, isDur := f.Value.(interface{ Get() any }).Get().(time.Duration); isDur && strings.Contains(msg, "flag -"+f.Name+":") {
+			msg += " (a duration has a unit: 10s, 500ms, 2m)"
+		}
+	})
+	fmt.Fprintf(os.Stderr, "%s: %s\n%s --help lists the flags.\n", fs.Name(), msg, fs.Name())
+	return 2, false
 }
 
 func runCommand(ctx context.Context, mode string, args []string) int {
 	fs, c, jsonOut := runFlags(mode)
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "floe bench %s: unexpected argument %q\n", mode, fs.Arg(0))
@@ -204,11 +288,12 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if mode == "e2e" && !set["rate"] {
-		c.Rate = 20000
+	if set["topic"] && c.Topic == "" {
+		fmt.Fprintf(os.Stderr, "floe bench %s: bad flags: --topic: must not be empty\n", mode)
+		return 2
 	}
 	if mode == "consume" && !set["topic"] {
-		c.Topic = ""
+		c.Topic = "" // the ack file's
 	}
 	c.Log = os.Stderr
 	res, err := Run(ctx, c)
@@ -219,12 +304,21 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 		}
 		return 1
 	}
+	interrupted := ctx.Err() != nil
+	if interrupted && !slices.Contains(res.Notes, "interrupted") {
+		res.Notes = append(res.Notes, "interrupted")
+	}
 	if *jsonOut {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(res)
 	} else {
 		printSummary(os.Stdout, res)
+	}
+	if interrupted {
+		// SIGINT or SIGTERM: the summary covers what ran until then.
+		fmt.Fprintf(os.Stderr, "floe bench %s: interrupted after %.1fs\n", mode, res.Seconds)
+		return 130
 	}
 	if why := res.failed(); why != "" {
 		fmt.Fprintf(os.Stderr, "floe bench %s: failed: %s\n", mode, why)
@@ -274,7 +368,7 @@ func Run(ctx context.Context, c *Config) (*Result, error) {
 		c.Run = newRunID()
 	}
 	if len(c.Run) != runIDLen || strings.Trim(c.Run, "0123456789abcdef") != "" {
-		return nil, fmt.Errorf("--run: %q is not %d hex digits", c.Run, runIDLen)
+		return nil, fmt.Errorf("%w: --run: %q is not %d lower-case hex digits", errBadFlags, c.Run, runIDLen)
 	}
 	if c.From == "" {
 		c.From = "earliest"

@@ -420,22 +420,55 @@ func TestRunWithFailedRequestsFails(t *testing.T) {
 // errors of the flags.
 func TestBadFlagsAreRefused(t *testing.T) {
 	for name, mod := range map[string]func(*Config){
-		"gRPC stream over REST":     func(c *Config) { c.GRPCStream = true },
-		"gRPC body over REST":       func(c *Config) { c.GRPCBody = true },
-		"negative duration":         func(c *Config) { c.Duration = -time.Second },
-		"consume that never ends":   func(c *Config) { c.Mode, c.Count, c.Duration, c.Idle = "consume", 0, 0, 0 },
-		"negative poll timeout":     func(c *Config) { c.PollTimeout = -1 },
-		"produce without any bound": func(c *Config) { c.Count, c.Duration = 0, 0 },
-		"infinite rate":             func(c *Config) { c.Rate = math.Inf(1) },
-		"rate not a number":         func(c *Config) { c.Rate = math.NaN() },
-		"rate too low to pace":      func(c *Config) { c.Rate = 1e-9 },
-		"rate too high to pace":     func(c *Config) { c.Rate = 1e12 },
+		"gRPC stream over REST":        func(c *Config) { c.GRPCStream = true },
+		"gRPC body over REST":          func(c *Config) { c.GRPCBody = true },
+		"negative duration":            func(c *Config) { c.Duration = -time.Second },
+		"consume that never ends":      func(c *Config) { c.Mode, c.Count, c.Duration, c.Idle = "consume", 0, 0, 0 },
+		"negative poll timeout":        func(c *Config) { c.Mode, c.PollTimeout = "consume", -1 },
+		"no poll timeout":              func(c *Config) { c.Mode, c.PollTimeout = "consume", 0 },
+		"sub-millisecond poll timeout": func(c *Config) { c.Mode, c.PollTimeout = "e2e", 500*time.Microsecond },
+		"negative poll max bytes":      func(c *Config) { c.Mode, c.PollMaxBytes = "consume", -5 },
+		"poll max bytes over 32 bits":  func(c *Config) { c.Mode, c.PollMaxBytes = "consume", 1<<32 },
+		"too many keys":                func(c *Config) { c.Keys = maxKeys + 1 },
+		"run id not hex":               func(c *Config) { c.Run = "xyz" },
+		"run id upper case":            func(c *Config) { c.Run = "ABCDEF12" },
+		"produce without any bound":    func(c *Config) { c.Count, c.Duration = 0, 0 },
+		"infinite rate":                func(c *Config) { c.Rate = math.Inf(1) },
+		"rate not a number":            func(c *Config) { c.Rate = math.NaN() },
+		"rate too low to pace":         func(c *Config) { c.Rate = 1e-9 },
+		"rate too high to pace":        func(c *Config) { c.Rate = 1e12 },
 	} {
 		c := testConfig("produce", floe.Addrs{Producer: "127.0.0.1:1"}, t)
 		c.Count = 10
 		mod(c)
 		if _, err := Run(context.Background(), c); !errors.Is(err, errBadFlags) {
 			t.Errorf("%s: %v, want a flag error", name, err)
+		}
+	}
+}
+
+// Each command takes only the flags that apply to it (and the broker's
+// addresses): one that does not, or a value that cannot work, exits 2
+// before anything runs, instead of being ignored or replaced by a default.
+func TestCommandLineRefusals(t *testing.T) {
+	for _, args := range [][]string{
+		{"consume", "--rate", "5", "--idle", "1s"},
+		{"consume", "--connections", "3", "--idle", "1s"},
+		{"consume", "--grpc-stream", "--idle", "1s"},
+		{"consume", "--run", "00000000", "--idle", "1s"},
+		{"e2e", "--ack-file", "x.json", "--duration", "1s"},
+		{"e2e", "--idle", "1s", "--duration", "1s"},
+		{"produce", "--consumers", "5", "--count", "5"},
+		{"produce", "--drain", "1s", "--count", "5"},
+		{"produce", "--topic=", "--count", "5"},
+		{"produce", "--duration", "3"},
+		{"produce", "--rate", "Inf", "--duration", "1s"},
+		{"consume", "--poll-timeout", "0", "--idle", "1s"},
+		{"noop-server", "extra"},
+		{"noop-server", "--addr", "bogus"},
+	} {
+		if code := Main(args); code != 2 {
+			t.Errorf("floe bench %s: exit %d, want 2", strings.Join(args, " "), code)
 		}
 	}
 }

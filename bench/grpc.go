@@ -179,7 +179,7 @@ func (l *load) grpcUnaryWorker(ctx context.Context, i int, cc *grpc.ClientConn) 
 	c := l.c
 	client := floev1.NewProducerClient(cc)
 	g := newEventGen(c.Run, c.EventSize)
-	keys := grpcKeys(c.Keys)
+	keys := l.keys
 	p := newPacer(l, i)
 	var b batch
 	req := &floev1.ProduceRequest{Topic: c.Topic}
@@ -221,13 +221,14 @@ func (l *load) grpcUnaryWorker(ctx context.Context, i int, cc *grpc.ClientConn) 
 	}
 }
 
+// grpcKeys are the partition keys of a run: "" alone without keys.
 func grpcKeys(keys int) []string {
 	if keys == 0 {
 		return []string{""}
 	}
 	out := make([]string, keys)
 	for k := range out {
-		out[k] = fmt.Sprintf("k%d", k)
+		out[k] = "k" + strconv.Itoa(k)
 	}
 	return out
 }
@@ -252,7 +253,7 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 	c := l.c
 	client := floev1.NewProducerClient(cc)
 	g := newEventGen(c.Run, c.EventSize)
-	keys := grpcKeys(c.Keys)
+	keys := l.keys
 	p := newPacer(l, i)
 	codec := wireCodec{encoding.GetCodecV2("proto")}
 	slots := make([]inflight, c.Inflight)

@@ -110,11 +110,8 @@ func runMatrixCommand(ctx context.Context, args []string) int {
 	fs.BoolVar(&o.KeepData, "keep-data", false, "keep the broker's data directory")
 	fs.DurationVar(&o.WaitIdle, "wait-idle", 0, "before each case, wait up to this long for other processes to use < 0.25 cores (shared machines)")
 	jsonOut := fs.Bool("json", false, "also print the rows as JSON on stdout")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	bad := func(format string, args ...any) int {
 		fmt.Fprintf(os.Stderr, "floe bench matrix: "+format+"\n", args...)

@@ -32,6 +32,9 @@ type load struct {
 	abortAt  atomic.Int64 // Unix ns at which a paced run gave up on its schedule; 0 if it did not
 	start    time.Time
 	end      time.Time // paced runs with --duration: the schedule ends here
+	// The workers' routes (REST) or partition keys (gRPC), one per key,
+	// made once before the run's clock starts.
+	paths, keys []string
 }
 
 func newLoad(c *Config) *load {
@@ -265,6 +268,11 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	wctx, giveUp := context.WithCancel(ctx)
 	defer giveUp()
 	padPool([]byte(c.Run)) // made once per run, before its clock starts
+	if c.API == "grpc" {
+		l.keys = grpcKeys(c.Keys)
+	} else {
+		l.paths = producePaths(c.Topic, c.Keys)
+	}
 	l.start = time.Now()
 	stopProgress := make(chan struct{})
 	var pwg sync.WaitGroup
@@ -336,7 +344,7 @@ func (l *load) restWorker(ctx context.Context, i int, tr *http.Transport) error 
 	doer := newHTTPDoer(c.HTTPClient, c.Producer, tr)
 	defer doer.close()
 	g := newEventGen(c.Run, c.EventSize)
-	paths := producePaths(c.Topic, c.Keys)
+	paths := l.paths
 	ct := "application/json"
 	if c.EventsPerRequest > 1 {
 		ct = "application/x-ndjson"
