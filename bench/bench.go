@@ -347,15 +347,15 @@ func (r *Result) failed() string {
 		if n == 0 {
 			continue
 		}
-		why = append(why, fmt.Sprintf("%d %s requests failed", n, side.name))
+		why = append(why, fmt.Sprintf("%s %s requests failed", commas(n), side.name))
 	}
 	if p := r.Produce; p != nil && p.Unsent > 0 {
-		why = append(why, fmt.Sprintf("%d scheduled events not sent", p.Unsent))
+		why = append(why, fmt.Sprintf("%s scheduled events not sent", commas(p.Unsent)))
 	}
 	if v := r.Verify; v != nil && (v.Missing > 0 || v.Malformed > 0 || v.Phantom > 0) {
-		msg := fmt.Sprintf("%d events missing, %d malformed", v.Missing, v.Malformed)
+		msg := fmt.Sprintf("%s events missing, %s malformed", commas(v.Missing), commas(v.Malformed))
 		if v.Phantom > 0 {
-			msg += fmt.Sprintf(", %d never sent (phantom)", v.Phantom)
+			msg += fmt.Sprintf(", %s never sent (phantom)", commas(v.Phantom))
 		}
 		why = append(why, msg)
 	}

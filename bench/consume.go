@@ -400,6 +400,9 @@ wait:
 	cancel()
 
 	res := c.result()
+	if a == nil {
+		res.Run = "" // every run in the topic was checked (Verify.Runs)
+	}
 	res.Seconds = elapsed.Seconds()
 	res.Consume = &side
 	vr := v.result()

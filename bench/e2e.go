@@ -51,12 +51,13 @@ func runE2E(ctx context.Context, c *Config) (*Result, error) {
 	var note string
 	drain := time.After(c.Drain)
 	tick := time.NewTicker(10 * time.Millisecond)
+	drained := false
 wait:
 	for !v.complete() {
 		select {
 		case <-tick.C:
 		case <-drain:
-			note = fmt.Sprintf("consumers had not received every acknowledged event %v after producing stopped", c.Drain)
+			drained = true
 			break wait
 		case <-ctx.Done():
 			note = "interrupted"
@@ -65,13 +66,14 @@ wait:
 	}
 	tick.Stop()
 	r.stop.Store(true)
+	// Polls still running bring their events: counted and verified.
+	wg.Wait()
 	// The consuming side's rate is over the time until its last event.
 	cElapsed := elapsed
 	if last := time.Unix(0, r.lastData.Load()); last.After(r.start) {
 		cElapsed = last.Sub(r.start)
 	}
 	cs := r.st.side(cElapsed)
-	wg.Wait()
 	gctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	for _, cl := range cls {
 		cl.goodbye(gctx)
@@ -87,6 +89,9 @@ wait:
 	vr := v.result()
 	res.Verify = &vr
 	res.setToolCost(cpu.stop())
+	if drained && vr.Missing > 0 {
+		note = fmt.Sprintf("consumers had not received %s acknowledged events %v after producing stopped (--drain)", commas(vr.Missing), c.Drain)
+	}
 	if note != "" {
 		res.Notes = append(res.Notes, note)
 	}

@@ -203,7 +203,7 @@ func produce(ctx context.Context, c *Config) (*Result, *acks, error) {
 		}
 	}
 	if fails := l.st.errCount(); fails > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("%d requests failed: their events are not counted as acknowledged", fails))
+		res.Notes = append(res.Notes, fmt.Sprintf("%s requests failed: their events are not counted as acknowledged", commas(fails)))
 	}
 	res.Notes = append(res.Notes, l.rateNotes(side)...)
 	return res, l.acks, nil
@@ -223,6 +223,7 @@ func (c *Config) result() *Result {
 	if c.API == "grpc" && c.GRPCStream {
 		r.API = "grpc-stream"
 	}
+	r.GRPCBody = c.API == "grpc" && c.GRPCBody && c.Mode != "consume"
 	return r
 }
 
@@ -230,10 +231,10 @@ func (c *Config) result() *Result {
 func (l *load) rateNotes(side Side) []string {
 	var notes []string
 	if side.Unsent > 0 {
-		notes = append(notes, fmt.Sprintf("%d scheduled events were not sent: the run was still behind its schedule %v after --duration (--late-limit)", side.Unsent, l.c.LateLimit))
+		notes = append(notes, fmt.Sprintf("%s scheduled events were not sent: the run was still behind its schedule %v after --duration (--late-limit)", commas(side.Unsent), l.c.LateLimit))
 	}
 	if r := l.c.Rate; r > 0 && side.EventsPerSec < 0.95*r {
-		notes = append(notes, fmt.Sprintf("produced %.0f events/s, below the target rate %.0f", side.EventsPerSec, r))
+		notes = append(notes, fmt.Sprintf("produced %s events/s, below the target rate %s", rateCommas(side.EventsPerSec), strconv.FormatFloat(r, 'f', -1, 64)))
 	}
 	return notes
 }

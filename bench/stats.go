@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,6 +149,7 @@ type Result struct {
 	Keys             int     `json:"keys,omitempty"`
 	Consumers        int     `json:"consumers,omitempty"`
 	Rate             float64 `json:"target_rate,omitempty"`
+	GRPCBody         bool    `json:"grpc_body,omitempty"` // gRPC batches sent as NDJSON bodies (--grpc-body)
 	Seconds          float64 `json:"seconds"`
 
 	// Produce: requests are produce requests. Consume: polls.
@@ -186,7 +189,15 @@ func (r *Result) setToolCost(cores float64, mallocs uint64) {
 
 // printSummary writes the human summary of r.
 func printSummary(w io.Writer, r *Result) {
-	fmt.Fprintf(w, "\n== floe bench %s (%s) topic=%s run=%s  %.1fs\n", r.Mode, r.API, r.Topic, r.Run, r.Seconds)
+	api := r.API
+	if r.GRPCBody {
+		api += ", NDJSON bodies"
+	}
+	run := "run=" + r.Run
+	if r.Run == "" && r.Verify != nil {
+		run = fmt.Sprintf("runs=%d", r.Verify.Runs)
+	}
+	fmt.Fprintf(w, "\n== floe bench %s (%s) topic=%s %s  %.1fs\n", r.Mode, api, r.Topic, run, r.Seconds)
 	fmt.Fprintf(w, "  ")
 	if r.Connections > 0 {
 		fmt.Fprintf(w, " connections=%d events/request=%d event-size=%dB keys=%d", r.Connections, r.EventsPerRequest, r.EventSize, r.Keys)
@@ -195,15 +206,15 @@ func printSummary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, " consumers=%d", r.Consumers)
 	}
 	if r.Rate > 0 {
-		fmt.Fprintf(w, " rate=%.0f/s", r.Rate)
+		fmt.Fprintf(w, " rate=%s/s", strconv.FormatFloat(r.Rate, 'f', -1, 64))
 	}
 	fmt.Fprintln(w)
 	side := func(name string, s *Side, unit string) {
 		if s == nil {
 			return
 		}
-		fmt.Fprintf(w, "%-8s %12s events  %10.0f events/s  %8.1f MB/s  %9.0f %s/s\n",
-			name, commas(s.Events), s.EventsPerSec, s.MBPerSec, s.RequestsPerSec, unit)
+		fmt.Fprintf(w, "%-8s %12s events  %10s events/s  %8.1f MB/s  %9s %ss/s\n",
+			name, commas(s.Events), rateCommas(s.EventsPerSec), s.MBPerSec, rateCommas(s.RequestsPerSec), unit)
 		fmt.Fprintf(w, "         %s latency: p50 %s  p99 %s  p99.9 %s  max %s  (mean %s, %s samples)\n",
 			unit, fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.P999), fmtMS(s.Latency.Max),
 			fmtMS(s.Latency.Mean), commas(s.Latency.Count))
@@ -249,6 +260,10 @@ func fmtMS(v float64) string {
 	return fmt.Sprintf("%.2fms", v)
 }
 
+// rateCommas is a rate rounded to a whole number, with thousands
+// separators.
+func rateCommas(v float64) string { return commas(uint64(math.Round(max(v, 0)))) }
+
 func commas(v uint64) string {
 	s := fmt.Sprint(v)
 	var b strings.Builder
@@ -266,6 +281,23 @@ type namedStats struct {
 	name string
 	s    *stats
 	e2e  *Histogram
+}
+
+// unit is what a side's requests are: produce requests or polls.
+func (n namedStats) unit() string {
+	if n.name == "consume" {
+		return "polls"
+	}
+	return "req"
+}
+
+// quantiles formats the p50 and p99 of d, or "-" for an interval without
+// samples.
+func quantiles(d *HistSnapshot) (string, string) {
+	if d.N == 0 {
+		return "-", "-"
+	}
+	return fmtMS(ms(d.Quantile(.5))), fmtMS(ms(d.Quantile(.99)))
 }
 
 // progress prints a line per interval until stop is closed: the rates of
@@ -295,17 +327,18 @@ func progress(w io.Writer, every time.Duration, start time.Time, stop <-chan str
 				ev, by, rq := s.s.events.Load(), s.s.bytes.Load(), s.s.requests.Load()
 				h := s.s.lat.Snapshot()
 				d := h.Sub(prevs[i].h)
-				fmt.Fprintf(&b, " %s %9.0f ev/s %7.1f MB/s %7.0f req/s p50 %s p99 %s",
-					s.name, float64(ev-prevs[i].events)/dt, float64(by-prevs[i].bytes)/dt/1e6,
-					float64(rq-prevs[i].reqs)/dt, fmtMS(ms(d.Quantile(.5))), fmtMS(ms(d.Quantile(.99))))
+				p50, p99 := quantiles(d)
+				fmt.Fprintf(&b, " %s %9s ev/s %7.1f MB/s %7s %s/s p50 %s p99 %s",
+					s.name, rateCommas(float64(ev-prevs[i].events)/dt), float64(by-prevs[i].bytes)/dt/1e6,
+					rateCommas(float64(rq-prevs[i].reqs)/dt), s.unit(), p50, p99)
 				if n := s.s.errCount(); n > 0 {
 					fmt.Fprintf(&b, " errors %d", n)
 				}
 				var e2e *HistSnapshot
 				if s.e2e != nil {
 					e2e = s.e2e.Snapshot()
-					d := e2e.Sub(prevs[i].e2e)
-					fmt.Fprintf(&b, " e2e p50 %s p99 %s", fmtMS(ms(d.Quantile(.5))), fmtMS(ms(d.Quantile(.99))))
+					p50, p99 := quantiles(e2e.Sub(prevs[i].e2e))
+					fmt.Fprintf(&b, " e2e p50 %s p99 %s", p50, p99)
 				}
 				prevs[i] = prev{ev, by, rq, h, e2e}
 			}
