@@ -399,20 +399,64 @@ func TestSyncLog(t *testing.T) {
 // A run whose requests failed is a failed run (exit status 1), even when
 // it verified nothing: a produce run against no broker acknowledged nothing.
 func TestRunWithFailedRequestsFails(t *testing.T) {
+	// A server that takes each connection and closes it at once.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there any more
-	c := testConfig("produce", floe.Addrs{Producer: addr}, t)
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	c := testConfig("produce", floe.Addrs{Producer: l.Addr().String()}, t)
 	c.Count = 20
 	res, err := Run(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if why := res.failed(); why != "20 produce requests failed" {
-		t.Fatalf("a run of 20 refused requests: failed() = %q", why)
+		t.Fatalf("a run of 20 failed requests: failed() = %q", why)
+	}
+}
+
+// A run against an address where no broker answers fails at once, naming
+// the address, instead of counting an error per request for its duration:
+// nothing listening (REST and gRPC), and a gRPC run pointed at a REST port.
+func TestRunAgainstNoBrokerFailsAtOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	a := startBroker(t)
+	for _, tc := range []struct {
+		name, api, producer, grpc string
+	}{
+		{"REST, nothing listening", "rest", dead, a.GRPC},
+		{"gRPC, nothing listening", "grpc", a.Producer, dead},
+		{"gRPC at the REST port", "grpc", a.Producer, a.Producer},
+	} {
+		c := testConfig("produce", floe.Addrs{Producer: tc.producer, GRPC: tc.grpc}, t)
+		c.API, c.Duration = tc.api, 30*time.Second
+		start := time.Now()
+		_, err := Run(context.Background(), c)
+		want := tc.producer
+		if tc.api == "grpc" {
+			want = tc.grpc
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %s", tc.name, err, want)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("%s: failed after %v", tc.name, took)
+		}
 	}
 }
 

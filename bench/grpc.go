@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,6 +13,8 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/mem"
@@ -45,6 +48,49 @@ func dialGRPC(addr string, workers int) (*grpcPool, error) {
 }
 
 func (p *grpcPool) conn(i int) *grpc.ClientConn { return p.conns[i%len(p.conns)] }
+
+// reachTimeout bounds the check that a run's broker answers at all.
+const reachTimeout = 5 * time.Second
+
+// reachable checks that the pool's first connection comes up, so that a
+// run against a wrong or dead address fails at once, naming it, instead of
+// counting one error per request for its whole duration.
+func (p *grpcPool) reachable(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	defer cancel()
+	cc := p.conns[0]
+	cc.Connect()
+	for {
+		switch st := cc.GetState(); st {
+		case connectivity.Ready:
+			// An HTTP/2 server that is not gRPC (the broker's REST ports
+			// speak h2c) connects too: one call tells. A gRPC server
+			// without the Discovery service still answers in gRPC.
+			_, err := floev1.NewDiscoveryClient(cc).Status(ctx, &floev1.StatusRequest{})
+			switch status.Code(err) {
+			case codes.OK, codes.Unimplemented, codes.Unavailable:
+				return nil
+			}
+			return fmt.Errorf("gRPC %s: not a gRPC server (is it the broker's gRPC port?): %v", addr, status.Convert(err).Message())
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return fmt.Errorf("gRPC %s: cannot connect (is it the broker's gRPC port?)", addr)
+		default:
+			if !cc.WaitForStateChange(ctx, st) {
+				return fmt.Errorf("gRPC %s: not connected after %v", addr, reachTimeout)
+			}
+		}
+	}
+}
+
+// reachableTCP checks that something listens at addr (a REST port).
+func reachableTCP(ctx context.Context, what, addr string) error {
+	d := net.Dialer{Timeout: reachTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, addr, err)
+	}
+	return conn.Close()
+}
 
 func (p *grpcPool) close() {
 	for _, c := range p.conns {
@@ -216,7 +262,7 @@ func (l *load) grpcUnaryWorker(ctx context.Context, i int, cc *grpc.ClientConn) 
 			l.missed(p)
 			return nil
 		}
-		l.st.addErr(grpcErrKey(err))
+		l.st.addErrExample(grpcErrKey(err), status.Convert(err).Message())
 		time.Sleep(10 * time.Millisecond)
 	}
 }
@@ -302,7 +348,7 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 				l.st.lat.Record(lat) // failed batches too
 				if e := resp.GetError(); e != nil {
 					l.acks.fail(f.base, f.base+uint64(f.n))
-					l.st.addErr(fmt.Sprintf("grpc %s", e.GetError()))
+					l.st.addErrExample(fmt.Sprintf("grpc %s", e.GetError()), e.GetMessage())
 				} else {
 					l.acks.ack(f.base, f.base+uint64(f.n))
 					l.st.events.Add(uint64(f.n))

@@ -247,12 +247,19 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	var closeAll func()
 	switch c.API {
 	case "rest":
+		if err := reachableTCP(ctx, "producer", c.Producer); err != nil {
+			return 0, err
+		}
 		tr := newTransport(c.HTTPClient, c.Connections)
 		closeAll = tr.CloseIdleConnections
 		worker = func(ctx context.Context, i int) error { return l.restWorker(ctx, i, tr) }
 	case "grpc":
 		pool, err := dialGRPC(c.GRPC, c.Connections)
 		if err != nil {
+			return 0, err
+		}
+		if err := pool.reachable(ctx, c.GRPC); err != nil {
+			pool.close()
 			return 0, err
 		}
 		closeAll = pool.close
@@ -366,7 +373,7 @@ func (l *load) restWorker(ctx context.Context, i int, tr *http.Transport) error 
 		var size int
 		body, size = buildBody(g, body, base, n, sendAt.UnixNano())
 		start := time.Now()
-		status, _, err := doer.do(ctx, http.MethodPost, paths[req%uint64(len(paths))], ct, body)
+		status, answer, err := doer.do(ctx, http.MethodPost, paths[req%uint64(len(paths))], ct, body)
 		lat := time.Since(sendAt)
 		if p == nil {
 			lat = time.Since(start)
@@ -385,7 +392,11 @@ func (l *load) restWorker(ctx context.Context, i int, tr *http.Transport) error 
 			l.missed(p)
 			return nil
 		}
-		l.st.addErr(httpErrKey(status, err))
+		if err != nil {
+			l.st.addErr(httpErrKey(status, err))
+		} else {
+			l.st.addErrExample(httpErrKey(status, err), errorMessage(answer))
+		}
 		if err != nil {
 			// Do not spin on a dead broker.
 			time.Sleep(10 * time.Millisecond)

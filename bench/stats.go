@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -23,16 +24,50 @@ type stats struct {
 	lat      Histogram     // per request (produce) or per poll (consume)
 	unsent   atomic.Uint64 // paced produce: events scheduled and never sent (--late-limit)
 
-	mu   sync.Mutex
-	errs map[string]uint64
+	mu       sync.Mutex
+	errs     map[string]uint64
+	examples map[string]string // the first message of each error key
 }
 
-func newStats() *stats { return &stats{errs: map[string]uint64{}} }
+func newStats() *stats { return &stats{errs: map[string]uint64{}, examples: map[string]string{}} }
 
-func (s *stats) addErr(key string) {
+func (s *stats) addErr(key string) { s.addErrExample(key, "") }
+
+// addErrExample counts an error and keeps the first message the broker
+// gave for its key (an HTTP status or gRPC code says less than "invalid
+// topic ...").
+func (s *stats) addErrExample(key, msg string) {
 	s.mu.Lock()
 	s.errs[key]++
+	if _, ok := s.examples[key]; !ok && msg != "" {
+		s.examples[key] = msg
+	}
 	s.mu.Unlock()
+}
+
+func (s *stats) errorExamples() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.examples) == 0 {
+		return nil
+	}
+	return maps.Clone(s.examples)
+}
+
+// errorMessage is what an error answer's body says: the message of the
+// broker's JSON error, else the body itself, cut to 200 bytes.
+func errorMessage(body []byte) string {
+	var e struct {
+		Message string `json:"message"`
+	}
+	msg := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &e) == nil && e.Message != "" {
+		msg = e.Message
+	}
+	if len(msg) > 200 {
+		msg = strings.ToValidUTF8(msg[:200], "") + "..."
+	}
+	return msg
 }
 
 func (s *stats) errors() map[string]uint64 {
@@ -110,6 +145,8 @@ type Side struct {
 	RequestsPerSec float64           `json:"requests_per_sec"`
 	Latency        Latency           `json:"latency"`
 	Errors         map[string]uint64 `json:"errors,omitempty"`
+	// ErrorExamples holds the first message of each error, by its key.
+	ErrorExamples map[string]string `json:"error_examples,omitempty"`
 	// Unsent counts the events of a paced run (--rate) scheduled within
 	// --duration and still not sent when it gave up on its schedule.
 	Unsent uint64 `json:"unsent,omitempty"`
@@ -124,6 +161,8 @@ func (s *stats) side(elapsed time.Duration) Side {
 		Latency:  s.lat.Snapshot().Summary(),
 		Errors:   s.errors(),
 		Unsent:   s.unsent.Load(),
+
+		ErrorExamples: s.errorExamples(),
 	}
 	if len(out.Errors) == 0 {
 		out.Errors = nil
@@ -224,7 +263,11 @@ func printSummary(w io.Writer, r *Result) {
 			keys := slices.Sorted(maps.Keys(s.Errors))
 			var parts []string
 			for _, k := range keys {
-				parts = append(parts, fmt.Sprintf("%s ×%d", k, s.Errors[k]))
+				part := fmt.Sprintf("%s ×%s", k, commas(s.Errors[k]))
+				if ex := s.ErrorExamples[k]; ex != "" {
+					part += fmt.Sprintf(" (%s)", ex)
+				}
+				parts = append(parts, part)
 			}
 			fmt.Fprintf(w, "         errors: %s\n", strings.Join(parts, ", "))
 		}
