@@ -425,6 +425,25 @@ func TestRunWithFailedRequestsFails(t *testing.T) {
 	}
 }
 
+// A request over the broker's limit gets 413 with every client, the raw
+// one included: the broker answers before it has read the body and closes
+// the connection, so the raw client's write fails, and it reads the answer
+// that arrived rather than report the reset.
+func TestOversizedRequestGets413(t *testing.T) {
+	a := startBroker(t)
+	for _, client := range []string{"raw", "std", "h2c"} {
+		c := testConfig("produce", a, t)
+		c.HTTPClient, c.Connections, c.EventsPerRequest, c.Count = client, 1, 30000, 60000 // 6 MB bodies
+		res, err := Run(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := res.Produce.Errors; len(e) != 1 || e["http 413"] != 2 || !strings.Contains(res.Produce.ErrorExamples["http 413"], "too large") {
+			t.Errorf("%s: errors %v %v, want http 413 twice with the broker's message", client, e, res.Produce.ErrorExamples)
+		}
+	}
+}
+
 // A run against an address where no broker answers fails at once, naming
 // the address, instead of counting an error per request for its duration:
 // nothing listening (REST and gRPC), and a gRPC run pointed at a REST port.

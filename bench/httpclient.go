@@ -189,21 +189,33 @@ func (c *rawHTTP) roundTrip(ctx context.Context, method, pathQuery, contentType 
 	h = strconv.AppendInt(h, int64(len(body)), 10)
 	h = append(h, "\r\n\r\n"...)
 	c.head = h
+	var werr error
 	if len(body) > 0 && len(body) < 4096 {
 		// One small write beats a writev.
 		h = append(h, body...)
 		c.head = h
-		if _, err := c.conn.Write(h); err != nil {
-			return 0, nil, err
-		}
+		_, werr = c.conn.Write(h)
 	} else {
 		c.bufs = append(c.bufs[:0], h, body)
 		bufs := c.bufs
-		if _, err := bufs.WriteTo(c.conn); err != nil {
-			return 0, nil, err
-		}
+		_, werr = bufs.WriteTo(c.conn)
 	}
+	if werr != nil {
+		// The server may have answered before it read the whole body,
+		// and closed the connection (413 for a body over its limit): that
+		// answer, when it arrived, says more than the failed write.
+		_ = c.conn.SetReadDeadline(time.Now().Add(time.Second))
+		if status, resp, err := c.readResponse(); err == nil {
+			c.close()
+			return status, resp, nil
+		}
+		return 0, nil, werr
+	}
+	return c.readResponse()
+}
 
+// readResponse reads one response from the connection.
+func (c *rawHTTP) readResponse() (int, []byte, error) {
 	line, err := c.br.ReadSlice('\n')
 	if err != nil {
 		return 0, nil, err
