@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -61,13 +62,24 @@ type stdHTTP struct {
 	client *http.Client
 	urls   map[string]*url.URL
 	hdrs   map[string]http.Header
-	body   bytes.Reader
 	resp   []byte
 }
 
-type nopCloser struct{ *bytes.Reader }
+// requestBody is a request's body that tells when net/http is done with
+// it. The Transport may still be writing a body after RoundTrip returned
+// (a server that answers before it read the whole body, a 413), and the
+// caller reuses the body's buffer for its next request: do waits for Close
+// first.
+type requestBody struct {
+	bytes.Reader
+	once   sync.Once
+	closed chan struct{}
+}
 
-func (nopCloser) Close() error { return nil }
+func (b *requestBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
 
 func (c *stdHTTP) do(ctx context.Context, method, pathQuery, contentType string, body []byte) (int, []byte, error) {
 	if c.urls == nil {
@@ -90,11 +102,25 @@ func (c *stdHTTP) do(ctx context.Context, method, pathQuery, contentType string,
 		c.hdrs[contentType] = h
 	}
 	req := (&http.Request{Method: method, URL: u, Header: h, Host: u.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}).WithContext(ctx)
+	var rb *requestBody
 	if len(body) > 0 {
-		c.body.Reset(body)
-		req.Body = nopCloser{&c.body}
+		rb = &requestBody{closed: make(chan struct{})}
+		rb.Reset(body)
+		req.Body = rb
 		req.ContentLength = int64(len(body))
 	}
+	status, resp, err := c.roundTrip(req)
+	if rb != nil {
+		// net/http closes every request body, even after an error: by then
+		// the response was read, or the connection failed, so the write
+		// that still holds the body ends too (net/http closes a connection
+		// whose request body it could not finish).
+		<-rb.closed
+	}
+	return status, resp, err
+}
+
+func (c *stdHTTP) roundTrip(req *http.Request) (int, []byte, error) {
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, nil, err
