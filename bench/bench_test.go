@@ -210,6 +210,36 @@ func TestConsumeCountCountsTheRunOnly(t *testing.T) {
 	}
 }
 
+// A long poll in flight does not hold the end of a run: consume stops at
+// --duration, and e2e neither waits a poll timeout before producing nor
+// after the last event, whatever --poll-timeout is.
+func TestLongPollsDoNotHoldTheEnd(t *testing.T) {
+	a := startBroker(t)
+	ctx := context.Background()
+	for _, tc := range []struct{ api, client string }{{"rest", "raw"}, {"rest", "std"}, {"grpc", "raw"}} {
+		c := testConfig("consume", a, t)
+		c.API, c.HTTPClient, c.Topic, c.PollTimeout, c.Duration, c.Idle = tc.api, tc.client, "empty", 8*time.Second, time.Second, 0
+		start := time.Now()
+		if _, err := Run(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 4*time.Second {
+			t.Errorf("consume %s/%s with 8 s polls and --duration 1s took %v", tc.api, tc.client, took)
+		}
+	}
+	c := testConfig("e2e", a, t)
+	c.Rate, c.Duration, c.PollTimeout, c.From = 200, time.Second, 8*time.Second, "latest"
+	start := time.Now()
+	res, err := Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("e2e of 1 s with 8 s polls took %v", took)
+	}
+	checkVerify(t, res, 200)
+}
+
 func TestGRPCConsume(t *testing.T) {
 	// Typed events and NDJSON bodies (--grpc-body) must arrive intact.
 	for _, body := range []bool{false, true} {

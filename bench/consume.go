@@ -62,6 +62,9 @@ type consumerClient interface {
 	// poll returns the number of events and their bytes; events go to fn.
 	poll(ctx context.Context, fn func(ev []byte)) (n, size int, err error)
 	goodbye(ctx context.Context)
+	// prime polls once without waiting (a 1 ms timeout), so that a new
+	// group takes its positions; the events are dropped.
+	prime(ctx context.Context) error
 }
 
 // errNotRegistered is what poll returns on 409 / FailedPrecondition.
@@ -70,10 +73,11 @@ type errNotRegistered struct{}
 func (errNotRegistered) Error() string { return "consumer not registered" }
 
 type restConsumer struct {
-	r        *readers
-	id       string
-	doer     httpDoer
-	pollPath string
+	r         *readers
+	id        string
+	doer      httpDoer
+	pollPath  string
+	primePath string
 }
 
 func (rc *restConsumer) register(ctx context.Context) error {
@@ -85,7 +89,7 @@ func (rc *restConsumer) register(ctx context.Context) error {
 		return err
 	}
 	if st != http.StatusOK {
-		return fmt.Errorf("register: http %d: %s", st, body)
+		return fmt.Errorf("http %d: %s", st, errorMessage(body))
 	}
 	q = url.Values{"consumerId": {rc.id}}
 	if c.PollTimeout > 0 {
@@ -95,6 +99,19 @@ func (rc *restConsumer) register(ctx context.Context) error {
 		q.Set("maxBytes", strconv.Itoa(c.PollMaxBytes))
 	}
 	rc.pollPath = "/v1/consumer/poll?" + q.Encode()
+	q.Set("timeout", "1")
+	rc.primePath = "/v1/consumer/poll?" + q.Encode()
+	return nil
+}
+
+func (rc *restConsumer) prime(ctx context.Context) error {
+	st, body, err := rc.doer.do(ctx, http.MethodPost, rc.primePath, "", nil)
+	switch {
+	case err != nil:
+		return err
+	case st != http.StatusOK && st != http.StatusNoContent:
+		return fmt.Errorf("http %d: %s", st, errorMessage(body))
+	}
 	return nil
 }
 
@@ -167,6 +184,12 @@ func (gc *grpcConsumer) poll(ctx context.Context, fn func(ev []byte)) (int, int,
 		}
 	}
 	return n, size, nil
+}
+
+func (gc *grpcConsumer) prime(ctx context.Context) error {
+	req := &floev1.PollRequest{ConsumerId: gc.id, Timeout: 1, MaxBytes: gc.req.MaxBytes}
+	_, err := gc.client.Poll(ctx, req)
+	return err
 }
 
 func (gc *grpcConsumer) goodbye(ctx context.Context) {
@@ -282,17 +305,20 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 			return
 		}
 		if err != nil {
-			r.st.requests.Add(1)
 			if len(rc.ends) > 0 {
 				// A damaged answer: the events before the damage are
-				// verified all the same.
+				// counted and verified all the same.
+				r.st.events.Add(uint64(len(rc.ends)))
+				r.st.bytes.Add(uint64(len(rc.data)))
+				r.lastData.Store(time.Now().UnixNano())
 				work <- rc
 			} else {
 				free <- rc
 			}
 			if ctx.Err() != nil || r.stop.Load() {
-				return
+				return // cancelled by the stop (or an interrupt): not a failed poll
 			}
+			r.st.requests.Add(1)
 			if _, ok := err.(errNotRegistered); ok {
 				r.st.addErr(errReRegistered)
 				_ = cl.register(ctx)
@@ -347,9 +373,14 @@ func runConsume(ctx context.Context, c *Config, a *acks) (*Result, error) {
 	stopProgress := make(chan struct{})
 	var pwg sync.WaitGroup
 	pwg.Go(func() { progress(c.Log, c.Progress, r.start, stopProgress, namedStats{name: "consume", s: r.st}) })
+	// The polls in flight when the run stops are cancelled: a long poll
+	// must not hold the end of the run (--duration, --idle, an interrupt)
+	// for its --poll-timeout.
+	pctx, cancelPolls := context.WithCancel(ctx)
+	defer cancelPolls()
 	var wg sync.WaitGroup
 	for _, cl := range cls {
-		wg.Go(func() { r.pollLoop(ctx, cl) })
+		wg.Go(func() { r.pollLoop(pctx, cl) })
 	}
 	idle := time.NewTicker(100 * time.Millisecond)
 	var deadline <-chan time.Time
@@ -378,6 +409,7 @@ wait:
 	}
 	idle.Stop()
 	r.stop.Store(true)
+	cancelPolls()
 	// Count the time until the last event, not the idle wait. Polls still
 	// running now may bring events after it: they are counted, verified,
 	// and the time runs to the last of them.

@@ -30,20 +30,23 @@ func runE2E(ctx context.Context, c *Config) (*Result, error) {
 	// One poll each starts the group's positions (at the latest offset with
 	// --from latest) before the first event is produced.
 	for _, cl := range cls {
-		if _, _, err := cl.poll(ctx, func([]byte) {}); err != nil {
+		if err := cl.prime(ctx); err != nil {
 			return nil, fmt.Errorf("first poll: %w", err)
 		}
 	}
 
 	cpu := startCPU()
 	r.start = time.Now()
+	pctx, cancelPolls := context.WithCancel(ctx) // see runConsume
+	defer cancelPolls()
 	var wg sync.WaitGroup
 	for _, cl := range cls {
-		wg.Go(func() { r.pollLoop(ctx, cl) })
+		wg.Go(func() { r.pollLoop(pctx, cl) })
 	}
 	elapsed, err := l.run(ctx, []namedStats{{name: "consume", s: r.st, e2e: v.e2e}})
 	if err != nil {
 		r.stop.Store(true)
+		cancelPolls()
 		wg.Wait()
 		return nil, err
 	}
@@ -66,7 +69,7 @@ wait:
 	}
 	tick.Stop()
 	r.stop.Store(true)
-	// Polls still running bring their events: counted and verified.
+	cancelPolls()
 	wg.Wait()
 	// The consuming side's rate is over the time until its last event.
 	cElapsed := elapsed

@@ -199,6 +199,13 @@ func (c *rawHTTP) roundTrip(ctx context.Context, method, pathQuery, contentType 
 		deadline = d
 	}
 	_ = c.conn.SetDeadline(deadline)
+	if ctx.Done() != nil {
+		// A cancelled request (the run stopped or was interrupted) ends
+		// its I/O at once: a long poll must not hold the end of the run.
+		conn := c.conn
+		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
 	h := c.head[:0]
 	h = append(h, method...)
 	h = append(h, ' ')

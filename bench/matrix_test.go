@@ -125,6 +125,7 @@ type damagedPoll struct {
 
 func (d *damagedPoll) register(context.Context) error { return nil }
 func (d *damagedPoll) goodbye(context.Context)        {}
+func (d *damagedPoll) prime(context.Context) error    { return nil }
 func (d *damagedPoll) poll(_ context.Context, fn func(ev []byte)) (int, int, error) {
 	d.calls++
 	if d.calls > 1 {
