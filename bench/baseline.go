@@ -101,8 +101,11 @@ func runNoopServer(ctx context.Context, args []string) int {
 		fmt.Fprintf(os.Stderr, "floe bench noop-server: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if _, _, err := net.SplitHostPort(*addr); err != nil {
+	if _, port, err := net.SplitHostPort(*addr); err != nil {
 		fmt.Fprintf(os.Stderr, "floe bench noop-server: bad flags: --addr: %v\n", err)
+		return 2
+	} else if _, err := strconv.ParseUint(port, 10, 16); port != "" && err != nil {
+		fmt.Fprintf(os.Stderr, "floe bench noop-server: bad flags: --addr %s: the port must be a number from 0 to 65535\n", *addr)
 		return 2
 	}
 	l, err := net.Listen("tcp", *addr)

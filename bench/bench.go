@@ -88,9 +88,13 @@ func (c *Config) validate() error {
 			// Each connection sends one request per interval: it must be a
 			// Duration a timer can wait for and the pacer can step by.
 			iv := float64(c.Connections) * float64(c.EventsPerRequest) / c.Rate
+			every := "more than an hour"
+			if iv <= maxPaceInterval.Seconds() {
+				every = time.Duration(iv * float64(time.Second)).String()
+			}
 			check(iv >= minPaceInterval.Seconds() && iv <= maxPaceInterval.Seconds(),
-				"--rate: at %v events/s each of the %d connections sends one request of %d events every %.3gs; the tool paces between one request per %v and one per %v per connection (or --rate 0: as fast as possible)",
-				c.Rate, c.Connections, c.EventsPerRequest, iv, minPaceInterval, maxPaceInterval)
+				"--rate: at %v events/s, each of the %d connections would send a request of %d events every %s; the tool paces one request per connection every %v to %v (or --rate 0: as fast as possible)",
+				c.Rate, c.Connections, c.EventsPerRequest, every, minPaceInterval, maxPaceInterval)
 		}
 	}
 	if consumes {
@@ -157,7 +161,11 @@ Each command's --help lists its flags: floe bench produce --help.
 
 // Main runs floe bench with args and returns the exit code.
 func Main(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Print(usage)
 		return 0
 	}
@@ -295,9 +303,29 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 	if mode == "consume" && !set["topic"] {
 		c.Topic = "" // the ack file's
 	}
+	// Flags of this command that would do nothing with the others given.
+	for _, dep := range []struct {
+		flag string
+		ok   bool
+		why  string
+	}{
+		{"inflight", c.GRPCStream, "needs --grpc-stream (batches in flight on a stream)"},
+		{"http-client", c.API == "rest", "is the REST client: not used with --api grpc"},
+		{"late-limit", c.Rate > 0, "needs --rate (how late a paced run may go on sending)"},
+	} {
+		if set[dep.flag] && !dep.ok {
+			fmt.Fprintf(os.Stderr, "floe bench %s: bad flags: --%s %s\n", mode, dep.flag, dep.why)
+			return 2
+		}
+	}
 	c.Log = os.Stderr
 	res, err := Run(ctx, c)
 	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, errBadFlags) {
+			// Interrupted while it set up: nothing ran.
+			fmt.Fprintf(os.Stderr, "floe bench %s: interrupted before the run started\n", mode)
+			return 130
+		}
 		fmt.Fprintf(os.Stderr, "floe bench %s: %v\n", mode, err)
 		if errors.Is(err, errBadFlags) {
 			return 2
@@ -382,8 +410,14 @@ func Run(ctx context.Context, c *Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c.Topic == "" {
+		switch {
+		case c.Topic == "":
 			c.Topic = f.Topic
+		case c.Topic != f.Topic:
+			return nil, fmt.Errorf("%w: --topic %s is not the ack file's topic %s: its events are not there", errBadFlags, c.Topic, f.Topic)
+		}
+		if c.From == "latest" {
+			return nil, fmt.Errorf("%w: --from latest with --ack-file: a new group starting after the newest event reads none of the file's", errBadFlags)
 		}
 		c.Run = f.Run
 		a = f.toAcks()

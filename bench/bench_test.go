@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,6 +208,89 @@ func TestConsumeCountCountsTheRunOnly(t *testing.T) {
 	received := v.Delivered + v.Duplicated + v.Malformed + v.Unacked + v.Phantom + v.Foreign
 	if res.Consume.Events != received {
 		t.Errorf("summary counts %d events, the verification %d", res.Consume.Events, received)
+	}
+}
+
+// consume refuses an ack file with a --topic other than the file's, or
+// with a new group starting from the latest event: either reads none of
+// the file's events, and would report them all missing.
+func TestConsumeAckFileRefusals(t *testing.T) {
+	a := startBroker(t)
+	ctx := context.Background()
+	ackFile := filepath.Join(t.TempDir(), "acks.json")
+	c := testConfig("produce", a, t)
+	c.Count, c.AckFile = 10, ackFile
+	if _, err := Run(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"another topic": func(c *Config) { c.Topic = "other" },
+		"from latest":   func(c *Config) { c.From = "latest" },
+	} {
+		c := testConfig("consume", a, t)
+		c.Topic, c.AckFile = "", ackFile
+		mod(c)
+		if _, err := Run(ctx, c); !errors.Is(err, errBadFlags) {
+			t.Errorf("%s: %v, want a flag error", name, err)
+		}
+	}
+}
+
+// The broker's errors keep one key and their message whatever the API: a
+// unary call and a stream's answer both say grpc INVALID_TOPIC, with the
+// broker's words.
+func TestErrorExamples(t *testing.T) {
+	a := startBroker(t)
+	for _, stream := range []bool{false, true} {
+		c := testConfig("produce", a, t)
+		c.API, c.GRPCStream, c.Topic, c.Count = "grpc", stream, "bad topic!", 5
+		res, err := Run(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := res.Produce
+		if p.Errors["grpc INVALID_TOPIC"] != 5 || !strings.Contains(p.ErrorExamples["grpc INVALID_TOPIC"], `"bad topic!"`) {
+			t.Errorf("stream %v: errors %v %v", stream, p.Errors, p.ErrorExamples)
+		}
+	}
+}
+
+// A paced run with --duration lasts its schedule, even when its last send
+// came early in it: its rates are over --duration.
+func TestPacedRunLastsItsDuration(t *testing.T) {
+	a := startBroker(t)
+	c := testConfig("produce", a, t)
+	c.Rate, c.Connections, c.Duration = 2, 1, 2*time.Second
+	res, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sends at 0, 0.5, 1 and 1.5 s.
+	if p := res.Produce; p.Events != 4 || res.Seconds != 2 || p.EventsPerSec != 2 {
+		t.Errorf("%d events in %.3fs, %.2f events/s; want 4 in 2s, 2 events/s", p.Events, res.Seconds, p.EventsPerSec)
+	}
+}
+
+// Requests an interrupt cancels are errors of their own, not silently
+// counted requests.
+func TestInterruptedRequestsAreErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done() // never answers
+	}))
+	defer srv.Close()
+	c := testConfig("produce", floe.Addrs{Producer: strings.TrimPrefix(srv.URL, "http://")}, t)
+	c.Duration, c.HTTPClient = 10*time.Second, "raw"
+	// As a signal does: a cancel, no deadline.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(300*time.Millisecond, cancel)
+	res, err := Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Produce; p.Errors[errInterrupted] != uint64(c.Connections) || p.Events != 0 {
+		t.Errorf("errors %v, events %d: want the %d requests in flight as %q", p.Errors, p.Events, c.Connections, errInterrupted)
 	}
 }
 
@@ -490,7 +574,8 @@ func TestRunAgainstNoBrokerFailsAtOnce(t *testing.T) {
 	}{
 		{"REST, nothing listening", "rest", dead, a.GRPC},
 		{"gRPC, nothing listening", "grpc", a.Producer, dead},
-		{"gRPC at the REST port", "grpc", a.Producer, a.Producer},
+		{"gRPC at the producer port", "grpc", a.Producer, a.Producer},
+		{"gRPC at the consumer port", "grpc", a.Producer, a.Consumer},
 	} {
 		c := testConfig("produce", floe.Addrs{Producer: tc.producer, GRPC: tc.grpc}, t)
 		c.API, c.Duration = tc.api, 30*time.Second
@@ -559,6 +644,11 @@ func TestCommandLineRefusals(t *testing.T) {
 		{"consume", "--poll-timeout", "0", "--idle", "1s"},
 		{"noop-server", "extra"},
 		{"noop-server", "--addr", "bogus"},
+		{"noop-server", "--addr", "127.0.0.1:99999"},
+		{"produce", "--inflight", "4", "--count", "5"},
+		{"produce", "--api", "grpc", "--http-client", "std", "--count", "5"},
+		{"produce", "--late-limit", "1s", "--count", "5"},
+		{},
 	} {
 		if code := Main(args); code != 2 {
 			t.Errorf("floe bench %s: exit %d, want 2", strings.Join(args, " "), code)

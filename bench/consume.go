@@ -443,7 +443,10 @@ wait:
 	// did not miss what it did not wait for.
 	if stoppedEarly := note != "" && !strings.HasPrefix(note, "stopped after --idle"); stoppedEarly && vr.Missing > 0 {
 		vr.Unread, vr.Missing = vr.Missing, 0
-		res.Notes = append(res.Notes, fmt.Sprintf("%s events expected were not read (the run %s before it read them all): not counted as missing", commas(vr.Unread), note))
+		res.Notes = append(res.Notes, fmt.Sprintf("%s expected events were not read (%s before they all arrived): not counted as missing", commas(vr.Unread), note))
+	}
+	if vr.Missing > 0 && c.Group != "" {
+		res.Notes = append(res.Notes, fmt.Sprintf("--group %s resumes where it left off: if it read these events before, they are not read again (without --group, each run is a new group)", c.Group))
 	}
 	res.Verify = &vr
 	res.setToolCost(cpu.stop())

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,12 +67,18 @@ func (p *grpcPool) reachable(ctx context.Context, addr string) error {
 			// An HTTP/2 server that is not gRPC (the broker's REST ports
 			// speak h2c) connects too: one call tells. A gRPC server
 			// without the Discovery service still answers in gRPC.
+			// grpc-go turns an HTTP answer without a gRPC status (a 404, a
+			// 415) into a code of its own, saying so in the message.
 			_, err := floev1.NewDiscoveryClient(cc).Status(ctx, &floev1.StatusRequest{})
+			msg := status.Convert(err).Message()
+			notGRPC := strings.Contains(msg, "unexpected HTTP status code") || strings.Contains(msg, "unexpected content-type")
 			switch status.Code(err) {
 			case codes.OK, codes.Unimplemented, codes.Unavailable:
-				return nil
+				if !notGRPC {
+					return nil
+				}
 			}
-			return fmt.Errorf("gRPC %s: not a gRPC server (is it the broker's gRPC port?): %v", addr, status.Convert(err).Message())
+			return fmt.Errorf("gRPC %s: not the broker's gRPC port: %s", addr, oneLine(msg))
 		case connectivity.TransientFailure, connectivity.Shutdown:
 			return fmt.Errorf("gRPC %s: cannot connect (is it the broker's gRPC port?)", addr)
 		default:
@@ -98,12 +105,20 @@ func (p *grpcPool) close() {
 	}
 }
 
-// grpcErrKey names a gRPC failure by its code.
+// grpcErrKey names a gRPC failure: by the broker's error code when its
+// ErrorInfo says it (as a stream's answer does: "grpc INVALID_TOPIC"), else
+// by the gRPC code.
 func grpcErrKey(err error) string {
-	if s, ok := status.FromError(err); ok {
-		return "grpc " + s.Code().String()
+	s, ok := status.FromError(err)
+	if !ok {
+		return "grpc: " + shortErr(err)
 	}
-	return "grpc: " + shortErr(err)
+	for _, d := range s.Details() {
+		if info, ok := d.(*floev1.ErrorInfo); ok && info.GetCode() != floev1.ErrorCode_ERROR_CODE_UNSPECIFIED {
+			return "grpc " + strings.TrimPrefix(info.GetCode().String(), "ERROR_CODE_")
+		}
+	}
+	return "grpc " + s.Code().String()
 }
 
 // batch holds the events of one gRPC request, rebuilt in place.
@@ -410,15 +425,16 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 		gaveUp := l.abortAt.Load() != 0
 		// Whatever is unanswered failed, each batch an error, except when
 		// the run was interrupted.
-		var key string
+		var key, keyMsg string
 		switch {
 		case gaveUp:
 			key = errGaveUp
 		case ctx.Err() != nil:
+			key = errInterrupted
 		case errors.Is(sendErr, io.EOF):
 			key = "grpc stream ended with the batch unanswered"
 		default:
-			key = grpcErrKey(sendErr)
+			key, keyMsg = grpcErrKey(sendErr), status.Convert(sendErr).Message()
 		}
 		mu.Lock()
 		unanswered := len(pending)
@@ -435,14 +451,14 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 			l.st.requests.Add(1)
 			l.st.lat.Record(lat)
 			if key != "" {
-				l.st.addErr(key)
+				l.st.addErrExample(key, keyMsg)
 			}
 			delete(pending, id)
 			free <- s
 		}
 		mu.Unlock()
 		if unanswered == 0 && key != "" && !gaveUp && !errors.Is(sendErr, io.EOF) {
-			l.st.addErr(key) // the stream broke with nothing in flight
+			l.st.addErrExample(key, keyMsg) // the stream broke with nothing in flight
 		}
 		if finished || l.stop.Load() || ctx.Err() != nil {
 			l.missed(p)

@@ -31,14 +31,24 @@ type load struct {
 	stopOnce sync.Once
 	abortAt  atomic.Int64 // Unix ns at which a paced run gave up on its schedule; 0 if it did not
 	start    time.Time
-	end      time.Time // paced runs with --duration: the schedule ends here
+	end      time.Time     // paced runs with --duration: the schedule ends here
+	elapsed  time.Duration // the run's time, once it ended
 	// The workers' routes (REST) or partition keys (gRPC), one per key,
 	// made once before the run's clock starts.
 	paths, keys []string
 }
 
+// newLoad prepares a run's producing side; the routes (REST) or keys
+// (gRPC) of --keys are made here, before the tool's CPU and allocations
+// are measured.
 func newLoad(c *Config) *load {
-	return &load{c: c, st: newStats(), acks: &acks{}, stopped: make(chan struct{})}
+	l := &load{c: c, st: newStats(), acks: &acks{}, stopped: make(chan struct{})}
+	if c.API == "grpc" {
+		l.keys = grpcKeys(c.Keys)
+	} else {
+		l.paths = producePaths(c.Topic, c.Keys)
+	}
+	return l
 }
 
 // halt stops the run: no request starts after it.
@@ -113,15 +123,21 @@ func (p *pacer) wait(l *load) (t time.Time, ok bool) {
 	return t, true
 }
 
-// gaveUpOn counts a request cancelled because the run gave up on its
-// schedule as an error; one cancelled by an interrupt is not.
+// gaveUpOn counts a request cancelled before its answer: because the run
+// gave up on its schedule, or by an interrupt (its events may or may not
+// have been stored: the ack file lists them as failed).
 func (l *load) gaveUpOn() {
 	if l.abortAt.Load() != 0 {
 		l.st.addErr(errGaveUp)
+	} else {
+		l.st.addErr(errInterrupted)
 	}
 }
 
-const errGaveUp = "unanswered when the run gave up on its schedule"
+const (
+	errGaveUp      = "unanswered when the run gave up on its schedule"
+	errInterrupted = "unanswered when the run was interrupted"
+)
 
 // missed accounts for the sends of a paced worker still to make, up to the
 // end of the run, when the run gave up on its schedule (--late-limit): each
@@ -233,8 +249,10 @@ func (l *load) rateNotes(side Side) []string {
 	if side.Unsent > 0 {
 		notes = append(notes, fmt.Sprintf("%s scheduled events were not sent: the run was still behind its schedule %v after --duration (--late-limit)", commas(side.Unsent), l.c.LateLimit))
 	}
-	if r := l.c.Rate; r > 0 && side.EventsPerSec < 0.95*r {
-		notes = append(notes, fmt.Sprintf("produced %s events/s, below the target rate %s", rateCommas(side.EventsPerSec), strconv.FormatFloat(r, 'f', -1, 64)))
+	// A run of less than a second (a small --count) ends with the answer
+	// of its last request, which its rate cannot absorb.
+	if r := l.c.Rate; r > 0 && side.EventsPerSec < 0.95*r && l.elapsed >= time.Second {
+		notes = append(notes, fmt.Sprintf("produced %s events/s, below the target rate %s", rateCommas(side.EventsPerSec), fmtRate(r)))
 	}
 	return notes
 }
@@ -276,11 +294,6 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	wctx, giveUp := context.WithCancel(ctx)
 	defer giveUp()
 	padPool([]byte(c.Run)) // made once per run, before its clock starts
-	if c.API == "grpc" {
-		l.keys = grpcKeys(c.Keys)
-	} else {
-		l.paths = producePaths(c.Topic, c.Keys)
-	}
 	l.start = time.Now()
 	stopProgress := make(chan struct{})
 	var pwg sync.WaitGroup
@@ -322,6 +335,13 @@ func (l *load) run(ctx context.Context, extra []namedStats) (time.Duration, erro
 	}
 	wg.Wait()
 	elapsed := time.Since(l.start)
+	// A paced run's schedule is --duration long even when its last send
+	// came early in it (--rate 1 sends at 0 s and 1 s of a 2 s run): its
+	// rates are over the schedule, unless --count ended it first.
+	if !l.end.IsZero() && elapsed < c.Duration && (c.Count == 0 || l.next.Load() < c.Count) && ctx.Err() == nil {
+		elapsed = c.Duration
+	}
+	l.elapsed = elapsed
 	close(done)
 	close(stopProgress)
 	pwg.Wait()

@@ -40,9 +40,19 @@ func (s *stats) addErrExample(key, msg string) {
 	s.mu.Lock()
 	s.errs[key]++
 	if _, ok := s.examples[key]; !ok && msg != "" {
-		s.examples[key] = msg
+		s.examples[key] = oneLine(msg)
 	}
 	s.mu.Unlock()
+}
+
+// oneLine is msg on one line (its whitespace runs made single spaces), cut
+// to 200 bytes.
+func oneLine(msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	if len(msg) > 200 {
+		msg = strings.ToValidUTF8(msg[:200], "") + "..."
+	}
+	return msg
 }
 
 func (s *stats) errorExamples() map[string]string {
@@ -60,14 +70,11 @@ func errorMessage(body []byte) string {
 	var e struct {
 		Message string `json:"message"`
 	}
-	msg := strings.TrimSpace(string(body))
+	msg := string(body)
 	if json.Unmarshal(body, &e) == nil && e.Message != "" {
 		msg = e.Message
 	}
-	if len(msg) > 200 {
-		msg = strings.ToValidUTF8(msg[:200], "") + "..."
-	}
-	return msg
+	return oneLine(msg)
 }
 
 func (s *stats) errors() map[string]uint64 {
@@ -239,13 +246,14 @@ func printSummary(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "\n== floe bench %s (%s) topic=%s %s  %.1fs\n", r.Mode, api, r.Topic, run, r.Seconds)
 	fmt.Fprintf(w, "  ")
 	if r.Connections > 0 {
-		fmt.Fprintf(w, " connections=%d events/request=%d event-size=%dB keys=%d", r.Connections, r.EventsPerRequest, r.EventSize, r.Keys)
+		fmt.Fprintf(w, " connections=%d events/request=%s event-size=%sB keys=%s", r.Connections,
+			commas(uint64(r.EventsPerRequest)), commas(uint64(r.EventSize)), commas(uint64(r.Keys)))
 	}
 	if r.Consumers > 0 {
 		fmt.Fprintf(w, " consumers=%d", r.Consumers)
 	}
 	if r.Rate > 0 {
-		fmt.Fprintf(w, " rate=%s/s", strconv.FormatFloat(r.Rate, 'f', -1, 64))
+		fmt.Fprintf(w, " rate=%s/s", fmtRate(r.Rate))
 	}
 	fmt.Fprintln(w)
 	side := func(name string, s *Side, unit string) {
@@ -254,9 +262,13 @@ func printSummary(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(w, "%-8s %12s events  %10s events/s  %8.1f MB/s  %9s %ss/s\n",
 			name, commas(s.Events), rateCommas(s.EventsPerSec), s.MBPerSec, rateCommas(s.RequestsPerSec), unit)
-		fmt.Fprintf(w, "         %s latency: p50 %s  p99 %s  p99.9 %s  max %s  (mean %s, %s samples)\n",
-			unit, fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.P999), fmtMS(s.Latency.Max),
-			fmtMS(s.Latency.Mean), commas(s.Latency.Count))
+		if s.Latency.Count == 0 {
+			fmt.Fprintf(w, "         %s latency: - (0 samples)\n", unit)
+		} else {
+			fmt.Fprintf(w, "         %s latency: p50 %s  p99 %s  p99.9 %s  max %s  (mean %s, %s samples)\n",
+				unit, fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.P999), fmtMS(s.Latency.Max),
+				fmtMS(s.Latency.Mean), commas(s.Latency.Count))
+		}
 		if len(s.Errors) == 0 {
 			fmt.Fprintf(w, "         errors: none\n")
 		} else {
@@ -301,6 +313,15 @@ func fmtMS(v float64) string {
 		return fmt.Sprintf("%.1fms", v)
 	}
 	return fmt.Sprintf("%.2fms", v)
+}
+
+// fmtRate is a target rate as given: whole ones with thousands separators
+// (20,000), others as they are (0.5).
+func fmtRate(r float64) string {
+	if r == math.Trunc(r) && r < 1e15 {
+		return commas(uint64(r))
+	}
+	return strconv.FormatFloat(r, 'f', -1, 64)
 }
 
 // rateCommas is a rate rounded to a whole number, with thousands
