@@ -69,7 +69,6 @@ func (c *Config) validate() error {
 	check(c.API == "rest" || c.API == "grpc", "--api: %q is not rest or grpc", c.API)
 	check(c.HTTPClient == "std" || c.HTTPClient == "raw" || c.HTTPClient == "h2c", "--http-client: %q is not std, h2c or raw", c.HTTPClient)
 	check(c.Topic != "", "--topic: must not be empty")
-	negative := c.Duration < 0 || c.Progress < 0
 	check(c.Duration >= 0, "--duration: must not be negative")
 	check(c.Progress >= 0, "--progress: must not be negative")
 	if produces {
@@ -79,7 +78,7 @@ func (c *Config) validate() error {
 		check(c.Keys >= 0 && c.Keys <= maxKeys, "--keys: must be between 0 and %d", maxKeys)
 		check(c.Inflight > 0, "--inflight: must be at least 1")
 		check(c.LateLimit >= 0, "--late-limit: must not be negative")
-		check(c.Count > 0 || c.Duration > 0 || negative, "set --count or --duration, or the run never ends")
+		check(c.Count > 0 || c.Duration != 0, "set --count or --duration, or the run never ends")
 		check(c.API == "grpc" || !c.GRPCStream && !c.GRPCBody, "--grpc-stream and --grpc-body need --api grpc")
 		switch {
 		case math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) || c.Rate < 0:
@@ -110,7 +109,7 @@ func (c *Config) validate() error {
 	switch c.Mode {
 	case "consume":
 		check(c.Idle >= 0, "--idle: must not be negative")
-		check(c.Count > 0 || c.Duration > 0 || c.Idle > 0 || negative, "set --count, --duration or --idle, or the run never ends")
+		check(c.Count > 0 || c.Duration != 0 || c.Idle > 0, "set --count, --duration or --idle, or the run never ends")
 	case "e2e":
 		check(c.Drain >= 0, "--drain: must not be negative")
 	}

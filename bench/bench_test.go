@@ -294,6 +294,74 @@ func TestInterruptedRequestsAreErrors(t *testing.T) {
 	}
 }
 
+// A paced gRPC stream interrupted while nothing is in flight reports no
+// error: every request it sent was answered.
+func TestInterruptedIdleStreamHasNoErrors(t *testing.T) {
+	a := startBroker(t)
+	c := testConfig("produce", a, t)
+	c.API, c.GRPCStream, c.Rate, c.Connections, c.Duration = "grpc", true, 4, 2, 10*time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(800*time.Millisecond, cancel)
+	res, err := Run(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Produce; len(p.Errors) != 0 || p.Events != p.Requests || p.Events == 0 {
+		t.Errorf("%d of %d requests answered, errors %v: want every one answered and no error", p.Events, p.Requests, p.Errors)
+	}
+}
+
+// A request cancelled while its body is being written returns at once,
+// without waiting for an answer the server may have sent.
+func TestRawClientCancelledWriteReturnsAtOnce(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		time.Sleep(5 * time.Second) // reads nothing
+	}()
+	doer := newHTTPDoer("raw", l.Addr().String(), nil)
+	defer doer.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	start := time.Now()
+	if _, _, err := doer.do(ctx, http.MethodPost, "/", "application/json", make([]byte, 64<<20)); err == nil {
+		t.Error("a cancelled request succeeded")
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Errorf("cancelled at 300 ms, returned after %v", took)
+	}
+}
+
+// Failed polls keep the broker's message, as produce requests do.
+func TestPollErrorExamples(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/consumer/poll") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":503,"error":"UNAVAILABLE","message":"broker overloaded, retry"}`)
+		}
+	}))
+	defer srv.Close()
+	c := testConfig("consume", floe.Addrs{Consumer: strings.TrimPrefix(srv.URL, "http://")}, t)
+	c.Topic, c.Duration, c.Idle = "t", 300*time.Millisecond, 0
+	res, err := Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := res.Consume; s.Errors["http 503"] == 0 || s.ErrorExamples["http 503"] != "broker overloaded, retry" {
+		t.Errorf("errors %v, examples %v", s.Errors, s.ErrorExamples)
+	}
+}
+
 // A long poll in flight does not hold the end of a run: consume stops at
 // --duration, and e2e neither waits a poll timeout before producing nor
 // after the last event, whatever --poll-timeout is.

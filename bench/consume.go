@@ -125,7 +125,7 @@ func (rc *restConsumer) poll(ctx context.Context, fn func(ev []byte)) (int, int,
 	case st == http.StatusConflict:
 		return 0, 0, errNotRegistered{}
 	case st != http.StatusOK:
-		return 0, 0, httpStatusError(st)
+		return 0, 0, httpStatusError{st, errorMessage(body)}
 	}
 	size := 0
 	n, err := forEachValue(body, func(ev []byte) {
@@ -140,9 +140,14 @@ func (rc *restConsumer) goodbye(ctx context.Context) {
 	rc.doer.close()
 }
 
-type httpStatusError int
+// httpStatusError is a poll answered with an error status, and the
+// broker's message.
+type httpStatusError struct {
+	status int
+	msg    string
+}
 
-func (e httpStatusError) Error() string { return fmt.Sprintf("http %d", int(e)) }
+func (e httpStatusError) Error() string { return fmt.Sprintf("http %d: %s", e.status, e.msg) }
 
 type grpcConsumer struct {
 	r      *readers
@@ -326,10 +331,10 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 			}
 			switch e := err.(type) {
 			case httpStatusError:
-				r.st.addErr(fmt.Sprintf("http %d", int(e)))
+				r.st.addErrExample(fmt.Sprintf("http %d", e.status), e.msg)
 			default:
 				if r.c.API == "grpc" {
-					r.st.addErr(grpcErrKey(err))
+					r.st.addErrExample(grpcErrKey(err), status.Convert(err).Message())
 				} else {
 					r.st.addErr(httpErrKey(0, err))
 				}

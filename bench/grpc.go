@@ -457,7 +457,8 @@ func (l *load) grpcStreamWorker(ctx context.Context, i int, cc *grpc.ClientConn)
 			free <- s
 		}
 		mu.Unlock()
-		if unanswered == 0 && key != "" && !gaveUp && !errors.Is(sendErr, io.EOF) {
+		// An interrupt with nothing in flight failed nothing.
+		if unanswered == 0 && key != "" && !gaveUp && ctx.Err() == nil && !errors.Is(sendErr, io.EOF) {
 			l.st.addErrExample(key, keyMsg) // the stream broke with nothing in flight
 		}
 		if finished || l.stop.Load() || ctx.Err() != nil {

@@ -233,15 +233,19 @@ func (c *rawHTTP) roundTrip(ctx context.Context, method, pathQuery, contentType 
 		bufs := c.bufs
 		_, werr = bufs.WriteTo(c.conn)
 	}
-	if werr != nil {
+	if werr != nil && ctx.Err() == nil {
 		// The server may have answered before it read the whole body,
 		// and closed the connection (413 for a body over its limit): that
-		// answer, when it arrived, says more than the failed write.
+		// answer, when it arrived, says more than the failed write. (Not
+		// when the write failed because the request was cancelled.)
 		_ = c.conn.SetReadDeadline(time.Now().Add(time.Second))
 		if status, resp, err := c.readResponse(); err == nil {
 			c.close()
 			return status, resp, nil
 		}
+		return 0, nil, werr
+	}
+	if werr != nil {
 		return 0, nil, werr
 	}
 	return c.readResponse()
