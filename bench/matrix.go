@@ -264,24 +264,24 @@ func (o *MatrixOptions) cases() []matrixCase {
 		{id: "baseline-durable-100x1k", title: "BASELINE durable no-op HTTP server: NDJSON 100 × 1 KiB, 8 connections", baseline: true, durable: true, mode: "produce", cfg: rest1k},
 		{id: "rest-1x200", title: "REST produce, 1 event of 200 B per request, 16 connections", target: "≥ 25,000 events/s, p99 ≤ 5 ms",
 			mode: "produce", cfg: rest1, check: func(r *Result) (bool, string) {
-				return eps(r) >= 25000 && p99(r) <= 5, fmt.Sprintf("%.0f events/s, p99 %s", eps(r), fmtMS(p99(r)))
+				return eps(r) >= 25000 && p99(r) <= 5, fmt.Sprintf("%s events/s, p99 %s", rateCommas(eps(r)), fmtMS(p99(r)))
 			}},
 		{id: "rest-100x200", title: "REST produce, NDJSON 100 × 200 B, 16 connections", target: "≥ 750,000 events/s, p99 ≤ 15 ms",
 			mode: "produce", cfg: rest100, check: func(r *Result) (bool, string) {
-				return eps(r) >= 750000 && p99(r) <= 15, fmt.Sprintf("%.0f events/s, p99 %s", eps(r), fmtMS(p99(r)))
+				return eps(r) >= 750000 && p99(r) <= 15, fmt.Sprintf("%s events/s, p99 %s", rateCommas(eps(r)), fmtMS(p99(r)))
 			}},
 		{id: "rest-100x1k", title: "REST produce, NDJSON 100 × 1 KiB, 8 connections", target: "≥ 220,000 events/s (≥ 220 MB/s)",
 			mode: "produce", cfg: rest1k, check: func(r *Result) (bool, string) {
-				return eps(r) >= 220000 && r.Produce.MBPerSec >= 220, fmt.Sprintf("%.0f events/s, %.0f MB/s", eps(r), r.Produce.MBPerSec)
+				return eps(r) >= 220000 && r.Produce.MBPerSec >= 220, fmt.Sprintf("%s events/s, %.0f MB/s", rateCommas(eps(r)), r.Produce.MBPerSec)
 			}},
 		{id: "grpc-stream-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B, 16 streams × 16 in flight", target: "≥ 1,000,000 events/s",
 			mode: "produce", cfg: with(func(c *Config) {
 				c.Mode, c.API, c.GRPCStream, c.Topic, c.Duration, c.EventsPerRequest = "produce", "grpc", true, "bench-grpc-100x200", d, 100
-			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
+			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%s events/s", rateCommas(eps(r))) }},
 		{id: "grpc-stream-body-100x200", title: "gRPC produce (ProduceStream), batches of 100 × 200 B as one NDJSON body, 16 streams × 16 in flight", target: "≥ 1,000,000 events/s",
 			mode: "produce", cfg: with(func(c *Config) {
 				c.Mode, c.API, c.GRPCStream, c.GRPCBody, c.Topic, c.Duration, c.EventsPerRequest = "produce", "grpc", true, true, "bench-grpc-body-100x200", d, 100
-			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%.0f events/s", eps(r)) }},
+			}), check: func(r *Result) (bool, string) { return eps(r) >= 1e6, fmt.Sprintf("%s events/s", rateCommas(eps(r))) }},
 		{id: "consume-fill", title: fmt.Sprintf("backlog: REST produce of %s events, NDJSON 100 × 200 B, 16 connections", commas(o.Backlog)),
 			mode: "fill", cfg: with(func(c *Config) {
 				c.Mode, c.Topic, c.Count, c.Duration, c.EventsPerRequest = "produce", "bench-backlog", o.Backlog, 3*time.Minute, 100
@@ -301,7 +301,7 @@ func (o *MatrixOptions) cases() []matrixCase {
 				c.Consumers, c.From, c.PollTimeout = 4, "latest", time.Second
 			}), check: func(r *Result) (bool, string) {
 				ok := r.E2E.P99 <= 50 && r.Verify.Missing == 0 && r.Verify.Malformed == 0 && r.Produce.EventsPerSec >= 0.95*r.Rate
-				return ok, fmt.Sprintf("e2e p99 %s at %.0f events/s, %d missing", fmtMS(r.E2E.P99), r.Produce.EventsPerSec, r.Verify.Missing)
+				return ok, fmt.Sprintf("e2e p99 %s at %s events/s, %d missing", fmtMS(r.E2E.P99), rateCommas(r.Produce.EventsPerSec), r.Verify.Missing)
 			}},
 	}
 }
@@ -310,7 +310,7 @@ func consumeCheck(r *Result) (bool, string) {
 	v := r.Verify
 	// Unread: stopped at its --duration bound before every event arrived.
 	return r.Consume.EventsPerSec >= 1e6 && v.Missing == 0 && v.Unread == 0 && v.Malformed == 0,
-		fmt.Sprintf("%.0f events/s, %d missing, %d unread, %d malformed, %d duplicated", r.Consume.EventsPerSec, v.Missing, v.Unread, v.Malformed, v.Duplicated)
+		fmt.Sprintf("%s events/s, %d missing, %d unread, %d malformed, %d duplicated", rateCommas(r.Consume.EventsPerSec), v.Missing, v.Unread, v.Malformed, v.Duplicated)
 }
 
 // child is a process the matrix started: the broker or the no-op server.
