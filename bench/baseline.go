@@ -94,6 +94,10 @@ func runNoopServer(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("floe bench noop-server", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:9251", "listen address")
 	syncPath := fs.String("fsync-file", "", "answer each request once its body is written to this file and fdatasynced (group commit): the durable baseline")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: floe bench noop-server [flags]\n\nAn HTTP server that reads each request's body and answers 200: the matrix's baseline.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}

@@ -87,13 +87,9 @@ func (c *Config) validate() error {
 			// Each connection sends one request per interval: it must be a
 			// Duration a timer can wait for and the pacer can step by.
 			iv := float64(c.Connections) * float64(c.EventsPerRequest) / c.Rate
-			every := "more than an hour"
-			if iv <= maxPaceInterval.Seconds() {
-				every = time.Duration(iv * float64(time.Second)).String()
-			}
 			check(iv >= minPaceInterval.Seconds() && iv <= maxPaceInterval.Seconds(),
-				"--rate: at %v events/s, each of the %d connections would send a request of %d events every %s; the tool paces one request per connection every %v to %v (or --rate 0: as fast as possible)",
-				c.Rate, c.Connections, c.EventsPerRequest, every, minPaceInterval, maxPaceInterval)
+				"--rate: at %v events/s, each of the %d connections would send a request of %d event(s) every %.3g s; the tool paces one request per connection every %v to %v (or --rate 0: as fast as possible)",
+				c.Rate, c.Connections, c.EventsPerRequest, iv, minPaceInterval, maxPaceInterval)
 		}
 	}
 	if consumes {
@@ -195,14 +191,14 @@ func runFlags(mode string) (*flag.FlagSet, *Config, *bool) {
 	fs.StringVar(&c.HTTPClient, "http-client", "raw", "REST client: std (net/http HTTP/1.1, keep-alive), h2c (net/http, HTTP/2 without TLS, requests multiplexed) or raw (minimal HTTP/1.1 client, cheaper for the tool)")
 	// The broker's addresses are accepted by every command, so that one
 	// set of them serves all three.
-	fs.StringVar(&c.Producer, "producer", "localhost:9251", "producer REST API address (produce, e2e)")
-	fs.StringVar(&c.Consumer, "consumer", "localhost:9252", "consumer REST API address (consume, e2e)")
-	fs.StringVar(&c.GRPC, "grpc", "localhost:9249", "gRPC API address")
-	topicHelp := "topic"
+	fs.StringVar(&c.Producer, "producer", "localhost:9251", "producer REST API address (produce and e2e over REST)")
+	fs.StringVar(&c.Consumer, "consumer", "localhost:9252", "consumer REST API address (consume and e2e over REST)")
+	fs.StringVar(&c.GRPC, "grpc", "localhost:9249", "gRPC API address (every command with --api grpc)")
 	if mode == "consume" {
-		topicHelp = "topic (default: the ack file's, else bench)"
+		fs.StringVar(&c.Topic, "topic", "", "topic (default: the ack file's, else bench)")
+	} else {
+		fs.StringVar(&c.Topic, "topic", "bench", "topic")
 	}
-	fs.StringVar(&c.Topic, "topic", "bench", topicHelp)
 	switch mode {
 	case "produce":
 		fs.Uint64Var(&c.Count, "count", 0, "events to send, acknowledged or not; 0: no bound (set --count or --duration)")
@@ -318,6 +314,7 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 		}
 	}
 	c.Log = os.Stderr
+	began := time.Now()
 	res, err := Run(ctx, c)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, errBadFlags) {
@@ -344,7 +341,7 @@ func runCommand(ctx context.Context, mode string, args []string) int {
 	}
 	if interrupted {
 		// SIGINT or SIGTERM: the summary covers what ran until then.
-		fmt.Fprintf(os.Stderr, "floe bench %s: interrupted after %.1fs\n", mode, res.Seconds)
+		fmt.Fprintf(os.Stderr, "floe bench %s: interrupted after %.1fs\n", mode, time.Since(began).Seconds())
 		return 130
 	}
 	if why := res.failed(); why != "" {
@@ -379,6 +376,9 @@ func (r *Result) failed() string {
 	if p := r.Produce; p != nil && p.Unsent > 0 {
 		why = append(why, fmt.Sprintf("%s scheduled events not sent", commas(p.Unsent)))
 	}
+	if r.Mode == "consume" && r.Consume != nil && r.Consume.Events == 0 && r.Verify != nil && r.Verify.Mode == "contiguity" {
+		why = append(why, "no event read")
+	}
 	if v := r.Verify; v != nil && (v.Missing > 0 || v.Malformed > 0 || v.Phantom > 0) {
 		msg := fmt.Sprintf("%s events missing, %s malformed", commas(v.Missing), commas(v.Malformed))
 		if v.Phantom > 0 {
@@ -407,7 +407,7 @@ func Run(ctx context.Context, c *Config) (*Result, error) {
 	if c.Mode == "consume" && c.AckFile != "" {
 		f, err := readAckFile(c.AckFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: --ack-file: %w", errBadFlags, err)
 		}
 		switch {
 		case c.Topic == "":

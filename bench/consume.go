@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -32,7 +33,29 @@ type readers struct {
 	lastData atomic.Int64 // Unix ns of the last event received
 	done     chan struct{}
 	doneOnce sync.Once
-	reason   string // why the run finished: set once, before done closes
+	reason   string        // why the run finished: set once, before done closes
+	ofRun    atomic.Uint64 // events of the verified run received (consume --count)
+}
+
+// countOfRun counts the events of a poll that consume --count counts: those
+// of the verified run when there is one (an ack file), else all. An event
+// starts {"run":"<8 hex digits>"; one that does not is the checker's to
+// call malformed, and is not counted here.
+func (r *readers) countOfRun(rc *received) uint64 {
+	if r.v == nil || r.v.acks == nil {
+		return uint64(len(rc.ends))
+	}
+	const prefix = `{"run":"`
+	var n uint64
+	start := 0
+	for _, end := range rc.ends {
+		ev := rc.data[start:end]
+		if len(ev) >= len(prefix)+runIDLen && string(ev[len(prefix):len(prefix)+runIDLen]) == r.v.run {
+			n++
+		}
+		start = end
+	}
+	return n
 }
 
 func newReaders(c *Config, v *verifier) *readers {
@@ -206,16 +229,25 @@ func (r *readers) clients(ctx context.Context) ([]consumerClient, func(), error)
 	c := r.c
 	out := make([]consumerClient, len(r.ids))
 	closeAll := func() {}
+	addr := c.Consumer
 	switch c.API {
 	case "rest":
+		if err := reachableTCP(ctx, "consumer", c.Consumer); err != nil {
+			return nil, nil, err
+		}
 		tr := newTransport(c.HTTPClient, len(r.ids))
 		closeAll = tr.CloseIdleConnections
 		for i, id := range r.ids {
 			out[i] = &restConsumer{r: r, id: id, doer: newHTTPDoer(c.HTTPClient, c.Consumer, tr)}
 		}
 	case "grpc":
+		addr = c.GRPC
 		pool, err := dialGRPC(c.GRPC, len(r.ids))
 		if err != nil {
+			return nil, nil, err
+		}
+		if err := pool.reachable(ctx, c.GRPC); err != nil {
+			pool.close()
 			return nil, nil, err
 		}
 		closeAll = pool.close
@@ -226,7 +258,10 @@ func (r *readers) clients(ctx context.Context) ([]consumerClient, func(), error)
 	for _, cl := range out {
 		if err := cl.register(ctx); err != nil {
 			closeAll()
-			return nil, nil, fmt.Errorf("register: %w", err)
+			if c.API == "grpc" {
+				err = errors.New(oneLine(status.Convert(err).Message()))
+			}
+			return nil, nil, fmt.Errorf("register at %s: %w", addr, err)
 		}
 	}
 	return out, closeAll, nil
@@ -272,11 +307,7 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 				if r.c.Mode == "consume" && r.v.complete() {
 					r.finish("")
 				}
-				// --count counts the run's events, which only the checker
-				// tells from other runs' (foreign).
-				if r.c.Mode == "consume" && r.c.Count > 0 && r.v.counted.Load() >= r.c.Count {
-					r.finish(fmt.Sprintf("stopped at --count %s", commas(r.c.Count)))
-				}
+
 			}
 			free <- rc
 		}
@@ -357,6 +388,9 @@ func (r *readers) pollLoop(ctx context.Context, cl consumerClient) {
 		r.st.events.Add(uint64(n))
 		r.st.bytes.Add(uint64(size))
 		r.lastData.Store(time.Now().UnixNano())
+		if r.c.Mode == "consume" && r.c.Count > 0 && r.ofRun.Add(r.countOfRun(rc)) >= r.c.Count {
+			r.finish(fmt.Sprintf("stopped at --count %s", commas(r.c.Count)))
+		}
 		work <- rc
 	}
 }
@@ -419,7 +453,7 @@ wait:
 	// running now may bring events after it: they are counted, verified,
 	// and the time runs to the last of them.
 	end := time.Now()
-	if last := time.Unix(0, r.lastData.Load()); note != "" && note != "interrupted" && last.After(r.start) {
+	if last := time.Unix(0, r.lastData.Load()); note != "interrupted" && last.After(r.start) {
 		end = last
 	}
 	wg.Wait()
@@ -460,6 +494,9 @@ wait:
 	}
 	if a == nil {
 		res.Notes = append(res.Notes, "no --ack-file: checked each run's sequence numbers for holes only (events lost at the tail, or of failed requests, are not told apart)")
+		if side.Events == 0 && note != "interrupted" {
+			res.Notes = append(res.Notes, fmt.Sprintf("no event was read from topic %s: is --topic right?", c.Topic))
+		}
 	}
 	return res, nil
 }

@@ -70,7 +70,7 @@ func TestMissedSendsAreCountedAtOnce(t *testing.T) {
 	l := newLoad(&Config{EventsPerRequest: 3})
 	l.start, l.end = start, start.Add(time.Second)
 	l.abortAt.Store(start.Add(1500 * time.Millisecond).UnixNano())
-	p := &pacer{next: start, interval: time.Nanosecond}
+	p := &pacer{next: start, start: start, conns: 1, step: 1, interval: 1} // 1 ns apart
 	began := time.Now()
 	l.missed(p)
 	if took := time.Since(began); took > 2*time.Second {

@@ -265,9 +265,13 @@ func printSummary(w io.Writer, r *Result) {
 		if s.Latency.Count == 0 {
 			fmt.Fprintf(w, "         %s latency: - (0 samples)\n", unit)
 		} else {
-			fmt.Fprintf(w, "         %s latency: p50 %s  p99 %s  p99.9 %s  max %s  (mean %s, %s samples)\n",
+			samples := "samples"
+			if s.Latency.Count == 1 {
+				samples = "sample"
+			}
+			fmt.Fprintf(w, "         %s latency: p50 %s  p99 %s  p99.9 %s  max %s  (mean %s, %s %s)\n",
 				unit, fmtMS(s.Latency.P50), fmtMS(s.Latency.P99), fmtMS(s.Latency.P999), fmtMS(s.Latency.Max),
-				fmtMS(s.Latency.Mean), commas(s.Latency.Count))
+				fmtMS(s.Latency.Mean), commas(s.Latency.Count), samples)
 		}
 		if len(s.Errors) == 0 {
 			fmt.Fprintf(w, "         errors: none\n")

@@ -195,6 +195,9 @@ func prepareAckFile(path string) error {
 	if path == "" {
 		return nil
 	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory", path)
+	}
 	return writeAckFile(path, &AckFile{Version: 1, Incomplete: true})
 }
 
@@ -302,7 +305,8 @@ func (f *AckFile) check() error {
 	if acked != f.Acked {
 		return fmt.Errorf("acked_ranges hold %d events, acked says %d", acked, f.Acked)
 	}
-	if _, err := sum("failed_ranges", f.FailedRanges); err != nil {
+	failed, err := sum("failed_ranges", f.FailedRanges)
+	if err != nil {
 		return err
 	}
 	// Both lists are in order: walk them together.
@@ -316,6 +320,11 @@ func (f *AckFile) check() error {
 		} else {
 			j++
 		}
+	}
+	// Every event handed out was acknowledged or failed: one that was
+	// neither would count as a phantom when it arrived.
+	if acked+failed != f.Sent {
+		return fmt.Errorf("acked_ranges and failed_ranges hold %d events, sent says %d", acked+failed, f.Sent)
 	}
 	return nil
 }
