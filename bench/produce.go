@@ -259,12 +259,9 @@ func produce(ctx context.Context, c *Config) (*Result, *acks, error) {
 }
 
 func (c *Config) result() *Result {
-	r := &Result{
-		Mode: c.Mode, API: c.API, Topic: c.Topic, Run: c.Run,
-		EventSize: c.EventSize, Keys: c.Keys, Rate: c.Rate,
-	}
-	if c.Mode != "consume" {
-		r.Connections, r.EventsPerRequest = c.Connections, c.EventsPerRequest
+	r := &Result{Mode: c.Mode, API: c.API, Topic: c.Topic, Run: c.Run, Rate: c.Rate}
+	if c.Mode != "consume" { // the producing side's shape
+		r.Connections, r.EventsPerRequest, r.EventSize, r.Keys = c.Connections, c.EventsPerRequest, c.EventSize, c.Keys
 	}
 	if c.Mode != "produce" {
 		r.Consumers = c.Consumers
