@@ -431,6 +431,29 @@ func TestConsumeEdges(t *testing.T) {
 	}
 }
 
+// An interrupted consume's rates end at its last event, as any other
+// consume's do, not when the user pressed Ctrl-C.
+func TestInterruptedConsumeEndsAtItsLastEvent(t *testing.T) {
+	a := startBroker(t)
+	c := testConfig("produce", a, t)
+	c.Topic, c.Count, c.EventsPerRequest = "read", 2000, 100
+	if _, err := Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	cc := testConfig("consume", a, t)
+	cc.Topic, cc.Duration, cc.Idle = "read", time.Minute, 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	res, err := Run(ctx, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Consume.Events != 2000 || res.Seconds >= 1 {
+		t.Errorf("%d events over %.2fs: want the 2,000 events over the time until the last of them, not the 1.5 s until the interrupt", res.Consume.Events, res.Seconds)
+	}
+}
+
 // A long poll in flight does not hold the end of a run: consume stops at
 // --duration, and e2e neither waits a poll timeout before producing nor
 // after the last event, whatever --poll-timeout is.

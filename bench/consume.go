@@ -453,7 +453,7 @@ wait:
 	// running now may bring events after it: they are counted, verified,
 	// and the time runs to the last of them.
 	end := time.Now()
-	if last := time.Unix(0, r.lastData.Load()); note != "interrupted" && last.After(r.start) {
+	if last := time.Unix(0, r.lastData.Load()); last.After(r.start) {
 		end = last
 	}
 	wg.Wait()
