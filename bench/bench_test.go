@@ -720,7 +720,8 @@ func TestOversizedRequestGets413(t *testing.T) {
 
 // A run against an address where no broker answers fails at once, naming
 // the address, instead of counting an error per request for its duration:
-// nothing listening (REST and gRPC), and a gRPC run pointed at a REST port.
+// nothing listening (REST and gRPC), a gRPC run pointed at a REST port, and
+// a REST run pointed at the consumer port (404 on the produce route).
 func TestRunAgainstNoBrokerFailsAtOnce(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -736,6 +737,7 @@ func TestRunAgainstNoBrokerFailsAtOnce(t *testing.T) {
 		{"gRPC, nothing listening", "grpc", a.Producer, dead},
 		{"gRPC at the producer port", "grpc", a.Producer, a.Producer},
 		{"gRPC at the consumer port", "grpc", a.Producer, a.Consumer},
+		{"REST at the consumer port", "rest", a.Consumer, a.GRPC},
 	} {
 		c := testConfig("produce", floe.Addrs{Producer: tc.producer, GRPC: tc.grpc}, t)
 		c.API, c.Duration = tc.api, 30*time.Second

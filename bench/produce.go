@@ -447,6 +447,12 @@ func (l *load) restWorker(ctx context.Context, i int, tr *http.Transport) error 
 		} else {
 			l.st.addErrExample(httpErrKey(status, err), errorMessage(answer))
 		}
+		if err == nil && status == http.StatusNotFound {
+			// The broker's producer port always has the produce route:
+			// this is another port (or another server). The run stops.
+			l.halt()
+			return fmt.Errorf("producer %s: http 404 on the produce route (%s): is it the broker's producer port?", c.Producer, errorMessage(answer))
+		}
 		if err != nil {
 			// Do not spin on a dead broker.
 			time.Sleep(10 * time.Millisecond)
