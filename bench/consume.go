@@ -45,7 +45,7 @@ func (r *readers) countOfRun(rc *received) uint64 {
 	if r.v == nil || r.v.acks == nil {
 		return uint64(len(rc.ends))
 	}
-	const prefix = `{"run":"`
+	const prefix = runPrefix
 	var n uint64
 	start := 0
 	for _, end := range rc.ends {

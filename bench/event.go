@@ -145,8 +145,11 @@ func newEventGen(run string, size int) *eventGen {
 	return &eventGen{run: run, size: size, pool: padPool([]byte(run))}
 }
 
+// runPrefix starts every event: its run id follows.
+const runPrefix = `{"run":"`
+
 // fixed bytes of an event besides the seq and ts digits and the pad.
-const eventOverhead = len(`{"run":"`) + runIDLen + len(`","seq":`) + len(`,"ts":`) +
+const eventOverhead = len(runPrefix) + runIDLen + len(`","seq":`) + len(`,"ts":`) +
 	len(`,"sum":"`) + 8 + len(`","pad":"`) + len(`"}`)
 
 // appendEvent appends one event with seq and ts to b.
@@ -179,7 +182,7 @@ func (g *eventGen) appendEventTS(b []byte, seq uint64, ts int64, tsDigits []byte
 	off := padOffset(seq, padLen)
 	pad := g.pool[off : off+padLen]
 
-	b = append(b, `{"run":"`...)
+	b = append(b, runPrefix...)
 	b = append(b, g.run...)
 	b = append(b, `","seq":`...)
 	b = append(b, seqDigits...)
@@ -217,7 +220,7 @@ type parsedEvent struct {
 // its checksum. ok is false for anything else (a malformed event, or an
 // event that is not of the bench format at all).
 func parseEvent(ev []byte) (p parsedEvent, ok bool) {
-	rest, ok := cutPrefix(ev, `{"run":"`)
+	rest, ok := cutPrefix(ev, runPrefix)
 	if !ok || len(rest) < runIDLen {
 		return p, false
 	}

@@ -88,7 +88,7 @@ func forEachValue(b []byte, fn func(ev []byte)) (int, error) {
 // found without scanning its pad byte by byte, or -1 when b does not start
 // with one (then the generic scanner runs).
 func benchEventEnd(b []byte) int {
-	const prefix, padKey = `{"run":"`, `,"pad":"`
+	const prefix, padKey = runPrefix, `,"pad":"`
 	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
 		return -1
 	}
