@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"mime"
 	"net"
 	"net/http"
@@ -95,9 +96,9 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			return
 		}
 		var held, mayGrow int64 // mayGrow: of held, counted in growing
-		want := produceReservation(r, limit)
+		want, known := produceReservation(r, limit)
 		if mem != nil && r.ContentLength <= limit { // a larger one is refused unread
-			if want != r.ContentLength && want < limit {
+			if !known && want < limit {
 				// Of unknown size: it takes want, and more as it is read
 				// (grow), or the limit when too many may grow already.
 				if growing.Add(want) <= growRoom {
@@ -184,8 +185,20 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			return
 		}
 		if mem != nil {
-			// Read: it holds what it holds.
-			if excess := held - int64(len(data)); excess > 0 {
+			// Read: it holds what it holds, the capacity of its buffer.
+			if !known {
+				// Read by io.ReadAll or a bytes.Buffer, which grow by
+				// steps: the body moves to the buffer of its size.
+				c := bodyBuffer(int64(len(data)), limit)
+				if c > held {
+					c = int64(len(data))
+				}
+				moved, movedBuf := getBuf(len(data), int(c))
+				copy(moved, data)
+				putBuf(buf)
+				data, buf = moved, movedBuf
+			}
+			if excess := held - int64(cap(data)); excess > 0 {
 				mem.Release(excess)
 				held -= excess
 			}
@@ -206,7 +219,8 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 }
 
 // produceReservation is what a produce request takes from the produce
-// memory before its body is read: its Content-Length, or, for a body whose
+// memory before its body is read, and whether that is all it will hold: the
+// buffer its Content-Length is read into (bodyBuffer), or, for a body whose
 // size is not known before it is read (chunked, or compressed), its
 // Content-Length or 64 KiB, whichever is more (limitBody takes the rest of
 // the limit if it outgrows that, before reading more of it). Taking the
@@ -214,46 +228,83 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 // fill the default 64 MiB. Taking the rest once the body was read let
 // bodies of any number of such requests be read past the bound, and
 // requests holding 64 KiB each wait for each other.
-func produceReservation(r *http.Request, limit int64) int64 {
+func produceReservation(r *http.Request, limit int64) (want int64, known bool) {
 	switch strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))) {
 	case "", "identity":
 		if r.ContentLength >= 0 {
-			return r.ContentLength
+			return bodyBuffer(r.ContentLength, limit), true
 		}
 	}
-	return min(limit, max(r.ContentLength, 64<<10))
+	return min(limit, max(r.ContentLength, 64<<10)), false
 }
 
 // Request bodies of up to maxPooledBody bytes are read into pooled buffers:
 // at hundreds of MB/s of produce, allocating each body was a large share of
-// the garbage. Larger bodies are rare and allocated.
-const maxPooledBody = 1 << 20
+// the garbage. Larger bodies are rare and allocated. There is one pool per
+// power of two from minPooledBody, and a body's buffer is the smallest that
+// holds it (bodyBuffer): that capacity is what it takes from the produce
+// memory. With one pool of mixed sizes, a one-event body could be read into
+// a buffer of 1 MiB, and every small body took 64 KiB while it counted its
+// Content-Length: 2,000 one-event requests held 125 MiB and counted 400 KB.
+const (
+	minPooledShift = 10
+	maxPooledShift = 20
+	minPooledBody  = 1 << minPooledShift
+	maxPooledBody  = 1 << maxPooledShift
+)
 
-var bodyPool sync.Pool // of *[]byte
+var bodyPools [maxPooledShift - minPooledShift + 1]sync.Pool // of *[]byte
 
-// getBuf returns a buffer of length n, pooled when n is small enough, and
-// the handle to give it back with (putBuf; nil for a buffer that is not to
-// be pooled). Putting back the handle taken from the pool, rather than a
-// new pointer to the slice, spares an allocation per request.
-func getBuf(n int) ([]byte, *[]byte) {
-	if n <= maxPooledBody {
-		if p, ok := bodyPool.Get().(*[]byte); ok && cap(*p) >= n {
-			return (*p)[:n], p
-		}
-		b := make([]byte, n, max(n, 64<<10))
-		return b, &b
+// bodyBuffer is the capacity of the buffer that a body of n bytes is read
+// into, under the size limit: the power of two that holds it, from
+// minPooledBody to maxPooledBody, or n for a larger body and where the
+// power of two would be over the limit (a body may take all of the produce
+// memory, which is at least the limit, but not more).
+func bodyBuffer(n, limit int64) int64 {
+	if n <= 0 || n > maxPooledBody {
+		return max(n, 0)
 	}
-	return make([]byte, n), nil
+	c := max(int64(1)<<bits.Len64(uint64(n-1)), minPooledBody)
+	if c > limit {
+		return n
+	}
+	return c
 }
 
-// putBuf returns a buffer from getBuf to the pool, by its handle.
+// bodyPool is the pool of buffers of capacity c, if there is one.
+func bodyPool(c int) (*sync.Pool, bool) {
+	if c < minPooledBody || c > maxPooledBody || c&(c-1) != 0 {
+		return nil, false
+	}
+	return &bodyPools[bits.TrailingZeros(uint(c))-minPooledShift], true
+}
+
+// getBuf returns a buffer of length n and capacity c (at least n), pooled
+// when c is the size of a pool, and the handle to give it back with
+// (putBuf; nil for a buffer that is not to be pooled). Putting back the
+// handle taken from the pool, rather than a new pointer to the slice,
+// spares an allocation per request.
+func getBuf(n, c int) ([]byte, *[]byte) {
+	c = max(c, n)
+	pool, ok := bodyPool(c)
+	if !ok {
+		return make([]byte, n, c), nil
+	}
+	if p, ok := pool.Get().(*[]byte); ok {
+		return (*p)[:n], p
+	}
+	b := make([]byte, n, c)
+	return b, &b
+}
+
+// putBuf returns a buffer from getBuf to its pool, by its handle.
 func putBuf(p *[]byte) {
 	if p == nil {
 		return
 	}
-	if c := cap(*p); c >= 64<<10 && c <= maxPooledBody {
+	if pool, ok := bodyPool(cap(*p)); ok {
 		*p = (*p)[:0]
-		bodyPool.Put(p)
+		pool.Put(p)
 	}
 }
 
@@ -322,7 +373,7 @@ func readBody(r *http.Request, limit int64, readTimeout time.Duration, reserved 
 	// announce big bodies cannot hold memory. Growing took up to twice the
 	// body's size.
 	if r.ContentLength > 0 && (r.ContentLength <= maxPooledBody || reserved) && wire == nil {
-		data, buf := getBuf(int(r.ContentLength))
+		data, buf := getBuf(int(r.ContentLength), int(bodyBuffer(r.ContentLength, limit)))
 		if _, err := io.ReadFull(body, data); err != nil {
 			putBuf(buf)
 			return nil, nil, readError(err, readTimeout)

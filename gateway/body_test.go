@@ -603,3 +603,48 @@ func postStatus(url string, body io.Reader, statuses chan<- string) {
 	resp.Body.Close()
 	statuses <- fmt.Sprintf("%d %s", resp.StatusCode, b)
 }
+
+// A body's buffer is the power of two that holds it (from 1 KiB to 1 MiB,
+// and never over the size limit), and the pools give each size back only to
+// bodies of that size: a one-event body read into a pooled 1 MiB buffer
+// held 1 MiB while it counted 200 bytes of the produce memory.
+func TestBodyBuffersAreWhatBodiesHold(t *testing.T) {
+	for _, c := range []struct{ n, limit, want int64 }{
+		{0, 4 << 20, 0},
+		{1, 4 << 20, 1 << 10},
+		{200, 4 << 20, 1 << 10},
+		{1 << 10, 4 << 20, 1 << 10},
+		{1<<10 + 1, 4 << 20, 2 << 10},
+		{20_500, 4 << 20, 32 << 10},
+		{1 << 20, 4 << 20, 1 << 20},
+		{1<<20 + 1, 4 << 20, 1<<20 + 1},
+		{3 << 20, 4 << 20, 3 << 20},
+		{700, 1000, 700}, // 1 KiB is over the limit: its own size
+		{600, 1 << 10, 1 << 10},
+	} {
+		if got := bodyBuffer(c.n, c.limit); got != c.want {
+			t.Errorf("bodyBuffer(%d, limit %d) = %d, want %d", c.n, c.limit, got, c.want)
+		}
+	}
+	for n := 1; n <= 3<<20; n = n*3/2 + 1 {
+		c := int(bodyBuffer(int64(n), 4<<20))
+		b, h := getBuf(n, c)
+		if len(b) != n || cap(b) != c {
+			t.Fatalf("getBuf(%d, %d): len %d cap %d", n, c, len(b), cap(b))
+		}
+		if pooled := n <= maxPooledBody; (h != nil) != pooled {
+			t.Errorf("getBuf(%d): handle %v, want pooled %v", n, h != nil, pooled)
+		}
+		putBuf(h)
+	}
+	// A large buffer given back does not come out for a small body.
+	_, h := getBuf(maxPooledBody, maxPooledBody)
+	putBuf(h)
+	for range 10 {
+		b, h := getBuf(200, int(bodyBuffer(200, 4<<20)))
+		if cap(b) != 1<<10 {
+			t.Fatalf("a 200-byte body got a buffer of %d bytes, want 1 KiB", cap(b))
+		}
+		putBuf(h)
+	}
+}

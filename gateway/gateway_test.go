@@ -1032,9 +1032,36 @@ func TestRESTProduceWaitsForProduceMemory(t *testing.T) {
 	}
 }
 
+// A request takes from the produce memory the buffer its body is read
+// into, not only its Content-Length: one-event bodies of 200 bytes were
+// read into buffers of 64 KiB and counted 200 bytes, so that thousands of
+// them held hundreds of MiB under a produce memory of 64 MiB.
+func TestRESTProduceTakesItsBodyBuffer(t *testing.T) {
+	mem := broker.NewProduceMemory(64 << 20)
+	tg := serveGateway(t, gateway.Options{ProduceMemory: mem, ReadTimeout: 4 * time.Second})
+	waitFor := memWaiter(t, mem, tg)
+	gate := make(chan struct{})
+	tg.produced.gate.Store(&gate)
+	var wg sync.WaitGroup
+	for _, size := range []int{200, 5000} {
+		body := `{"n":"` + strings.Repeat("x", size-8) + `"}`
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if status, e := call(t, "POST", tg.producer+"/v1/topic/t/messages", "application/json", body); status != 200 {
+				t.Errorf("%d-byte body: %d %v", size, status, e)
+			}
+		}()
+	}
+	waitFor("two bodies hold 1 KiB and 8 KiB", func() bool { return mem.Held() == 9<<10 && tg.produced.calls.Load() == 2 })
+	close(gate)
+	wg.Wait()
+	waitFor("every byte given back", func() bool { return mem.Held() == 0 })
+}
+
 // A chunked body takes 64 KiB from the produce memory before it is read,
-// and the rest once read: it holds what it holds, not the size limit, and
-// a body that outgrows what is free waits for room.
+// and the rest once read: it holds what it holds (the buffer of its size),
+// not the size limit, and a body that outgrows what is free waits for room.
 func TestRESTChunkedProduceTakesWhatItHolds(t *testing.T) {
 	const limit = 1 << 20
 	mem := broker.NewProduceMemory(300 << 10)
@@ -1060,8 +1087,8 @@ func TestRESTChunkedProduceTakesWhatItHolds(t *testing.T) {
 	gate := make(chan struct{})
 	tg.produced.gate.Store(&gate)
 	first := post()
-	waitFor("the first body holds its size", func() bool { return mem.Held() == int64(len(body)) && tg.produced.calls.Load() == 1 })
-	// The second one starts (64 KiB are free), then waits for the rest.
+	// Once read, it moves to the buffer of its size: 256 KiB.
+	waitFor("the first body holds its buffer", func() bool { return mem.Held() == 256<<10 && tg.produced.calls.Load() == 1 })
 	second := post()
 	waitFor("the second body waits for room", func() bool { return mem.Waited() == 1 })
 	if n := tg.produced.calls.Load(); n != 1 {
