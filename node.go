@@ -170,7 +170,7 @@ func (n *Node) init() (err error) {
 	}
 
 	discovery := server.NewDiscovery(n.topology, n.readiness)
-	producer := server.NewProducer(m.Producing(n.producer)).WithMemory(mem)
+	producer := server.NewProducer(m.Producing(n.producer)).WithMemory(mem, n.producer.Limits().MaxRequestBytes)
 	n.produceSrv = producer
 	consumer := server.NewConsumer(m.Consuming(n.groups))
 	n.watches = server.NewHealthWatches()

@@ -40,6 +40,9 @@ type Producer struct {
 	// mem, if set, bounds the bytes of the batches that streams and unary
 	// calls took and did not store yet, across calls (WithMemory).
 	mem *broker.ProduceMemory
+	// maxRequestBytes is the request limit: a unary batch over it takes
+	// nothing from mem (WithMemory).
+	maxRequestBytes int
 	// unaryMemoryWait bounds the wait of a unary Produce for room in mem.
 	unaryMemoryWait time.Duration
 }
@@ -58,10 +61,12 @@ const defaultUnaryMemoryWait = time.Second
 // WithMemory makes the streams of s take the bytes of each batch from mem
 // until the batch is stored, and wait while it has no room: the budget of
 // each stream bounds one client, mem all of them. Unary Produce calls take
-// theirs too, and wait a second at most (see produceUnary). Call it before
-// serving.
-func (s *Producer) WithMemory(mem *broker.ProduceMemory) *Producer {
+// theirs too, and wait a second at most (see produceUnary), unless they are
+// over maxRequestBytes (0: no limit), the request limit of the Producing,
+// which refuses them. Call it before serving.
+func (s *Producer) WithMemory(mem *broker.ProduceMemory, maxRequestBytes int) *Producer {
 	s.mem = mem
+	s.maxRequestBytes = maxRequestBytes
 	return s
 }
 
@@ -153,21 +158,20 @@ func (s *Producer) produceUnary(ctx context.Context, b *produceBatch) (*floev1.P
 	return ackResponse(ack), nil
 }
 
-// limited is a Producing that says its limits, as *broker.Producer does.
-type limited interface{ Limits() broker.Limits }
-
 // overLimit says whether the events or the body of b exceed the request
-// limit of the Producing, if it says it.
+// limit given to WithMemory. It was asked of the Producing, which in the
+// broker is wrapped by the metrics and did not say it, so that a batch over
+// the limit waited for produce memory, then failed with Unavailable ("send
+// it again later") instead of the error that names the limit.
 func (s *Producer) overLimit(b *produceBatch) bool {
-	l, ok := s.p.(limited)
-	if !ok || l.Limits().MaxRequestBytes <= 0 {
+	if s.maxRequestBytes <= 0 {
 		return false
 	}
 	n := len(b.body)
 	for _, e := range b.events {
 		n += len(e)
 	}
-	return n > l.Limits().MaxRequestBytes
+	return n > s.maxRequestBytes
 }
 
 // Bounds of one ProduceStream: at most maxStreamInflight batches taken from

@@ -148,7 +148,7 @@ func TestProduceStreamTakesProduceMemory(t *testing.T) {
 	p := &storingProducing{slowProducing: slowProducing{release: make(chan struct{})}}
 	// A batch holds its event and 24 bytes per slot of its events slice.
 	mem := broker.NewProduceMemory(4*size + 4096)
-	srv := NewProducer(p).WithMemory(mem)
+	srv := NewProducer(p).WithMemory(mem, 0)
 	if n := runStuckOn(t, srv, size, 1); n != 5 {
 		t.Fatalf("the server read %d batches of %d bytes with room for 4 in its produce memory, want 5", n, size)
 	}
@@ -243,7 +243,7 @@ func TestBatchSizeCountsWhatItHolds(t *testing.T) {
 func TestProduceStreamUnreadAnswersHoldNoProduceMemory(t *testing.T) {
 	const size = 1 << 20
 	mem := broker.NewProduceMemory(4*size + 4096)
-	srv := NewProducer(instant{}).WithMemory(mem)
+	srv := NewProducer(instant{}).WithMemory(mem, 0)
 	for range 2 {
 		if n := runStuckOn(t, srv, size, 1); n > maxStreamInflight+2 {
 			t.Fatalf("the server read %d batches of a client that reads no answer, want at most %d", n, maxStreamInflight+2)

@@ -22,7 +22,7 @@ import (
 func TestUnaryProduceTakesProduceMemory(t *testing.T) {
 	p := &storingProducing{slowProducing: slowProducing{release: make(chan struct{})}}
 	pm := broker.NewProduceMemory(1 << 20)
-	srv := NewProducer(p).WithMemory(pm)
+	srv := NewProducer(p).WithMemory(pm, 0)
 	srv.unaryMemoryWait = 50 * time.Millisecond
 	const size = 700 << 10
 	msg := marshal(t, &floev1.ProduceRequest{Topic: "t", Events: []*floev1.Event{{Data: bytes.Repeat([]byte("1"), size)}}})
@@ -85,7 +85,7 @@ func (p limitedProducing) Produce(ctx context.Context, topic, key string, events
 func TestUnaryProduceOverLimitTakesNoMemory(t *testing.T) {
 	p := limitedProducing{&storingProducing{slowProducing: slowProducing{release: make(chan struct{})}}, 800 << 10}
 	pm := broker.NewProduceMemory(1 << 20)
-	srv := NewProducer(p).WithMemory(pm)
+	srv := NewProducer(p).WithMemory(pm, p.max)
 	srv.unaryMemoryWait = 10 * time.Second
 	call := func(size int) error {
 		msg := marshal(t, &floev1.ProduceRequest{Topic: "t", Events: []*floev1.Event{{Data: bytes.Repeat([]byte("1"), size)}}})
