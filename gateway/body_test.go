@@ -648,3 +648,37 @@ func TestBodyBuffersAreWhatBodiesHold(t *testing.T) {
 		putBuf(h)
 	}
 }
+
+// A compressed body of known length takes its Content-Length (at least
+// 64 KiB) before it is read, then, as it decodes to more, the rest of the
+// limit, and once read it holds the buffer of what it decoded to. One of
+// 80 KB on the wire that decoded to 4 MiB held 4 MiB while it took 80 KB:
+// only bodies without a length could grow.
+func TestCompressedBodyOfKnownLengthHoldsWhatItDecodesTo(t *testing.T) {
+	const limit = 4 << 20
+	mem := broker.NewProduceMemory(16 << 20)
+	noise := make([]byte, 70<<10)
+	rand.Read(noise)
+	payload := []byte(`{"a":"` + fmt.Sprintf("%x", noise) + strings.Repeat("x", limit-100-140<<10) + `"}`)
+	wire := gz(t, payload)
+	if len(wire) < 64<<10 {
+		t.Fatalf("the compressed body is %d bytes, want 64 KiB or more", len(wire))
+	}
+	var heldInside int64
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { heldInside = mem.Held() })
+	h := limitBodyPaced(limit, 10*time.Second, mem, heldBodyPace{grace: 5 * time.Second, rate: 1 << 30}, next)
+	req := httptest.NewRequest(http.MethodPost, "/v1/topic/t/messages", bytes.NewReader(wire))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d %s", rec.Code, rec.Body)
+	}
+	if want := bodyBuffer(int64(len(payload)), limit); heldInside != want {
+		t.Errorf("a body of %d bytes on the wire, %d decoded, held %d bytes of produce memory while answered, want %d", len(wire), len(payload), heldInside, want)
+	}
+	if mem.Held() != 0 {
+		t.Errorf("%d bytes held once answered", mem.Held())
+	}
+}
