@@ -339,17 +339,20 @@ func (c *Coordinator) Commit(ctx context.Context, consumerID string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m, _, err := c.enter(consumerID, true)
+	m, registered, err := c.enter(consumerID, true)
 	if err != nil {
 		return err
 	}
 	defer c.leave(m)
-	return c.commitDurably(ctx, m)
+	return c.commitDurably(ctx, m, registered)
 }
 
 // commitDurably commits m's read positions and waits for their fsync.
-func (c *Coordinator) commitDurably(ctx context.Context, m *member) error {
-	if err := c.settle(ctx, m, false, 0); err != nil {
+func (c *Coordinator) commitDurably(ctx context.Context, m *member, registered uint64) error {
+	if err := c.settle(ctx, m, false, registered); err != nil {
+		if errors.Is(err, errSuperseded) {
+			return nil
+		}
 		return err
 	}
 	if err := c.log.SyncGroupOffsets(); err != nil {
@@ -366,19 +369,19 @@ func (c *Coordinator) Goodbye(ctx context.Context, consumerID string, commit boo
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m, _, err := c.enter(consumerID, true)
+	m, registered, err := c.enter(consumerID, true)
 	if err != nil {
 		return err
 	}
 	defer c.leave(m)
 	if commit {
-		if err := c.commitDurably(ctx, m); err != nil {
+		if err := c.commitDurably(ctx, m, registered); err != nil {
 			return err
 		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m.gone {
+	if m.gone || m.registered != registered {
 		// Expired or unregistered meanwhile: the outcome is the same.
 		return nil
 	}

@@ -61,9 +61,10 @@ func (c *Coordinator) loadJobsLocked(g *groupState) []*ioJob {
 // poll at the committed offset, loading it first if needed. It waits for I/O
 // other calls have in flight on the same positions, so that commits of a
 // stream are serialized and a new owner never starts before a commit of the
-// previous owner that was already in flight has landed. A poll (start) that
-// began under registration registered of m, and m was registered again
-// since, gets errSuperseded.
+// previous owner that was already in flight has landed. A call that began
+// under registration registered of m, when m was registered again since,
+// gets errSuperseded: a poll, and a commit too, which would otherwise commit
+// what the new instance was given and has not processed yet.
 func (c *Coordinator) settle(ctx context.Context, m *member, start bool, registered uint64) error {
 	for {
 		c.mu.Lock()
@@ -71,7 +72,7 @@ func (c *Coordinator) settle(ctx context.Context, m *member, start bool, registe
 			c.mu.Unlock()
 			return err
 		}
-		if start && m.registered != registered {
+		if m.registered != registered {
 			c.mu.Unlock()
 			return errSuperseded
 		}
