@@ -532,19 +532,72 @@ func TestTwoMembersSplitAndThirdJoins(t *testing.T) {
 }
 
 // Members of one group may subscribe to different topics: each topic is
-// dealt to its own subscribers.
+// dealt to its own subscribers, each stream to the one with the fewest so
+// far. a reads all of x, so b, the only other reader of y, gets y.
 func TestMixedSubscriptions(t *testing.T) {
 	e := newEnv(t)
 	e.register("a", "g", group.StartFromEarliest, "x", "y")
 	e.register("b", "g", group.StartFromEarliest, "y")
 	o := owners(e.c, "g")
 	for i := range testRanges {
-		if o[e.stream("x", i)] != "a" {
-			t.Fatalf("x/%d owned by %q, want a", i, o[e.stream("x", i)])
+		if o[e.stream("x", i)] != "a" || o[e.stream("y", i)] != "b" {
+			t.Fatalf("x/%d owned by %q, y/%d by %q; want a and b", i, o[e.stream("x", i)], i, o[e.stream("y", i)])
 		}
 	}
-	if n := len(assigned(e.c, "g")["b"]); n != testRanges/2 {
-		t.Fatalf("b owns %d streams of y, want %d", n, testRanges/2)
+	e.register("c", "g", group.StartFromEarliest, "x", "y")
+	if got := assigned(e.c, "g"); len(got["a"]) != 3 || len(got["b"]) != 3 || len(got["c"]) != 2 {
+		t.Fatalf("three members: %v, want 3, 3 and 2 streams", got)
+	}
+	e.check()
+}
+
+// The streams of many topics are spread over all the members: each topic
+// was dealt from the first member again, so that 8 members of 10 topics of
+// 4 streams read 10, 10, 10, 10, 0, 0, 0 and 0 streams.
+func TestStreamsOfManyTopicsAreSpreadOverEveryMember(t *testing.T) {
+	e := newEnv(t)
+	var topics []string
+	for i := range 10 {
+		topics = append(topics, fmt.Sprintf("t%d", i))
+	}
+	for i := range 8 {
+		e.register(fmt.Sprintf("c%d", i), "g", group.StartFromLatest, topics...)
+	}
+	for id, streams := range assigned(e.c, "g") {
+		if n := len(streams); n != 10*testRanges/8 {
+			t.Errorf("%s reads %d streams, want %d", id, n, 10*testRanges/8)
+		}
+	}
+	e.check()
+}
+
+// A live group forgets the positions of streams no member reads any more
+// (their committed offsets stay in the store): it kept one for every stream
+// its members ever read.
+func TestLiveGroupForgetsStreamsNoMemberReads(t *testing.T) {
+	e := newEnv(t)
+	e.register("keeper", "g", group.StartFromEarliest, "base")
+	e.produce("old", 0, 3, "x")
+	e.register("c", "g", group.StartFromEarliest, "old")
+	if n := countEvents(e.poll("c")); n != 3 {
+		t.Fatalf("c read %d events of old, want 3", n)
+	}
+	if err := e.c.Commit(context.Background(), "c"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		e.register("c", "g", group.StartFromLatest, fmt.Sprintf("topic-%d", i))
+	}
+	for _, g := range e.c.Stats().Groups {
+		if g.Group == "g" && len(g.Streams) != 2*testRanges {
+			t.Errorf("group g holds %d positions for the 2 topics its members read, want %d", len(g.Streams), 2*testRanges)
+		}
+	}
+	// Read again, the stream resumes from its committed offset.
+	e.produce("old", 0, 2, "y")
+	e.register("c", "g", group.StartFromLatest, "old")
+	if n := countEvents(e.poll("c")); n != 2 {
+		t.Errorf("c read %d events of old again, want the 2 after its commit", n)
 	}
 	e.check()
 }

@@ -171,6 +171,7 @@ func (m *model) deal(g string) map[store.Stream]string {
 	slices.Sort(topics)
 	topics = slices.Compact(topics)
 	out := map[store.Stream]string{}
+	load := map[string]int{}
 	for _, t := range topics {
 		var subs []string
 		for _, id := range ids {
@@ -178,8 +179,16 @@ func (m *model) deal(g string) map[store.Stream]string {
 				subs = append(subs, id)
 			}
 		}
-		for i, st := range m.ring.Streams(t) {
-			out[st] = subs[i%len(subs)]
+		for _, st := range m.ring.Streams(t) {
+			// The subscriber with the fewest streams, the first by id.
+			least := subs[0]
+			for _, id := range subs[1:] {
+				if load[id] < load[least] {
+					least = id
+				}
+			}
+			out[st] = least
+			load[least]++
 		}
 	}
 	return out
