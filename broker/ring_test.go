@@ -236,10 +236,11 @@ func TestNextStreamSpreadsEvenly(t *testing.T) {
 	for _, n := range []int{1, 3, 4, 16} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			r := broker.NewRing(n)
-			// In turn, from one goroutine.
-			for i := range 3 * n {
-				if got := r.NextStream("t").RangeIndex; got != uint32(i%n) {
-					t.Fatalf("call %d: sub-range %d, want %d", i, got, i%n)
+			// In turn, from one goroutine, from where the topic starts.
+			first := r.NextStream("t").RangeIndex
+			for i := 1; i < 3*n; i++ {
+				if got, want := r.NextStream("t").RangeIndex, (first+uint32(i))%uint32(n); got != want {
+					t.Fatalf("call %d: sub-range %d, want %d", i, got, want)
 				}
 			}
 			// Concurrently: exactly even.
@@ -267,6 +268,45 @@ func TestNextStreamSpreadsEvenly(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Each topic has its own turn: one turn for all topics put each topic of a
+// producer that sent to 4 topics in a row in one sub-range.
+func TestNextStreamTurnsPerTopic(t *testing.T) {
+	r := broker.NewRing(4)
+	topics := []string{"rrA", "rrB", "rrC", "rrD"}
+	seen := map[string]map[uint32]bool{}
+	for range 4 {
+		for _, topic := range topics {
+			if seen[topic] == nil {
+				seen[topic] = map[uint32]bool{}
+			}
+			seen[topic][r.NextStream(topic).RangeIndex] = true
+		}
+	}
+	for _, topic := range topics {
+		if len(seen[topic]) != 4 {
+			t.Errorf("4 requests to %s went to sub-ranges %v, want all 4", topic, seen[topic])
+		}
+	}
+	// Topics start at different sub-ranges, so that many topics with one
+	// request each do not all land in the first.
+	starts := map[uint32]int{}
+	r = broker.NewRing(4)
+	for i := range 100 {
+		starts[r.NextStream(fmt.Sprintf("topic-%d", i)).RangeIndex]++
+	}
+	if len(starts) != 4 {
+		t.Errorf("100 topics started at sub-ranges %v, want all 4", starts)
+	}
+}
+
+func BenchmarkNextStream(b *testing.B) {
+	r := broker.NewRing(4)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.NextStream("orders")
 	}
 }
 
