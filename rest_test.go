@@ -387,7 +387,7 @@ func TestRESTErrors(t *testing.T) {
 	for _, q := range []string{"maxBytes=abc", "maxEvents=-1", "timeout=1e3"} {
 		ex := do(t, nil, "POST", k+"/v1/consumer/poll?consumerId=x&"+q, "", nil, "", nil)
 		name := strings.Split(q, "=")[0]
-		want := fmt.Sprintf("query parameter %s: %q is not a non-negative integer", name, strings.Split(q, "=")[1])
+		want := fmt.Sprintf("parameter %s: %q is not a non-negative integer", name, strings.Split(q, "=")[1])
 		if e := errorShape(t, ex, 400, 1001); e["message"] != want {
 			t.Errorf("poll ?%s: message %q, want %q", q, e["message"], want)
 		}

@@ -9,7 +9,7 @@ import (
 const MaxTopicLen = 249
 
 // ValidateTopic checks that name is 1-249 characters of ASCII letters,
-// digits, '.', '_' and '-'. The error wraps ErrInvalidTopic and says what is wrong.
+// digits, '.', '_' and '-', and neither "." nor "..". The error wraps ErrInvalidTopic and says what is wrong.
 func ValidateTopic(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: the topic name is empty", ErrInvalidTopic)
@@ -25,6 +25,12 @@ func ValidateTopic(name string) error {
 	}
 	if len(name) > MaxTopicLen {
 		return fmt.Errorf("%w: %d characters, the maximum is %d", ErrInvalidTopic, len(name), MaxTopicLen)
+	}
+	if name == "." || name == ".." {
+		// As Kafka: HTTP clients remove such segments from a URL's path
+		// (/v1/topic/./messages is /v1/topic/messages to curl), so they
+		// could not produce to it.
+		return fmt.Errorf("%w: %q is not a topic name: clients remove \".\" and \"..\" from URLs", ErrInvalidTopic, name)
 	}
 	return nil
 }

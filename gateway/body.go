@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -210,6 +211,13 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 		r.Body = rb
 		r.ContentLength = int64(len(data))
 		r.Header.Del("Content-Encoding")
+		// The generated handler reads the parameters from r.Form, which
+		// its ParseForm leaves as set here (a query that does not parse
+		// is left to it, for its error).
+		if q, err := url.ParseQuery(r.URL.RawQuery); err == nil {
+			keepKnownParams(q)
+			r.Form, r.PostForm = q, url.Values{}
+		}
 		next.ServeHTTP(w, r)
 		// The request is answered: nothing holds its events any more (the
 		// store does not read them after Append returns, and Pebble copied
@@ -473,6 +481,12 @@ func decodeConsumerBody(readTimeout time.Duration, next http.Handler) http.Handl
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 		if enc == "" || enc == "identity" || !strings.Contains(consumerRoutes(r.URL.Path), r.Method) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.ContentLength == 0 {
+			// No body: nothing to decode, whatever the encoding would be.
+			r.Header.Del("Content-Encoding")
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -210,7 +210,7 @@ func TestRESTRepeatedParameters(t *testing.T) {
 	} {
 		status, e := call(t, tc.method, tc.url, "application/json", "{}")
 		wantRESTError(t, tc.url, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
-			fmt.Sprintf("query parameter %s: more than one value (%s); give it once", tc.param, tc.values))
+			fmt.Sprintf("parameter %s: more than one value (%s); give it once", tc.param, tc.values))
 	}
 	if n := tg.produced.calls.Load(); n != 0 {
 		t.Errorf("%d refused produce requests reached the producer", n)
@@ -249,7 +249,38 @@ func TestRESTEmptyValueIsAbsent(t *testing.T) {
 	// A value that does not parse is still refused.
 	status, e := call(t, "POST", c+"/poll?consumerId=e&timeout=x", "", "")
 	wantRESTError(t, "timeout=x", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
-		`query parameter timeout: "x" is not a non-negative integer`)
+		`parameter timeout: "x" is not a non-negative integer`)
+}
+
+// Parameters no route takes are ignored, also those shaped like the
+// protobuf requests, which got grpc-gateway's wording ("invalid path:
+// \"topic\" is not a message"); empty topic= values are dropped, and topic
+// given both in the query and in a form body is refused, as any other
+// parameter given in both is.
+func TestRESTTopicAndUnknownParameters(t *testing.T) {
+	tg := serveGateway(t, gateway.Options{})
+	c := tg.consumer + "/v1/consumer"
+	for _, u := range []string{
+		tg.producer + "/v1/topic/t/messages?events=abc",
+		tg.producer + "/v1/topic/t/messages?partitionKey.x=1&body=2&foo=3",
+	} {
+		if status, e := call(t, "POST", u, "application/json", "{}"); status != 200 {
+			t.Errorf("POST %s: %d %+v, want 200", u, status, e)
+		}
+	}
+	if status, e := call(t, "PUT", c+"/register?consumerId=u&topic=a&topic=&topic.name=b&events=x", "", ""); status != 200 {
+		t.Fatalf("register with an empty topic and unknown parameters: %d %+v", status, e)
+	}
+	if s := tg.c.Stats(); len(s.Groups) != 1 || len(s.Groups[0].Members) != 1 || !slices.Equal(s.Groups[0].Members[0].Topics, []string{"a"}) {
+		t.Errorf("registered %+v, want consumer u reading topic a", s.Groups)
+	}
+	status, e := call(t, "PUT", c+"/register?consumerId=u&topic=", "", "")
+	if status != 400 || strings.Contains(e.Message, "empty") {
+		t.Errorf("register with topic= alone: %d %q, want 400 for a missing topic", status, e.Message)
+	}
+	status, e = call(t, "PUT", c+"/register?consumerId=u&topic=a", "application/x-www-form-urlencoded", "topic=b")
+	wantRESTError(t, "topic in the query and the form body", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
+		"invalid parameter: parameter topic is given both in the query and in the form body; give it in one of them")
 }
 
 // A parameter given under both of its names (the documented one and the
@@ -273,7 +304,7 @@ func TestRESTParameterUnderTwoNames(t *testing.T) {
 	} {
 		status, e := call(t, tc.method, tc.url, "application/json", "{}")
 		wantRESTError(t, tc.url, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
-			"invalid parameter: query parameter "+tc.message+"; give it once")
+			"invalid parameter: parameter "+tc.message+"; give it once")
 	}
 	// A form body fills the same parameters as the query.
 	for _, tc := range []struct{ method, url, body, message string }{
@@ -283,7 +314,7 @@ func TestRESTParameterUnderTwoNames(t *testing.T) {
 	} {
 		status, e := call(t, tc.method, tc.url, "application/x-www-form-urlencoded", tc.body)
 		wantRESTError(t, tc.url+" with the form body "+tc.body, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
-			"invalid parameter: query parameter "+tc.message+"; give it once")
+			"invalid parameter: parameter "+tc.message+"; give it once")
 	}
 	// A register's JSON body never adds a parameter that the query gives
 	// under either name: the query wins.
@@ -525,7 +556,7 @@ func TestRESTConsumerFormErrors(t *testing.T) {
 		{"an escape in the register body", c + "/register?topic=t", form, "consumerId=a%", `the form body does not parse: invalid URL escape "%"`},
 		{"a Content-Type that does not parse", c + "/poll?consumerId=a", "application/x-www-form-urlencoded; =", "", "the Content-Type header does not parse: mime: invalid media parameter"},
 		{"an escape in a produce query", tg.producer + "/v1/topic/t/messages?partitionKey=%zz", "application/json", "{}", `the query string does not parse: invalid URL escape "%zz"`},
-		{"a value out of range", c + "/poll?consumerId=a&timeout=4294967296", "", "", `query parameter timeout: "4294967296" is out of range: it must be at most 4294967295`},
+		{"a value out of range", c + "/poll?consumerId=a&timeout=4294967296", "", "", `parameter timeout: "4294967296" is out of range: it must be at most 4294967295`},
 	} {
 		status, e := call(t, "POST", tc.url, tc.ct, tc.body)
 		wantRESTError(t, tc.what, status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, tc.message)
@@ -907,6 +938,14 @@ func TestRESTConsumerBodyEncoding(t *testing.T) {
 	}
 	if s := tg.c.Stats(); s.Members != 0 {
 		t.Errorf("goodbye with a gzip form body left the consumer registered: %+v", s)
+	}
+	// Without a body, the encoding does not matter: there is nothing to
+	// decode (br got 415 where gzip passed).
+	for _, enc := range []string{"br", "gzip"} {
+		resp, data := send(t, "POST", c+"/poll?consumerId=nobody", http.Header{"Content-Encoding": {enc}}, "")
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("a poll without a body, Content-Encoding %s: %d %s, want 409 (not registered)", enc, resp.StatusCode, data)
+		}
 	}
 	// A gzip form body over the form limit once decoded gets the form's 413.
 	var e restError

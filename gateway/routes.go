@@ -147,7 +147,12 @@ func parseConsumerForm(readTimeout time.Duration, next http.Handler) http.Handle
 			writeError(w, formError(err, r.URL.RawQuery, readTimeout))
 			return
 		}
+		keepKnownParams(r.Form)
 		if err := aliasError(r.Form); err != nil {
+			writeError(w, server.ErrorOf(err))
+			return
+		}
+		if err := repeatedInBoth(r); err != nil {
 			writeError(w, server.ErrorOf(err))
 			return
 		}
@@ -203,13 +208,78 @@ var valueParams = func() map[string]bool {
 // parameter is taken as absent, as an empty string parameter already is
 // (group= is the default group), rather than refused as a value that does
 // not parse. PolarStreams skips the commit of a goodbye only for
-// commit=false, so commit= commits there too.
+// commit=false, so commit= commits there too. The empty values of a
+// parameter that may be repeated (topic=a&topic=) are dropped too: topic=
+// alone is a missing topic, not a topic with an empty name.
 func dropEmptyValues(form url.Values) {
 	for k, vs := range form {
-		if valueParams[k] && !slices.ContainsFunc(vs, func(v string) bool { return v != "" }) {
+		switch {
+		case repeatedParams[k]:
+			if vs = slices.DeleteFunc(vs, func(v string) bool { return v == "" }); len(vs) == 0 {
+				delete(form, k)
+			} else {
+				form[k] = vs
+			}
+		case valueParams[k] && !slices.ContainsFunc(vs, func(v string) bool { return v != "" }):
 			delete(form, k)
 		}
 	}
+}
+
+// repeatedParams are the parameters that may be given several times
+// (topic), under both of their names.
+var repeatedParams = func() map[string]bool {
+	params := map[string]bool{}
+	forEachRequestField(func(f protoreflect.FieldDescriptor) {
+		if f.IsList() && f.Kind() != protoreflect.MessageKind {
+			params[string(f.Name())] = true
+			params[f.JSONName()] = true
+		}
+	})
+	return params
+}()
+
+// knownParams are the parameters of the REST API's requests, under both of
+// their names: the fields of its requests that are not messages.
+var knownParams = func() map[string]bool {
+	params := map[string]bool{}
+	forEachRequestField(func(f protoreflect.FieldDescriptor) {
+		if f.Kind() != protoreflect.MessageKind {
+			params[string(f.Name())] = true
+			params[f.JSONName()] = true
+		}
+	})
+	return params
+}()
+
+// keepKnownParams removes from form the parameters that no route takes.
+// PolarStreams ignores them, and so did grpc-gateway's parser, except for
+// names shaped like the protobuf requests (events=x, topic.name=b), which
+// got its own wording: "invalid path: \"topic\" is not a message".
+func keepKnownParams(form url.Values) {
+	for k := range form {
+		if !knownParams[k] {
+			delete(form, k)
+		}
+	}
+}
+
+// repeatedInBoth refuses a parameter that may be repeated (topic) given
+// both in the query and in a form body, as any other parameter given in
+// both is: the values were added up, where a JSON body's give way to the
+// query's.
+func repeatedInBoth(r *http.Request) error {
+	if len(r.PostForm) == 0 {
+		return nil
+	}
+	query := r.URL.Query()
+	for k := range r.PostForm {
+		if repeatedParams[k] && (len(query[k]) > 0 || len(query[lowerCamel(k)]) > 0 || len(query[snakeCase(k)]) > 0) {
+			return fmt.Errorf("%w: parameter %s is given both in the query and in the form body; give it in one of them",
+				broker.ErrInvalidParameter, paramNames[k])
+		}
+	}
+	return nil
 }
 
 // formError is the answer to a request whose ParseForm failed with err.
@@ -310,7 +380,7 @@ func aliasError(form url.Values) error {
 			continue
 		}
 		if other, ok := seen[name]; ok {
-			return fmt.Errorf("%w: query parameter %s is given twice, as %s and as %s; give it once",
+			return fmt.Errorf("%w: parameter %s is given twice, as %s and as %s; give it once",
 				broker.ErrInvalidParameter, name, other, k)
 		}
 		seen[name] = k
@@ -343,17 +413,17 @@ func restParameterNames(msg string) string {
 		if m[4] == "value out of range" {
 			name := lowerCamel(m[1])
 			if r := paramRanges[name]; r != "" {
-				return fmt.Sprintf("query parameter %s: %s is out of range: it must be %s", name, m[3], r)
+				return fmt.Sprintf("parameter %s: %s is out of range: it must be %s", name, m[3], r)
 			}
-			return fmt.Sprintf("query parameter %s: %s is out of range", name, m[3])
+			return fmt.Sprintf("parameter %s: %s is out of range", name, m[3])
 		}
-		return fmt.Sprintf("query parameter %s: %s is not %s", lowerCamel(m[1]), m[3], kind)
+		return fmt.Sprintf("parameter %s: %s is not %s", lowerCamel(m[1]), m[3], kind)
 	}
 	if m := queryRepeatedError.FindStringSubmatch(msg); m != nil {
-		return fmt.Sprintf("query parameter %s: more than one value (%s); give it once", lowerCamel(m[1]), m[2])
+		return fmt.Sprintf("parameter %s: more than one value (%s); give it once", lowerCamel(m[1]), m[2])
 	}
 	if m := queryFieldError.FindStringSubmatch(msg); m != nil {
-		return fmt.Sprintf("query parameter %s: %s", lowerCamel(m[1]), m[2])
+		return fmt.Sprintf("parameter %s: %s", lowerCamel(m[1]), m[2])
 	}
 	// net/url's errors, from the generated handler's ParseForm on the routes
 	// whose parameters come from the query alone (the consumer API's routes

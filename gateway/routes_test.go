@@ -14,15 +14,15 @@ import (
 // parameters as its documentation spells them.
 func TestRESTParameterNames(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
-		{`parsing field "max_bytes": strconv.ParseUint: parsing "abc": invalid syntax`, `query parameter maxBytes: "abc" is not a non-negative integer`},
-		{`parsing field "timeout": strconv.ParseUint: parsing "99999999999": value out of range`, `query parameter timeout: "99999999999" is out of range: it must be at most 4294967295`},
-		{`parsing field "commit": strconv.ParseBool: parsing "yes": invalid syntax`, `query parameter commit: "yes" is not true or false`},
-		{`too many values for field "max_bytes": 1, 2`, `query parameter maxBytes: more than one value (1, 2); give it once`},
-		{`too many values for field "consumer_id": a, b, c`, `query parameter consumerId: more than one value (a, b, c); give it once`},
-		{`too many values for field "partition_key": , x`, `query parameter partitionKey: more than one value (, x); give it once`},
-		{`too many values for field "on_new_group": a, b`, `query parameter onNewGroup: more than one value (a, b); give it once`},
-		{`parsing list "topic": something new`, `query parameter topic: something new`},
-		{`parsing field "max_events": something new`, `query parameter maxEvents: something new`},
+		{`parsing field "max_bytes": strconv.ParseUint: parsing "abc": invalid syntax`, `parameter maxBytes: "abc" is not a non-negative integer`},
+		{`parsing field "timeout": strconv.ParseUint: parsing "99999999999": value out of range`, `parameter timeout: "99999999999" is out of range: it must be at most 4294967295`},
+		{`parsing field "commit": strconv.ParseBool: parsing "yes": invalid syntax`, `parameter commit: "yes" is not true or false`},
+		{`too many values for field "max_bytes": 1, 2`, `parameter maxBytes: more than one value (1, 2); give it once`},
+		{`too many values for field "consumer_id": a, b, c`, `parameter consumerId: more than one value (a, b, c); give it once`},
+		{`too many values for field "partition_key": , x`, `parameter partitionKey: more than one value (, x); give it once`},
+		{`too many values for field "on_new_group": a, b`, `parameter onNewGroup: more than one value (a, b); give it once`},
+		{`parsing list "topic": something new`, `parameter topic: something new`},
+		{`parsing field "max_events": something new`, `parameter maxEvents: something new`},
 		{`invalid URL escape "%zz"`, `the query string does not parse: invalid URL escape "%zz"`},
 		{`invalid semicolon separator in query`, `the query string does not parse: invalid semicolon separator in query`},
 		{`something new`, `something new`},
@@ -37,7 +37,7 @@ func TestRESTParameterNames(t *testing.T) {
 	if e := errorBodyOf(server.Status(invalidParameter(msg))); e.GetStatus() != 400 || e.GetMessage() != msg {
 		t.Errorf("Floe's message rewritten: %v", e)
 	}
-	if e := errorBodyOf(status.Error(codes.InvalidArgument, msg)); e.GetStatus() != 400 || e.GetMessage() != `query parameter maxBytes: more than one value (1, 2); give it once` {
+	if e := errorBodyOf(status.Error(codes.InvalidArgument, msg)); e.GetStatus() != 400 || e.GetMessage() != `parameter maxBytes: more than one value (1, 2); give it once` {
 		t.Errorf("the parser's error: %v", e)
 	}
 }
