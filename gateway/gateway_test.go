@@ -278,6 +278,10 @@ func TestRESTTopicAndUnknownParameters(t *testing.T) {
 	if status != 400 || strings.Contains(e.Message, "empty") {
 		t.Errorf("register with topic= alone: %d %q, want 400 for a missing topic", status, e.Message)
 	}
+	// A JSON body lists its topics: an empty one is refused, as over gRPC.
+	status, e = call(t, "PUT", c+"/register", "application/json", `{"id":"j","topics":["a",""]}`)
+	wantRESTError(t, "an empty topic in a JSON body", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_TOPIC,
+		"invalid topic name: the topic name is empty")
 	status, e = call(t, "PUT", c+"/register?consumerId=u&topic=a", "application/x-www-form-urlencoded", "topic=b")
 	wantRESTError(t, "topic in the query and the form body", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
 		"invalid parameter: parameter topic is given both in the query and in the form body; give it in one of them")

@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/floe-streams/floe/broker"
 	floev1 "github.com/floe-streams/floe/gen/floe/v1"
+	"github.com/floe-streams/floe/server"
 )
 
 // registerBody is the JSON body form of register that PolarStreams clients
@@ -98,6 +101,12 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 		if rb.ID != "" && rb.ConsumerID != "" && rb.ID != rb.ConsumerID {
 			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER, http.StatusBadRequest,
 				fmt.Sprintf("register body: id %q and consumerId %q name different consumers; give one of them", rb.ID, rb.ConsumerID)))
+			return
+		}
+		if slices.Contains(rb.Topics, "") || slices.Contains(rb.Topic, "") {
+			// As over gRPC: a body lists its topics, and an empty one is
+			// not a topic left out (copied to the query, it would be).
+			writeError(w, server.ErrorOf(broker.ValidateTopic("")))
 			return
 		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
