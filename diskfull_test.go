@@ -1,3 +1,5 @@
+//go:build unix
+
 package floe_test
 
 import (
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
 	"github.com/floe-streams/floe"
@@ -17,10 +20,11 @@ import (
 
 // Short of disk space, produce is refused over REST (507 DISK_FULL) and
 // gRPC (ResourceExhausted with its ErrorInfo), nothing is stored, and
-// consumers go on. The margin kept free is larger than any disk, so the
-// test fills nothing.
+// consumers go on. The margin kept free is all of the volume but a byte
+// (more than is free, which the file system's own blocks take from), so
+// the test fills nothing.
 func TestProduceRefusedWhileTheDiskIsNearlyFull(t *testing.T) {
-	_, a := startNode(t, func(o *floe.Options) { o.MinFreeDisk = 1 << 50; o.MetricsAddr = "127.0.0.1:0" })
+	_, a := startNode(t, func(o *floe.Options) { o.MinFreeDisk = volumeSize(t, o.DataDir) - 1; o.MetricsAddr = "127.0.0.1:0" })
 
 	resp, err := http.Post("http://"+a.Producer+"/v1/topic/full/messages", "application/json", strings.NewReader(`{"n":1}`))
 	if err != nil {
@@ -35,7 +39,7 @@ func TestProduceRefusedWhileTheDiskIsNearlyFull(t *testing.T) {
 		Message string `json:"message"`
 	}
 	if err := json.Unmarshal(body, &e); err != nil || resp.StatusCode != 507 || e.Status != 507 || e.Code != 5004 ||
-		e.Error != "DISK_FULL" || !strings.Contains(e.Message, "less than the 1.0 PiB kept free") {
+		e.Error != "DISK_FULL" || !strings.Contains(e.Message, "kept free") {
 		t.Fatalf("REST produce short of space: %d %s", resp.StatusCode, body)
 	}
 
@@ -67,5 +71,26 @@ func TestProduceRefusedWhileTheDiskIsNearlyFull(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(metrics), "\nfloe_store_disk_full 1\n") {
 		t.Errorf("metrics do not say floe_store_disk_full 1")
+	}
+}
+
+// volumeSize is the size of the volume of dir.
+func volumeSize(t *testing.T, dir string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Blocks) * int64(st.Bsize) //nolint:unconvert // field types differ between platforms
+}
+
+// A margin as large as the volume can never be met: the broker refuses to
+// start rather than say it is healthy and refuse every event.
+func TestMinFreeDiskOverTheVolumeIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, err := floe.New(floe.Options{DataDir: dir, MinFreeDisk: volumeSize(t, dir), GRPCAddr: "127.0.0.1:0",
+		DiscoveryAddr: "127.0.0.1:0", ProducerAddr: "127.0.0.1:0", ConsumerAddr: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "no event could ever be stored") {
+		t.Fatalf("floe.New with min-free-disk the size of the volume: %v, want an error", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -184,8 +185,15 @@ func (o Options) Validate() error {
 		if a.addr == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+		_, port, err := net.SplitHostPort(a.addr)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", a.name, a.addr, err))
+			continue
+		}
+		// A port name (":http") would be looked up; a number out of range
+		// would fail at listen, after the store was opened and recovered.
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil && port != "" {
+			errs = append(errs, fmt.Errorf("%s: %q: the port must be a number from 0 to 65535", a.name, a.addr))
 		}
 	}
 	check := func(ok bool, format string, args ...any) {

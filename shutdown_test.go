@@ -387,8 +387,30 @@ func sdDataDirInUse(t *testing.T, bin string) {
 	if !strings.Contains(stderr.String(), want) {
 		t.Errorf("stderr %q does not say %q", stderr.String(), want)
 	}
-	if code, _ := first.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
-		t.Errorf("first floe: exit %d", code)
+	// With --log-format json, the reason is a JSON record too: a log
+	// pipeline that parses records lost the plain line.
+	stderr.Reset()
+	second = exec.Command(bin, "--data-dir", dir, "--log-format", "json", "--grpc-addr", "127.0.0.1:0", "--discovery-addr", "127.0.0.1:0",
+		"--producer-addr", "127.0.0.1:0", "--consumer-addr", "127.0.0.1:0", "--metrics-addr", "")
+	second.Env = []string{}
+	second.Stderr = &stderr
+	if err := second.Run(); !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("second floe with json logs: %v, want exit 1\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	var last struct{ Level, Msg string }
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "ERROR" || !strings.Contains(last.Msg, want) {
+		t.Errorf("last line %q (%v): want a JSON ERROR record saying %q", lines[len(lines)-1], err, want)
+	}
+	// SIGHUP (a closed terminal) stops it gracefully, as SIGTERM does,
+	// and the log says why.
+	if code, _ := first.stop(t, syscall.SIGHUP, 15*time.Second); code != 0 {
+		t.Errorf("first floe: exit %d after SIGHUP, want 0", code)
+	}
+	first.mu.Lock()
+	defer first.mu.Unlock()
+	if log := first.stderr.String(); !strings.Contains(log, "hangup signal received") {
+		t.Errorf("the log does not say the broker stopped on SIGHUP:\n%s", log)
 	}
 }
 

@@ -5,6 +5,7 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,9 @@ import (
 // disk, then a small one.
 func TestDiskGuardRefusesEventsUntilSpaceComesBack(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, Options{Logger: testLogger(t), RetentionInterval: -1, MinFreeDiskBytes: 1 << 50})
+	s := openT(t, dir, Options{Logger: testLogger(t), RetentionInterval: -1, MinFreeDiskBytes: 1})
+	s.disk.min.Store(1 << 50) // more than any volume: Open refuses it
+	s.disk.check()
 	st := testStream("disk", 0)
 
 	_, err := s.Append(context.Background(), st, makeEvents("refused", 3))
@@ -84,5 +87,22 @@ func TestFormatBytes(t *testing.T) {
 		if got := formatBytes(n); got != want {
 			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// A margin as large as the volume can never be met: Open refuses it, before
+// Pebble opens, rather than take no event ever.
+func TestOpenRefusesAMarginAsLargeAsTheVolume(t *testing.T) {
+	dir := t.TempDir()
+	size, ok := volumeBytes(dir)
+	if !ok {
+		t.Skip("the volume's size is unknown here")
+	}
+	_, err := Open(dir, Options{Logger: testLogger(t), MinFreeDiskBytes: size})
+	if err == nil || !strings.Contains(err.Error(), "no event could ever be stored") {
+		t.Fatalf("Open with MinFreeDiskBytes the size of the volume: %v, want an error", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the refused Open left %d files in %s", len(entries), dir)
 	}
 }

@@ -2,7 +2,11 @@
 
 package store
 
-import "golang.org/x/sys/unix"
+import (
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
 
 // freeDiskBytes is what an unprivileged writer may still write on the
 // volume of dir.
@@ -12,4 +16,20 @@ func freeDiskBytes(dir string) (int64, bool) {
 		return 0, false
 	}
 	return int64(st.Bavail) * int64(st.Bsize), true //nolint:unconvert // field types differ between platforms
+}
+
+// volumeBytes is the size of the volume of dir, or of its nearest existing
+// parent when dir does not exist yet.
+func volumeBytes(dir string) (int64, bool) {
+	for {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err == nil {
+			return int64(st.Blocks) * int64(st.Bsize), true //nolint:unconvert // field types differ between platforms
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return 0, false
+		}
+		dir = parent
+	}
 }

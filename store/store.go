@@ -84,6 +84,14 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
+	if opts.MinFreeDiskBytes > 0 && opts.FS == vfs.Default {
+		// Checked before the store opens, which can take long: such a
+		// store would start, say it is healthy, and refuse every event.
+		if size, ok := volumeBytes(dir); ok && opts.MinFreeDiskBytes >= size {
+			return nil, fmt.Errorf("store: MinFreeDiskBytes (min-free-disk) %s is as much as the whole volume of %s (%s): no event could ever be stored; keep less free",
+				formatBytes(opts.MinFreeDiskBytes), dir, formatBytes(size))
+		}
+	}
 	start := time.Now()
 	po := opts.pebbleOptions()
 	var window *cacheWindowFS

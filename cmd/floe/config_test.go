@@ -205,6 +205,11 @@ func TestConfigRejections(t *testing.T) {
 		{name: "produce memory under the largest request", args: []string{"--produce-memory", "1MiB"},
 			want: []string{"produce-memory: 1048576 is less than max-request-bytes 4194304: the largest request would not fit (set by --produce-memory)"}},
 		{name: "address from flag", args: []string{"--metrics-addr", "9253"}, want: []string{`metrics-addr: "9253" is not host:port`, "(set by --metrics-addr)"}},
+		// Refused before the store opens, not at listen after it did.
+		{name: "port out of range", args: []string{"--grpc-addr", "127.0.0.1:99999"}, want: []string{`grpc-addr: "127.0.0.1:99999": the port must be a number from 0 to 65535 (set by --grpc-addr)`}},
+		{name: "port name", env: env{"FLOE_METRICS_ADDR": ":http"}, want: []string{`metrics-addr: ":http": the port must be a number`}},
+		{name: "memory limit without a unit", args: []string{"--memory-limit", "200"},
+			want: []string{"memory-limit: 200 bytes is less than the broker needs (at least 64MiB; a size without a unit is in bytes: 200MiB?) (set by --memory-limit)"}},
 		{name: "log level from file", file: "log-level: loud\n", want: []string{`log-level: "loud" is not debug, info, warn or error (set by FILE:1)`}},
 		{name: "log format from env", env: env{"FLOE_LOG_FORMAT": "xml"}, want: []string{`log-format: "xml" is not text or json (set by FLOE_LOG_FORMAT)`}},
 		{name: "negative duration", args: []string{"--shutdown-timeout=-1s"}, want: []string{"shutdown-timeout: -1s is negative (set by --shutdown-timeout)"}},
@@ -413,6 +418,26 @@ func TestBenchMatrixSetsEveryListener(t *testing.T) {
 
 // The startup line shows the memory limit in effect: GOMEMLIMIT's when it
 // is set, whatever --memory-limit says.
+// An empty GOMEMLIMIT is unset, for the runtime and for floe: taken as set,
+// it left the broker without any memory limit.
+func TestEmptyGOMEMLIMITIsUnset(t *testing.T) {
+	if gomemlimitSet(env{"GOMEMLIMIT": ""}.lookup) || !gomemlimitSet(env{"GOMEMLIMIT": "1GiB"}.lookup) || gomemlimitSet(env{}.lookup) {
+		t.Error("GOMEMLIMIT: an empty value must count as unset, a value as set")
+	}
+}
+
+// FLOE_ variables that name no setting are listed for a warning, except
+// those Kubernetes defines for a Service named floe.
+func TestUnknownEnv(t *testing.T) {
+	got := unknownEnv([]string{
+		"FLOE_RETENTION_MAXAGE=1h", "FLOE_DATA_DIR=/d", "FLOE_CONFIG=f.yaml", "HOME=/root", "FLOE_MAX_REQUEST_SIZE=1MiB",
+		"FLOE_SERVICE_HOST=10.0.0.1", "FLOE_SERVICE_PORT=9250", "FLOE_PORT=tcp://10.0.0.1:9250", "FLOE_PORT_9250_TCP_ADDR=10.0.0.1",
+	})
+	if want := []string{"FLOE_MAX_REQUEST_SIZE", "FLOE_RETENTION_MAXAGE"}; !slices.Equal(got, want) {
+		t.Errorf("unknownEnv = %v, want %v", got, want)
+	}
+}
+
 func TestStartupLineShowsTheEffectiveMemoryLimit(t *testing.T) {
 	old := debug.SetMemoryLimit(220 << 20)
 	defer debug.SetMemoryLimit(old)

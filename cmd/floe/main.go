@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"syscall"
 
 	"google.golang.org/grpc/grpclog"
@@ -27,7 +28,12 @@ func main() {
 	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-// run is the broker command: settings, New, Run until SIGTERM or SIGINT.
+// runEnviron is the environment run warns about (unknownEnv); a variable
+// so that tests of run do not depend on theirs.
+var runEnviron = os.Environ
+
+// run is the broker command: settings, New, Run until SIGTERM, SIGINT or
+// SIGHUP.
 // It returns the exit code: 0 after a clean shutdown (or --help), 2 for an
 // invalid setting, 1 when the broker cannot start or stop cleanly.
 func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
@@ -46,15 +52,30 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	}
 	// Before any gRPC code runs, as grpclog requires.
 	grpclog.SetLoggerV2(newGRPCLogger(cfg.opts.Logger.With("component", "grpc"), lookupEnv))
+	for _, name := range unknownEnv(runEnviron()) {
+		cfg.opts.Logger.Warn("environment variable ignored: no setting has this name (floe --help lists them)", "variable", name)
+	}
 	applyMemoryLimit(cfg.memoryLimit, lookupEnv)
 	cfg.opts.StartupAttrs = effectiveMemoryLimit(cfg.opts.StartupAttrs, lookupEnv)
 	cfg.opts.StartupAttrs = append(cfg.opts.StartupAttrs, slog.String("version", version()))
-	n, err := floe.New(cfg.opts)
-	if err != nil {
-		fmt.Fprintln(stderr, "floe:", err)
+	// Once the logger exists, a broker that cannot start or stop says why
+	// in its log format: with json, a plain line would be lost to a log
+	// pipeline that parses records.
+	fail := func(err error) int {
+		if cfg.logFormat == "json" {
+			cfg.opts.Logger.Error("floe stopped: "+err.Error(), "err", err)
+		} else {
+			fmt.Fprintln(stderr, "floe:", err)
+		}
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	n, err := floe.New(cfg.opts)
+	if err != nil {
+		return fail(err)
+	}
+	// SIGHUP (a closed terminal or SSH session) stops the broker as SIGTERM
+	// does: Go's default would end it at once, without draining.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	go func() {
 		// After the first signal, a second one kills the process at once.
@@ -62,10 +83,30 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		stop()
 	}()
 	if err := n.Run(ctx); err != nil {
-		fmt.Fprintln(stderr, "floe:", err)
-		return 1
+		return fail(err)
 	}
 	return 0
+}
+
+// unknownEnv lists the FLOE_ variables of environ that name no setting (a
+// misspelled FLOE_RETENTION_MAXAGE left retention at its default without a
+// word), except those Kubernetes defines for a Service named floe
+// (FLOE_SERVICE_HOST, FLOE_PORT, FLOE_PORT_9250_TCP_ADDR, ...).
+func unknownEnv(environ []string) []string {
+	known := map[string]bool{}
+	newFlagSet(&config{}).VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case !strings.HasPrefix(name, "FLOE_"), known[name],
+			strings.HasPrefix(name, "FLOE_SERVICE_"), name == "FLOE_PORT", strings.HasPrefix(name, "FLOE_PORT_"):
+			continue
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // applyMemoryLimit sets the runtime's soft memory limit, unless GOMEMLIMIT
@@ -75,10 +116,18 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 // 239 MB without it, 187 MB with 180 MiB, at the same throughput, when
 // readers catch up from a cold cache while producers append: store/tuning.md).
 func applyMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) {
-	if _, set := lookupEnv("GOMEMLIMIT"); set || limit <= 0 {
+	if gomemlimitSet(lookupEnv) || limit <= 0 {
 		return
 	}
 	debug.SetMemoryLimit(limit)
+}
+
+// gomemlimitSet says whether GOMEMLIMIT sets the limit: the runtime takes
+// an empty one as unset, and so does floe (it took it as set, and the
+// broker ran without any limit).
+func gomemlimitSet(lookupEnv func(string) (string, bool)) bool {
+	v, ok := lookupEnv("GOMEMLIMIT")
+	return ok && v != ""
 }
 
 // effectiveMemoryLimit makes the memory-limit of the startup line the limit
@@ -95,7 +144,7 @@ func effectiveMemoryLimit(attrs []slog.Attr, lookupEnv func(string) (string, boo
 			out[i] = slog.Int64("memory-limit", limit)
 		}
 	}
-	if _, set := lookupEnv("GOMEMLIMIT"); set {
+	if gomemlimitSet(lookupEnv) {
 		out = append(out, slog.String("memory-limit-set-by", "GOMEMLIMIT"))
 	}
 	return out
