@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/reqbuf"
 	"github.com/floe-streams/floe/store"
 )
 
@@ -20,7 +21,19 @@ import (
 // (redelivered/op).
 func BenchmarkPoll(b *testing.B) {
 	for _, n := range []int{1, 4} {
-		b.Run(fmt.Sprintf("consumers=%d", n), func(b *testing.B) { benchPoll(b, n) })
+		b.Run(fmt.Sprintf("consumers=%d", n), func(b *testing.B) { benchPoll(b, n, 256<<10, false) })
+	}
+}
+
+// BenchmarkPollLent is BenchmarkPoll with the events read into buffers lent
+// for each poll and taken back once it is handled, as the REST and gRPC
+// APIs do (package reqbuf), with polls of up to 256 KiB and of the default
+// --max-poll-bytes.
+func BenchmarkPollLent(b *testing.B) {
+	for _, maxBytes := range []int{256 << 10, group.DefaultMaxPollBytes} {
+		for _, n := range []int{1, 4} {
+			b.Run(fmt.Sprintf("maxBytes=%dKiB/consumers=%d", maxBytes>>10, n), func(b *testing.B) { benchPoll(b, n, maxBytes, true) })
+		}
 	}
 }
 
@@ -29,7 +42,7 @@ const (
 	benchEventSize = 100
 )
 
-func benchPoll(b *testing.B, consumers int) {
+func benchPoll(b *testing.B, consumers, maxBytes int, lend bool) {
 	e := newEnv(b, func(e *env) { e.opts.Logger = nil })
 	event := make([]byte, benchEventSize)
 	for i := range event {
@@ -65,8 +78,15 @@ func benchPoll(b *testing.B, consumers int) {
 		for c := range consumers {
 			id := fmt.Sprintf("%s-c%d", grp, c)
 			wg.Go(func() {
+				l := reqbuf.New()
+				defer l.Release()
 				for {
-					batches, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: id, MaxBytes: 256 << 10})
+					r := group.PollRequest{ConsumerID: id, MaxBytes: maxBytes}
+					if lend {
+						l.Release()
+						r.Buffer = l.Get
+					}
+					batches, err := e.c.Poll(ctx, r)
 					if err != nil {
 						b.Error(err)
 						return
