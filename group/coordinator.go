@@ -116,6 +116,12 @@ type position struct {
 	reading   bool          // a Read of the stream is in flight
 	contended bool          // a poll skipped the stream because of that Read
 	io        chan struct{} // non-nil while a commit or load is in flight; closed when done
+
+	// Reads of the stream that failed in a row, and when the last of them
+	// was logged: a failing stream is logged when it starts failing, then
+	// at most every readErrorLogInterval (reportReadLocked).
+	readFailures int
+	readLogged   time.Time
 }
 
 // New returns a coordinator over log. It validates opts, applies defaults

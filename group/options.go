@@ -148,7 +148,8 @@ type Options struct {
 	// later starts as in a new group (onNewGroup). Negative: kept forever.
 	// Default DefaultOffsetRetention.
 	OffsetRetention time.Duration
-	// Logger receives membership changes. Default: discards.
+	// Logger receives membership changes and the reads of polls that
+	// fail. Default: discards.
 	Logger *slog.Logger
 	// Now is the clock of member expiry. Default time.Now.
 	Now func() time.Time

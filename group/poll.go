@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/floe-streams/floe/broker"
@@ -42,7 +43,10 @@ type Batch struct {
 // streams it still owns), then reads from its streams, starting with a
 // different stream each poll, and returns one Batch per stream that had
 // events. An empty result and a nil error mean that nothing is available
-// (after waiting up to r.Wait). An unknown consumer gets an error wrapping
+// (after waiting up to r.Wait). A stream whose read fails (corrupt data)
+// keeps its position and is left out of the answer, and the failure is
+// logged; the poll fails with that error only when no other stream
+// returned events. An unknown consumer gets an error wrapping
 // broker.ErrNotRegistered, and an id that Register refuses one wrapping
 // broker.ErrInvalidParameter (as Commit and Goodbye do); after Close,
 // broker.ErrUnavailable.
@@ -137,6 +141,7 @@ type readJob struct {
 	next   int64 // read position after the read
 	start  int64
 	events [][]byte
+	err    error // the read failed: the stream keeps its position
 }
 
 // read reads once from m's started streams, within the budget, without
@@ -197,7 +202,6 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 	}
 	c.mu.Unlock()
 
-	var readErr error
 	var buf []byte
 	lent := false
 	used, count := 0, 0
@@ -216,7 +220,6 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 			buf, lent = rb.get(), true
 		}
 		b, rest, err := c.log.ReadInto(buf, st, j.from, maxBytes-used, remEvents)
-		buf = rest
 		if errors.Is(err, store.ErrOffsetOutOfRange) {
 			// The committed offset is beyond the end of the stream: the
 			// log lost events it had acknowledged, or was replaced.
@@ -228,9 +231,14 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 			continue
 		}
 		if err != nil {
-			readErr = logErr(err, "read %s from offset %d", st, j.from)
-			break
+			// Only this stream fails (a corrupt chunk fails every read
+			// until it is repaired): it keeps its position, and the
+			// other streams are read and answered. buf is not extended:
+			// no event of the failed read is returned.
+			j.err = logErr(err, "read %s from offset %d", st, j.from)
+			continue
 		}
+		buf = rest
 		events := b.Events
 		if count > 0 {
 			// The store returns at least one event; beyond the first
@@ -252,6 +260,8 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 
 	var out []Batch
 	var skipped []string
+	var readErr error // the first read that failed
+	var reports []readReport
 	c.mu.Lock()
 	// A poll whose caller is gone (the client disconnected or timed out
 	// while the read ran) does not move the read position: the next poll
@@ -271,12 +281,18 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 			p.contended = false
 			skipped = append(skipped, p.st.Topic)
 		}
+		if j.err != nil && readErr == nil {
+			readErr = j.err
+		}
+		if r, ok := c.reportReadLocked(m, j); ok {
+			reports = append(reports, r)
+		}
 		if p.epoch != j.epoch {
 			// The stream changed owner during the read: drop the
 			// events, the new owner reads them from the committed offset.
 			continue
 		}
-		if readErr != nil || !j.done || gone != nil {
+		if !j.done || gone != nil {
 			continue
 		}
 		p.read = j.next
@@ -290,11 +306,66 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 	for _, t := range skipped {
 		c.wake(t)
 	}
-	if readErr != nil {
-		return nil, readErr
+	for _, r := range reports {
+		r.log(c.logger)
 	}
 	if gone != nil {
 		return nil, gone
 	}
+	if len(out) == 0 && readErr != nil {
+		// Nothing else to answer: the consumer sees the failure, which
+		// would otherwise only be logged.
+		return nil, readErr
+	}
 	return out, nil
+}
+
+// readErrorLogInterval is how often a stream whose reads keep failing is
+// logged again: its owner may poll it many times a second.
+const readErrorLogInterval = time.Minute
+
+// readReport is a log line about the reads of a stream: one that failed, or
+// the first that succeeded after failures.
+type readReport struct {
+	group, consumer string
+	st              store.Stream
+	from            int64
+	failures        int // in a row, this one included; recovered: before it
+	recovered       bool
+	err             error
+}
+
+// reportReadLocked counts j's outcome in the failures of its stream, and
+// returns the line to log, if any: when the stream starts failing, every
+// readErrorLogInterval while it keeps failing, and when it reads again.
+func (c *Coordinator) reportReadLocked(m *member, j *readJob) (readReport, bool) {
+	p := j.p
+	r := readReport{group: m.group.name, consumer: m.id, st: p.st, from: j.from, err: j.err}
+	if j.err == nil {
+		if !j.done || p.readFailures == 0 {
+			return r, false
+		}
+		r.failures, r.recovered = p.readFailures, true
+		p.readFailures, p.readLogged = 0, time.Time{}
+		return r, true
+	}
+	p.readFailures++
+	r.failures = p.readFailures
+	now := c.opts.Now()
+	if p.readFailures > 1 && now.Sub(p.readLogged) < readErrorLogInterval {
+		return r, false
+	}
+	p.readLogged = now
+	return r, true
+}
+
+func (r readReport) log(l *slog.Logger) {
+	if r.recovered {
+		l.Info("sub-range readable again; its events are delivered", "group", r.group, "consumer", r.consumer,
+			"stream", r.st.String(), "offset", r.from, "failedReads", r.failures)
+		return
+	}
+	l.Error("poll: a sub-range does not read; it keeps its position and none of its events are delivered until it reads, while the consumer's other sub-ranges are",
+		"group", r.group, "consumer", r.consumer, "stream", r.st.String(), "offset", r.from,
+		"failedReads", r.failures, "err", r.err.Error())
 }
