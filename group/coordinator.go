@@ -40,6 +40,10 @@ type Coordinator struct {
 	nextExpiry time.Time
 	rebalances uint64
 	expired    uint64
+	// eventSize is the average size of the events read by the last poll
+	// that read some: it sizes the buffer of a member's first poll
+	// (loanSize).
+	eventSize int
 	// started is when New ran: a group that had members when the broker
 	// stopped became inactive then, at the latest.
 	started time.Time
@@ -97,6 +101,10 @@ type member struct {
 
 	positions []*position // assigned streams, by topic then range index
 	rot       int         // rotates the first stream read by a poll
+	// readBytes is the payload read by the member's last poll that found
+	// events, eventSize the average size of those events: they size the
+	// buffer the next poll borrows (loanSize).
+	readBytes, eventSize int
 }
 
 // position is the state of one stream in one group.

@@ -26,7 +26,9 @@ type PollRequest struct {
 	// Buffer, when set, lends a buffer of capacity at least n into which
 	// the events are copied; the returned events then share its memory. A
 	// poll calls it at most once, when a stream first has events to read:
-	// a long poll waiting for events holds no buffer. The REST API lends
+	// a long poll waiting for events holds no buffer. n is about twice what
+	// the poll is likely to read, at most the byte budget: events that do
+	// not fit are copied into memory of their own. The REST API lends
 	// buffers that it reuses once the answer is written (package reqbuf).
 	Buffer func(n int) []byte
 }
@@ -99,7 +101,7 @@ func (c *Coordinator) poll(ctx context.Context, m *member, registered uint64, ma
 		}
 	}()
 	var timer *time.Timer
-	rb := readBuffer{lend: lend, size: maxBytes}
+	rb := readBuffer{lend: lend}
 	for {
 		if err := c.settle(ctx, m, true, registered); err != nil {
 			return nil, err
@@ -144,32 +146,75 @@ type readJob struct {
 	err    error // the read failed: the stream keeps its position
 }
 
-// read reads once from m's started streams, within the budget, without
-// holding the lock during store reads. A stream being read by another poll
-// (of m, or of its previous owner) is skipped. Results of reads whose stream
-// changed owner meanwhile are dropped.
 // readBuffer is the buffer a poll lends its reads (PollRequest.Buffer),
 // taken when a stream first has events to read and reused by later passes:
 // a pass that returns events ends the poll, so the events of the passes
 // before were all dropped.
 type readBuffer struct {
 	lend func(int) []byte
-	size int
 	buf  []byte
 }
 
-// get returns the buffer, empty, lending it first if need be; nil without
-// a lender.
-func (rb *readBuffer) get() []byte {
+// get returns the buffer, empty, lending n bytes first if need be (n is
+// called only then); nil without a lender.
+func (rb *readBuffer) get(n func() int) []byte {
 	if rb.lend == nil {
 		return nil
 	}
 	if rb.buf == nil {
-		rb.buf = rb.lend(rb.size)
+		rb.buf = rb.lend(n())
 	}
 	return rb.buf[:0]
 }
 
+// minLoan is the smallest buffer a poll borrows, unless its budget is
+// smaller.
+const minLoan = 64 << 10
+
+// loanHint is what a poll knows, before it reads, of the size of its
+// answer: the payload of its member's last poll that read events, and the
+// average size of the events read by that poll, or by the last poll of any
+// member (0: none yet).
+type loanHint struct {
+	lastBytes, eventSize int
+}
+
+// loanSize is the size of the buffer a poll borrows to read jobs, with a
+// budget of maxBytes and maxEvents (0: no limit): twice what it is likely
+// to read, at least minLoan, at most maxBytes. What it is likely to read is
+// the larger of its member's last answer and the events available in jobs
+// times the average event size. Borrowing the whole budget made every poll
+// with an event hold maxBytes (2 MiB by default: 2 GB for 1,000 consumers
+// woken by one produce), and, above the largest pooled buffer (8 MiB),
+// allocate and clear it, for answers of a few bytes. A poll that reads more
+// than its buffer holds copies the rest into memory of its own
+// (Log.ReadInto): a consumer draining a backlog, or one that wakes to a
+// burst, borrows its whole budget as before, and the events are the same
+// whatever the buffer.
+func (c *Coordinator) loanSize(jobs []readJob, h loanHint, maxBytes, maxEvents int) int {
+	want := h.lastBytes
+	if h.eventSize > 0 {
+		events := 0
+		for i := range jobs {
+			j := &jobs[i]
+			events += int(min(max(0, c.log.HighWatermark(j.p.st)-j.from), int64(maxBytes)))
+			if maxEvents > 0 && events >= maxEvents {
+				events = maxEvents
+				break
+			}
+			if events >= maxBytes/h.eventSize+1 {
+				break
+			}
+		}
+		want = max(want, events*h.eventSize)
+	}
+	return min(maxBytes, max(minLoan, 2*want))
+}
+
+// read reads once from m's started streams, within the budget, without
+// holding the lock during store reads. A stream being read by another poll
+// (of m, or of its previous owner) is skipped. Results of reads whose stream
+// changed owner meanwhile are dropped.
 func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, maxBytes, maxEvents int, rb *readBuffer) ([]Batch, error) {
 	c.mu.Lock()
 	if err := c.checkLocked(m); err != nil {
@@ -187,6 +232,10 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 	}
 	first := m.rot % n
 	m.rot++
+	hint := loanHint{lastBytes: m.readBytes, eventSize: m.eventSize}
+	if hint.eventSize == 0 {
+		hint.eventSize = c.eventSize
+	}
 	jobs := make([]readJob, 0, n)
 	for i := range n {
 		p := m.positions[(first+i)%n]
@@ -217,7 +266,7 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 		}
 		if !lent && c.log.HighWatermark(st) > j.from {
 			// Lent only when there is something to read.
-			buf, lent = rb.get(), true
+			buf, lent = rb.get(func() int { return c.loanSize(jobs[i:], hint, maxBytes-used, remEvents) }), true
 		}
 		b, rest, err := c.log.ReadInto(buf, st, j.from, maxBytes-used, remEvents)
 		if errors.Is(err, store.ErrOffsetOutOfRange) {
@@ -263,6 +312,11 @@ func (c *Coordinator) read(ctx context.Context, m *member, registered uint64, ma
 	var readErr error // the first read that failed
 	var reports []readReport
 	c.mu.Lock()
+	if count > 0 {
+		m.readBytes = used
+		m.eventSize = max(1, used/count)
+		c.eventSize = m.eventSize
+	}
 	// A poll whose caller is gone (the client disconnected or timed out
 	// while the read ran) does not move the read position: the next poll
 	// would commit events nobody received.
