@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -442,15 +443,21 @@ func TestChunkedBodiesHoldWhatTheyReadAndDoNotDeadlock(t *testing.T) {
 	const limit, size = 256 << 10, 512 << 10
 	mem := broker.NewProduceMemory(size)
 	var reading, most atomic.Int64 // bytes read by the requests not yet answered
+	type bodyKey struct{}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(50 * time.Millisecond) // the store
+		// Answered: the bytes stop counting here, before limitBody gives
+		// back their memory, which the next request may take at once.
+		cb := r.Context().Value(bodyKey{}).(*countingBody)
+		reading.Add(-cb.n)
+		cb.n = 0
 	})
 	h := limitBodyPaced(limit, 4*time.Second, mem, heldBodyPace{grace: 4 * time.Second, rate: 1 << 30}, next)
 	counting := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cb := &countingBody{ReadCloser: r.Body, reading: &reading, most: &most}
 		r.Body = cb
-		h.ServeHTTP(w, r)
-		reading.Add(-cb.n)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bodyKey{}, cb)))
+		reading.Add(-cb.n) // a request refused before next
 	})
 	srv := httptest.NewUnstartedServer(counting)
 	srv.Config.ReadTimeout = 4 * time.Second
