@@ -257,6 +257,15 @@ func sdGracefulShutdown(t *testing.T, bin string) {
 		wg.Wait()
 		t.Fatal("no produce request succeeded before the signal")
 	}
+	// Signal while the broker is serving produce requests: on a loaded
+	// machine the load's goroutines may all be between requests at a given
+	// moment, and the drain would not be exercised (then the requests sent
+	// meanwhile find their connections closed as idle).
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if sdProducesInFlight(t, p.addrs.Metrics) >= workers/4 {
+			break
+		}
+	}
 	signaled.Store(true)
 	code, took := p.stop(t, syscall.SIGTERM, 15*time.Second)
 	close(stopLoad)
@@ -317,6 +326,18 @@ func sdGracefulShutdown(t *testing.T, bin string) {
 	if code, took := p2.stop(t, syscall.SIGINT, 15*time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGINT (took %v), want 0", code, took)
 	}
+}
+
+// sdProducesInFlight is the number of produce requests the broker whose
+// metrics listen on addr is serving.
+func sdProducesInFlight(t *testing.T, addr string) int {
+	for l := range strings.Lines(scrape(t, addr)) {
+		if v, ok := strings.CutPrefix(l, `floe_http_requests_in_flight{api="producer"} `); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int(n)
+		}
+	}
+	return 0
 }
 
 // sdReadAll reads topic from the earliest offset with a new consumer group
