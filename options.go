@@ -227,6 +227,15 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
+// sizeOrOff is a size for the startup line: "off", as the flag says it,
+// for a negative one.
+func sizeOrOff(n int64) any {
+	if n < 0 {
+		return "off"
+	}
+	return n
+}
+
 // logAttrs are the effective settings, named as cmd/floe's flags, for the
 // startup log line: min-free-disk is the store's, raised to its floor.
 func (o Options) logAttrs() []any {
@@ -239,7 +248,7 @@ func (o Options) logAttrs() []any {
 		"member-timeout", o.MemberTimeout.String(), "group-offset-retention", o.GroupOffsetRetention.String(),
 		"retention-max-age", o.RetentionMaxAge.String(),
 		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
-		"page-cache-window", o.PageCacheWindow, "min-free-disk", storeOptions(o).EffectiveMinFreeDisk(),
+		"page-cache-window", sizeOrOff(o.PageCacheWindow), "min-free-disk", sizeOrOff(storeOptions(o).EffectiveMinFreeDisk()),
 		"shutdown-timeout", o.ShutdownTimeout.String(), "cors-origins", strings.Join(o.CORSOrigins, ","),
 	}
 }

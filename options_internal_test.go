@@ -11,11 +11,14 @@ import (
 // setting is under it, and the setting itself above it.
 func TestLogAttrsMinFreeDisk(t *testing.T) {
 	floor := int64(2 * 4 * store.DefaultMemTableSize) // 8 memtables at the default request limit
-	for _, tc := range []struct{ set, want int64 }{
-		{0, 256 << 20},
+	for _, tc := range []struct {
+		set  int64
+		want any
+	}{
+		{0, int64(256 << 20)},
 		{10 << 20, floor},
-		{1 << 30, 1 << 30},
-		{-1, -1},
+		{1 << 30, int64(1 << 30)},
+		{-1, "off"}, // as the flag says it
 	} {
 		attrs := Options{MinFreeDisk: tc.set}.withDefaults().logAttrs()
 		var got any
@@ -25,7 +28,7 @@ func TestLogAttrsMinFreeDisk(t *testing.T) {
 			}
 		}
 		if got != tc.want {
-			t.Errorf("MinFreeDisk %d: logged %v, want %d", tc.set, got, tc.want)
+			t.Errorf("MinFreeDisk %d: logged %v, want %v", tc.set, got, tc.want)
 		}
 	}
 }

@@ -74,7 +74,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&o.AdvertisedHost, "advertised-host", "", "host name of this broker in /v1/brokers (default: the host name)")
 	fs.Var(integer{&o.ConsumerRanges}, "consumer-ranges", "sub-ranges of the token range: the unit of ordering and of consumer assignment")
 	fs.Var(byteSize{&o.MaxRequestBytes}, "max-request-bytes", "largest produce request, e.g. 4MiB (413 beyond)")
-	fs.Var(byteSize{&o.MaxEventBytes}, "max-event-bytes", "largest event, e.g. 1MiB (413 beyond)")
+	fs.Var(byteSize{&o.MaxEventBytes}, "max-event-bytes", "largest event, e.g. 1MiB (413 beyond) (default: 1MiB, or max-request-bytes when that is less)")
 	fs.Var(byteSize64{&o.ProduceMemory}, "produce-memory", "produce requests held at once until stored (REST bodies, gRPC stream batches), e.g. 64MiB: beyond, a request waits before its body is read (REST: 503 after 30s) (default: 64MiB, or 4 × max-request-bytes when that is more; at least max-request-bytes)")
 	fs.Var(byteSize{&o.MaxPollBytes}, "max-poll-bytes", "most bytes of events in a poll answer (the JSON around them is extra), e.g. 2MiB")
 	fs.Var(duration{&o.MaxPollWait}, "max-poll-wait", "cap of the long-poll timeout")
@@ -98,6 +98,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 		f.DefValue = def
 	}
 	fs.Lookup("produce-memory").DefValue = "" // in its usage: it follows max-request-bytes
+	fs.Lookup("max-event-bytes").DefValue = ""
 	return fs
 }
 
@@ -157,6 +158,12 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), logOut io
 	}
 	if err := c.checkZeros(); err != nil {
 		return nil, err
+	}
+	if _, set := c.from["max-event-bytes"]; !set && c.opts.MaxEventBytes > c.opts.MaxRequestBytes {
+		// The default follows a smaller request limit, as produce-memory
+		// follows a larger one: --max-request-bytes 512KiB alone failed
+		// with "max-event-bytes: 1048576 is over max-request-bytes".
+		c.opts.MaxEventBytes = c.opts.MaxRequestBytes
 	}
 	if c.memoryLimit > 0 && c.memoryLimit < minMemoryLimit {
 		// The GC would run without pause: --memory-limit 200, meant as

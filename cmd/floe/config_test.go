@@ -201,7 +201,8 @@ func TestConfigRejections(t *testing.T) {
 		{name: "positional argument", args: []string{"serve"}, want: []string{`unexpected argument "serve"`}},
 		{name: "range from env", env: env{"FLOE_CONSUMER_RANGES": "5000"}, want: []string{"consumer-ranges: 5000 not in [1, 1024] (set by FLOE_CONSUMER_RANGES)"}},
 		{name: "cross-setting from file", file: "max-request-bytes: 1MiB\nmax-event-bytes: 2MiB\n", want: []string{"max-event-bytes: 2097152 is over max-request-bytes 1048576 (set by FILE:2; max-request-bytes set by FILE:1)"}},
-		{name: "cross-setting, the other one set", env: env{"FLOE_MAX_REQUEST_BYTES": "100"}, want: []string{"max-event-bytes: 1048576 is over max-request-bytes 100 (max-request-bytes set by FLOE_MAX_REQUEST_BYTES)"}},
+		{name: "cross-setting, both set", env: env{"FLOE_MAX_REQUEST_BYTES": "100"}, args: []string{"--max-event-bytes", "1MiB"},
+			want: []string{"max-event-bytes: 1048576 is over max-request-bytes 100 (set by --max-event-bytes; max-request-bytes set by FLOE_MAX_REQUEST_BYTES)"}},
 		{name: "produce memory under the largest request", args: []string{"--produce-memory", "1MiB"},
 			want: []string{"produce-memory: 1048576 is less than max-request-bytes 4194304: the largest request would not fit (set by --produce-memory)"}},
 		{name: "address from flag", args: []string{"--metrics-addr", "9253"}, want: []string{`metrics-addr: "9253" is not host:port`, "(set by --metrics-addr)"}},
@@ -294,7 +295,7 @@ func TestHelpDocumentsEverySetting(t *testing.T) {
 		}
 	})
 	for name, def := range defaults {
-		if !strings.Contains(help, "(default "+def+")") {
+		if !strings.Contains(help, "(default "+def+")") && !strings.Contains(help, "(default: "+def+", ") {
 			t.Errorf("help lacks the default %s of %s", def, name)
 		}
 	}
@@ -363,6 +364,24 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	if _, err := parseConfig([]string{"--memory-limit", "lots"}, env{}.lookup, io.Discard); err == nil || !strings.Contains(err.Error(), "memory-limit") {
 		t.Errorf("an invalid memory limit: %v, want an error naming memory-limit", err)
+	}
+}
+
+// max-event-bytes, unless set, follows a request limit under its default:
+// --max-request-bytes 512KiB alone failed, the event limit being over it.
+func TestMaxEventBytesFollowsASmallerRequestLimit(t *testing.T) {
+	c, err := parseConfig([]string{"--max-request-bytes", "512KiB"}, env{}.lookup, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.opts.MaxEventBytes != 512<<10 {
+		t.Errorf("max-event-bytes %d, want the request limit, 524288", c.opts.MaxEventBytes)
+	}
+	if c, err = parseConfig([]string{"--max-request-bytes", "8MiB"}, env{}.lookup, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if c.opts.MaxEventBytes != 1<<20 {
+		t.Errorf("with a larger request limit: max-event-bytes %d, want its default, 1MiB", c.opts.MaxEventBytes)
 	}
 }
 
