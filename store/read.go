@@ -108,7 +108,12 @@ func (s *Store) read(r *reader, from int64) (Batch, error) {
 		return Batch{}, fmt.Errorf("store: read %s offset %d: %w", st, r.next, markCorrupt(err))
 	}
 	if !r.started {
-		// Everything up to hwm was deleted by retention meanwhile.
+		// Everything up to hwm was deleted by retention meanwhile: retention
+		// raised low to hwm or beyond before the deletion was visible.
+		if low := s.state(st).low.Load(); low < hwm {
+			return Batch{}, fmt.Errorf("store: read %s: %w: no chunk below the high watermark %d, the earliest offset is %d",
+				st, ErrCorrupt, hwm, low)
+		}
 		return Batch{Start: hwm}, nil
 	}
 	if !r.full() && r.next != hwm {

@@ -42,6 +42,7 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	start := time.Now()
 	s.stats.retentionRuns.Add(1)
 	var stats RetentionStats
+	var planErrs []error
 	cuts := make(map[*streamState]int64)
 	// One pass over the streams groups them by topic: asking the store for
 	// each topic's streams in turn (Streams) scans every stream once per
@@ -52,14 +53,26 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 		if err := s.ctx.Err(); err != nil {
 			return stats, nil
 		}
-		if err := s.planTopic(states, cuts, &stats); err != nil {
-			return RetentionStats{}, err
+		// A topic that cannot be planned (an unreadable index entry) is
+		// left as it is; the others are still trimmed.
+		topicCuts := make(map[*streamState]int64)
+		var topicStats RetentionStats
+		if err := s.planTopic(states, topicCuts, &topicStats); err != nil {
+			planErrs = append(planErrs, err)
+			continue
 		}
+		for ss, cut := range topicCuts {
+			cuts[ss] = cut
+		}
+		stats.ChunksDeleted += topicStats.ChunksDeleted
+		stats.EventsDeleted += topicStats.EventsDeleted
+		stats.BytesDeleted += topicStats.BytesDeleted
 	}
+	planErr := errors.Join(planErrs...)
 	if len(cuts) == 0 {
 		s.considerBlobRewrites()
 		stats.Duration = time.Since(start)
-		return stats, nil
+		return stats, planErr
 	}
 
 	if err := s.refusing(); err != nil {
@@ -80,15 +93,12 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	// The earliest offsets move before the deletion is visible: a read
 	// that finds chunks missing below the first one left checks them
 	// against low, loaded after its iterator was made (read).
-	prev := make(map[*streamState]int64, len(cuts))
 	for ss, cut := range cuts {
-		prev[ss] = ss.low.Load()
 		ss.low.Store(cut)
 	}
+	// On failure low stays at cut: the batch may have been applied (a
+	// failed fsync), and its deletions are then visible to reads.
 	if err := s.applyDurable(b, s.writeOpts, true); err != nil {
-		for ss, low := range prev {
-			ss.low.Store(low)
-		}
 		return RetentionStats{}, fmt.Errorf("%w: retention commit: %w", ErrWriteFailed, err)
 	}
 	s.stats.chunksDeleted.Add(stats.ChunksDeleted)
@@ -109,7 +119,7 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	stats.Duration = time.Since(start)
 	s.log.Info("store: retention", "chunks", stats.ChunksDeleted, "events", stats.EventsDeleted,
 		"bytes", stats.BytesDeleted, "streams", stats.StreamsTrimmed, "took", stats.Duration.Round(time.Microsecond).String())
-	return stats, nil
+	return stats, planErr
 }
 
 // considerBlobRewrites makes Pebble look for compactions now, so that it
