@@ -591,6 +591,48 @@ func TestUnaryProduceOverLimitDoesNotWaitForMemory(t *testing.T) {
 	}
 }
 
+// The same on ProduceStream: a batch over the request limit took produce
+// memory, waiting (7 s here) for room it did not need before it was refused.
+func TestStreamBatchOverLimitDoesNotWaitForMemory(t *testing.T) {
+	const limit = 1 << 20
+	_, a := startNode(t, func(o *floe.Options) {
+		o.MaxRequestBytes, o.MaxEventBytes, o.ProduceMemory = limit, limit, limit
+		o.MetricsAddr = "127.0.0.1:0"
+	})
+	conn, err := net.Dial("tcp", a.Producer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/topic/t/messages HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", limit)
+	const held = "floe_produce_memory_bytes 1.048576e+06"
+	if m := scrapeUntil(t, a.Metrics, held); !strings.Contains(m, held) {
+		t.Fatalf("the REST request does not hold the produce memory: %s", grep(m, "floe_produce_memory_bytes"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := floev1.NewProducerClient(dial(t, a.GRPC)).ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := []byte(`{"a":"` + strings.Repeat("x", 200<<10) + `"}`)
+	var events []*floev1.Event
+	for range 6 { // 1.2 MiB
+		events = append(events, &floev1.Event{Data: ev})
+	}
+	start := time.Now()
+	if err := stream.Send(&floev1.ProduceStreamRequest{RequestId: 1, Topic: "t", Events: events}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil || resp.GetError().GetError() != "BODY_TOO_LARGE" {
+		t.Fatalf("a stream batch over the limit: %v %v, want its BODY_TOO_LARGE answer", resp, err)
+	}
+	if took := time.Since(start); took >= time.Second {
+		t.Errorf("refused after %v: it waited for produce memory", took)
+	}
+}
+
 func TestContentTypeErrorsMatch(t *testing.T) {
 	_, a := startNode(t, nil)
 	prod := floev1.NewProducerClient(dial(t, a.GRPC))

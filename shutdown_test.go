@@ -41,6 +41,27 @@ func TestBinary(t *testing.T) {
 	t.Run("GracefulShutdownUnderLoad", func(t *testing.T) { sdGracefulShutdown(t, bin) })
 	t.Run("DataDirInUse", func(t *testing.T) { sdDataDirInUse(t, bin) })
 	t.Run("OpenStreamDrains", func(t *testing.T) { sdOpenStream(t, bin) })
+	t.Run("NohupKeepsIgnoringSIGHUP", func(t *testing.T) { sdNohup(t, bin) })
+}
+
+// sdNohup starts floe with SIGHUP ignored, as nohup does: it keeps running
+// after a SIGHUP, which it would stop on otherwise.
+func sdNohup(t *testing.T, bin string) {
+	p := sdStartCmd(t, func(args []string) *exec.Cmd {
+		// An ignored signal stays ignored across exec.
+		return exec.Command("sh", append([]string{"-c", `trap "" HUP; exec "$0" "$@"`, bin}, args...)...)
+	}, t.TempDir())
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("floe started with SIGHUP ignored stopped on SIGHUP: %v", p.err)
+	case <-time.After(time.Second):
+	}
+	if code, _ := p.stop(t, syscall.SIGTERM, 15*time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM, want 0", code)
+	}
 }
 
 // sdProc is a running floe process.
@@ -57,13 +78,20 @@ type sdProc struct {
 // and waits for its startup line, which gives the bound addresses.
 func sdStartFloe(t *testing.T, bin, dir string, extra ...string) *sdProc {
 	t.Helper()
+	return sdStartCmd(t, func(args []string) *exec.Cmd { return exec.Command(bin, args...) }, dir, extra...)
+}
+
+// sdStartCmd is sdStartFloe with the command made by command from floe's
+// arguments.
+func sdStartCmd(t *testing.T, command func(args []string) *exec.Cmd, dir string, extra ...string) *sdProc {
+	t.Helper()
 	p := &sdProc{done: make(chan struct{})}
 	args := append([]string{
 		"--data-dir", dir, "--log-format", "json", "--advertised-host", "127.0.0.1",
 		"--grpc-addr", "127.0.0.1:0", "--discovery-addr", "127.0.0.1:0", "--producer-addr", "127.0.0.1:0",
 		"--consumer-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "10s",
 	}, extra...)
-	p.cmd = exec.Command(bin, args...)
+	p.cmd = command(args)
 	p.cmd.Env = []string{} // no FLOE_* from the test's environment
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -419,8 +447,9 @@ func sdDataDirInUse(t *testing.T, bin string) {
 		t.Fatalf("second floe with json logs: %v, want exit 1\n%s", err, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-	var last struct{ Level, Msg string }
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "ERROR" || !strings.Contains(last.Msg, want) {
+	var last struct{ Level, Msg, Err string }
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil || last.Level != "ERROR" ||
+		last.Msg != "floe cannot start" || !strings.Contains(last.Err, want) {
 		t.Errorf("last line %q (%v): want a JSON ERROR record saying %q", lines[len(lines)-1], err, want)
 	}
 	// SIGHUP (a closed terminal) stops it gracefully, as SIGTERM does,

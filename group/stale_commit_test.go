@@ -2,6 +2,7 @@ package group_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,5 +120,69 @@ func TestStaleGoodbyeLeavesTheNewRegistration(t *testing.T) {
 	}
 	if _, err := e.c.Poll(ctx, group.PollRequest{ConsumerID: "c1"}); err != nil {
 		t.Errorf("new instance's first poll after a successful registration: %v", err)
+	}
+}
+
+// blockSyncLog blocks CommitGroupOffsetSoon of one stream until released and
+// counts SyncGroupOffsets calls.
+type blockSyncLog struct {
+	group.Log
+	block   store.Stream
+	entered chan struct{}
+	release chan struct{}
+	syncs   atomic.Int32
+	soon    atomic.Int32
+}
+
+func (l *blockSyncLog) CommitGroupOffsetSoon(grp string, st store.Stream, offset int64) error {
+	if st == l.block {
+		select {
+		case l.entered <- struct{}{}:
+		default:
+		}
+		<-l.release
+	}
+	l.soon.Add(1)
+	return l.Log.CommitGroupOffsetSoon(grp, st, offset)
+}
+
+func (l *blockSyncLog) SyncGroupOffsets() error {
+	l.syncs.Add(1)
+	return l.Log.SyncGroupOffsets()
+}
+
+// A commit answers once what it committed is fsynced, also one superseded
+// by a registration of its id while its write ran: it answered without the
+// fsync of what it had written.
+func TestSupersededCommitSyncsWhatItWrote(t *testing.T) {
+	var bl *blockSyncLog
+	e := newEnv(t, func(e *env) {
+		bl = &blockSyncLog{Log: e.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
+		e.log = bl
+	})
+	bl.block = e.stream("b", 0)
+	ctx := context.Background()
+	e.register("c1", "g", group.StartFromEarliest, "b")
+	e.produce("b", 0, 3, "b")
+	if n := countEvents(e.poll("c1")); n != 3 {
+		t.Fatalf("poll: %d events", n)
+	}
+	syncsBefore := bl.syncs.Load()
+	done := make(chan error, 1)
+	go func() { done <- e.c.Commit(ctx, "c1") }()
+	select {
+	case <-bl.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("commit never reached the store")
+	}
+	e.register("c1", "g", group.StartFromEarliest, "b") // same configuration, re-registered
+	close(bl.release)
+	if err := <-done; err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	off, _ := e.committed("g", e.stream("b", 0))
+	t.Logf("b/0 committed at %d by the superseded Commit (written with CommitGroupOffsetSoon)", off)
+	if off == 3 && bl.syncs.Load() == syncsBefore {
+		t.Errorf("Commit returned nil after writing offset 3 with CommitGroupOffsetSoon, and never called SyncGroupOffsets: the acknowledged commit is not durable")
 	}
 }

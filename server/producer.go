@@ -73,7 +73,7 @@ func (s *Producer) WithMemory(mem *broker.ProduceMemory, maxRequestBytes int) *P
 // takeMemory takes the share of mem of a batch of size bytes (see
 // memShare), waiting while the stream lasts and the broker does not drain.
 func (s *Producer) takeMemory(ctx context.Context, size int64) error {
-	if s.mem == nil {
+	if s.mem == nil || size == 0 {
 		return nil
 	}
 	if _, ok := s.mem.TryAcquire(size); ok {
@@ -91,9 +91,19 @@ func (s *Producer) takeMemory(ctx context.Context, size int64) error {
 	return nil
 }
 
+// memorySize is what a batch takes from the produce memory: its size, or
+// nothing for a batch over the request limit, which the Producing refuses
+// at once (one waited for room, unbounded on a stream, to be refused).
+func (s *Producer) memorySize(b *produceBatch) int64 {
+	if s.overLimit(b) {
+		return 0
+	}
+	return int64(b.size())
+}
+
 // giveMemory gives back what takeMemory took for a batch of size bytes.
 func (s *Producer) giveMemory(size int64) {
-	if s.mem != nil {
+	if s.mem != nil && size > 0 {
 		s.mem.Release(min(size, s.mem.Size()))
 	}
 }
@@ -144,8 +154,8 @@ func produceHandler(srv any, ctx context.Context, dec func(any) error, intercept
 // over the request limit takes no memory: the broker refuses it at once,
 // with the error that names the limit.
 func (s *Producer) produceUnary(ctx context.Context, b *produceBatch) (*floev1.ProduceResponse, error) {
-	if s.mem != nil && !s.overLimit(b) {
-		n, err := s.mem.Acquire(ctx, int64(b.size()), s.unaryMemoryWait)
+	if size := s.memorySize(b); s.mem != nil && size > 0 {
+		n, err := s.mem.Acquire(ctx, size, s.unaryMemoryWait)
 		if err != nil {
 			return nil, Status(err)
 		}
@@ -225,9 +235,9 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 			workers[i] = in
 			wg.Go(func() {
 				for b := range in {
-					size := int64(b.size())
+					size, held := int64(b.size()), s.memorySize(b)
 					out <- s.produceOne(ctx, b)
-					s.giveMemory(size)
+					s.giveMemory(held)
 					giveBack(0, size)
 				}
 			})
@@ -293,13 +303,13 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 			// every other producer meanwhile. (Not taken, or dropped
 			// below: the client gets no answer for it, so it was not
 			// stored; the budget no longer matters once the stream ends.)
-			size := int64(b.size())
+			size, held := int64(b.size()), s.memorySize(b)
 			if err := take(size); err != nil {
 				b.release()
 				recvErr <- err
 				return
 			}
-			if err := s.takeMemory(ctx, size); err != nil {
+			if err := s.takeMemory(ctx, held); err != nil {
 				b.release()
 				recvErr <- err
 				return
@@ -307,12 +317,12 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 			select {
 			case recv <- b:
 			case <-s.draining.Done():
-				s.giveMemory(size)
+				s.giveMemory(held)
 				b.release()
 				recvErr <- errStreamDrained
 				return
 			case <-ctx.Done():
-				s.giveMemory(size)
+				s.giveMemory(held)
 				b.release()
 				return
 			}
@@ -339,12 +349,12 @@ loop:
 			select {
 			case worker(int(w % uint64(len(workers)))) <- b:
 			case <-s.draining.Done():
-				s.giveMemory(int64(b.size()))
+				s.giveMemory(s.memorySize(b))
 				b.release()
 				end = errStreamDrained
 				break loop
 			case <-ctx.Done():
-				s.giveMemory(int64(b.size()))
+				s.giveMemory(s.memorySize(b))
 				b.release()
 				end = ctx.Err()
 				break loop

@@ -61,9 +61,9 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	// Once the logger exists, a broker that cannot start or stop says why
 	// in its log format: with json, a plain line would be lost to a log
 	// pipeline that parses records.
-	fail := func(err error) int {
+	fail := func(msg string, err error) int {
 		if cfg.logFormat == "json" {
-			cfg.opts.Logger.Error("floe stopped: "+err.Error(), "err", err)
+			cfg.opts.Logger.Error(msg, "err", err.Error())
 		} else {
 			fmt.Fprintln(stderr, "floe:", err)
 		}
@@ -71,11 +71,16 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	}
 	n, err := floe.New(cfg.opts)
 	if err != nil {
-		return fail(err)
+		return fail("floe cannot start", err)
 	}
 	// SIGHUP (a closed terminal or SSH session) stops the broker as SIGTERM
-	// does: Go's default would end it at once, without draining.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// does: Go's default would end it at once, without draining. Unless it
+	// is ignored (nohup): asking for it would undo that.
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
 	go func() {
 		// After the first signal, a second one kills the process at once.
@@ -83,7 +88,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		stop()
 	}()
 	if err := n.Run(ctx); err != nil {
-		return fail(err)
+		return fail("floe failed", err)
 	}
 	return 0
 }
