@@ -90,15 +90,15 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-// A margin as large as the volume can never be met: Open refuses it, before
-// Pebble opens, rather than take no event ever.
+// A margin as large as the volume could ever have free can never be met:
+// Open refuses it, before Pebble opens, rather than take no event ever.
 func TestOpenRefusesAMarginAsLargeAsTheVolume(t *testing.T) {
 	dir := t.TempDir()
-	size, ok := volumeBytes(dir)
+	usable, ok := usableBytes(dir)
 	if !ok {
 		t.Skip("the volume's size is unknown here")
 	}
-	_, err := Open(dir, Options{Logger: testLogger(t), MinFreeDiskBytes: size})
+	_, err := Open(dir, Options{Logger: testLogger(t), MinFreeDiskBytes: usable})
 	if err == nil || !strings.Contains(err.Error(), "no event could ever be stored") {
 		t.Fatalf("Open with MinFreeDiskBytes the size of the volume: %v, want an error", err)
 	}

@@ -18,13 +18,15 @@ func freeDiskBytes(dir string) (int64, bool) {
 	return int64(st.Bavail) * int64(st.Bsize), true //nolint:unconvert // field types differ between platforms
 }
 
-// volumeBytes is the size of the volume of dir, or of its nearest existing
-// parent when dir does not exist yet.
-func volumeBytes(dir string) (int64, bool) {
+// usableBytes is the most an unprivileged writer could ever have free on the
+// volume of dir (or of its nearest existing parent when dir does not exist
+// yet): its size less the blocks reserved for root, which freeDiskBytes
+// never counts.
+func usableBytes(dir string) (int64, bool) {
 	for {
 		var st unix.Statfs_t
 		if err := unix.Statfs(dir, &st); err == nil {
-			return int64(st.Blocks) * int64(st.Bsize), true //nolint:unconvert // field types differ between platforms
+			return int64(st.Blocks-(st.Bfree-st.Bavail)) * int64(st.Bsize), true //nolint:unconvert // field types differ between platforms
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {

@@ -87,9 +87,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.MinFreeDiskBytes > 0 && opts.FS == vfs.Default {
 		// Checked before the store opens, which can take long: such a
 		// store would start, say it is healthy, and refuse every event.
-		if size, ok := volumeBytes(dir); ok && opts.MinFreeDiskBytes >= size {
-			return nil, fmt.Errorf("store: MinFreeDiskBytes (min-free-disk) %s is as much as the whole volume of %s (%s): no event could ever be stored; keep less free",
-				formatBytes(opts.MinFreeDiskBytes), dir, formatBytes(size))
+		if usable, ok := usableBytes(dir); ok && opts.MinFreeDiskBytes >= usable {
+			return nil, fmt.Errorf("store: MinFreeDiskBytes (min-free-disk) %s is more than the volume of %s could ever have free (%s, its size less the blocks reserved for root): no event could ever be stored; keep less free",
+				formatBytes(opts.MinFreeDiskBytes), dir, formatBytes(usable))
 		}
 	}
 	start := time.Now()
