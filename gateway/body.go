@@ -189,15 +189,21 @@ func limitBodyPaced(limit int64, readTimeout time.Duration, mem *broker.ProduceM
 			// Read: it holds what it holds, the capacity of its buffer.
 			if !known {
 				// Read by io.ReadAll or a bytes.Buffer, which grow by
-				// steps: the body moves to the buffer of its size.
+				// steps: a body of a pooled size moves to the pool's
+				// buffer, which the next request can reuse. A larger one
+				// stays where it is, and holds its buffer's capacity
+				// (moving it would allocate as much again), unless that
+				// is more than it took.
 				c := bodyBuffer(int64(len(data)), limit)
-				if c > held {
-					c = int64(len(data))
+				if _, pooled := bodyPool(int(c)); (pooled && c <= held) || int64(cap(data)) > held {
+					if !pooled || c > held {
+						c = int64(len(data))
+					}
+					moved, movedBuf := getBuf(len(data), int(c))
+					copy(moved, data)
+					putBuf(buf)
+					data, buf = moved, movedBuf
 				}
-				moved, movedBuf := getBuf(len(data), int(c))
-				copy(moved, data)
-				putBuf(buf)
-				data, buf = moved, movedBuf
 			}
 			if excess := held - int64(cap(data)); excess > 0 {
 				mem.Release(excess)

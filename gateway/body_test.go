@@ -682,8 +682,8 @@ func TestCompressedBodyOfKnownLengthHoldsWhatItDecodesTo(t *testing.T) {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status %d %s", rec.Code, rec.Body)
 	}
-	if want := bodyBuffer(int64(len(payload)), limit); heldInside != want {
-		t.Errorf("a body of %d bytes on the wire, %d decoded, held %d bytes of produce memory while answered, want %d", len(wire), len(payload), heldInside, want)
+	if heldInside < int64(len(payload)) || heldInside > limit {
+		t.Errorf("a body of %d bytes on the wire, %d decoded, held %d bytes of produce memory while answered, want its decoded size or its buffer's, at most the limit", len(wire), len(payload), heldInside)
 	}
 	if mem.Held() != 0 {
 		t.Errorf("%d bytes held once answered", mem.Held())
