@@ -285,6 +285,24 @@ func TestRESTTopicAndUnknownParameters(t *testing.T) {
 	status, e = call(t, "PUT", c+"/register?consumerId=u&topic=a", "application/x-www-form-urlencoded", "topic=b")
 	wantRESTError(t, "topic in the query and the form body", status, e, 400, floev1.ErrorCode_ERROR_CODE_INVALID_PARAMETER,
 		"invalid parameter: parameter topic is given both in the query and in the form body; give it in one of them")
+	// An empty topic= in the query is absent: the body's topics apply.
+	for _, tc := range []struct{ contentType, body string }{
+		{"application/x-www-form-urlencoded", "topic=b"},
+		{"application/json", `{"topics":["b"]}`},
+	} {
+		if status, e := call(t, "PUT", c+"/register?consumerId=v&topic=", tc.contentType, tc.body); status != 200 {
+			t.Errorf("register?topic= with a %s body naming topic b: %d %+v, want 200", tc.contentType, status, e)
+		}
+	}
+	// A JSON body's topics are not used when the query names some, so
+	// they are not checked either; poll takes no topic, so one in both
+	// places is not refused there.
+	if status, e := call(t, "PUT", c+"/register?consumerId=w&topic=a", "application/json", `{"topics":[""]}`); status != 200 {
+		t.Errorf("register?topic=a with a JSON body of an empty topic: %d %+v, want 200 (the query wins)", status, e)
+	}
+	if status, e := call(t, "POST", c+"/poll?consumerId=nobody&topic=a", "application/x-www-form-urlencoded", "topic=b"); status != http.StatusConflict {
+		t.Errorf("poll with topic in the query and the form body: %d %+v, want 409 (topic ignored, not registered)", status, e)
+	}
 }
 
 // A parameter given under both of its names (the documented one and the

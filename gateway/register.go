@@ -103,12 +103,6 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 				fmt.Sprintf("register body: id %q and consumerId %q name different consumers; give one of them", rb.ID, rb.ConsumerID)))
 			return
 		}
-		if slices.Contains(rb.Topics, "") || slices.Contains(rb.Topic, "") {
-			// As over gRPC: a body lists its topics, and an empty one is
-			// not a topic left out (copied to the query, it would be).
-			writeError(w, server.ErrorOf(broker.ValidateTopic("")))
-			return
-		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
 			// The generated handler answers the query's own error.
@@ -125,7 +119,15 @@ func registerBodyToForm(readTimeout time.Duration, next http.Handler) http.Handl
 		setIfAbsent("consumerId", rb.ConsumerID)
 		setIfAbsent("group", rb.Group)
 		setIfAbsent("onNewGroup", rb.OnNewGroup)
-		if topics := append(rb.Topics, rb.Topic...); len(q["topic"]) == 0 && len(topics) > 0 {
+		// As for the others, a query topic wins, and an empty one (topic=)
+		// is absent.
+		if topics := append(rb.Topics, rb.Topic...); !slices.ContainsFunc(q["topic"], nonEmpty) && len(topics) > 0 {
+			if slices.Contains(topics, "") {
+				// As over gRPC: a body lists its topics, and an empty one
+				// is not a topic left out (in the query, it would be).
+				writeError(w, server.ErrorOf(broker.ValidateTopic("")))
+				return
+			}
 			q["topic"] = topics
 		}
 		r.Form, r.PostForm = q, url.Values{}

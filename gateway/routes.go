@@ -226,6 +226,8 @@ func dropEmptyValues(form url.Values) {
 	}
 }
 
+func nonEmpty(v string) bool { return v != "" }
+
 // repeatedParams are the parameters that may be given several times
 // (topic), under both of their names.
 var repeatedParams = func() map[string]bool {
@@ -264,17 +266,21 @@ func keepKnownParams(form url.Values) {
 	}
 }
 
-// repeatedInBoth refuses a parameter that may be repeated (topic) given
-// both in the query and in a form body, as any other parameter given in
-// both is: the values were added up, where a JSON body's give way to the
-// query's.
+// repeatedInBoth refuses, on register, a parameter that may be repeated
+// (topic) given both in the query and in a form body, as any other
+// parameter given in both is: the values were added up, where a JSON
+// body's give way to the query's. Empty values (topic=) are absent, and the
+// other routes take no topic.
 func repeatedInBoth(r *http.Request) error {
-	if len(r.PostForm) == 0 {
+	if len(r.PostForm) == 0 || r.URL.Path != "/v1/consumer/register" {
 		return nil
 	}
 	query := r.URL.Query()
+	given := func(vs url.Values, k string) bool {
+		return slices.ContainsFunc(vs[k], nonEmpty) || slices.ContainsFunc(vs[lowerCamel(k)], nonEmpty) || slices.ContainsFunc(vs[snakeCase(k)], nonEmpty)
+	}
 	for k := range r.PostForm {
-		if repeatedParams[k] && (len(query[k]) > 0 || len(query[lowerCamel(k)]) > 0 || len(query[snakeCase(k)]) > 0) {
+		if repeatedParams[k] && given(r.PostForm, k) && given(query, k) {
 			return fmt.Errorf("%w: parameter %s is given both in the query and in the form body; give it in one of them",
 				broker.ErrInvalidParameter, paramNames[k])
 		}
