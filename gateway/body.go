@@ -474,6 +474,15 @@ func readError(err error, readTimeout time.Duration) *floev1.Error {
 		fmt.Sprintf("reading the request body: %v", err))
 }
 
+// emptyBody says whether a body of unknown length (chunked) turns out
+// empty. It reads its first byte, which a body that is not empty loses:
+// call it only for one refused otherwise.
+func emptyBody(r *http.Request) bool {
+	var b [1]byte
+	n, err := io.ReadFull(r.Body, b[:])
+	return n == 0 && err == io.EOF
+}
+
 // decodeConsumerBody undoes the Content-Encoding of a consumer route's
 // body (a form, or register's JSON) as limitBody does for produce: gzip is
 // decoded, and another encoding gets 415, rather than the encoded bytes
@@ -490,13 +499,21 @@ func decodeConsumerBody(readTimeout time.Duration, next http.Handler) http.Handl
 			next.ServeHTTP(w, r)
 			return
 		}
-		if r.ContentLength == 0 {
-			// No body: nothing to decode, whatever the encoding would be.
+		noBody := func() {
+			// Nothing to decode, whatever the encoding would be.
 			r.Header.Del("Content-Encoding")
+			r.Body, r.ContentLength = http.NoBody, 0
 			next.ServeHTTP(w, r)
+		}
+		if r.ContentLength == 0 {
+			noBody()
 			return
 		}
 		if enc != "gzip" && enc != "x-gzip" {
+			if r.ContentLength < 0 && emptyBody(r) {
+				noBody()
+				return
+			}
 			writeError(w, newError(floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING, http.StatusUnsupportedMediaType,
 				fmt.Sprintf("unsupported content encoding %q: use gzip or none", enc)))
 			return

@@ -968,6 +968,17 @@ func TestRESTConsumerBodyEncoding(t *testing.T) {
 		if resp.StatusCode != http.StatusConflict {
 			t.Errorf("a poll without a body, Content-Encoding %s: %d %s, want 409 (not registered)", enc, resp.StatusCode, data)
 		}
+		// An empty chunked body too (net/http's client sends none).
+		conn, err := net.Dial("tcp", strings.TrimPrefix(tg.consumer, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /v1/consumer/poll?consumerId=nobody HTTP/1.1\r\nHost: floe\r\nContent-Encoding: %s\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", enc)
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.HasPrefix(status, "HTTP/1.1 409") {
+			t.Errorf("a poll with an empty chunked body, Content-Encoding %s: %q %v, want 409 (not registered)", enc, status, err)
+		}
 	}
 	// A gzip form body over the form limit once decoded gets the form's 413.
 	var e restError
