@@ -28,7 +28,8 @@ func TestProduceRefusedWhileTheDiskIsNearlyFull(t *testing.T) {
 		if err := unix.Statfs(o.DataDir, &st); err != nil {
 			t.Fatal(err)
 		}
-		free, usable := int64(st.Bavail)*int64(st.Bsize), int64(st.Blocks-(st.Bfree-st.Bavail))*int64(st.Bsize) //nolint:unconvert // field types differ between platforms
+		blocks, bfree, bavail, bsize := int64(st.Blocks), int64(st.Bfree), int64(st.Bavail), int64(st.Bsize) //nolint:unconvert // field types differ between platforms
+		free, usable := bavail*bsize, (blocks-(bfree-bavail))*bsize
 		if free+1<<30 >= usable {
 			t.Skipf("the volume of %s is nearly empty: a margin over its free space could never be met", o.DataDir)
 		}

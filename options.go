@@ -42,7 +42,8 @@ type Options struct {
 	// ConsumerRanges is the number of sub-ranges of the token range. Default 4.
 	ConsumerRanges int
 	// MaxRequestBytes bounds a produce request (default 4 MiB);
-	// MaxEventBytes one event (default 1 MiB).
+	// MaxEventBytes one event (default 1 MiB, or MaxRequestBytes when that
+	// is less).
 	MaxRequestBytes int
 	MaxEventBytes   int
 	// ProduceMemory bounds the bytes of produce requests held at once (REST
@@ -130,7 +131,8 @@ func (o Options) withDefaults() Options {
 		o.MaxRequestBytes = gateway.DefaultMaxRequestBytes
 	}
 	if o.MaxEventBytes == 0 {
-		o.MaxEventBytes = broker.DefaultMaxEventBytes
+		// The default follows a smaller request limit, as cmd/floe's.
+		o.MaxEventBytes = min(broker.DefaultMaxEventBytes, o.MaxRequestBytes)
 	}
 	if o.ProduceMemory == 0 {
 		o.ProduceMemory = broker.DefaultProduceMemoryFor(int64(o.MaxRequestBytes))

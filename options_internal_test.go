@@ -32,3 +32,14 @@ func TestLogAttrsMinFreeDisk(t *testing.T) {
 		}
 	}
 }
+
+// The library's default event limit follows a smaller request limit too,
+// as cmd/floe's: it stayed 1 MiB over a request limit of 512 KiB.
+func TestMaxEventBytesDefaultFollowsTheRequestLimit(t *testing.T) {
+	if got := (Options{MaxRequestBytes: 512 << 10}).withDefaults().MaxEventBytes; got != 512<<10 {
+		t.Errorf("max-event-bytes %d with a request limit of 512 KiB, want 524288", got)
+	}
+	if got := (Options{}).withDefaults().MaxEventBytes; got != 1<<20 {
+		t.Errorf("max-event-bytes %d by default, want 1 MiB", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -420,6 +421,13 @@ func sdReadAll(t *testing.T, consumerURL, topic string, want int, limit time.Dur
 // A second process on the data directory of a running one exits 1 and
 // names the directory and the holder's pid.
 func sdDataDirInUse(t *testing.T, bin string) {
+	if signal.Ignored(syscall.SIGHUP) {
+		// Run under nohup: floe would inherit the ignored SIGHUP. A
+		// caught signal is reset to its default across exec.
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGHUP)
+		defer signal.Stop(c)
+	}
 	dir := t.TempDir()
 	first := sdStartFloe(t, bin, dir)
 	var stderr bytes.Buffer

@@ -26,7 +26,10 @@ func usableBytes(dir string) (int64, bool) {
 	for {
 		var st unix.Statfs_t
 		if err := unix.Statfs(dir, &st); err == nil {
-			return int64(st.Blocks-(st.Bfree-st.Bavail)) * int64(st.Bsize), true //nolint:unconvert // field types differ between platforms
+			// Signed, each field converted: Bavail is an int64 on FreeBSD (and
+			// negative once root's reserve is in use), a uint64 elsewhere.
+			blocks, bfree, bavail := int64(st.Blocks), int64(st.Bfree), int64(st.Bavail) //nolint:unconvert // field types differ between platforms
+			return (blocks - (bfree - bavail)) * int64(st.Bsize), true                   //nolint:unconvert // field types differ between platforms
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
