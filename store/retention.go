@@ -31,7 +31,10 @@ type RetentionStats struct {
 // and Pebble deletes the blob files no key references any more, so the disk
 // space comes back at once. Reads that started before see their snapshot;
 // later ones start at the new earliest offset. It also runs in the
-// background every RetentionInterval.
+// background every RetentionInterval. A chunk whose index entry cannot be
+// read stops the retention of its stream there (and by size, of its topic):
+// the rest is trimmed all the same, and the stats of what was deleted come
+// with the error.
 func (s *Store) ApplyRetention() (RetentionStats, error) {
 	s.retentionMu.Lock()
 	defer s.retentionMu.Unlock()
@@ -50,16 +53,17 @@ func (s *Store) ApplyRetention() (RetentionStats, error) {
 	// longer than its interval.
 	for _, states := range s.streamsByTopic() {
 		// Close interrupts a long pass between topics: it waits for it.
+		// Nothing was deleted.
 		if err := s.ctx.Err(); err != nil {
-			return stats, nil
+			return RetentionStats{}, errors.Join(planErrs...)
 		}
-		// A topic that cannot be planned (an unreadable index entry) is
-		// left as it is; the others are still trimmed.
+		// What cannot be planned (an unreadable index entry) is left as it
+		// is, with what comes after it in its stream: the rest is still
+		// trimmed, and the error returned.
 		topicCuts := make(map[*streamState]int64)
 		var topicStats RetentionStats
 		if err := s.planTopic(states, topicCuts, &topicStats); err != nil {
 			planErrs = append(planErrs, err)
-			continue
 		}
 		for ss, cut := range topicCuts {
 			cuts[ss] = cut
@@ -201,7 +205,9 @@ func (c *cursor) load(valid bool) (ok bool, err error) {
 }
 
 // planTopic adds to cuts the new earliest offset of each stream of one
-// topic, states (in key order), that loses chunks.
+// topic, states (in key order), that loses chunks. With an error, cuts
+// still holds what could be planned: each cut ends before the chunk whose
+// entry could not be read.
 func (s *Store) planTopic(states []*streamState, cuts map[*streamState]int64, stats *RetentionStats) error {
 	drop := func(ss *streamState, c *cursor) {
 		cuts[ss] = c.first + int64(c.e.count)
@@ -216,19 +222,23 @@ func (s *Store) planTopic(states []*streamState, cuts map[*streamState]int64, st
 		return ss.low.Load()
 	}
 
-	// By age: each stream's oldest chunks up to the first young one.
+	// By age: each stream's oldest chunks up to the first young one, or up
+	// to one that cannot be read: the chunks before it are cut all the
+	// same, and the other streams are trimmed.
+	var errs []error
 	if s.opts.RetentionMaxAge >= 0 {
 		cutoff := s.opts.Now().Add(-s.opts.RetentionMaxAge).UnixNano()
 		for _, ss := range states {
 			c, err := s.newCursor(ss, from(ss))
 			if err != nil {
-				return err
+				errs = append(errs, err)
+				continue
 			}
 			for valid := c.it.First(); ; valid = c.it.Next() {
 				ok, err := c.load(valid)
 				if err != nil {
-					c.it.Close()
-					return err
+					errs = append(errs, err)
+					break
 				}
 				if !ok || c.e.unixNanos >= cutoff {
 					break
@@ -236,12 +246,13 @@ func (s *Store) planTopic(states []*streamState, cuts map[*streamState]int64, st
 				drop(ss, c)
 			}
 			if err := c.it.Close(); err != nil {
-				return fmt.Errorf("store: retention %s: %w", ss.st, err)
+				errs = append(errs, fmt.Errorf("store: retention %s: %w", ss.st, err))
 			}
 		}
 	}
-	if s.opts.RetentionMaxBytes <= 0 {
-		return nil
+	if err := errors.Join(errs...); err != nil || s.opts.RetentionMaxBytes <= 0 {
+		// A topic whose size cannot be known is not trimmed by size.
+		return err
 	}
 
 	// By size: sum what is left, then drop the oldest chunks of the topic,
