@@ -552,39 +552,45 @@ func TestBodyTooLargeErrorsMatch(t *testing.T) {
 	}
 }
 
-// A unary Produce over the request limit fails at once with the error that
-// names the limit, even while the produce memory is full. In the broker,
-// where the metrics wrap the producer, it waited a second for memory and got
-// UNAVAILABLE ("send it again later"), which a client would retry forever.
-func TestUnaryProduceOverLimitDoesNotWaitForMemory(t *testing.T) {
+// overLimitWithMemoryFull starts a node with a request limit and a produce
+// memory of 1 MiB, all of it held by a REST request that announces 1 MiB and
+// sends none of it, and returns its addresses and a batch of 1.2 MiB.
+func overLimitWithMemoryFull(t *testing.T) (floe.Addrs, []*floev1.Event) {
+	t.Helper()
 	const limit = 1 << 20
 	_, a := startNode(t, func(o *floe.Options) {
 		o.MaxRequestBytes, o.MaxEventBytes, o.ProduceMemory = limit, limit, limit
 		o.MetricsAddr = "127.0.0.1:0"
 	})
-	// A REST request that announces 1 MiB and sends none of it holds the
-	// whole produce memory.
 	conn, err := net.Dial("tcp", a.Producer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	fmt.Fprintf(conn, "POST /v1/topic/t/messages HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", limit)
 	const held = "floe_produce_memory_bytes 1.048576e+06"
 	if m := scrapeUntil(t, a.Metrics, held); !strings.Contains(m, held) {
 		t.Fatalf("the REST request does not hold the produce memory: %s", grep(m, "floe_produce_memory_bytes"))
 	}
-
-	prod := floev1.NewProducerClient(dial(t, a.GRPC))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	ev := []byte(`{"a":"` + strings.Repeat("x", 200<<10) + `"}`)
 	var events []*floev1.Event
 	for range 6 { // 1.2 MiB
 		events = append(events, &floev1.Event{Data: ev})
 	}
+	return a, events
+}
+
+// A unary Produce over the request limit fails at once with the error that
+// names the limit, even while the produce memory is full. In the broker,
+// where the metrics wrap the producer, it waited a second for memory and got
+// UNAVAILABLE ("send it again later"), which a client would retry forever.
+func TestUnaryProduceOverLimitDoesNotWaitForMemory(t *testing.T) {
+	a, events := overLimitWithMemoryFull(t)
+	prod := floev1.NewProducerClient(dial(t, a.GRPC))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	start := time.Now()
-	_, err = prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t", Events: events})
+	_, err := prod.Produce(ctx, &floev1.ProduceRequest{Topic: "t", Events: events})
 	wantCode(t, err, codes.ResourceExhausted, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, 413)
 	if took := time.Since(start); took >= time.Second {
 		t.Errorf("refused after %v: it waited for produce memory", took)
@@ -594,31 +600,12 @@ func TestUnaryProduceOverLimitDoesNotWaitForMemory(t *testing.T) {
 // The same on ProduceStream: a batch over the request limit took produce
 // memory, waiting (7 s here) for room it did not need before it was refused.
 func TestStreamBatchOverLimitDoesNotWaitForMemory(t *testing.T) {
-	const limit = 1 << 20
-	_, a := startNode(t, func(o *floe.Options) {
-		o.MaxRequestBytes, o.MaxEventBytes, o.ProduceMemory = limit, limit, limit
-		o.MetricsAddr = "127.0.0.1:0"
-	})
-	conn, err := net.Dial("tcp", a.Producer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/topic/t/messages HTTP/1.1\r\nHost: floe\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", limit)
-	const held = "floe_produce_memory_bytes 1.048576e+06"
-	if m := scrapeUntil(t, a.Metrics, held); !strings.Contains(m, held) {
-		t.Fatalf("the REST request does not hold the produce memory: %s", grep(m, "floe_produce_memory_bytes"))
-	}
+	a, events := overLimitWithMemoryFull(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stream, err := floev1.NewProducerClient(dial(t, a.GRPC)).ProduceStream(ctx)
 	if err != nil {
 		t.Fatal(err)
-	}
-	ev := []byte(`{"a":"` + strings.Repeat("x", 200<<10) + `"}`)
-	var events []*floev1.Event
-	for range 6 { // 1.2 MiB
-		events = append(events, &floev1.Event{Data: ev})
 	}
 	start := time.Now()
 	if err := stream.Send(&floev1.ProduceStreamRequest{RequestId: 1, Topic: "t", Events: events}); err != nil {

@@ -10,34 +10,15 @@ import (
 	"github.com/floe-streams/floe/store"
 )
 
-// blockingLog blocks CommitGroupOffsetSoon of one stream until released.
-type blockingLog struct {
-	group.Log
-	block   store.Stream
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (l *blockingLog) CommitGroupOffsetSoon(grp string, st store.Stream, offset int64) error {
-	if st == l.block {
-		select {
-		case l.entered <- struct{}{}:
-		default:
-		}
-		<-l.release
-	}
-	return l.Log.CommitGroupOffsetSoon(grp, st, offset)
-}
-
 // A Commit of the previous instance of a consumer, slow in the store, ends
 // after the consumer (restarted with other topics) registered again and
 // polled: it commits what the NEW instance has just been given and has not
 // acknowledged. If the new instance dies before processing those events,
 // its next registration resumes past them: events skipped.
 func TestStaleCommitDoesNotCommitTheNewInstancesRead(t *testing.T) {
-	var bl *blockingLog
+	var bl *blockSyncLog
 	e := newEnv(t, func(e *env) {
-		bl = &blockingLog{Log: e.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
+		bl = &blockSyncLog{Log: e.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
 		e.log = bl
 	})
 	bl.block = e.stream("b", 0)
