@@ -16,12 +16,7 @@ import (
 // acknowledged. If the new instance dies before processing those events,
 // its next registration resumes past them: events skipped.
 func TestStaleCommitDoesNotCommitTheNewInstancesRead(t *testing.T) {
-	var bl *blockSyncLog
-	e := newEnv(t, func(e *env) {
-		bl = &blockSyncLog{Log: e.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
-		e.log = bl
-	})
-	bl.block = e.stream("b", 0)
+	e, bl := newBlockedEnv(t, "b")
 	ctx := context.Background()
 
 	// Old instance reads 3 events of b/0.
@@ -136,12 +131,7 @@ func (l *blockSyncLog) SyncGroupOffsets() error {
 // by a registration of its id while its write ran: it answered without the
 // fsync of what it had written.
 func TestSupersededCommitSyncsWhatItWrote(t *testing.T) {
-	var bl *blockSyncLog
-	e := newEnv(t, func(e *env) {
-		bl = &blockSyncLog{Log: e.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
-		e.log = bl
-	})
-	bl.block = e.stream("b", 0)
+	e, bl := newBlockedEnv(t, "b")
 	ctx := context.Background()
 	e.register("c1", "g", group.StartFromEarliest, "b")
 	e.produce("b", 0, 3, "b")
@@ -166,4 +156,16 @@ func TestSupersededCommitSyncsWhatItWrote(t *testing.T) {
 	if off == 3 && bl.syncs.Load() == syncsBefore {
 		t.Errorf("Commit returned nil after writing offset 3 with CommitGroupOffsetSoon, and never called SyncGroupOffsets: the acknowledged commit is not durable")
 	}
+}
+
+// newBlockedEnv is an env whose log blocks the commits of stream 0 of topic
+// until released.
+func newBlockedEnv(t *testing.T, topic string) (*env, *blockSyncLog) {
+	var bl *blockSyncLog
+	e := newEnv(t, func(e *env) {
+		bl = &blockSyncLog{Log: e.st, entered: make(chan struct{}, 1), release: make(chan struct{})}
+		e.log = bl
+	})
+	bl.block = e.stream(topic, 0)
+	return e, bl
 }
