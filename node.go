@@ -597,6 +597,7 @@ func storeOptions(opts Options) store.Options {
 		CacheSize:         opts.CacheSize,
 		PageCacheWindow:   opts.PageCacheWindow,
 		MinFreeDiskBytes:  opts.MinFreeDisk,
+		MaxTopics:         opts.MaxTopics,
 		RetentionMaxAge:   opts.RetentionMaxAge,
 		RetentionMaxBytes: opts.RetentionMaxBytes,
 		MaxAppendBytes:    int(maxAppend),

@@ -79,6 +79,11 @@ type Options struct {
 	// gRPC ResourceExhausted, DISK_FULL) until space comes back
 	// (store.Options.MinFreeDiskBytes). Default 256 MiB; negative: off.
 	MinFreeDisk int64
+	// MaxTopics is how many topics the broker holds: a produce request that
+	// would create one more is refused (HTTP 409, gRPC FailedPrecondition,
+	// TOO_MANY_TOPICS) and stores nothing (store.Options.MaxTopics). Topics
+	// are never removed. Default 10,000; negative: no limit.
+	MaxTopics int
 
 	// CORSOrigins are the origins whose pages may call the REST API from a
 	// browser (CORS), such as an API portal's: "https://portal.example.com",
@@ -157,6 +162,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PageCacheWindow == 0 {
 		o.PageCacheWindow = store.DefaultPageCacheWindow
+	}
+	if o.MaxTopics == 0 {
+		o.MaxTopics = store.DefaultMaxTopics
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -251,6 +259,7 @@ func (o Options) logAttrs() []any {
 		"retention-max-age", o.RetentionMaxAge.String(),
 		"retention-max-bytes", o.RetentionMaxBytes, "cache-size", o.CacheSize,
 		"page-cache-window", sizeOrOff(o.PageCacheWindow), "min-free-disk", sizeOrOff(storeOptions(o).EffectiveMinFreeDisk()),
+		"max-topics", sizeOrOff(int64(o.MaxTopics)),
 		"shutdown-timeout", o.ShutdownTimeout.String(), "cors-origins", strings.Join(o.CORSOrigins, ","),
 	}
 }

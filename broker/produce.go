@@ -160,8 +160,13 @@ func (p *Producer) append(ctx context.Context, topic, key string, events [][]byt
 	}
 	first, err := p.log.Append(ctx, st, events)
 	if err != nil {
-		if errors.Is(err, store.ErrClosed) {
+		switch {
+		case errors.Is(err, store.ErrClosed):
 			return Ack{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		case errors.Is(err, store.ErrTooManyTopics):
+			// No append of this topic can succeed until the broker is
+			// restarted with a higher limit: the store never drops a topic.
+			p.ring.Forget(topic)
 		}
 		return Ack{}, err
 	}

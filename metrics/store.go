@@ -66,6 +66,10 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		func(m *store.Metrics) float64 { return float64(m.GroupOffsetSyncs) })
 	add("streams", "Streams (topic sub-ranges) the store holds.", gauge,
 		func(m *store.Metrics) float64 { return float64(m.Streams) })
+	add("topics", "Topics the store holds: producing to a new one fails (409 TOO_MANY_TOPICS) once there are floe_store_max_topics.", gauge,
+		func(m *store.Metrics) float64 { return float64(m.Topics) })
+	add("max_topics", "The most topics the store holds (--max-topics); -1 when unlimited.", gauge,
+		func(m *store.Metrics) float64 { return float64(m.MaxTopics) })
 	add("retention_runs_total", "Retention passes run.", counter,
 		func(m *store.Metrics) float64 { return float64(m.RetentionRuns) })
 	add("retention_chunks_deleted_total", "Chunks deleted by retention.", counter,

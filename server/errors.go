@@ -39,6 +39,9 @@ var errorTable = []errorKind{
 	{store.ErrAppendTooLarge, codes.ResourceExhausted, floev1.ErrorCode_ERROR_CODE_BODY_TOO_LARGE, http.StatusRequestEntityTooLarge},
 	{broker.ErrUnsupportedContentType, codes.InvalidArgument, floev1.ErrorCode_ERROR_CODE_UNSUPPORTED_CONTENT_TYPE, http.StatusUnsupportedMediaType},
 	{broker.ErrNotRegistered, codes.FailedPrecondition, floev1.ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED, http.StatusConflict},
+	// Not a retryable shortage (no ResourceExhausted, no 429): the limit
+	// does not go away by waiting.
+	{store.ErrTooManyTopics, codes.FailedPrecondition, floev1.ErrorCode_ERROR_CODE_TOO_MANY_TOPICS, http.StatusConflict},
 	{broker.ErrUnavailable, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
 	{store.ErrClosed, codes.Unavailable, floev1.ErrorCode_ERROR_CODE_UNAVAILABLE, http.StatusServiceUnavailable},
 	// After a failed disk write the store refuses writes until the broker

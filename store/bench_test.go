@@ -187,10 +187,14 @@ func BenchmarkRead(b *testing.B) {
 // BenchmarkStreams finds one topic's streams among those of 20,000 topics,
 // as a consumer group's rebalance does for each topic it reads.
 func BenchmarkStreams(b *testing.B) {
-	s := openT(b, b.TempDir(), Options{})
+	s := openT(b, b.TempDir(), Options{MaxTopics: -1})
 	for i := range 20000 {
 		for r := range 4 {
-			s.stateOrNew(testStream(fmt.Sprintf("topic-%d", i), r)).hwm.Store(1)
+			ss, err := s.stateOrNew(testStream(fmt.Sprintf("topic-%d", i), r))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ss.hwm.Store(1)
 		}
 	}
 	b.ResetTimer()

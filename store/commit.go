@@ -281,7 +281,11 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
 			return // cancelled while queued
 		}
-		ss := s.stateOrNew(r.st)
+		ss, err := s.stateOrNew(r.st)
+		if err != nil {
+			s.finish(r, err)
+			return
+		}
 		r.ss = ss
 		r.first = ss.next
 		ss.next += r.count

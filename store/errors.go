@@ -54,6 +54,11 @@ var (
 	// Nothing of it was written; it may be retried once space comes back.
 	ErrDiskFull = errors.New("store: the disk is nearly full, refusing events")
 
+	// ErrTooManyTopics is wrapped by the error of an Append that would
+	// create a topic beyond Options.MaxTopics. Nothing of it was written;
+	// appends to the topics the store holds go on.
+	ErrTooManyTopics = errors.New("store: too many topics")
+
 	// ErrNoSpace is wrapped by the error of Open when the disk is too full
 	// to flush what Pebble replays from its write-ahead log.
 	ErrNoSpace = errors.New("store: no space left on the disk")

@@ -59,7 +59,9 @@ type Metrics struct {
 	// the timer's, and those of explicit commits (offsetsync.go).
 	GroupOffsetCommits, GroupOffsetSyncs int64
 
-	Streams int
+	// Streams and Topics count what the store holds; MaxTopics is the
+	// limit of Topics (Options.MaxTopics), -1 when there is none.
+	Streams, Topics, MaxTopics int
 
 	// Retention.
 	RetentionRuns, ChunksDeleted, BytesDeleted int64
@@ -125,7 +127,7 @@ func (s *Store) Metrics() Metrics {
 		m.PageCacheDropFailures = s.window.dropFailures.Load()
 	}
 	s.mu.RLock()
-	m.Streams = len(s.streams)
+	m.Streams, m.Topics, m.MaxTopics = len(s.streams), len(s.byTopic), max(s.opts.MaxTopics, -1)
 	s.mu.RUnlock()
 	if s.acquire() != nil {
 		return m

@@ -63,6 +63,7 @@ const (
 	DefaultPageCacheWindow    = 1 << 30
 	DefaultMinFreeDisk        = 256 << 20
 	DefaultOffsetSyncDelay    = 100 * time.Millisecond
+	DefaultMaxTopics          = 10000
 )
 
 // Options configures a Store. The zero value is valid: Open fills every zero
@@ -99,6 +100,14 @@ type Options struct {
 	MinFreeDiskBytes int64
 	// CacheSize is the Pebble block cache size in bytes. Default 64 MiB.
 	CacheSize int64
+	// MaxTopics is how many topics the store holds: an Append that would
+	// create one more fails with ErrTooManyTopics, and nothing of it is
+	// stored. Topics are never removed (retention deletes their events, not
+	// their offsets), and each costs memory for as long as the store is
+	// open, so a producer writing to ever new names cannot grow it without
+	// bound. A store that already holds more, opened with a lower limit,
+	// keeps them. Default 10,000; negative: no limit.
+	MaxTopics int
 
 	// RetentionMaxAge deletes whole chunks appended longer ago than this.
 	// Default 7 days; negative keeps data forever.
@@ -213,6 +222,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PageCacheWindow == 0 {
 		o.PageCacheWindow = DefaultPageCacheWindow
+	}
+	if o.MaxTopics == 0 {
+		o.MaxTopics = DefaultMaxTopics
 	}
 	if o.MinFreeDiskBytes == 0 {
 		o.MinFreeDiskBytes = DefaultMinFreeDisk

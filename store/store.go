@@ -132,7 +132,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.recover(); err != nil {
 		return nil, errors.Join(err, db.Close())
 	}
-	s.log.Info("store opened", "dir", dir, "streams", len(s.streams),
+	s.log.Info("store opened", "dir", dir, "streams", len(s.streams), "topics", len(s.byTopic),
 		"pebble_open", pebbleOpen.Round(time.Microsecond).String(),
 		"recovery", (time.Since(start) - pebbleOpen).Round(time.Microsecond).String())
 
@@ -358,20 +358,25 @@ func (s *Store) state(st Stream) *streamState {
 	return ss
 }
 
-// stateOrNew returns the state of st, creating it. Only the committer
-// creates states.
-func (s *Store) stateOrNew(st Stream) *streamState {
+// stateOrNew returns the state of st, creating it, unless st is the first
+// stream of a topic beyond Options.MaxTopics (ErrTooManyTopics). Only the
+// committer creates states, so the count cannot be overtaken.
+func (s *Store) stateOrNew(st Stream) (*streamState, error) {
 	if ss := s.state(st); ss != nil {
-		return ss
+		return ss, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.streams[st]
 	if ss == nil {
+		if _, known := s.byTopic[st.Topic]; !known && s.opts.MaxTopics > 0 && len(s.byTopic) >= s.opts.MaxTopics {
+			return nil, fmt.Errorf("%w: %q would be topic %d, and the store holds at most %d",
+				ErrTooManyTopics, st.Topic, len(s.byTopic)+1, s.opts.MaxTopics)
+		}
 		ss = &streamState{st: st}
 		s.addStreamLocked(ss)
 	}
-	return ss
+	return ss, nil
 }
 
 // addStreamLocked adds a new stream's state; s.mu is held, or the store is

@@ -143,6 +143,32 @@ func (i integer) Set(s string) error {
 	return nil
 }
 
+// integerOrOff is a count flag that also takes "off", stored as -1.
+type integerOrOff struct{ p *int }
+
+func (i integerOrOff) String() string {
+	if i.p == nil {
+		return ""
+	}
+	if *i.p < 0 {
+		return "off"
+	}
+	return strconv.Itoa(*i.p)
+}
+
+func (i integerOrOff) Set(s string) error {
+	if strings.TrimSpace(s) == "off" {
+		*i.p = -1
+		return nil
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || v < 0 {
+		return fmt.Errorf("%q is not a whole number or off", s)
+	}
+	*i.p = v
+	return nil
+}
+
 // originList is a flag of comma-separated CORS origins; blanks around them
 // are dropped, and "" is the empty list. The origins themselves are checked
 // with the rest of the options.

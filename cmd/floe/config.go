@@ -54,8 +54,8 @@ var defaults = map[string]string{
 	"max-request-bytes": "4MiB", "max-event-bytes": "1MiB", "max-poll-bytes": "2MiB",
 	"max-poll-wait": "30s", "member-timeout": "2m", "group-offset-retention": "168h", "retention-max-age": "168h",
 	"retention-max-bytes": "0", "cache-size": "64MiB", "page-cache-window": "1GiB", "shutdown-timeout": "30s",
-	"min-free-disk": "256MiB",
-	"memory-limit":  "200MiB",
+	"min-free-disk": "256MiB", "max-topics": "10000",
+	"memory-limit": "200MiB",
 }
 
 // newFlagSet declares every setting, bound to c, with its default.
@@ -85,6 +85,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(byteSize64{&o.CacheSize}, "cache-size", "block cache of the store, e.g. 64MiB")
 	fs.Var(byteSizeOrOff{&o.PageCacheWindow}, "page-cache-window", "newest flushed events left in the OS page cache, e.g. 1GiB; older blob files are dropped from it (off: the kernel decides; Linux only)")
 	fs.Var(byteSizeOrOff{&o.MinFreeDisk}, "min-free-disk", "free space kept on the volume of data-dir: below it, produce requests get 507 until space comes back (at least 8 memtables: 2.5 × max-request-bytes each, 16MiB at least) (off: no guard; then a full disk stalls or crashes the store)")
+	fs.Var(integerOrOff{&o.MaxTopics}, "max-topics", "most topics the broker holds: producing to a new topic beyond it gets 409 TOO_MANY_TOPICS; topics are never removed (off: no limit)")
 	fs.Var(originList{&o.CORSOrigins}, "cors-origins", "origins whose pages may call the REST API from a browser (CORS), comma-separated, e.g. https://portal.example.com,http://localhost:8080; * for any (empty: none)")
 	fs.Var(duration{&o.ShutdownTimeout}, "shutdown-timeout", "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
 	fs.Var(byteSize64{&c.memoryLimit}, "memory-limit", "soft memory limit of the Go runtime: the GC works harder near it (0: none; GOMEMLIMIT, if set, wins)")
@@ -207,6 +208,7 @@ var zeroMeaningless = map[string]string{
 	"cache-size":             "use a size such as 64MiB",
 	"page-cache-window":      "use a size such as 1GiB, or off",
 	"min-free-disk":          "use a size such as 256MiB, or off",
+	"max-topics":             "use a number such as 10000, or off",
 	"shutdown-timeout":       "use a duration such as 30s",
 }
 
@@ -223,6 +225,7 @@ func (c *config) checkZeros() error {
 		"group-offset-retention": int64(o.GroupOffsetRetention),
 		"retention-max-age":      int64(o.RetentionMaxAge), "cache-size": o.CacheSize,
 		"page-cache-window": o.PageCacheWindow, "min-free-disk": o.MinFreeDisk,
+		"max-topics":       int64(o.MaxTopics),
 		"shutdown-timeout": int64(o.ShutdownTimeout),
 	}
 	var errs []error

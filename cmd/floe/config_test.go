@@ -55,7 +55,7 @@ consumer-ranges: 8
 		check: func(o floe.Options) string {
 			return strings.Join([]string{o.DataDir, o.MetricsAddr, o.PprofAddr, o.GRPCAddr,
 				itoa(o.MaxRequestBytes), itoa(o.MaxEventBytes), itoa(o.MaxPollBytes), o.MaxPollWait.String(),
-				itoa64(o.CacheSize), o.ShutdownTimeout.String(), itoa(o.ConsumerRanges), itoa64(o.PageCacheWindow)}, " ")
+				itoa64(o.CacheSize), o.ShutdownTimeout.String(), itoa(o.ConsumerRanges), itoa64(o.PageCacheWindow), itoa(o.MaxTopics)}, " ")
 		},
 	}, {
 		name: "file over defaults",
@@ -109,6 +109,14 @@ consumer-ranges: 8
 		env:   env{"FLOE_PAGE_CACHE_WINDOW": "off"},
 		check: func(o floe.Options) string { return itoa64(o.PageCacheWindow) },
 	}, {
+		name:  "max topics off",
+		env:   env{"FLOE_MAX_TOPICS": "off"},
+		check: func(o floe.Options) string { return itoa(o.MaxTopics) },
+	}, {
+		name:  "max topics",
+		args:  []string{"--max-topics", "50000"},
+		check: func(o floe.Options) string { return itoa(o.MaxTopics) },
+	}, {
 		name:  "page cache window size",
 		args:  []string{"--page-cache-window", "256MiB"},
 		check: func(o floe.Options) string { return itoa64(o.PageCacheWindow) },
@@ -147,7 +155,7 @@ consumer-ranges: 8
 }
 
 var wantPrecedence = map[string]string{
-	"defaults":                                        "./floe-data :9253  :9249 4194304 1048576 2097152 30s 67108864 30s 4 1073741824",
+	"defaults":                                        "./floe-data :9253  :9249 4194304 1048576 2097152 30s 67108864 30s 4 1073741824 10000",
 	"file over defaults":                              "/from/file 8388608 10s",
 	"env over file":                                   "/from/env 8388608 1m0s",
 	"flags over env over file":                        "/from/flag 1048576 524288",
@@ -158,6 +166,8 @@ var wantPrecedence = map[string]string{
 	"sizes, durations and YAML numbers":               "1048576 10737418240 -1s 1h30m0s",
 	"page cache window off":                           "-1",
 	"page cache window size":                          "268435456",
+	"max topics off":                                  "-1",
+	"max topics":                                      "50000",
 }
 
 // --config wins over FLOE_CONFIG.
@@ -397,6 +407,8 @@ func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
 		{[]string{"--shutdown-timeout", "0"}, nil, "shutdown-timeout: 0 is not allowed"},
 		{[]string{"--page-cache-window", "0"}, nil, "page-cache-window: 0 is not allowed: use a size such as 1GiB, or off"},
 		{[]string{"--group-offset-retention", "0"}, nil, "group-offset-retention: 0 is not allowed"},
+		{[]string{"--max-topics", "0"}, nil, "max-topics: 0 is not allowed: use a number such as 10000, or off"},
+		{[]string{"--max-topics", "-1"}, nil, `invalid value "-1" for flag -max-topics: "-1" is not a whole number or off`},
 		{nil, env{"FLOE_DATA_DIR": ""}, "data-dir: an empty path is not allowed: name a directory (set by FLOE_DATA_DIR)"},
 		{[]string{"--data-dir", " "}, nil, "data-dir: an empty path is not allowed"},
 		{nil, env{"FLOE_PRODUCER_ADDR": ""}, "producer-addr: an empty address is not allowed: use host:port, e.g. :9251 (set by FLOE_PRODUCER_ADDR)"},

@@ -52,6 +52,10 @@ const (
 	// 2xxx: the request does not fit the state of the broker.
 	// The consumer is not registered, or no longer: register again (HTTP 409).
 	ErrorCode_ERROR_CODE_CONSUMER_NOT_REGISTERED ErrorCode = 2001
+	// Producing would create a topic, and the broker holds as many as it may
+	// (--max-topics): produce to an existing topic, or raise the limit
+	// (HTTP 409). Nothing of the request was stored.
+	ErrorCode_ERROR_CODE_TOO_MANY_TOPICS ErrorCode = 2002
 	// 3xxx: routing (over gRPC, an unknown method gets ROUTE_NOT_FOUND).
 	// No route has this path (HTTP 404).
 	ErrorCode_ERROR_CODE_ROUTE_NOT_FOUND ErrorCode = 3001
@@ -86,6 +90,7 @@ var (
 		1008: "ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING",
 		1009: "ERROR_CODE_NOT_ACCEPTABLE",
 		2001: "ERROR_CODE_CONSUMER_NOT_REGISTERED",
+		2002: "ERROR_CODE_TOO_MANY_TOPICS",
 		3001: "ERROR_CODE_ROUTE_NOT_FOUND",
 		3002: "ERROR_CODE_METHOD_NOT_ALLOWED",
 		5001: "ERROR_CODE_INTERNAL",
@@ -105,6 +110,7 @@ var (
 		"ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING": 1008,
 		"ERROR_CODE_NOT_ACCEPTABLE":               1009,
 		"ERROR_CODE_CONSUMER_NOT_REGISTERED":      2001,
+		"ERROR_CODE_TOO_MANY_TOPICS":              2002,
 		"ERROR_CODE_ROUTE_NOT_FOUND":              3001,
 		"ERROR_CODE_METHOD_NOT_ALLOWED":           3002,
 		"ERROR_CODE_INTERNAL":                     5001,
@@ -286,7 +292,7 @@ const file_floe_v1_errors_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
 	"\x0fx-floe-required\x12\x02 \x01R\x05error\x125\n" +
 	"\amessage\x18\x04 \x01(\tB\x1b\x92A\x18\x82\x03\x15\n" +
-	"\x0fx-floe-required\x12\x02 \x01R\amessage*\xb5\x04\n" +
+	"\x0fx-floe-required\x12\x02 \x01R\amessage*\xd6\x04\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1cERROR_CODE_INVALID_PARAMETER\x10\xe9\a\x12\x1d\n" +
@@ -299,6 +305,7 @@ const file_floe_v1_errors_proto_rawDesc = "" +
 	"'ERROR_CODE_UNSUPPORTED_CONTENT_ENCODING\x10\xf0\a\x12\x1e\n" +
 	"\x19ERROR_CODE_NOT_ACCEPTABLE\x10\xf1\a\x12'\n" +
 	"\"ERROR_CODE_CONSUMER_NOT_REGISTERED\x10\xd1\x0f\x12\x1f\n" +
+	"\x1aERROR_CODE_TOO_MANY_TOPICS\x10\xd2\x0f\x12\x1f\n" +
 	"\x1aERROR_CODE_ROUTE_NOT_FOUND\x10\xb9\x17\x12\"\n" +
 	"\x1dERROR_CODE_METHOD_NOT_ALLOWED\x10\xba\x17\x12\x18\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\x89'\x12\x1b\n" +

@@ -1,0 +1,43 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/floe-streams/floe/store"
+)
+
+// refusingLog refuses every topic but held, as a store at its topic limit.
+type refusingLog struct{ held string }
+
+func (l refusingLog) Append(_ context.Context, st store.Stream, _ [][]byte) (int64, error) {
+	if st.Topic != l.held {
+		return 0, fmt.Errorf("%w: %q", store.ErrTooManyTopics, st.Topic)
+	}
+	return 0, nil
+}
+
+// Topics the store refuses to create leave no turn behind in the ring: a
+// producer sending to ever new names must not grow the broker's memory.
+func TestRefusedTopicLeavesNoTurn(t *testing.T) {
+	p, err := NewProducer(refusingLog{held: "held"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := [][]byte{[]byte(`{}`)}
+	for i := range 100 {
+		if _, err := p.Produce(context.Background(), fmt.Sprintf("new-%d", i), "", ev); !errors.Is(err, store.ErrTooManyTopics) {
+			t.Fatalf("new topic %d: %v, want ErrTooManyTopics", i, err)
+		}
+	}
+	if _, err := p.Produce(context.Background(), "held", "", ev); err != nil {
+		t.Fatal(err)
+	}
+	var turns []any
+	p.ring.next.Range(func(k, _ any) bool { turns = append(turns, k); return true })
+	if len(turns) != 1 || turns[0] != "held" {
+		t.Errorf("the ring keeps turns for %v, want only [held]", turns)
+	}
+}
