@@ -2,7 +2,6 @@ package group
 
 import (
 	"cmp"
-	"maps"
 	"slices"
 
 	"github.com/floe-streams/floe/store"
@@ -22,14 +21,17 @@ import (
 // polls of the group's topics are woken so that members see their new
 // streams.
 func (c *Coordinator) rebalanceLocked(g *groupState) {
-	ids := slices.Sorted(maps.Keys(g.members))
-	members := make([]*member, len(ids))
+	members := g.byID
 	var topics []string
-	for i, id := range ids {
-		m := g.members[id]
-		members[i] = m
+	var last []string
+	for _, m := range members {
 		m.positions = nil
-		topics = append(topics, m.topics...)
+		// Members of a group mostly read the same topics: only a list
+		// unlike the previous member's adds names to sort.
+		if !slices.Equal(m.topics, last) {
+			topics = append(topics, m.topics...)
+			last = m.topics
+		}
 	}
 	slices.Sort(topics)
 	topics = slices.Compact(topics)

@@ -133,3 +133,26 @@ func BenchmarkNotify(b *testing.B) {
 		e.c.Notify(st)
 	}
 }
+
+// BenchmarkRegisterLargeGroup is one consumer joining a group of n members
+// and leaving it (commit=false): two rebalances of n+1 members. A client
+// that registers a new id at each start grows its group until the members
+// expire.
+func BenchmarkRegisterLargeGroup(b *testing.B) {
+	for _, n := range []int{100, 5_000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			e := newEnv(b, func(e *env) { e.opts.Logger = nil })
+			e.produce("t", 0, 1, "x")
+			for i := range n {
+				e.register(fmt.Sprintf("m%05d", i), "g", group.StartFromEarliest, "t")
+			}
+			ctx := context.Background()
+			for b.Loop() {
+				e.register("new", "g", group.StartFromEarliest, "t")
+				if err := e.c.Goodbye(ctx, "new", false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -25,6 +25,17 @@ func CheckInvariants(c *Coordinator) error {
 		}
 	}
 	for name, g := range c.groups {
+		if len(g.byID) != len(g.members) {
+			return fmt.Errorf("group %s: %d members, %d in id order", name, len(g.members), len(g.byID))
+		}
+		for i, m := range g.byID {
+			if g.members[m.id] != m {
+				return fmt.Errorf("group %s: member %s in id order is not a member", name, m.id)
+			}
+			if i > 0 && g.byID[i-1].id >= m.id {
+				return fmt.Errorf("group %s: members out of id order: %s before %s", name, g.byID[i-1].id, m.id)
+			}
+		}
 		listed := make(map[store.Stream]string)
 		for id, m := range g.members {
 			if c.members[id] != m {

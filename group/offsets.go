@@ -43,13 +43,13 @@ func newJobLocked(g *groupState, p *position, kind jobKind) *ioJob {
 // committed offset is not known yet and that is not busy.
 func (c *Coordinator) loadJobsLocked(g *groupState) []*ioJob {
 	var jobs []*ioJob
-	for _, m := range g.members {
-		for _, p := range m.positions {
-			if !p.known && p.io == nil {
-				j := newJobLocked(g, p, jobLoad)
-				j.onNew = m.onNew
-				jobs = append(jobs, j)
-			}
+	// By position, not by member: a group has at most as many read
+	// positions as streams, and may have far more members.
+	for _, p := range g.positions {
+		if m := p.owner; m != nil && !p.known && p.io == nil {
+			j := newJobLocked(g, p, jobLoad)
+			j.onNew = m.onNew
+			jobs = append(jobs, j)
 		}
 	}
 	return jobs
