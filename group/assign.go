@@ -72,6 +72,7 @@ func (c *Coordinator) rebalanceLocked(g *groupState) {
 	for _, t := range topics {
 		c.wake(t)
 	}
+	c.wake(idleKey(g.name))
 }
 
 // setOwner gives p to m (nil: nobody). A new owner starts from the committed

@@ -353,9 +353,7 @@ func (c *Coordinator) Register(ctx context.Context, r Registration) error {
 func (c *Coordinator) supersedePollsLocked(m *member) {
 	m.registered++
 	if m.polling > 0 {
-		for _, t := range m.topics {
-			c.wake(t)
-		}
+		c.wakeMemberLocked(m)
 	}
 }
 
@@ -491,9 +489,7 @@ func (c *Coordinator) removeLocked(m *member) {
 	m.group.remove(m.id)
 	m.positions = nil
 	// A long poll of m returns ErrNotRegistered now, not at its timeout.
-	for _, t := range m.topics {
-		c.wake(t)
-	}
+	c.wakeMemberLocked(m)
 }
 
 // maybeDropGroupLocked forgets a group without members, unless offset I/O

@@ -71,3 +71,13 @@ func Waiters(c *Coordinator) int { return int(c.nwaiters.Load()) }
 
 // SweepOffsets runs one offset-retention sweep now.
 func SweepOffsets(c *Coordinator) { c.expireOffsets() }
+
+// WaitersOn is the number of long polls waiting for events of topic, and
+// IdleWaiters the number of those of members of group that read no stream.
+func WaitersOn(c *Coordinator, topic string) int {
+	c.waitMu.RLock()
+	defer c.waitMu.RUnlock()
+	return len(c.waiters[topic])
+}
+
+func IdleWaiters(c *Coordinator, group string) int { return WaitersOn(c, idleKey(group)) }

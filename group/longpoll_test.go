@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/floe-streams/floe/broker"
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/store"
 )
 
 type pollResult struct {
@@ -277,4 +279,63 @@ func TestRestartedConsumerGetsWhatTheOldPollWaitedFor(t *testing.T) {
 	if off, ok := e.committed("g", st); !ok || off != 4 {
 		t.Fatalf("committed %d (%v), want 4", off, ok)
 	}
+}
+
+// Members that read no stream (more members than streams) wait for a
+// rebalance, not for events: woken by every event of their topics, they
+// spent the broker's CPU on polls that could find nothing. Once a rebalance
+// gives one a stream, its long poll returns that stream's events.
+func TestIdleMembersWaitForARebalance(t *testing.T) {
+	e := newEnv(t)
+	ids := []string{"a", "b", "c", "d", "e", "f"}
+	for _, id := range ids {
+		e.register(id, "g", group.StartFromEarliest, "t")
+	}
+	own := assigned(e.c, "g")
+	var idle []string
+	polls := map[string]<-chan pollResult{}
+	for _, id := range ids {
+		if len(own[id]) == 0 {
+			idle = append(idle, id)
+		}
+		polls[id] = startPoll(t, e, context.Background(), group.PollRequest{ConsumerID: id, Wait: 10 * time.Second})
+	}
+	if len(idle) != len(ids)-testRanges {
+		t.Fatalf("assignment %v: want %d idle members", own, len(ids)-testRanges)
+	}
+		if n, m := group.WaitersOn(e.c, "t"), group.IdleWaiters(e.c, "g"); n != testRanges || m != len(idle) {
+		t.Fatalf("%d polls wait for events of t and %d for a rebalance; want %d and %d", n, m, testRanges, len(idle))
+	}
+
+	// An owner leaves: the streams are dealt again, one idle member gets
+	// one, and its long poll returns the events produced there.
+	leaver := ids[0]
+	if len(own[leaver]) == 0 {
+		t.Fatalf("assignment %v: %s reads nothing", own, leaver)
+	}
+	if err := e.c.Goodbye(context.Background(), leaver, true); err != nil {
+		t.Fatal(err)
+	}
+	if r := awaitPoll(t, polls[leaver]); !errors.Is(r.err, broker.ErrNotRegistered) && r.err != nil {
+		t.Fatalf("poll of the member that left: %+v", r)
+	}
+	heir, st := "", store.Stream{}
+	for s, id := range owners(e.c, "g") {
+		if slices.Contains(idle, id) {
+			heir, st = id, s
+		}
+	}
+	if heir == "" {
+		t.Fatalf("no idle member %v got a stream: %v", idle, assigned(e.c, "g"))
+	}
+	for deadline := time.Now().Add(5 * time.Second); group.WaitersOn(e.c, "t") != testRanges; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d polls wait for events of t, want %d: the heir's poll does not", group.WaitersOn(e.c, "t"), testRanges)
+		}
+	}
+	e.produce("t", int(st.RangeIndex), 3, "x")
+	if r := awaitPoll(t, polls[heir]); r.err != nil || countEvents(r.batches) != 3 {
+		t.Fatalf("poll of the heir: %+v", r)
+	}
+	e.check()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/floe-streams/floe/broker"
@@ -90,10 +91,6 @@ var errSuperseded = errors.New("group: the consumer registered again during the 
 // poll is Poll once m is entered: registered is m's registration count at
 // entry.
 func (c *Coordinator) poll(ctx context.Context, m *member, registered uint64, maxBytes, maxEvents int, wait time.Duration, lend func(int) []byte) ([]Batch, error) {
-	c.mu.Lock()
-	topics := m.topics
-	c.mu.Unlock()
-
 	var w *waiter
 	defer func() {
 		if w != nil {
@@ -113,13 +110,23 @@ func (c *Coordinator) poll(ctx context.Context, m *member, registered uint64, ma
 		if wait <= 0 {
 			return []Batch{}, nil
 		}
-		if w == nil {
+		c.mu.Lock()
+		keys := waitKeysLocked(m)
+		c.mu.Unlock()
+		if w == nil || !slices.Equal(w.topics, keys) {
 			// Register for wake-ups, then read once more: an event made
-			// durable before the registration is seen by that read, one
-			// made durable after it wakes us.
-			w = c.addWaiter(topics)
-			timer = time.NewTimer(wait)
-			defer timer.Stop()
+			// durable (or a rebalance made) before the registration is
+			// seen by that read, one made after it wakes us. A member
+			// that got or lost all its streams since it registered
+			// changes keys the same way.
+			if w != nil {
+				c.removeWaiter(w)
+			}
+			w = c.addWaiter(keys)
+			if timer == nil {
+				timer = time.NewTimer(wait)
+				defer timer.Stop()
+			}
 			continue
 		}
 		select {
