@@ -303,7 +303,7 @@ func TestIdleMembersWaitForARebalance(t *testing.T) {
 	if len(idle) != len(ids)-testRanges {
 		t.Fatalf("assignment %v: want %d idle members", own, len(ids)-testRanges)
 	}
-		if n, m := group.WaitersOn(e.c, "t"), group.IdleWaiters(e.c, "g"); n != testRanges || m != len(idle) {
+	if n, m := group.WaitersOn(e.c, "t"), group.IdleWaiters(e.c, "g"); n != testRanges || m != len(idle) {
 		t.Fatalf("%d polls wait for events of t and %d for a rebalance; want %d and %d", n, m, testRanges, len(idle))
 	}
 
