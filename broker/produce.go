@@ -17,6 +17,20 @@ type Log interface {
 
 var _ Log = (*store.Store)(nil)
 
+// topicHolder is a Log that tells whether it holds a topic (any stream of
+// it); *store.Store is one. Produce asks it only after a failed append.
+type topicHolder interface {
+	HoldsTopic(topic string) bool
+}
+
+var _ topicHolder = (*store.Store)(nil)
+
+// holds says whether the log holds topic; false for a Log that cannot tell.
+func (p *Producer) holds(topic string) bool {
+	h, ok := p.log.(topicHolder)
+	return ok && h.HoldsTopic(topic)
+}
+
 // Options configures a Producer.
 type Options struct {
 	// ConsumerRanges is the number of sub-ranges of the broker's token range;
@@ -160,13 +174,17 @@ func (p *Producer) append(ctx context.Context, topic, key string, events [][]byt
 	}
 	first, err := p.log.Append(ctx, st, events)
 	if err != nil {
-		switch {
-		case errors.Is(err, store.ErrClosed):
-			return Ack{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		case errors.Is(err, store.ErrTooManyTopics):
-			// No append of this topic can succeed until the broker is
-			// restarted with a higher limit: the store never drops a topic.
+		if key == "" && (errors.Is(err, store.ErrTooManyTopics) || !p.holds(topic)) {
+			// The store holds nothing of topic: refused for the topic
+			// limit (no append of it can succeed until the broker restarts
+			// with a higher one), or for any other reason (a full disk, a
+			// failed or closed store, a cancelled request). Its turn goes,
+			// so that names never stored leave nothing behind; a topic
+			// created meanwhile only starts its turn again.
 			p.ring.Forget(topic)
+		}
+		if errors.Is(err, store.ErrClosed) {
+			return Ack{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 		return Ack{}, err
 	}

@@ -129,8 +129,9 @@ func (r *Ring) NextStream(topic string) store.Stream {
 	return r.stream(topic, uint32((next.(*atomic.Uint64).Add(1)-1)%r.ranges))
 }
 
-// Forget drops the turn NextStream keeps for topic: the store refused to
-// create the topic, so that refused names leave nothing behind.
+// Forget drops the turn NextStream keeps for topic: an append to it failed
+// and the store holds nothing of it, so that names never stored leave
+// nothing behind.
 func (r *Ring) Forget(topic string) { r.next.Delete(topic) }
 
 // Streams lists the streams of a topic, in range order.

@@ -386,6 +386,16 @@ func (s *Store) addStreamLocked(ss *streamState) {
 	s.byTopic[ss.st.Topic] = append(s.byTopic[ss.st.Topic], ss)
 }
 
+// HoldsTopic says whether the store holds topic: whether it has the state
+// of any stream of it, even one whose first append is not yet durable.
+// Topics are never removed.
+func (s *Store) HoldsTopic(topic string) bool {
+	s.mu.RLock()
+	_, ok := s.byTopic[topic]
+	s.mu.RUnlock()
+	return ok
+}
+
 // HighWatermark returns the next offset to be assigned in st: the number of
 // events ever appended to it and acknowledged. It is 0 for unknown streams.
 func (s *Store) HighWatermark(st Stream) int64 {
