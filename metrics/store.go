@@ -36,7 +36,7 @@ func newStoreCollector(src StoreSource) *storeCollector {
 	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
 	add("appends_total", "Acknowledged appends (produce requests made durable); each is stored as one chunk.", counter,
 		func(m *store.Metrics) float64 { return float64(m.Appends) })
-	add("append_errors_total", "Appends that failed after validation (cancelled, store closed, failed commit).", counter,
+	add("append_errors_total", "Appends that failed after validation (cancelled, store closed, failed commit, new topic beyond max-topics).", counter,
 		func(m *store.Metrics) float64 { return float64(m.AppendErrors) })
 	add("write_failed", "1 once a WAL write or fsync failed: the broker refuses writes until it restarts.", gauge,
 		func(m *store.Metrics) float64 {

@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 
@@ -104,5 +107,61 @@ func TestMaxTopicsConcurrent(t *testing.T) {
 	}
 	if hwm := s.HighWatermark(testStream("held", 0)); hwm != 1+appenders {
 		t.Errorf("held topic's high watermark %d, want %d", hwm, 1+appenders)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a logger may write from any goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The operator learns from the log that the limit was reached: once, at the
+// first refused topic (not at every refused append), and at Open when the
+// store already holds as many topics as it may, as after an upgrade to the
+// default limit or a restart with a lower one.
+func TestMaxTopicsIsLogged(t *testing.T) {
+	fs := vfs.NewMem()
+	var logs lockedBuffer
+	opts := memOpts(t, fs)
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	opts.MaxTopics = 2
+	s := openT(t, "db", opts)
+	mustAppend(t, s, testStream("a", 0), makeEvents("a", 1))
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Fatalf("a warning below the limit:\n%s", logs.String())
+	}
+	mustAppend(t, s, testStream("b", 0), makeEvents("b", 1))
+	for _, topic := range []string{"c", "d", "c"} {
+		if _, err := s.Append(context.Background(), testStream(topic, 0), makeEvents(topic, 1)); !errors.Is(err, ErrTooManyTopics) {
+			t.Fatalf("topic %s: %v, want ErrTooManyTopics", topic, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "refusing a new topic"); n != 1 || !strings.Contains(logs.String(), `topic=c topics=2 max_topics=2`) {
+		t.Errorf("%d warnings of a refused topic, want 1 naming c:\n%s", n, logs.String())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	opts.MaxTopics = 1
+	logs = lockedBuffer{}
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s = openT(t, "db", opts)
+	if !strings.Contains(logs.String(), "level=WARN msg=\"store: holds as many topics as it may") ||
+		!strings.Contains(logs.String(), "topics=2 max_topics=1") {
+		t.Errorf("no warning at Open of a store at its limit:\n%s", logs.String())
 	}
 }

@@ -36,6 +36,9 @@ type Store struct {
 	// byTopic holds the same states by topic (addStreamLocked), so that
 	// finding a topic's streams does not read every stream of the store.
 	byTopic map[string][]*streamState
+	// topicsRefused is set by the committer when it first refuses a new
+	// topic (Options.MaxTopics), which it logs once.
+	topicsRefused bool
 
 	// The group-commit pipeline (commit.go).
 	queue    chan *appendReq
@@ -135,6 +138,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.log.Info("store opened", "dir", dir, "streams", len(s.streams), "topics", len(s.byTopic),
 		"pebble_open", pebbleOpen.Round(time.Microsecond).String(),
 		"recovery", (time.Since(start) - pebbleOpen).Round(time.Microsecond).String())
+	if opts.MaxTopics > 0 && len(s.byTopic) >= opts.MaxTopics {
+		// Say it now rather than at the first refused append: a store
+		// upgraded to the default limit, or opened with a lower one,
+		// refuses every new topic from the start.
+		s.log.Warn("store: holds as many topics as it may: appends to new topics will be refused (ErrTooManyTopics) until it is opened with a higher limit",
+			"topics", len(s.byTopic), "max_topics", opts.MaxTopics)
+	}
 
 	if opts.MinFreeDiskBytes > 0 && opts.FS == vfs.Default {
 		s.disk = newDiskGuard(dir, opts.MinFreeDiskBytes)
@@ -366,16 +376,24 @@ func (s *Store) stateOrNew(st Stream) (*streamState, error) {
 		return ss, nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	ss := s.streams[st]
 	if ss == nil {
 		if _, known := s.byTopic[st.Topic]; !known && s.opts.MaxTopics > 0 && len(s.byTopic) >= s.opts.MaxTopics {
+			n := len(s.byTopic)
+			s.mu.Unlock()
+			if !s.topicsRefused {
+				// Only the committer refuses, so this is logged once.
+				s.topicsRefused = true
+				s.log.Warn("store: refusing a new topic: the store holds as many as it may; appends to new topics fail (ErrTooManyTopics) until it is opened with a higher limit",
+					"topic", st.Topic, "topics", n, "max_topics", s.opts.MaxTopics)
+			}
 			return nil, fmt.Errorf("%w: %q would be topic %d, and the store holds at most %d",
-				ErrTooManyTopics, st.Topic, len(s.byTopic)+1, s.opts.MaxTopics)
+				ErrTooManyTopics, st.Topic, n+1, s.opts.MaxTopics)
 		}
 		ss = &streamState{st: st}
 		s.addStreamLocked(ss)
 	}
+	s.mu.Unlock()
 	return ss, nil
 }
 
