@@ -458,15 +458,19 @@ const file_floe_v1_producer_proto_rawDesc = "" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12,\n" +
 	"\x03ack\x18\x02 \x01(\v2\x18.floe.v1.ProduceResponseH\x00R\x03ack\x12&\n" +
 	"\x05error\x18\x03 \x01(\v2\x0e.floe.v1.ErrorH\x00R\x05errorB\b\n" +
-	"\x06result2\xca\b\n" +
-	"\bProducer\x12\xe9\a\n" +
-	"\aProduce\x12\x17.floe.v1.ProduceRequest\x1a\x18.floe.v1.ProduceResponse\"\xaa\a\x92A\xfe\x06\n" +
+	"\x06result2\xb1\n" +
+	"\n" +
+	"\bProducer\x12\xd0\t\n" +
+	"\aProduce\x12\x17.floe.v1.ProduceRequest\x1a\x18.floe.v1.ProduceResponse\"\x91\t\x92A\xe5\b\n" +
 	"\bProducer\x12\fStore events\x1a\xdb\x01The body is one JSON event (application/json, the default) or one JSON event per non-empty line (application/x-ndjson). The request is atomic: every event is stored, or none. 200 is answered once the events are durable.2\x10application/json2\x14application/x-ndjson:\x10application/jsonJ\xaa\x01\n" +
 	"\x03400\x12\xa2\x01\n" +
 	"\x8b\x01Invalid topic or partitionKey, empty body, invalid JSON (the message names the NDJSON line), or a compressed body that does not decompress.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJV\n" +
 	"\x03408\x12O\n" +
 	"9The body did not arrive within the server's read timeout.\x12\x12\n" +
+	"\x10\x1a\x0e.floe.v1.ErrorJ\xe4\x01\n" +
+	"\x03409\x12\xdc\x01\n" +
+	"\xc5\x01TOO_MANY_TOPICS: the topic does not exist and the broker holds as many topics as it may (--max-topics): nothing was stored, and retrying does not help until the broker restarts with a higher limit.\x12\x12\n" +
 	"\x10\x1a\x0e.floe.v1.ErrorJJ\n" +
 	"\x03413\x12C\n" +
 	"-The body or one event is over its size limit.\x12\x12\n" +
