@@ -48,7 +48,7 @@ func TestProduceToTooManyTopics(t *testing.T) {
 		Message string `json:"message"`
 	}
 	if err := json.Unmarshal(body, &e); err != nil || code != 409 || e.Status != 409 || e.Code != 2002 ||
-		e.Error != "TOO_MANY_TOPICS" || !strings.Contains(e.Message, `"c" would be topic 3, and the store holds at most 2`) {
+		e.Error != "TOO_MANY_TOPICS" || !strings.Contains(e.Message, `"c" would be topic 3, over the limit of 2`) {
 		t.Fatalf("produce to a third topic: %d %s", code, body)
 	}
 

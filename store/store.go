@@ -387,7 +387,7 @@ func (s *Store) stateOrNew(st Stream) (*streamState, error) {
 				s.log.Warn("store: refusing a new topic: the store holds as many as it may; appends to new topics fail (ErrTooManyTopics) until it is opened with a higher limit",
 					"topic", st.Topic, "topics", n, "max_topics", s.opts.MaxTopics)
 			}
-			return nil, fmt.Errorf("%w: %q would be topic %d, and the store holds at most %d",
+			return nil, fmt.Errorf("%w: %q would be topic %d, over the limit of %d",
 				ErrTooManyTopics, st.Topic, n+1, s.opts.MaxTopics)
 		}
 		ss = &streamState{st: st}
