@@ -339,3 +339,69 @@ func TestIdleMembersWaitForARebalance(t *testing.T) {
 	}
 	e.check()
 }
+
+// idleMember registers a, b, c, d and e in group g on topic t: a to d read
+// one stream each and e none.
+func idleMember(t *testing.T, e *env) {
+	t.Helper()
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		e.register(id, "g", group.StartFromEarliest, "t")
+	}
+	if own := assigned(e.c, "g"); len(own["e"]) != 0 || len(own) != testRanges {
+		t.Fatalf("assignment %v: want e idle", own)
+	}
+}
+
+// An idle member's long poll is woken by any rebalance that gives it a
+// stream, not only by a member leaving: here an owner that does not poll
+// changes its topics or its group, so that nothing but the rebalance wakes
+// the idle members.
+func TestIdleLongPollWokenByARebalance(t *testing.T) {
+	for _, tc := range []struct{ name, group, topic string }{
+		{"owner changes topics", "g", "u"},
+		{"owner moves", "g2", "t"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			idleMember(t, e)
+			ch := startPoll(t, e, context.Background(), group.PollRequest{ConsumerID: "e", Wait: 10 * time.Second})
+			e.register("a", tc.group, group.StartFromEarliest, tc.topic)
+			var st store.Stream
+			for s, id := range owners(e.c, "g") {
+				if id == "e" {
+					st = s
+				}
+			}
+			if st.Topic == "" {
+				t.Fatalf("e got no stream: %v", assigned(e.c, "g"))
+			}
+			for deadline := time.Now().Add(3 * time.Second); group.WaitersOn(e.c, "t") != 1; runtime.Gosched() {
+				if time.Now().After(deadline) {
+					t.Fatalf("e's long poll waits on t: %d, on the idle key: %d; it missed the rebalance",
+						group.WaitersOn(e.c, "t"), group.IdleWaiters(e.c, "g"))
+				}
+			}
+			e.produce("t", int(st.RangeIndex), 2, "x")
+			if r := awaitPoll(t, ch); r.err != nil || countEvents(r.batches) != 2 {
+				t.Fatalf("e's poll: %+v", r)
+			}
+			e.check()
+		})
+	}
+}
+
+// A registration of an idle member's id ends its waiting long poll at once,
+// as it does an owner's (TestLongPollEndsWhenRegisteredAgain), although the
+// same registration rebalances nothing.
+func TestIdleLongPollEndsWhenRegisteredAgain(t *testing.T) {
+	e := newEnv(t)
+	idleMember(t, e)
+	ch := startPoll(t, e, context.Background(), group.PollRequest{ConsumerID: "e", Wait: 10 * time.Second})
+	e.register("e", "g", group.StartFromEarliest, "t")
+	if r := awaitPoll(t, ch); r.err != nil || len(r.batches) != 0 || r.took > 3*time.Second {
+		t.Fatalf("the waiting poll: %+v, want nothing at once", r)
+	}
+	if n := group.Waiters(e.c); n != 0 {
+		t.Fatalf("%d waiters left", n)
+	}
+}
