@@ -24,7 +24,11 @@ func (c *Coordinator) rebalanceLocked(g *groupState) {
 	members := g.byID
 	var topics []string
 	var last []string
+	idle := make(map[*member]bool)
 	for _, m := range members {
+		if len(m.positions) == 0 {
+			idle[m] = true
+		}
 		m.positions = nil
 		// Members of a group mostly read the same topics: only a list
 		// unlike the previous member's adds names to sort.
@@ -72,7 +76,13 @@ func (c *Coordinator) rebalanceLocked(g *groupState) {
 	for _, t := range topics {
 		c.wake(t)
 	}
-	c.wake(idleKey(g.name))
+	// Members that read nothing before wait on their idle keys: wake
+	// those that got a stream.
+	for m := range idle {
+		if len(m.positions) > 0 {
+			c.wake(idleKey(m.id))
+		}
+	}
 }
 
 // setOwner gives p to m (nil: nobody). A new owner starts from the committed

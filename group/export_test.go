@@ -80,4 +80,18 @@ func WaitersOn(c *Coordinator, topic string) int {
 	return len(c.waiters[topic])
 }
 
-func IdleWaiters(c *Coordinator, group string) int { return WaitersOn(c, idleKey(group)) }
+func IdleWaiters(c *Coordinator, group string) int {
+	c.mu.Lock()
+	var ids []string
+	if g := c.groups[group]; g != nil {
+		for id := range g.members {
+			ids = append(ids, id)
+		}
+	}
+	c.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		n += WaitersOn(c, idleKey(id))
+	}
+	return n
+}

@@ -3,26 +3,28 @@ package group
 import "github.com/floe-streams/floe/store"
 
 // waiter is a long poll waiting for events of its topics, or, for a member
-// that reads no stream, for a rebalance of its group (idleKey).
+// that reads no stream, for a rebalance that gives it one (idleKey).
 type waiter struct {
 	ch     chan struct{} // buffered: a wake-up is never lost
 	topics []string      // keys of waiters: topic names, or one idleKey
 }
 
-// idleKey is the waiters key of the long polls of group members that read
-// no stream: only a rebalance of the group (or their own registration or
-// removal) can give them something to do. Woken by every event of their
+// idleKey is the waiters key of the long polls of member id while it reads
+// no stream: only a rebalance that gives it one (or its own registration or
+// removal) can give it something to do. Woken by every event of their
 // topics, as they were, 252 idle members long-polling beside 4 readers of
 // 2,000 requests a second added a third to the broker's CPU (floe bench e2e
 // --consumers 256: 1,181 and 1,213 CPU ticks in 10 s, against 820 and 914
-// since). Topic names never start with a NUL byte, so the keys cannot meet.
-func idleKey(group string) string { return "\x00" + group }
+// since). The key is the member's, not its group's, so that a rebalance or
+// a registration wakes only the members it concerns. Topic names never
+// start with a NUL byte, so the keys cannot meet.
+func idleKey(memberID string) string { return "\x00" + memberID }
 
-// waitKeysLocked are the keys a long poll of m waits on: its topics, or the
-// idle key of its group when it reads no stream.
+// waitKeysLocked are the keys a long poll of m waits on: its topics, or its
+// idle key when it reads no stream.
 func waitKeysLocked(m *member) []string {
 	if len(m.positions) == 0 {
-		return []string{idleKey(m.group.name)}
+		return []string{idleKey(m.id)}
 	}
 	return m.topics
 }
@@ -32,7 +34,7 @@ func (c *Coordinator) wakeMemberLocked(m *member) {
 	for _, t := range m.topics {
 		c.wake(t)
 	}
-	c.wake(idleKey(m.group.name))
+	c.wake(idleKey(m.id))
 }
 
 // Notify tells the coordinator that events of st became durable: it wakes
