@@ -15,7 +15,7 @@ import (
 )
 
 // A stress test of the long polls' wake-ups while members flip between
-// idle (waiting on the group's idle key) and owning streams (waiting on
+// idle (waiting on its idle key) and owning streams (waiting on
 // their topics): a member "a" that sorts first joins and leaves (goodbye,
 // a move to another group and back, a change of topics), so that m3 gains
 // and loses its stream while it long-polls, and an event is produced
