@@ -24,11 +24,9 @@ func (c *Coordinator) rebalanceLocked(g *groupState) {
 	members := g.byID
 	var topics []string
 	var last []string
-	idle := make(map[*member]bool)
-	for _, m := range members {
-		if len(m.positions) == 0 {
-			idle[m] = true
-		}
+	wasIdle := make([]bool, len(members))
+	for i, m := range members {
+		wasIdle[i] = len(m.positions) == 0
 		m.positions = nil
 		// Members of a group mostly read the same topics: only a list
 		// unlike the previous member's adds names to sort.
@@ -78,8 +76,8 @@ func (c *Coordinator) rebalanceLocked(g *groupState) {
 	}
 	// Members that read nothing before wait on their idle keys: wake
 	// those that got a stream.
-	for m := range idle {
-		if len(m.positions) > 0 {
+	for i, m := range members {
+		if wasIdle[i] && len(m.positions) > 0 {
 			c.wake(idleKey(m.id))
 		}
 	}
