@@ -13,23 +13,12 @@ import (
 // Log is what Produce needs of the store; *store.Store satisfies it.
 type Log interface {
 	Append(ctx context.Context, st store.Stream, events [][]byte) (first int64, err error)
-}
-
-var _ Log = (*store.Store)(nil)
-
-// topicHolder is a Log that tells whether it holds a topic (any stream of
-// it); *store.Store is one. Produce asks it only after a failed append.
-type topicHolder interface {
+	// HoldsTopic says whether the log holds any stream of topic. Produce
+	// asks only after a failed append.
 	HoldsTopic(topic string) bool
 }
 
-var _ topicHolder = (*store.Store)(nil)
-
-// holds says whether the log holds topic; false for a Log that cannot tell.
-func (p *Producer) holds(topic string) bool {
-	h, ok := p.log.(topicHolder)
-	return ok && h.HoldsTopic(topic)
-}
+var _ Log = (*store.Store)(nil)
 
 // Options configures a Producer.
 type Options struct {
@@ -174,7 +163,7 @@ func (p *Producer) append(ctx context.Context, topic, key string, events [][]byt
 	}
 	first, err := p.log.Append(ctx, st, events)
 	if err != nil {
-		if key == "" && (errors.Is(err, store.ErrTooManyTopics) || !p.holds(topic)) {
+		if key == "" && (errors.Is(err, store.ErrTooManyTopics) || !p.log.HoldsTopic(topic)) {
 			// The store holds nothing of topic: refused for the topic
 			// limit (no append of it can succeed until the broker restarts
 			// with a higher one), or for any other reason (a full disk, a

@@ -40,6 +40,17 @@ func (l *memLog) Append(_ context.Context, st store.Stream, events [][]byte) (in
 	return first, nil
 }
 
+func (l *memLog) HoldsTopic(topic string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for st := range l.streams {
+		if st.Topic == topic {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *memLog) total() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -208,6 +219,8 @@ func TestProduceKeys(t *testing.T) {
 type discardLog struct{}
 
 func (discardLog) Append(context.Context, store.Stream, [][]byte) (int64, error) { return 0, nil }
+
+func (discardLog) HoldsTopic(string) bool { return true }
 
 // BenchmarkProduceBody is the broker's part of a REST NDJSON request of 100
 // events of 200 bytes, without the store.

@@ -14,6 +14,8 @@ import (
 // refusingLog refuses every topic but held, as a store at its topic limit.
 type refusingLog struct{ held string }
 
+func (l refusingLog) HoldsTopic(topic string) bool { return topic == l.held }
+
 func (l refusingLog) Append(_ context.Context, st store.Stream, _ [][]byte) (int64, error) {
 	if st.Topic != l.held {
 		return 0, fmt.Errorf("%w: %q", store.ErrTooManyTopics, st.Topic)
