@@ -1,18 +1,17 @@
 package group_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/floe-streams/floe/group"
+	"github.com/floe-streams/floe/internal/testlog"
 	"github.com/floe-streams/floe/store"
 )
 
@@ -43,23 +42,12 @@ func (l *corruptStream) ReadInto(buf []byte, st store.Stream, from int64, maxByt
 }
 
 // logLines collects the lines a coordinator logs.
-type logLines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type logLines struct{ testlog.Buffer }
 
 // count is the number of lines that contain s.
 func (l *logLines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for line := range strings.Lines(l.buf.String()) {
+	for line := range strings.Lines(l.String()) {
 		if strings.Contains(line, s) {
 			n++
 		}
@@ -207,21 +195,21 @@ func TestPollReadErrorIsLogged(t *testing.T) {
 		poll()
 	}
 	if n := lines.count(failed); n != 1 {
-		t.Fatalf("%d polls of a broken sub-range logged %d failures, want 1:\n%s", polls, n, lines.buf.String())
+		t.Fatalf("%d polls of a broken sub-range logged %d failures, want 1:\n%s", polls, n, lines.String())
 	}
 	for _, want := range []string{"level=ERROR", `stream=t/` + fmt.Sprint(cl.bad.Token) + "/2/", "offset=0", "err=", "corrupt", "consumer=c", "group=g"} {
 		if lines.count(want) == 0 {
-			t.Fatalf("the log does not say %q:\n%s", want, lines.buf.String())
+			t.Fatalf("the log does not say %q:\n%s", want, lines.String())
 		}
 	}
 	e.clock.Advance(61 * time.Second)
 	poll()
 	poll()
 	if n := lines.count(failed); n != 2 {
-		t.Fatalf("a minute later, %d failures logged, want 2:\n%s", n, lines.buf.String())
+		t.Fatalf("a minute later, %d failures logged, want 2:\n%s", n, lines.String())
 	}
 	if n := lines.count("failedReads=11"); n != 1 {
-		t.Fatalf("the reminder does not count 11 failed reads:\n%s", lines.buf.String())
+		t.Fatalf("the reminder does not count 11 failed reads:\n%s", lines.String())
 	}
 
 	cl.broken.Store(false)
@@ -229,10 +217,10 @@ func TestPollReadErrorIsLogged(t *testing.T) {
 		t.Fatalf("poll once repaired: %v", describe(b))
 	}
 	if lines.count(again) != 1 || lines.count("failedReads=12") != 1 {
-		t.Fatalf("the recovery is not logged once, with the 12 failed reads:\n%s", lines.buf.String())
+		t.Fatalf("the recovery is not logged once, with the 12 failed reads:\n%s", lines.String())
 	}
 	poll()
 	if lines.count(failed) != 2 || lines.count(again) != 1 {
-		t.Fatalf("healthy reads logged:\n%s", lines.buf.String())
+		t.Fatalf("healthy reads logged:\n%s", lines.String())
 	}
 }

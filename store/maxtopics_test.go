@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/floe-streams/floe/internal/testlog"
 )
 
 func TestMaxTopics(t *testing.T) {
@@ -111,31 +112,13 @@ func TestMaxTopicsConcurrent(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer a logger may write from any goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The operator learns from the log that the limit was reached: once, at the
 // first refused topic (not at every refused append), and at Open when the
 // store already holds as many topics as it may, as after an upgrade to the
 // default limit or a restart with a lower one.
 func TestMaxTopicsIsLogged(t *testing.T) {
 	fs := vfs.NewMem()
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	opts := memOpts(t, fs)
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	opts.MaxTopics = 2
@@ -158,7 +141,7 @@ func TestMaxTopicsIsLogged(t *testing.T) {
 	}
 
 	opts.MaxTopics = 1
-	logs = lockedBuffer{}
+	logs = testlog.Buffer{}
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	s = openT(t, "db", opts)
 	if !strings.Contains(logs.String(), "level=WARN msg=\"store: holds as many topics as it may") ||
