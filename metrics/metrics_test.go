@@ -216,14 +216,17 @@ floe_consumed_bytes_total{topic="b"} 2
 
 func TestStoreCollector(t *testing.T) {
 	_, reg := newMetrics(t, metrics.Options{NoRuntime: true, Store: fakeStore{store.Metrics{
-		Appends: 10, Events: 100, EventBytes: 1000, Commits: 4, CommitLatency: 2 * time.Second,
+		Appends: 10, Events: 100, EventBytes: 1000, Chunks: 6, Commits: 4, CommitLatency: 2 * time.Second,
 		AckLatency: 5 * time.Second, WALSyncs: 3, WALSyncLatency: 30 * time.Millisecond,
 		ChunksDeleted: 7, BytesDeleted: 700, RetentionRuns: 2, DiskBytes: 12345, Streams: 8,
 	}}})
 	wantExposition(t, reg, `
-# HELP floe_store_appends_total Acknowledged appends (produce requests made durable); each is stored as one chunk.
+# HELP floe_store_appends_total Acknowledged appends (produce requests made durable).
 # TYPE floe_store_appends_total counter
 floe_store_appends_total 10
+# HELP floe_store_chunks_total Chunks committed: the appends to one stream in one commit share a chunk (one key) of up to 256 KiB.
+# TYPE floe_store_chunks_total counter
+floe_store_chunks_total 6
 # HELP floe_store_commit_duration_seconds Group commits: time from a batch's write to its durability (the fsync wait). Count and sum only, no quantiles.
 # TYPE floe_store_commit_duration_seconds summary
 floe_store_commit_duration_seconds_sum 2
@@ -239,7 +242,7 @@ floe_store_retention_chunks_deleted_total 7
 # TYPE floe_store_disk_bytes gauge
 floe_store_disk_bytes 12345
 `, "floe_store_appends_total", "floe_store_commit_duration_seconds", "floe_store_wal_fsync_duration_seconds",
-		"floe_store_retention_chunks_deleted_total", "floe_store_disk_bytes")
+		"floe_store_chunks_total", "floe_store_retention_chunks_deleted_total", "floe_store_disk_bytes")
 }
 
 func TestGroupCollector(t *testing.T) {

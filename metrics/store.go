@@ -34,7 +34,7 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		})
 	}
 	counter, gauge := prometheus.CounterValue, prometheus.GaugeValue
-	add("appends_total", "Acknowledged appends (produce requests made durable); each is stored as one chunk.", counter,
+	add("appends_total", "Acknowledged appends (produce requests made durable).", counter,
 		func(m *store.Metrics) float64 { return float64(m.Appends) })
 	add("append_errors_total", "Appends that failed after validation (cancelled, store closed, failed commit, new topic beyond max-topics).", counter,
 		func(m *store.Metrics) float64 { return float64(m.AppendErrors) })
@@ -58,6 +58,8 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		func(m *store.Metrics) float64 { return float64(m.Events) })
 	add("event_bytes_total", "Payload bytes of the events in acknowledged appends.", counter,
 		func(m *store.Metrics) float64 { return float64(m.EventBytes) })
+	add("chunks_total", "Chunks committed: the appends to one stream in one commit share a chunk (one key) of up to 256 KiB.", counter,
+		func(m *store.Metrics) float64 { return float64(m.Chunks) })
 	add("chunk_bytes_total", "Encoded chunk bytes committed (payload and chunk headers).", counter,
 		func(m *store.Metrics) float64 { return float64(m.ChunkBytes) })
 	add("group_offset_commits_total", "Consumer-group offsets committed to the store.", counter,

@@ -7,7 +7,8 @@ import (
 	"slices"
 )
 
-// A chunk is the value stored under one chunk key: the events of one Append.
+// A chunk is the value stored under one chunk key: the events of the
+// appends to one stream in one commit (commit.go, addToChunk).
 //
 //	offset  size       field
 //	0       3          magic "FLC"
@@ -15,7 +16,7 @@ import (
 //	4       4          CRC32C (Castagnoli) of bytes [8:], LE
 //	8       4          event count n >= 1, LE
 //	12      4          payload length p = sum of event lengths, LE
-//	16      8          append time, Unix nanoseconds, LE
+//	16      8          append time (of its latest append), Unix ns, LE
 //	24      4n         event lengths, each >= 1, LE
 //	24+4n   p          event payloads, concatenated
 //
@@ -65,17 +66,28 @@ func putChunk(dst []byte, events [][]byte, unixNanos int64) {
 	for _, e := range events {
 		payload += len(e)
 	}
+	putChunkParts(dst, [][][]byte{events}, len(events), payload, unixNanos)
+}
+
+// putChunkParts encodes the events of parts, in order, as one chunk into
+// dst: count events of payload bytes in all, so dst must be
+// chunkHeaderLen+4*count+payload long.
+func putChunkParts(dst []byte, parts [][][]byte, count, payload int, unixNanos int64) {
 	dst[0], dst[1], dst[2], dst[3] = chunkMagic0, chunkMagic1, chunkMagic2, chunkVersion
-	binary.LittleEndian.PutUint32(dst[8:], uint32(len(events)))
+	binary.LittleEndian.PutUint32(dst[8:], uint32(count))
 	binary.LittleEndian.PutUint32(dst[12:], uint32(payload))
 	binary.LittleEndian.PutUint64(dst[16:], uint64(unixNanos))
 	pos := chunkHeaderLen
-	for _, e := range events {
-		binary.LittleEndian.PutUint32(dst[pos:], uint32(len(e)))
-		pos += 4
+	for _, events := range parts {
+		for _, e := range events {
+			binary.LittleEndian.PutUint32(dst[pos:], uint32(len(e)))
+			pos += 4
+		}
 	}
-	for _, e := range events {
-		pos += copy(dst[pos:], e)
+	for _, events := range parts {
+		for _, e := range events {
+			pos += copy(dst[pos:], e)
+		}
 	}
 	binary.LittleEndian.PutUint32(dst[4:], crc32c(dst[8:]))
 }

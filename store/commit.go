@@ -20,10 +20,12 @@ import (
 //     with it; until a commit slot (MaxInflightCommits of them) is free, it
 //     adds every append that arrives (awaitSlot), then what else is queued
 //     (and, with CommitLinger, what arrives shortly: see gather). Each
-//     append gets its offsets, in queue order per stream, and its chunk and
-//     index entry are encoded into the batch as it is added. The committer
-//     applies the batch with pebble.Sync without waiting for the fsync
-//     (DB.ApplyNoSyncWait) and hands it to the syncer;
+//     append gets its offsets, in queue order per stream, as it is added.
+//     The appends of each stream are encoded into the batch as one chunk
+//     and one index entry (several when they exceed the chunk limit: see
+//     addToChunk). The committer applies the batch with pebble.Sync
+//     without waiting for the fsync (DB.ApplyNoSyncWait) and hands it to
+//     the syncer;
 //   - the syncer waits for each batch's fsync (Batch.SyncWait) in commit
 //     order, then publishes the new high watermarks, acknowledges the
 //     appends of that batch and frees the slot.
@@ -81,11 +83,17 @@ const (
 
 // commitGroup is one Pebble batch and the appends it holds.
 type commitGroup struct {
-	batch   *pebble.Batch
-	reqs    []*appendReq
-	bytes   int64 // encoded bytes (budget)
-	applied time.Time
-	sync    bool
+	batch *pebble.Batch
+	reqs  []*appendReq
+	// streams holds, per stream, the appends that wait to be encoded as
+	// one chunk, in the order of the streams' first append (addToChunk).
+	streams []streamAppends
+	bytes   int64 // encoded bytes of the appends as reserved (budget)
+	// chunks and chunkBytes are what was encoded: fewer chunks than
+	// appends when several appends to a stream share one.
+	chunks, chunkBytes int64
+	applied            time.Time
+	sync               bool
 	// deferred is how many deferred offset writes (offsetsync.go) were
 	// applied before the batch: its fsync covers them.
 	deferred uint64
@@ -276,7 +284,7 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		pebble.WithInitialSizeBytes(int(min(int64(s.opts.MaxBatchBytes), 2*first.size+4096))),
 		// Let Pebble's batch pool keep buffers of a full batch.
 		pebble.WithMaxRetainedSizeBytes(s.opts.MaxBatchBytes+s.opts.MaxAppendBytes))
-	var idx [indexValueLen]byte
+	clear(s.batchStreams)
 	add := func(r *appendReq) {
 		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
 			return // cancelled while queued
@@ -289,17 +297,13 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		r.ss = ss
 		r.first = ss.next
 		ss.next += r.count
-		// Encode the chunk straight into the batch: no intermediate
-		// buffer, one copy of the events.
-		keyBuf = appendOffsetKey(keyBuf[:0], prefixChunk, r.st, r.first)
-		op := g.batch.SetDeferred(len(keyBuf), int(r.size))
-		copy(op.Key, keyBuf)
-		putChunk(op.Value, r.events, r.unixNanos)
-		_ = op.Finish() // errors only for indexed batches
-		keyBuf = appendOffsetKey(keyBuf[:0], prefixChunkIndex, r.st, r.first)
-		putIndexEntry(idx[:], indexEntry{count: uint32(r.count), size: uint32(r.size), unixNanos: r.unixNanos})
-		_ = g.batch.Set(keyBuf, idx[:], nil)
-		r.events = nil // the caller's; not referenced past this point
+		i, ok := s.batchStreams[ss]
+		if !ok {
+			i = len(g.streams)
+			s.batchStreams[ss] = i
+			g.streams = append(g.streams, streamAppends{})
+		}
+		keyBuf = s.addToChunk(g, &g.streams[i], r, keyBuf)
 		g.reqs = append(g.reqs, r)
 		g.bytes += r.size
 	}
@@ -311,6 +315,9 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 		_ = g.batch.Close()
 		<-s.slots
 		return keyBuf
+	}
+	for i := range g.streams {
+		keyBuf = s.encodeChunk(g, &g.streams[i], keyBuf)
 	}
 
 	err := s.refusing()
@@ -343,6 +350,90 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 	}
 	g.applied = time.Now()
 	s.inflight <- g // never blocks: capacity is the number of slots
+	return keyBuf
+}
+
+// streamAppends is the appends of one stream in a batch that wait to be
+// encoded as one chunk, in offset order, and that chunk's size, event
+// count and time.
+type streamAppends struct {
+	reqs             []*appendReq
+	size, count, now int64
+}
+
+// maxMergedChunkBytes bounds the chunk that several appends to one stream
+// share. A read that starts inside a chunk verifies all of it (its checksum
+// covers every event), so a chunk should stay small next to a poll (2 MiB
+// by default); and the appends of a chunk still open when the batch is
+// complete are encoded after the fsync of the previous batch instead of
+// during it (see addToChunk).
+const maxMergedChunkBytes = 128 << 10
+
+// addToChunk adds r to the chunk that the appends of its stream in g share.
+//
+// The appends of one stream in one batch have consecutive offsets, so they
+// can be stored as one chunk (and one index entry) instead of one each.
+// Pebble's work on keys (memtable inserts, sstables built by flushes, and
+// the rewriting of keys in every compaction, while the values stay in
+// their blob files) follows the number of keys, not of bytes: under gRPC
+// produce, a batch held about 60 appends of 4 streams (tuning.md, "Chunks
+// shared by appends").
+//
+// A chunk is encoded straight into the batch (one copy of the events), and
+// for that its size must be known. It is encoded as soon as it holds half
+// of maxMergedChunkBytes (or of MaxAppendBytes, when smaller), or when the
+// next append would take it over the whole: so most of the encoding happens
+// while the previous batch syncs, as it did with one chunk per append, an
+// append of half the limit or more is encoded on its own as it arrives, and
+// the chunks still open when the batch is complete (commit) hold less than
+// half the limit each.
+func (s *Store) addToChunk(g *commitGroup, sa *streamAppends, r *appendReq, keyBuf []byte) []byte {
+	limit := int64(min(maxMergedChunkBytes, s.opts.MaxAppendBytes))
+	if len(sa.reqs) > 0 && (sa.size+r.size-chunkHeaderLen > limit || sa.count+r.count > maxChunkEvents) {
+		keyBuf = s.encodeChunk(g, sa, keyBuf)
+	}
+	if len(sa.reqs) == 0 {
+		sa.size, sa.count, sa.now = r.size, r.count, r.unixNanos
+	} else {
+		sa.size += r.size - chunkHeaderLen
+		sa.count += r.count
+		sa.now = max(sa.now, r.unixNanos)
+	}
+	sa.reqs = append(sa.reqs, r)
+	if sa.size >= limit/2 {
+		keyBuf = s.encodeChunk(g, sa, keyBuf)
+	}
+	return keyBuf
+}
+
+// encodeChunk writes the appends waiting in sa into g's batch as one chunk
+// and its index entry.
+func (s *Store) encodeChunk(g *commitGroup, sa *streamAppends, keyBuf []byte) []byte {
+	if len(sa.reqs) == 0 {
+		return keyBuf
+	}
+	s.parts = s.parts[:0]
+	for _, r := range sa.reqs {
+		s.parts = append(s.parts, r.events)
+	}
+	st, first := sa.reqs[0].st, sa.reqs[0].first
+	keyBuf = appendOffsetKey(keyBuf[:0], prefixChunk, st, first)
+	op := g.batch.SetDeferred(len(keyBuf), int(sa.size))
+	copy(op.Key, keyBuf)
+	putChunkParts(op.Value, s.parts, int(sa.count), int(sa.size-chunkHeaderLen-4*sa.count), sa.now)
+	_ = op.Finish() // errors only for indexed batches
+	keyBuf = appendOffsetKey(keyBuf[:0], prefixChunkIndex, st, first)
+	var idx [indexValueLen]byte
+	putIndexEntry(idx[:], indexEntry{count: uint32(sa.count), size: uint32(sa.size), unixNanos: sa.now})
+	_ = g.batch.Set(keyBuf, idx[:], nil)
+	for _, r := range sa.reqs {
+		r.events = nil // the caller's; not referenced past this point
+	}
+	clear(s.parts)
+	clear(sa.reqs)
+	sa.reqs = sa.reqs[:0]
+	g.chunks++
+	g.chunkBytes += sa.size
 	return keyBuf
 }
 
@@ -455,6 +546,8 @@ func (s *Store) runSyncer() {
 		}
 		s.stats.commits.Add(1)
 		s.stats.commitNanos.Add(int64(now.Sub(g.applied)))
+		s.stats.chunks.Add(g.chunks)
+		s.stats.chunkBytes.Add(g.chunkBytes)
 		for _, r := range g.reqs {
 			// Batches are published in commit order, and offsets were
 			// assigned in that order, so hwm only grows.
@@ -464,7 +557,6 @@ func (s *Store) runSyncer() {
 			s.stats.appends.Add(1)
 			s.stats.events.Add(r.count)
 			s.stats.eventBytes.Add(r.bytes)
-			s.stats.chunkBytes.Add(r.size)
 			s.stats.ackNanos.Add(int64(now.Sub(r.queued)))
 			s.finish(r, nil)
 		}

@@ -10,10 +10,11 @@
 // own).
 //
 // Layout: the whole key space is declared in keys.go and the chunk format in
-// chunk.go. Each Append becomes one chunk (one key), so reads are sequential
-// scans. Concurrent appends are group-committed (commit.go): one Pebble batch
-// and one fsync for many appends, and no append is acknowledged, or visible to
-// readers, before the fsync that covers it.
+// chunk.go. Concurrent appends are group-committed (commit.go): one Pebble
+// batch and one fsync for many appends, and no append is acknowledged, or
+// visible to readers, before the fsync that covers it. The appends to one
+// stream in one batch share a chunk (one key), and a stream's chunks are
+// consecutive keys, so reads are sequential scans.
 //
 // Pebble is tuned for a log (options.go, tuning.md): chunk values are
 // separated into blob files at flush, so compactions move only keys and the

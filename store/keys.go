@@ -26,9 +26,11 @@ package store
 //	0x05    group offset    0x05 | groupEnc | streamEnc        committed offset i64 | commit time, Unix ns i64 (LE, 16B; 8B without the time)
 //	0x06    group inactive  0x06 | groupEnc                    since, Unix ns i64 (LE, 8B)
 //
-// chunk: one key per Append. first is the offset of the chunk's first event;
-// the chunk holds offsets [first, first+count). Chunks of a stream are
-// contiguous from the earliest retained offset to the high watermark.
+// chunk: the events of the appends to one stream in one commit (up to
+// 128 KiB; one append may make a larger one: see addToChunk in commit.go).
+// first is the offset of the chunk's first event; the chunk holds offsets
+// [first, first+count). Chunks of a stream are contiguous from the earliest
+// retained offset to the high watermark.
 //
 // chunk index: written in the same batch as the chunk, with the chunk's event
 // count, encoded size and append time. Recovery (last index entry of each

@@ -14,6 +14,7 @@ type counters struct {
 	appendErrors  atomic.Int64
 	events        atomic.Int64
 	eventBytes    atomic.Int64
+	chunks        atomic.Int64
 	chunkBytes    atomic.Int64
 	commits       atomic.Int64
 	commitNanos   atomic.Int64
@@ -29,8 +30,10 @@ type counters struct {
 // registered anywhere: the caller exports what it wants.
 type Metrics struct {
 	// Appends, Events and EventBytes count acknowledged appends, their events
-	// and their payload bytes; ChunkBytes the encoded chunks committed.
-	Appends, Events, EventBytes, ChunkBytes int64
+	// and their payload bytes; Chunks and ChunkBytes the chunks committed
+	// and their encoded bytes (the appends of one stream in one commit
+	// share a chunk).
+	Appends, Events, EventBytes, Chunks, ChunkBytes int64
 	// AppendErrors counts appends that returned an error after validation
 	// (cancelled, closed, failed commits).
 	AppendErrors int64
@@ -105,6 +108,7 @@ func (s *Store) Metrics() Metrics {
 		Appends:            c.appends.Load(),
 		Events:             c.events.Load(),
 		EventBytes:         c.eventBytes.Load(),
+		Chunks:             c.chunks.Load(),
 		ChunkBytes:         c.chunkBytes.Load(),
 		AppendErrors:       c.appendErrors.Load(),
 		WriteFailed:        s.failure.Load() != nil,

@@ -46,11 +46,13 @@ type Store struct {
 	slots    chan struct{}
 	inflight chan *commitGroup
 	failure  atomic.Pointer[error] // first commit error; sticky
-	// Owned by the committer goroutine (gather).
-	peakGroup   int
-	lingerTimer *time.Timer
-	stop        chan struct{}
-	wg          sync.WaitGroup
+	// Owned by the committer goroutine (gather, commit, addToChunk).
+	peakGroup    int
+	lingerTimer  *time.Timer
+	batchStreams map[*streamState]int // index in commitGroup.streams
+	parts        [][][]byte           // the events of a chunk's appends
+	stop         chan struct{}
+	wg           sync.WaitGroup
 
 	retentionMu sync.Mutex
 	// ctx is cancelled by Close to interrupt a retention compaction.
@@ -110,19 +112,20 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		opts:      opts,
-		log:       opts.Logger,
-		db:        db,
-		writeOpts: pebble.Sync,
-		streams:   make(map[Stream]*streamState),
-		byTopic:   make(map[string][]*streamState),
-		queue:     make(chan *appendReq, 4096),
-		budget:    newBudget(opts.MaxQueuedBytes),
-		slots:     make(chan struct{}, opts.MaxInflightCommits),
-		inflight:  make(chan *commitGroup, opts.MaxInflightCommits),
-		stop:      make(chan struct{}),
-		window:    window,
-		dir:       dir,
+		opts:         opts,
+		log:          opts.Logger,
+		db:           db,
+		writeOpts:    pebble.Sync,
+		streams:      make(map[Stream]*streamState),
+		byTopic:      make(map[string][]*streamState),
+		batchStreams: make(map[*streamState]int),
+		queue:        make(chan *appendReq, 4096),
+		budget:       newBudget(opts.MaxQueuedBytes),
+		slots:        make(chan struct{}, opts.MaxInflightCommits),
+		inflight:     make(chan *commitGroup, opts.MaxInflightCommits),
+		stop:         make(chan struct{}),
+		window:       window,
+		dir:          dir,
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if opts.Sync == SyncNever {
