@@ -35,7 +35,12 @@ const largeEventBytes = 64 << 10
 // bytedance/sonic's Valid was faster still (120 ns against 159 ns for a
 // 200 B event, 157 against 459 ns at 1 KiB) but is not a validator: it
 // accepts "\x", "\u00" and raw control bytes inside strings, which
-// encoding/json refuses.
+// encoding/json refuses. Measured later, with utf8.Valid, 200 B / 1 KiB:
+// go-json 113 / 315 ns, segmentio/encoding 119 / 171 ns, tidwall/gjson
+// 251 / 1,092 ns, valyala/fastjson 269 / 485 ns; and a validator written
+// for Floe, scanning strings eight bytes at a time and checking their UTF-8
+// on the way, 124-156 / 328-423 ns: no faster at the size that misses its
+// target (200 B), so not kept.
 //
 // FuzzValidJSONAgreesWithStdlib holds the result to encoding/json's.
 func validJSON(ev []byte) bool {
