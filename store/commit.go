@@ -303,6 +303,7 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 			s.batchStreams[ss] = i
 			g.streams = append(g.streams, streamAppends{})
 		}
+		g.streams[i].ss, g.streams[i].end = ss, ss.next
 		keyBuf = s.addToChunk(g, &g.streams[i], r, keyBuf)
 		g.reqs = append(g.reqs, r)
 		g.bytes += r.size
@@ -359,6 +360,10 @@ func (s *Store) commit(first *appendReq, keyBuf []byte) []byte {
 type streamAppends struct {
 	reqs             []*appendReq
 	size, count, now int64
+	// ss is the stream and end its next offset after the batch: the high
+	// watermark the syncer publishes for it.
+	ss  *streamState
+	end int64
 }
 
 // maxMergedChunkBytes bounds the chunk that several appends to one stream
@@ -548,10 +553,12 @@ func (s *Store) runSyncer() {
 		s.stats.commitNanos.Add(int64(now.Sub(g.applied)))
 		s.stats.chunks.Add(g.chunks)
 		s.stats.chunkBytes.Add(g.chunkBytes)
-		for _, r := range g.reqs {
+		for _, sa := range g.streams {
 			// Batches are published in commit order, and offsets were
-			// assigned in that order, so hwm only grows.
-			r.ss.hwm.Store(r.first + r.count)
+			// assigned in that order, so hwm only grows. Once per stream:
+			// its appends share chunks, and a high watermark inside a
+			// chunk would make readers find a chunk that ends beyond it.
+			sa.ss.hwm.Store(sa.end)
 		}
 		for _, r := range g.reqs {
 			s.stats.appends.Add(1)
