@@ -224,7 +224,7 @@ func TestStoreCollector(t *testing.T) {
 # HELP floe_store_appends_total Acknowledged appends (produce requests made durable).
 # TYPE floe_store_appends_total counter
 floe_store_appends_total 10
-# HELP floe_store_chunks_total Chunks committed: the appends to one stream in one commit share a chunk (one key) of up to 256 KiB.
+# HELP floe_store_chunks_total Chunks committed: the appends to one stream in one commit share chunks (one key each) of up to 128 KiB (a larger append is a chunk of its own).
 # TYPE floe_store_chunks_total counter
 floe_store_chunks_total 6
 # HELP floe_store_commit_duration_seconds Group commits: time from a batch's write to its durability (the fsync wait). Count and sum only, no quantiles.

@@ -58,7 +58,7 @@ func newStoreCollector(src StoreSource) *storeCollector {
 		func(m *store.Metrics) float64 { return float64(m.Events) })
 	add("event_bytes_total", "Payload bytes of the events in acknowledged appends.", counter,
 		func(m *store.Metrics) float64 { return float64(m.EventBytes) })
-	add("chunks_total", "Chunks committed: the appends to one stream in one commit share a chunk (one key) of up to 256 KiB.", counter,
+	add("chunks_total", "Chunks committed: the appends to one stream in one commit share chunks (one key each) of up to 128 KiB (a larger append is a chunk of its own).", counter,
 		func(m *store.Metrics) float64 { return float64(m.Chunks) })
 	add("chunk_bytes_total", "Encoded chunk bytes committed (payload and chunk headers).", counter,
 		func(m *store.Metrics) float64 { return float64(m.ChunkBytes) })
