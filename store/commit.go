@@ -99,7 +99,7 @@ type commitGroup struct {
 	deferred uint64
 }
 
-// Append stores events as one chunk of st and returns the offset of the
+// Append stores events at the end of st and returns the offset of the
 // first event once the chunk is durable (fsynced under SyncAlways).
 //
 // Offsets are dense and ordered per stream, starting at 0. Concurrent Appends
@@ -389,9 +389,10 @@ const maxMergedChunkBytes = 128 << 10
 // of maxMergedChunkBytes (or of MaxAppendBytes, when smaller), or when the
 // next append would take it over the whole: so most of the encoding happens
 // while the previous batch syncs, as it did with one chunk per append, an
-// append of half the limit or more is encoded on its own as it arrives, and
-// the chunks still open when the batch is complete (commit) hold less than
-// half the limit each.
+// append of half the limit or more is encoded as it arrives (with the
+// smaller appends of its stream before it, when they fit), and the chunks
+// still open when the batch is complete (commit) hold less than half the
+// limit each.
 func (s *Store) addToChunk(g *commitGroup, sa *streamAppends, r *appendReq, keyBuf []byte) []byte {
 	limit := int64(min(maxMergedChunkBytes, s.opts.MaxAppendBytes))
 	if len(sa.reqs) > 0 && (sa.size+r.size-chunkHeaderLen > limit || sa.count+r.count > maxChunkEvents) {

@@ -13,8 +13,8 @@
 // chunk.go. Concurrent appends are group-committed (commit.go): one Pebble
 // batch and one fsync for many appends, and no append is acknowledged, or
 // visible to readers, before the fsync that covers it. The appends to one
-// stream in one batch share a chunk (one key), and a stream's chunks are
-// consecutive keys, so reads are sequential scans.
+// stream in one batch share chunks (one key each, up to 128 KiB), and a
+// stream's chunks are consecutive keys, so reads are sequential scans.
 //
 // Pebble is tuned for a log (options.go, tuning.md): chunk values are
 // separated into blob files at flush, so compactions move only keys and the

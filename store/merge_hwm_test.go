@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,7 @@ func TestReadDuringPublishOfSharedChunk(t *testing.T) {
 		for !stop.Load() {
 			h := s.HighWatermark(st)
 			if h == last {
+				runtime.Gosched()
 				continue
 			}
 			last = h
