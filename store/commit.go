@@ -21,9 +21,9 @@ import (
 //     adds every append that arrives (awaitSlot), then what else is queued
 //     (and, with CommitLinger, what arrives shortly: see gather). Each
 //     append gets its offsets, in queue order per stream, as it is added.
-//     The appends of each stream are encoded into the batch as one chunk
-//     and one index entry (several when they exceed the chunk limit: see
-//     addToChunk). The committer applies the batch with pebble.Sync
+//     The appends of each stream share chunks, each encoded into the
+//     batch with its index entry once it is full enough or the batch is
+//     complete (addToChunk). The committer applies the batch with pebble.Sync
 //     without waiting for the fsync (DB.ApplyNoSyncWait) and hands it to
 //     the syncer;
 //   - the syncer waits for each batch's fsync (Batch.SyncWait) in commit
