@@ -250,6 +250,16 @@ func (c *config) checkZeros() error {
 	return errors.Join(errs...)
 }
 
+// origin says where setting name got its value, for a message: "set by
+// --consumer-ranges", "set by FLOE_CONSUMER_RANGES", "set by floe.yaml:3" or
+// "the default".
+func (c *config) origin(name string) string {
+	if w, set := c.from[name]; set {
+		return "set by " + w
+	}
+	return "the default"
+}
+
 // blame appends where the setting was set to each error that starts with a
 // setting's name ("max-event-bytes: ..."), and where any other setting the
 // error checks it against was set ("... is over max-request-bytes 100"):

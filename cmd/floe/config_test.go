@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,9 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/floe-streams/floe"
 	"github.com/floe-streams/floe/bench"
+	"github.com/floe-streams/floe/store"
 )
 
 // env is a fake environment.
@@ -576,4 +579,50 @@ func logMessages(t *testing.T, buf *bytes.Buffer) []string {
 		msgs = append(msgs, rec["msg"].(string))
 	}
 	return msgs
+}
+
+// A data directory written with another consumer-ranges stops floe with an
+// error that says where this broker's number came from: a variable or a
+// config file the operator forgot is the usual culprit.
+func TestConsumerRangesChangedNamesTheSource(t *testing.T) {
+	dir := t.TempDir()
+	listen := []string{"--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--discovery-addr", "127.0.0.1:0",
+		"--producer-addr", "127.0.0.1:0", "--consumer-addr", "127.0.0.1:0", "--metrics-addr", ""}
+	// A directory written with 8 sub-ranges, holding an event.
+	s, err := store.Open(dir, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.Stream{Topic: "t", Token: -1 << 63, RangeIndex: 0, Version: 1}
+	if _, err := s.Append(context.Background(), st, [][]byte{[]byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(s.RecordSetting("consumer-ranges", "8"), s.Close()); err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, "consumer-ranges: 2\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  env
+		want string
+	}{
+		{"default", nil, env{}, "(this broker's consumer-ranges is the default)"},
+		{"flag", []string{"--consumer-ranges", "16"}, env{}, "(this broker's consumer-ranges is set by --consumer-ranges)"},
+		{"environment", nil, env{"FLOE_CONSUMER_RANGES": "4"}, "(this broker's consumer-ranges is set by FLOE_CONSUMER_RANGES)"},
+		{"file", []string{"--config", path}, env{}, "(this broker's consumer-ranges is set by " + path + ":1)"},
+	} {
+		var errOut bytes.Buffer
+		exit := make(chan int, 1)
+		go func() { exit <- run(append(slices.Clone(listen), tc.args...), tc.env.lookup, io.Discard, &errOut) }()
+		var code int
+		select {
+		case code = <-exit:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: floe started on a directory written with another consumer-ranges", tc.name)
+		}
+		if code != 1 || !strings.Contains(errOut.String(), "--consumer-ranges 8") || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%s: exit %d, stderr %q, want 1 and %q", tc.name, code, errOut.String(), tc.want)
+		}
+	}
 }

@@ -70,6 +70,11 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return 1
 	}
 	n, err := floe.New(cfg.opts)
+	if errors.Is(err, floe.ErrConsumerRangesChanged) {
+		// The number to change may be in a file or a variable the
+		// operator did not think of.
+		err = fmt.Errorf("%w (this broker's consumer-ranges is %s)", err, cfg.origin("consumer-ranges"))
+	}
 	if err != nil {
 		return fail("floe cannot start", err)
 	}
