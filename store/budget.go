@@ -75,10 +75,3 @@ func (b *budget) grantLocked() {
 		close(w.ready)
 	}
 }
-
-// available is the budget not taken.
-func (b *budget) available() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.avail
-}

@@ -107,6 +107,13 @@ type appendCall struct {
 	events [][]byte
 }
 
+// available is the budget not taken.
+func (b *budget) available() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.avail
+}
+
 // reservedFor is the budget that the warm-up append and appends hold.
 func (s *Store) reservedFor(warm Stream, appends []appendCall) int64 {
 	n := int64(chunkSize(makeEvents("warm", 1)))
