@@ -4,19 +4,14 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // TestSharedChunkKeptForItsLatestAppend checks that a chunk shared by
 // appends made at different times carries the time of the latest, so that
 // retention by age never deletes an event younger than RetentionMaxAge.
 func TestSharedChunkKeptForItsLatestAppend(t *testing.T) {
-	gate := newSyncGate()
+	gate, opts := gatedOpts(t)
 	clock := newFakeClock()
-	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
-	opts.MaxInflightCommits = 1
 	opts.Now = clock.Now
 	opts.RetentionMaxAge = 90 * time.Minute
 	s := openT(t, "db", opts)
@@ -66,9 +61,7 @@ func TestSharedChunkKeptForItsLatestAppend(t *testing.T) {
 // actually written, over several batches whose streams come in different
 // orders.
 func TestSharedChunkMetrics(t *testing.T) {
-	gate := newSyncGate()
-	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
-	opts.MaxInflightCommits = 1
+	gate, opts := gatedOpts(t)
 	s := openT(t, "db", opts)
 	a, b, warm := testStream("m", 0), testStream("m", 1), testStream("warm", 0)
 	for round, order := range [][]Stream{{a, b}, {b, a}, {a}, {b, a}} {
@@ -95,9 +88,7 @@ func TestSharedChunkMetrics(t *testing.T) {
 // TestSharedChunkLimitWithLargeAppends checks the limit when an append
 // would take an open chunk (under half the limit) over it.
 func TestSharedChunkLimitWithLargeAppends(t *testing.T) {
-	gate := newSyncGate()
-	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
-	opts.MaxInflightCommits = 1
+	gate, opts := gatedOpts(t)
 	opts.MaxAppendBytes = 4 << 10
 	s := openT(t, "db", opts)
 	st, warm := testStream("limit", 0), testStream("warm", 0)

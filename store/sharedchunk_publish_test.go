@@ -7,9 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // TestReadDuringPublishOfSharedChunk checks that a Read racing the syncer's
@@ -18,9 +15,7 @@ import (
 // two appends of one chunk a reader found a chunk ending beyond it and
 // reported ErrCorrupt.
 func TestReadDuringPublishOfSharedChunk(t *testing.T) {
-	gate := newSyncGate()
-	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
-	opts.MaxInflightCommits = 1
+	gate, opts := gatedOpts(t)
 	s := openT(t, "db", opts)
 	st, warm := testStream("race", 0), testStream("warm", 0)
 

@@ -50,6 +50,15 @@ func chunkIndex(t *testing.T, s *Store, st Stream) (firsts []int64, entries []in
 	return firsts, entries
 }
 
+// gatedOpts returns in-memory store options whose WAL fsyncs gate can
+// hold, with one commit in flight, as commitTogether needs.
+func gatedOpts(t *testing.T) (*syncGate, Options) {
+	gate := newSyncGate()
+	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
+	opts.MaxInflightCommits = 1
+	return gate, opts
+}
+
 // commitTogether appends each of appends (stream, events) while the fsync
 // of an earlier commit is held, so that they are gathered into as few
 // batches as the committer makes, and returns their first offsets.
@@ -128,10 +137,7 @@ func (s *Store) reservedFor(warm Stream, appends []appendCall) int64 {
 // each still gets its own offsets, and that reads, a reopen and retention
 // see the same events as with one chunk per append.
 func TestAppendsOfOneCommitShareAChunk(t *testing.T) {
-	gate := newSyncGate()
-	fs := vfs.NewMem()
-	opts := memOpts(t, errorfs.Wrap(fs, gate))
-	opts.MaxInflightCommits = 1
+	gate, opts := gatedOpts(t)
 	s := openT(t, "db", opts)
 	a, b, warm := testStream("merge", 0), testStream("merge", 1), testStream("warm", 0)
 
@@ -196,9 +202,7 @@ func TestAppendsOfOneCommitShareAChunk(t *testing.T) {
 // committed together share chunks of at most MaxAppendBytes (under
 // maxMergedChunkBytes here), each holding whole appends.
 func TestSharedChunksStayWithinTheLimit(t *testing.T) {
-	gate := newSyncGate()
-	opts := memOpts(t, errorfs.Wrap(vfs.NewMem(), gate))
-	opts.MaxInflightCommits = 1
+	gate, opts := gatedOpts(t)
 	opts.MaxAppendBytes = 4 << 10
 	s := openT(t, "db", opts)
 	st, warm := testStream("limit", 0), testStream("warm", 0)
