@@ -32,8 +32,8 @@ var _ Producing = (*broker.Producer)(nil)
 type Producer struct {
 	floev1.UnsafeProducerServer
 	p Producing
-	// streamWorkers is how many batches of one ProduceStream are in flight
-	// at once (batches of one partition key always share a worker, in order).
+	// streamWorkers is how many batches of one ProduceStream are stored at
+	// once (batches of one partition key always share a worker, in order).
 	streamWorkers int
 	seed          maphash.Seed
 	draining      *drainSignal
@@ -51,7 +51,7 @@ var _ floev1.ProducerServer = (*Producer)(nil)
 
 // NewProducer serves p.
 func NewProducer(p Producing) *Producer {
-	return &Producer{p: p, streamWorkers: 8, seed: maphash.MakeSeed(), draining: newDrainSignal(), unaryMemoryWait: defaultUnaryMemoryWait}
+	return &Producer{p: p, streamWorkers: maxStreamInflight, seed: maphash.MakeSeed(), draining: newDrainSignal(), unaryMemoryWait: defaultUnaryMemoryWait}
 }
 
 // defaultUnaryMemoryWait is how long a unary Produce waits for room in the
@@ -225,24 +225,39 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	}
 	// Never full: at most maxStreamInflight batches are in flight.
 	out := make(chan *floev1.ProduceStreamResponse, maxStreamInflight)
-	// A worker starts with the first batch it gets: an idle stream costs
-	// three goroutines (the handler, Recv, Send), not one per worker.
-	workers := make([]chan *produceBatch, s.streamWorkers)
+	// A worker's goroutine runs only while the worker has batches: it
+	// starts with the first one handed to it and ends once it stored the
+	// last, so an idle stream costs three goroutines (the handler, Recv,
+	// Send) and a busy one one more per worker with batches. pending counts
+	// the batches handed to a worker and not stored; only the handler adds
+	// to it, so when it adds the first, no goroutine of that worker runs
+	// (the previous one stored its last batch before it let go).
+	type worker struct {
+		in      chan *produceBatch
+		pending atomic.Int64
+	}
+	workers := make([]worker, s.streamWorkers)
 	var wg sync.WaitGroup
-	worker := func(i int) chan *produceBatch {
-		if workers[i] == nil {
-			in := make(chan *produceBatch, maxStreamInflight/s.streamWorkers+1)
-			workers[i] = in
+	hand := func(w *worker, b *produceBatch) {
+		if w.in == nil {
+			// Room for every batch the stream may hold, so that handing
+			// one over never blocks.
+			w.in = make(chan *produceBatch, maxStreamInflight)
+		}
+		if w.pending.Add(1) == 1 {
 			wg.Go(func() {
-				for b := range in {
+				for b := range w.in {
 					size, held := int64(b.size()), s.memorySize(b)
 					out <- s.produceOne(ctx, b)
 					s.giveMemory(held)
 					giveBack(0, size)
+					if w.pending.Add(-1) == 0 {
+						return
+					}
 				}
 			})
 		}
-		return workers[i]
+		w.in <- b
 	}
 	sendErr := make(chan error, 1)
 	go func() {
@@ -346,19 +361,7 @@ loop:
 			} else {
 				next++
 			}
-			select {
-			case worker(int(w % uint64(len(workers)))) <- b:
-			case <-s.draining.Done():
-				s.giveMemory(s.memorySize(b))
-				b.release()
-				end = errStreamDrained
-				break loop
-			case <-ctx.Done():
-				s.giveMemory(s.memorySize(b))
-				b.release()
-				end = ctx.Err()
-				break loop
-			}
+			hand(&workers[w%uint64(len(workers))], b)
 		case err := <-recvErr:
 			if !errors.Is(err, io.EOF) {
 				end = err
@@ -372,9 +375,9 @@ loop:
 			break loop
 		}
 	}
-	for _, in := range workers {
-		if in != nil {
-			close(in)
+	for i := range workers {
+		if workers[i].in != nil {
+			close(workers[i].in)
 		}
 	}
 	wg.Wait()
