@@ -169,6 +169,32 @@ func (i integerOrOff) Set(s string) error {
 	return nil
 }
 
+// procsOrAuto is a count of at least 1 that also takes "auto", stored as 0.
+type procsOrAuto struct{ p *int }
+
+func (i procsOrAuto) String() string {
+	if i.p == nil {
+		return ""
+	}
+	if *i.p == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(*i.p)
+}
+
+func (i procsOrAuto) Set(s string) error {
+	if strings.TrimSpace(s) == "auto" {
+		*i.p = 0
+		return nil
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || v < 1 {
+		return fmt.Errorf("%q is not a whole number of at least 1 or auto", s)
+	}
+	*i.p = v
+	return nil
+}
+
 // originList is a flag of comma-separated CORS origins; blanks around them
 // are dropped, and "" is the empty list. The origins themselves are checked
 // with the rest of the options.

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -412,6 +414,8 @@ func TestZeroIsRefusedWhereMeaningless(t *testing.T) {
 		{[]string{"--group-offset-retention", "0"}, nil, "group-offset-retention: 0 is not allowed"},
 		{[]string{"--max-topics", "0"}, nil, "max-topics: 0 is not allowed: use a number such as 10000, or off"},
 		{[]string{"--max-topics", "-1"}, nil, `invalid value "-1" for flag -max-topics: "-1" is not a whole number or off`},
+		{[]string{"--gomaxprocs", "0"}, nil, `invalid value "0" for flag -gomaxprocs: "0" is not a whole number of at least 1 or auto`},
+		{nil, env{"FLOE_GOMAXPROCS": "two"}, `gomaxprocs: FLOE_GOMAXPROCS="two": "two" is not a whole number of at least 1 or auto`},
 		{nil, env{"FLOE_DATA_DIR": ""}, "data-dir: an empty path is not allowed: name a directory (set by FLOE_DATA_DIR)"},
 		{[]string{"--data-dir", " "}, nil, "data-dir: an empty path is not allowed"},
 		{nil, env{"FLOE_PRODUCER_ADDR": ""}, "producer-addr: an empty address is not allowed: use host:port, e.g. :9251 (set by FLOE_PRODUCER_ADDR)"},
@@ -469,6 +473,45 @@ func TestUnknownEnv(t *testing.T) {
 	})
 	if want := []string{"FLOE_MAX_REQUEST_SIZE", "FLOE_RETENTION_MAXAGE"}; !slices.Equal(got, want) {
 		t.Errorf("unknownEnv = %v, want %v", got, want)
+	}
+}
+
+// The broker runs twice as many Ps as the runtime chose unless told
+// otherwise; GOMAXPROCS in the environment wins over the setting, and the
+// startup line says what is in effect and who set it.
+func TestGoMaxProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	base := runtime.GOMAXPROCS(0)
+	for _, tc := range []struct {
+		name    string
+		setting string
+		env     env
+		want    int
+		setBy   string
+	}{
+		{name: "auto", setting: "auto", env: env{}, want: 2 * base},
+		{name: "set", setting: "3", env: env{}, want: 3},
+		{name: "GOMAXPROCS wins", setting: "3", env: env{"GOMAXPROCS": "1"}, want: base, setBy: "GOMAXPROCS"},
+		{name: "empty GOMAXPROCS is unset", setting: "auto", env: env{"GOMAXPROCS": ""}, want: 2 * base},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runtime.GOMAXPROCS(base)
+			c, err := parseConfig([]string{"--gomaxprocs", tc.setting}, noEnv, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			attrs := applyGoMaxProcs(c.goMaxProcs, tc.env.lookup)
+			if got := runtime.GOMAXPROCS(0); got != tc.want {
+				t.Errorf("GOMAXPROCS %d, want %d", got, tc.want)
+			}
+			line := fmt.Sprint(attrs)
+			if want := fmt.Sprintf("gomaxprocs=%d", tc.want); !strings.Contains(line, want) {
+				t.Errorf("startup attrs %s, want %s", line, want)
+			}
+			if gotBy := strings.Contains(line, "gomaxprocs-set-by=GOMAXPROCS"); gotBy != (tc.setBy != "") {
+				t.Errorf("startup attrs %s: set-by shown %v, want %v", line, gotBy, tc.setBy != "")
+			}
+		})
 	}
 }
 
