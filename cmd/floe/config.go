@@ -43,7 +43,7 @@ type config struct {
 	// set here and not in the library); 0 leaves it to GOMEMLIMIT.
 	memoryLimit int64
 	// goMaxProcs is the Go runtime's GOMAXPROCS (process-wide too); 0 is
-	// auto: twice what the runtime chose (applyGoMaxProcs).
+	// auto (autoProcs).
 	goMaxProcs int
 	// from maps each setting that is not at its default to where it was
 	// set: "--data-dir", "FLOE_DATA_DIR" or "floe.yaml:3".
@@ -92,7 +92,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(originList{&o.CORSOrigins}, "cors-origins", "origins whose pages may call the REST API from a browser (CORS), comma-separated, e.g. https://portal.example.com,http://localhost:8080; * for any (empty: none)")
 	fs.Var(duration{&o.ShutdownTimeout}, "shutdown-timeout", "how long a graceful shutdown (SIGTERM, SIGINT) may wait for requests in flight")
 	fs.Var(byteSize64{&c.memoryLimit}, "memory-limit", "soft memory limit of the Go runtime: the GC works harder near it (0: none; GOMEMLIMIT, if set, wins)")
-	fs.Var(procsOrAuto{&c.goMaxProcs}, "gomaxprocs", "threads that run Go code at once (the Go runtime's GOMAXPROCS); auto: twice the CPUs available, so that the store's WAL writer gets a thread as soon as its fsync returns on a busy machine (GOMAXPROCS, if set, wins)")
+	fs.Var(procsOrAuto{&c.goMaxProcs}, "gomaxprocs", "threads that run Go code at once (the Go runtime's GOMAXPROCS); auto: twice the CPUs available, so that the store's WAL writer gets a thread as soon as its fsync returns on a busy machine, or under a cgroup CPU limit the Go runtime's choice (GOMAXPROCS, if set, wins)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	for name, def := range defaults {

@@ -489,10 +489,10 @@ func TestGoMaxProcs(t *testing.T) {
 		want    int
 		setBy   string
 	}{
-		{name: "auto", setting: "auto", env: env{}, want: 2 * base},
+		{name: "auto", setting: "auto", env: env{}, want: autoProcs(base, runtime.NumCPU())},
 		{name: "set", setting: "3", env: env{}, want: 3},
 		{name: "GOMAXPROCS wins", setting: "3", env: env{"GOMAXPROCS": "1"}, want: base, setBy: "GOMAXPROCS"},
-		{name: "empty GOMAXPROCS is unset", setting: "auto", env: env{"GOMAXPROCS": ""}, want: 2 * base},
+		{name: "empty GOMAXPROCS is unset", setting: "auto", env: env{"GOMAXPROCS": ""}, want: autoProcs(base, runtime.NumCPU())},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runtime.GOMAXPROCS(base)
@@ -512,6 +512,20 @@ func TestGoMaxProcs(t *testing.T) {
 				t.Errorf("startup attrs %s: set-by shown %v, want %v", line, gotBy, tc.setBy != "")
 			}
 		})
+	}
+}
+
+// auto doubles the Ps when the runtime gave the process every CPU, and
+// keeps the runtime's choice under a CPU quota, which more threads would
+// exhaust and then be throttled.
+func TestAutoProcs(t *testing.T) {
+	for _, tc := range []struct{ chosen, cpus, want int }{
+		{2, 2, 4}, {1, 1, 2}, {16, 16, 32},
+		{2, 8, 2}, {1, 64, 1},
+	} {
+		if got := autoProcs(tc.chosen, tc.cpus); got != tc.want {
+			t.Errorf("autoProcs(%d chosen, %d CPUs) = %d, want %d", tc.chosen, tc.cpus, got, tc.want)
+		}
 	}
 }
 

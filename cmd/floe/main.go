@@ -135,10 +135,22 @@ func applyMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) {
 }
 
 // applyGoMaxProcs sets the runtime's GOMAXPROCS to n, or with n = 0 (auto)
-// to twice what the runtime chose (the CPUs available to the process,
-// cgroup limits included), unless GOMAXPROCS is set in the environment. It
-// returns the attributes of the startup line: the value in effect, and
-// what set it when not auto.
+// to autoProcs, unless GOMAXPROCS is set in the environment. It returns the
+// attributes of the startup line: the value in effect, and what set it when
+// the environment did.
+func applyGoMaxProcs(n int, lookupEnv func(string) (string, bool)) []slog.Attr {
+	if v, ok := lookupEnv("GOMAXPROCS"); ok && v != "" {
+		return []slog.Attr{slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)), slog.String("gomaxprocs-set-by", "GOMAXPROCS")}
+	}
+	if n == 0 {
+		n = autoProcs(runtime.GOMAXPROCS(0), runtime.NumCPU())
+	}
+	runtime.GOMAXPROCS(n)
+	return []slog.Attr{slog.Int("gomaxprocs", n)}
+}
+
+// autoProcs is --gomaxprocs auto: twice the CPUs the process may use, when
+// the runtime chose them all (chosen == cpus), else what it chose.
 //
 // Every commit waits for the WAL writer's fdatasync, and a goroutine that
 // returns from a blocking system call while every P runs other goroutines
@@ -148,15 +160,16 @@ func applyMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) {
 // favours a thread that slept, gives it a CPU at once. docs/performance.md
 // ("Threads") has the measurements: on 2 cores, REST NDJSON +9-11% and
 // gRPC +6% events/s, at about the same CPU per event.
-func applyGoMaxProcs(n int, lookupEnv func(string) (string, bool)) []slog.Attr {
-	if v, ok := lookupEnv("GOMAXPROCS"); ok && v != "" {
-		return []slog.Attr{slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)), slog.String("gomaxprocs-set-by", "GOMAXPROCS")}
+//
+// The runtime chooses fewer Ps than CPUs under a cgroup CPU limit (a
+// container's quota). There, more threads than the quota would spend it
+// early in each period and be throttled for the rest of it, so the
+// runtime's choice stays.
+func autoProcs(chosen, cpus int) int {
+	if chosen < cpus {
+		return chosen
 	}
-	if n == 0 {
-		n = 2 * runtime.GOMAXPROCS(0)
-	}
-	runtime.GOMAXPROCS(n)
-	return []slog.Attr{slog.Int("gomaxprocs", n)}
+	return 2 * chosen
 }
 
 // gomemlimitSet says whether GOMEMLIMIT sets the limit: the runtime takes
