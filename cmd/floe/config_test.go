@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/floe-streams/floe"
@@ -481,7 +482,10 @@ func TestUnknownEnv(t *testing.T) {
 // startup line says what is in effect and who set it.
 func TestGoMaxProcs(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.SetDefaultGOMAXPROCS()
 	base := runtime.GOMAXPROCS(0)
+	limit, limited := cgroupCPULimit(rootFS)
+	auto := autoProcs(base, runtime.NumCPU(), limit, limited)
 	for _, tc := range []struct {
 		name    string
 		setting string
@@ -489,10 +493,12 @@ func TestGoMaxProcs(t *testing.T) {
 		want    int
 		setBy   string
 	}{
-		{name: "auto", setting: "auto", env: env{}, want: autoProcs(base, runtime.NumCPU())},
+		{name: "auto", setting: "auto", env: env{}, want: auto},
 		{name: "set", setting: "3", env: env{}, want: 3},
 		{name: "GOMAXPROCS wins", setting: "3", env: env{"GOMAXPROCS": "1"}, want: base, setBy: "GOMAXPROCS"},
-		{name: "empty GOMAXPROCS is unset", setting: "auto", env: env{"GOMAXPROCS": ""}, want: autoProcs(base, runtime.NumCPU())},
+		{name: "empty GOMAXPROCS is unset", setting: "auto", env: env{"GOMAXPROCS": ""}, want: auto},
+		// The runtime ignores a GOMAXPROCS that is not a number of at least 1.
+		{name: "GOMAXPROCS=0 is unset", setting: "3", env: env{"GOMAXPROCS": "0"}, want: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runtime.GOMAXPROCS(base)
@@ -513,18 +519,75 @@ func TestGoMaxProcs(t *testing.T) {
 			}
 		})
 	}
+	// run is called more than once in one process (these tests): auto
+	// doubles the runtime's choice, not what the previous call set.
+	applyGoMaxProcs(0, env{}.lookup)
+	applyGoMaxProcs(0, env{}.lookup)
+	if got := runtime.GOMAXPROCS(0); got != auto {
+		t.Errorf("auto applied twice: GOMAXPROCS %d, want %d", got, auto)
+	}
 }
 
 // auto doubles the Ps when the runtime gave the process every CPU, and
 // keeps the runtime's choice under a CPU quota, which more threads would
-// exhaust and then be throttled.
+// exhaust and then be throttled. The runtime rounds a quota up, to 2 at
+// least, so a quota under the CPUs can leave chosen == cpus.
 func TestAutoProcs(t *testing.T) {
-	for _, tc := range []struct{ chosen, cpus, want int }{
-		{2, 2, 4}, {1, 1, 2}, {16, 16, 32},
-		{2, 8, 2}, {1, 64, 1},
+	for _, tc := range []struct {
+		chosen, cpus int
+		limit        float64
+		limited      bool
+		want         int
+	}{
+		{2, 2, 0, false, 4}, {1, 1, 0, false, 2}, {16, 16, 0, false, 32},
+		{2, 8, 0, false, 2}, {1, 64, 0, false, 1},
+		{2, 8, 1.5, true, 2},
+		{2, 2, 0.5, true, 2}, {2, 2, 1.5, true, 2}, {4, 4, 3.5, true, 4},
+		{2, 2, 2, true, 4}, {4, 4, 8, true, 8},
 	} {
-		if got := autoProcs(tc.chosen, tc.cpus); got != tc.want {
-			t.Errorf("autoProcs(%d chosen, %d CPUs) = %d, want %d", tc.chosen, tc.cpus, got, tc.want)
+		if got := autoProcs(tc.chosen, tc.cpus, tc.limit, tc.limited); got != tc.want {
+			t.Errorf("autoProcs(%d chosen, %d CPUs, limit %v %v) = %d, want %d", tc.chosen, tc.cpus, tc.limit, tc.limited, got, tc.want)
+		}
+	}
+}
+
+func TestCgroupCPULimit(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fs      fstest.MapFS
+		limit   float64
+		limited bool
+	}{
+		{"none", fstest.MapFS{}, 0, false},
+		{"v2 namespace", fstest.MapFS{
+			"proc/self/cgroup":      {Data: []byte("0::/\n")},
+			"sys/fs/cgroup/cpu.max": {Data: []byte("50000 100000\n")},
+		}, 0.5, true},
+		{"v2 unlimited", fstest.MapFS{
+			"proc/self/cgroup":      {Data: []byte("0::/\n")},
+			"sys/fs/cgroup/cpu.max": {Data: []byte("max 100000\n")},
+		}, 0, false},
+		{"v2 parent lower", fstest.MapFS{
+			"proc/self/cgroup":                       {Data: []byte("0::/kubepods/pod1/c1\n")},
+			"sys/fs/cgroup/kubepods/pod1/c1/cpu.max": {Data: []byte("max 100000\n")},
+			"sys/fs/cgroup/kubepods/pod1/cpu.max":    {Data: []byte("150000 100000\n")},
+			"sys/fs/cgroup/kubepods/cpu.max":         {Data: []byte("max 100000\n")},
+		}, 1.5, true},
+		{"v2 own cgroup mounted as root", fstest.MapFS{
+			"proc/self/cgroup":      {Data: []byte("0::/docker/abc\n")},
+			"sys/fs/cgroup/cpu.max": {Data: []byte("100000 100000\n")},
+		}, 1, true},
+		{"v1", fstest.MapFS{
+			"proc/self/cgroup":                      {Data: []byte("12:memory:/x\n4:cpu,cpuacct:/x\n0::/\n")},
+			"sys/fs/cgroup/cpu/x/cpu.cfs_quota_us":  {Data: []byte("-1\n")},
+			"sys/fs/cgroup/cpu/x/cpu.cfs_period_us": {Data: []byte("100000\n")},
+			"sys/fs/cgroup/cpu/cpu.cfs_quota_us":    {Data: []byte("250000\n")},
+			"sys/fs/cgroup/cpu/cpu.cfs_period_us":   {Data: []byte("100000\n")},
+		}, 2.5, true},
+	} {
+		limit, limited := cgroupCPULimit(tc.fs)
+		if limit != tc.limit || limited != tc.limited {
+			t.Errorf("%s: %v %v, want %v %v", tc.name, limit, limited, tc.limit, tc.limited)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -135,22 +136,35 @@ func applyMemoryLimit(limit int64, lookupEnv func(string) (string, bool)) {
 }
 
 // applyGoMaxProcs sets the runtime's GOMAXPROCS to n, or with n = 0 (auto)
-// to autoProcs, unless GOMAXPROCS is set in the environment. It returns the
-// attributes of the startup line: the value in effect, and what set it when
-// the environment did.
+// to autoProcs, unless GOMAXPROCS is set in the environment (as the runtime
+// reads it: a whole number of at least 1). It returns the attributes of the
+// startup line: the value in effect, and what set it when the environment
+// did.
 func applyGoMaxProcs(n int, lookupEnv func(string) (string, bool)) []slog.Attr {
-	if v, ok := lookupEnv("GOMAXPROCS"); ok && v != "" {
-		return []slog.Attr{slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)), slog.String("gomaxprocs-set-by", "GOMAXPROCS")}
+	if v, ok := lookupEnv("GOMAXPROCS"); ok {
+		if p, err := strconv.ParseInt(v, 10, 32); err == nil && p > 0 {
+			return []slog.Attr{slog.Int("gomaxprocs", runtime.GOMAXPROCS(0)), slog.String("gomaxprocs-set-by", "GOMAXPROCS")}
+		}
 	}
 	if n == 0 {
-		n = autoProcs(runtime.GOMAXPROCS(0), runtime.NumCPU())
+		// Start from the runtime's own choice, not from what an earlier
+		// run in this process set (which auto would double again).
+		runtime.SetDefaultGOMAXPROCS()
+		chosen := runtime.GOMAXPROCS(0)
+		limit, limited := cgroupCPULimit(rootFS)
+		if n = autoProcs(chosen, runtime.NumCPU(), limit, limited); n == chosen {
+			// Not set: the runtime keeps following the cgroup's limit
+			// if it changes, which setting GOMAXPROCS would stop.
+			return []slog.Attr{slog.Int("gomaxprocs", n)}
+		}
 	}
 	runtime.GOMAXPROCS(n)
 	return []slog.Attr{slog.Int("gomaxprocs", n)}
 }
 
 // autoProcs is --gomaxprocs auto: twice the CPUs the process may use, when
-// the runtime chose them all (chosen == cpus), else what it chose.
+// the runtime chose them all (chosen == cpus) and no cgroup CPU limit under
+// cpus (limit, when limited) holds the process, else what the runtime chose.
 //
 // Every commit waits for the WAL writer's fdatasync, and a goroutine that
 // returns from a blocking system call while every P runs other goroutines
@@ -161,12 +175,13 @@ func applyGoMaxProcs(n int, lookupEnv func(string) (string, bool)) []slog.Attr {
 // ("Threads") has the measurements: on 2 cores, REST NDJSON +9-11% and
 // gRPC +6% events/s, at about the same CPU per event.
 //
-// The runtime chooses fewer Ps than CPUs under a cgroup CPU limit (a
-// container's quota). There, more threads than the quota would spend it
-// early in each period and be throttled for the rest of it, so the
-// runtime's choice stays.
-func autoProcs(chosen, cpus int) int {
-	if chosen < cpus {
+// Under a cgroup CPU limit (a container's quota), more threads than the
+// quota would spend it early in each period and be throttled for the rest
+// of it, so the runtime's choice stays. chosen < cpus alone does not tell:
+// the runtime rounds the limit up, to 2 at least, so a quota of 0.5 or 1.5
+// CPU on a 2-CPU machine leaves chosen == cpus.
+func autoProcs(chosen, cpus int, limit float64, limited bool) int {
+	if chosen < cpus || limited && limit < float64(cpus) {
 		return chosen
 	}
 	return 2 * chosen
