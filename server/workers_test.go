@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -198,10 +199,12 @@ func (*countingSlow) ProduceBody(context.Context, string, string, string, []byte
 
 // A stream that stays open after its batches were answered holds no worker
 // goroutine: only its handler and its Recv and Send goroutines remain.
+// Goroutines are counted by their stacks, not runtime.NumGoroutine: a
+// goroutine of an earlier test still ending (the Send goroutine of a
+// stream whose handler returned) made that count fall short, for good.
 func TestProduceStreamIdleWorkersEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	before := runtime.NumGoroutine()
 	// The client sends 200 batches of 40 keys, then waits (RecvMsg blocks
 	// until the test ends) with the stream open.
 	s := &scriptedStream{ctx: ctx, n: 201, key: func(i int) string { return fmt.Sprint(i % 40) }}
@@ -213,23 +216,43 @@ func TestProduceStreamIdleWorkersEnd(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- NewProducer(instant{}).ProduceStream(s) }()
 
-	// The test's goroutine for ProduceStream (the handler) and the
-	// stream's Recv and Send goroutines.
+	// The handler and the stream's Recv and Send goroutines.
 	const want = 3
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s.mu.Lock()
 		answered := len(s.answers)
 		s.mu.Unlock()
-		got := runtime.NumGoroutine() - before
+		got := streamGoroutines()
 		if answered == 200 && got == want {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10 s: %d answers, %d goroutines beyond the test's (want 200 and %d)", answered, got, want)
+			t.Fatalf("after 10 s: %d answers, %d goroutines in ProduceStream (want 200 and %d)", answered, got, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
 	<-done
+}
+
+// streamGoroutines counts the goroutines running ProduceStream or one of
+// the goroutines it started.
+func streamGoroutines() int {
+	buf := make([]byte, 1<<16)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "(*Producer).ProduceStream") {
+			count++
+		}
+	}
+	return count
 }
