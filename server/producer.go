@@ -228,36 +228,48 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	// A worker's goroutine runs only while the worker has batches: it
 	// starts with the first one handed to it and ends once it stored the
 	// last, so an idle stream costs three goroutines (the handler, Recv,
-	// Send) and a busy one one more per worker with batches. pending counts
-	// the batches handed to a worker and not stored; only the handler adds
-	// to it, so when it adds the first, no goroutine of that worker runs
-	// (the previous one stored its last batch before it let go).
+	// Send) and a busy one one more per worker with batches. The batches
+	// wait in a queue that grows as needed and is dropped when empty: an
+	// idle worker holds no memory (a channel with room for every batch
+	// the stream may hold, for each of the 64 workers, kept 40 KiB per
+	// stream), and handing a batch over never blocks.
 	type worker struct {
-		in      chan *produceBatch
-		pending atomic.Int64
+		mu      sync.Mutex
+		queue   []*produceBatch
+		running bool // a goroutine stores the queue
 	}
 	workers := make([]worker, s.streamWorkers)
 	var wg sync.WaitGroup
-	hand := func(w *worker, b *produceBatch) {
-		if w.in == nil {
-			// Room for every batch the stream may hold, so that handing
-			// one over never blocks.
-			w.in = make(chan *produceBatch, maxStreamInflight)
+	// next takes the batch at the head of w's queue, or with none says the
+	// goroutine ends: the handler starts another for the next batch.
+	next := func(w *worker) *produceBatch {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.queue) == 0 {
+			w.queue, w.running = nil, false
+			return nil
 		}
-		if w.pending.Add(1) == 1 {
+		b := w.queue[0]
+		w.queue[0] = nil
+		w.queue = w.queue[1:]
+		return b
+	}
+	hand := func(w *worker, b *produceBatch) {
+		w.mu.Lock()
+		w.queue = append(w.queue, b)
+		start := !w.running
+		w.running = true
+		w.mu.Unlock()
+		if start {
 			wg.Go(func() {
-				for b := range w.in {
+				for b := next(w); b != nil; b = next(w) {
 					size, held := int64(b.size()), s.memorySize(b)
 					out <- s.produceOne(ctx, b)
 					s.giveMemory(held)
 					giveBack(0, size)
-					if w.pending.Add(-1) == 0 {
-						return
-					}
 				}
 			})
 		}
-		w.in <- b
 	}
 	sendErr := make(chan error, 1)
 	go func() {
@@ -345,8 +357,8 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	}()
 
 	var (
-		next uint64 // round-robin for batches without a key
-		end  error
+		rr  uint64 // round-robin for batches without a key
+		end error
 	)
 loop:
 	for {
@@ -355,11 +367,11 @@ loop:
 			// The batch holds its room in the budget and its share of the
 			// produce memory (both taken by the Recv goroutine) until a
 			// worker stored it, or until it is dropped here.
-			w := next
+			w := rr
 			if b.key != "" {
 				w = maphash.String(s.seed, b.topic+"\x00"+b.key)
 			} else {
-				next++
+				rr++
 			}
 			hand(&workers[w%uint64(len(workers))], b)
 		case err := <-recvErr:
@@ -375,11 +387,7 @@ loop:
 			break loop
 		}
 	}
-	for i := range workers {
-		if workers[i].in != nil {
-			close(workers[i].in)
-		}
-	}
+	// Every batch handed over is stored and answered.
 	wg.Wait()
 	close(out)
 	if err := <-sendErr; err != nil {
