@@ -230,9 +230,7 @@ func (s *Producer) ProduceStream(stream floev1.Producer_ProduceStreamServer) err
 	// last, so an idle stream costs three goroutines (the handler, Recv,
 	// Send) and a busy one one more per worker with batches. The batches
 	// wait in a queue that grows as needed and is dropped when empty: an
-	// idle worker holds no memory (a channel with room for every batch
-	// the stream may hold, for each of the 64 workers, kept 40 KiB per
-	// stream), and handing a batch over never blocks.
+	// idle worker holds no memory, and handing a batch over never blocks.
 	type worker struct {
 		mu      sync.Mutex
 		queue   []*produceBatch
